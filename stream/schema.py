@@ -1,0 +1,212 @@
+"""MQTT topics and payloads (schema v1). Imports nothing else of ours: tui/ and outside clients rely on it.
+
+Topics: s2/v1/<node>/pred/gesture, .../pred/text, .../stats, .../frame, .../status (retained, last will
+"offline"), .../in/text. Every payload is a JSON object with "v" (schema version), "seq" (per-topic
+sequence number, so a subscriber can detect loss and duplicates), "t_wall" (publisher wall clock, s since
+the epoch) and, where it applies, "t_event_us" (event time of the data that caused it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+SCHEMA_VERSION = 1
+PREFIX = f"s2/v{SCHEMA_VERSION}"
+MAX_PAYLOAD_BYTES = 256 * 1024  # larger messages are refused and counted
+MAX_TEXT_BYTES = 4096  # in/text: at most this much UTF-8 per message
+
+
+class PayloadError(ValueError):
+    """A message that does not follow schema v1 (malformed JSON, wrong types, oversized, bad UTF-8)."""
+
+
+def topic(node: str, kind: str) -> str:
+    """topic("n0", "pred/gesture") -> "s2/v1/n0/pred/gesture"."""
+    return f"{PREFIX}/{node}/{kind}"
+
+
+def parse_topic(t: str) -> tuple[str, str]:
+    """"s2/v1/n0/pred/text" -> ("n0", "pred/text"); PayloadError for foreign topics."""
+    parts = t.split("/")
+    if len(parts) < 4 or "/".join(parts[:2]) != PREFIX:
+        raise PayloadError(f"not an s2/v1 topic: {t!r}")
+    return parts[2], "/".join(parts[3:])
+
+
+@dataclass
+class Payload:
+    KIND: ClassVar[str] = ""
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+    seq: int = 0
+    t_wall: float = 0.0
+
+    def to_json(self) -> bytes:
+        d = {"v": SCHEMA_VERSION, **asdict(self)}
+        return json.dumps(d, separators=(",", ":"), allow_nan=False).encode()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        known = {f.name: f for f in fields(cls)}
+        missing = [n for n in ("seq", "t_wall", *cls.REQUIRED) if n not in d]
+        if missing:
+            raise PayloadError(f"{cls.KIND}: missing field {missing[0]!r}")
+        kwargs = {k: v for k, v in d.items() if k in known}
+        obj = cls(**kwargs)
+        obj.check()
+        return obj
+
+    def check(self) -> None:
+        if not isinstance(self.seq, int) or isinstance(self.seq, bool) or self.seq < 0:
+            raise PayloadError(f"{self.KIND}: seq must be a non-negative integer")
+        if not _num(self.t_wall):
+            raise PayloadError(f"{self.KIND}: t_wall must be a number")
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _probs(v: Any, what: str) -> None:
+    if not isinstance(v, list) or not all(_num(p) and 0.0 <= p <= 1.0 + 1e-6 for p in v):
+        raise PayloadError(f"{what} must be a list of probabilities")
+
+
+@dataclass
+class GesturePrediction(Payload):
+    KIND: ClassVar[str] = "pred/gesture"
+    t_event_us: int = 0
+    label: str = ""
+    index: int = 0
+    probs: list[float] = field(default_factory=list)  # one per class, in the model's class order
+    classes: list[str] = field(default_factory=list)
+    step: int = 0  # timestep (bin) index since the recording started
+
+    def check(self) -> None:
+        super().check()
+        _probs(self.probs, "probs")
+        if not isinstance(self.label, str) or not isinstance(self.classes, list):
+            raise PayloadError("pred/gesture: label must be a string and classes a list")
+
+
+@dataclass
+class TextPrediction(Payload):
+    KIND: ClassVar[str] = "pred/text"
+    t_event_us: int = 0
+    context: str = ""  # the last characters the model has consumed
+    topk: list[list[Any]] = field(default_factory=list)  # [[token, probability], ...] best first
+    continuation: str = ""  # greedy continuation the model writes
+    bpc: float | None = None  # running bits per character (or per token for word models)
+
+    def check(self) -> None:
+        super().check()
+        if not isinstance(self.context, str) or not isinstance(self.continuation, str):
+            raise PayloadError("pred/text: context and continuation must be strings")
+        if not isinstance(self.topk, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and _num(p[1])
+            for p in self.topk
+        ):
+            raise PayloadError("pred/text: topk must be [[token, probability], ...]")
+        if self.bpc is not None and not _num(self.bpc):
+            raise PayloadError("pred/text: bpc must be a number or null")
+
+
+@dataclass
+class NodeStats(Payload):
+    KIND: ClassVar[str] = "stats"
+    model: str = ""
+    steps: int = 0
+    pe_activity: list[float] = field(default_factory=list)  # per PE (152), fraction of its peak load
+    sram_bytes_used: int = 0
+    sram_bytes_total: int = 0
+    synops_per_s: float = 0.0
+    activity_sparsity: float = 0.0
+    energy_per_inference_j: float = 0.0
+    latency_p50_s: float = 0.0
+    latency_p99_s: float = 0.0
+    events_in: int = 0
+    events_dropped: int = 0
+    malformed_in: int = 0
+
+
+@dataclass
+class EventFrame(Payload):
+    KIND: ClassVar[str] = "frame"
+    t_event_us: int = 0
+    width: int = 0
+    height: int = 0
+    on: list[int] = field(default_factory=list)  # row-major counts, width*height
+    off: list[int] = field(default_factory=list)
+    event_rate_hz: float = 0.0
+
+    def check(self) -> None:
+        super().check()
+        n = self.width * self.height if isinstance(self.width, int) and isinstance(self.height, int) else -1
+        if n <= 0 or len(self.on) != n or len(self.off) != n:
+            raise PayloadError("frame: on/off must hold width*height counts")
+
+
+@dataclass
+class Status(Payload):
+    KIND: ClassVar[str] = "status"
+    state: str = "online"  # "online" | "offline"
+    node: str = ""
+    models: list[str] = field(default_factory=list)
+    recordings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TextIn(Payload):
+    """A message on in/text. Plain UTF-8 text is accepted too (so `mosquitto_pub -m hello` works)."""
+
+    KIND: ClassVar[str] = "in/text"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("text",)
+    text: str = ""
+
+    def check(self) -> None:
+        super().check()
+        if not isinstance(self.text, str):
+            raise PayloadError("in/text: text must be a string")
+
+
+KINDS: dict[str, type[Payload]] = {
+    c.KIND: c for c in (GesturePrediction, TextPrediction, NodeStats, EventFrame, Status, TextIn)
+}
+
+
+def offline_status(node: str) -> bytes:
+    """The last-will payload: retained, so late subscribers see the node is gone."""
+    return Status(state="offline", node=node).to_json()
+
+
+def decode(kind: str, raw: bytes) -> Payload:
+    """Bytes on the wire -> a checked payload of `kind`; PayloadError on anything malformed."""
+    if kind not in KINDS:
+        raise PayloadError(f"unknown payload kind {kind!r}")
+    limit = MAX_TEXT_BYTES + 256 if kind == "in/text" else MAX_PAYLOAD_BYTES
+    if len(raw) > limit:
+        raise PayloadError(f"{kind}: payload of {len(raw)} bytes exceeds {limit}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PayloadError(f"{kind}: payload is not valid UTF-8") from e
+    if kind == "in/text" and not text.lstrip().startswith("{"):
+        msg = TextIn(text=text)  # plain text form
+    else:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise PayloadError(f"{kind}: malformed JSON ({e.msg})") from e
+        if not isinstance(d, dict):
+            raise PayloadError(f"{kind}: payload must be a JSON object")
+        if d.get("v") != SCHEMA_VERSION:
+            raise PayloadError(f"{kind}: schema version {d.get('v')!r}, expected {SCHEMA_VERSION}")
+        try:
+            msg = KINDS[kind].from_dict(d)
+        except TypeError as e:
+            raise PayloadError(f"{kind}: {e}") from e
+    if isinstance(msg, TextIn) and len(msg.text.encode()) > MAX_TEXT_BYTES:
+        raise PayloadError(f"in/text: text longer than {MAX_TEXT_BYTES} bytes")
+    return msg

@@ -1,0 +1,36 @@
+"""The s2 command line: help, version, one-line errors."""
+
+import subprocess
+import sys
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stream.cli", *args], capture_output=True, text=True)
+
+
+def test_help_lists_commands():
+    """`s2 --help` lists the sub-commands the packages contribute."""
+    r = run("--help")
+    assert r.returncode == 0
+    for cmd in ("data", "train", "eval"):
+        assert cmd in r.stdout
+
+
+def test_version():
+    """`s2 --version` prints the package version."""
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith("s2egru ")
+
+
+def test_unknown_subcommand_is_one_line_exit_2():
+    """An unknown sub-command gives one line on stderr and exit status 2."""
+    r = run("frobnicate")
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "invalid choice" in r.stderr
+
+
+def test_bad_option_is_one_line_exit_2():
+    """A bad option gives one line and exit status 2."""
+    r = run("eval", "--no-such-option")
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1
