@@ -1,0 +1,200 @@
+"""Brokers: parsing broker URLs, a managed mosquitto subprocess, and the in-process amqtt fallback.
+
+`s2` without `--broker` starts the embedded default: a local mosquitto when the binary is installed (MQTT 5,
+fast), else an in-process amqtt broker (MQTT 3.1.1 only). Both bind to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from stream.errors import BrokerError
+
+DEFAULT_PORT = 1883
+
+
+@dataclass(frozen=True)
+class BrokerURL:
+    """mqtt://[user[:password]@]host[:port] or mqtts://... (TLS)."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerURL:
+        if "://" not in url:
+            url = "mqtt://" + url
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise BrokerError(url, f"unsupported scheme {parts.scheme!r} (use mqtt:// or mqtts://)")
+        tls = parts.scheme in ("mqtts", "ssl")
+        try:
+            port = parts.port or (8883 if tls else DEFAULT_PORT)
+        except ValueError as e:
+            raise BrokerError(url, "bad port") from e
+        if not parts.hostname:
+            raise BrokerError(url, "no host")
+        user = unquote(parts.username) if parts.username else None
+        pw = unquote(parts.password) if parts.password else None
+        return cls(parts.hostname, port, tls, user, pw)
+
+    def __str__(self) -> str:  # never prints the password
+        auth = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host: str, port: int, timeout_s: float = 10.0) -> bool:
+    """True once something accepts TCP connections on host:port."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
+    )
+
+
+class MosquittoProcess:
+    """A mosquitto subprocess on one port, with stop/restart on the same port (for fault tests)."""
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        binary = mosquitto_binary()
+        if binary is None:
+            raise BrokerError(f"mqtt://{host}", "mosquitto is not installed (apt-get install mosquitto)")
+        self.binary, self.host = binary, host
+        self.port = port or free_port(host)
+        self._dir = Path(tempfile.mkdtemp(prefix="s2-mosquitto-"))
+        self._proc: subprocess.Popen | None = None
+        conf = self._dir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
+        )
+        self._conf = conf
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> MosquittoProcess:
+        if self.running:
+            return self
+        self._proc = subprocess.Popen(
+            [self.binary, "-c", str(self._conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        if not wait_port(self.host, self.port, timeout_s):
+            err = b""
+            if self._proc.poll() is not None and self._proc.stderr:
+                err = self._proc.stderr.read()
+            self.stop()
+            raise BrokerError(self.url, f"mosquitto did not start: {err.decode(errors='replace').strip()[:200]}")
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        if self._proc.stderr:
+            self._proc.stderr.close()
+        self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> MosquittoProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AmqttBroker:
+    """The in-process fallback broker (amqtt; MQTT 3.1.1 only). Use inside a running event loop."""
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host, self.port = host, port or free_port(host)
+        self._broker = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    async def start(self) -> AmqttBroker:
+        from amqtt.broker import Broker
+
+        self._broker = Broker(
+            {
+                "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            }
+        )
+        try:
+            await self._broker.start()
+        except Exception as e:  # amqtt raises its own BrokerError or OSError on a taken port
+            raise BrokerError(self.url, f"amqtt broker did not start: {e}") from e
+        return self
+
+    async def stop(self) -> None:
+        if self._broker is not None:
+            with contextlib.suppress(Exception):
+                await self._broker.shutdown()
+            self._broker = None
+
+    async def __aenter__(self) -> AmqttBroker:
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+
+@contextlib.asynccontextmanager
+async def embedded_broker(port: int | None = None, host: str = "127.0.0.1", prefer: str = "auto"):
+    """Yield the URL of a broker that lives as long as the context: mosquitto if installed, else amqtt."""
+    if prefer in ("auto", "mosquitto") and mosquitto_binary():
+        proc = MosquittoProcess(port, host)
+        try:
+            proc.start()
+            yield proc.url
+        finally:
+            proc.close()
+    else:
+        async with AmqttBroker(port, host) as b:
+            yield b.url

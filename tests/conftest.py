@@ -1,0 +1,63 @@
+"""Shared fixtures: a real mosquitto on a free loopback port (stoppable/restartable), the amqtt broker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from stream.broker import AmqttBroker, MosquittoProcess, mosquitto_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _need_mosquitto() -> None:
+    if mosquitto_binary() is None:
+        if IN_CI:
+            pytest.fail("mosquitto is required under CI=true (scripts/setup.sh installs it)")
+        pytest.skip("mosquitto binary not installed (apt-get install mosquitto)")
+
+
+@pytest.fixture(scope="session")
+def mosquitto_session():
+    """One mosquitto for the whole test session, shared by tests that do not stop it."""
+    _need_mosquitto()
+    proc = MosquittoProcess().start()
+    yield proc
+    proc.close()
+
+
+@pytest.fixture
+def mosquitto(mosquitto_session):
+    """The session's mosquitto, guaranteed running at the start of each test."""
+    if not mosquitto_session.running:
+        mosquitto_session.start()
+    return mosquitto_session
+
+
+@pytest.fixture
+def mosquitto_private():
+    """A mosquitto of this test's own, for fault tests that stop and restart it."""
+    _need_mosquitto()
+    proc = MosquittoProcess().start()
+    yield proc
+    proc.close()
+
+
+@pytest.fixture
+async def amqtt_broker():
+    """The in-process amqtt fallback broker on a free port."""
+    async with AmqttBroker() as b:
+        yield b
+
+
+@pytest.fixture
+def shared_aedat4() -> Path:
+    """The real DAVIS346 AEDAT4 recording of ../shared/data (skips where it is absent)."""
+    p = SHARED_DATA / "davis346-traffic.aedat4"
+    if not p.is_file():
+        pytest.skip(f"{p} not present (shared data sits beside the project checkout)")
+    return p
