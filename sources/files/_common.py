@@ -22,6 +22,8 @@ def one_line(error: BaseException) -> str:
     """The first line of a foreign exception's message, with truncation made explicit."""
     text = str(error).strip().splitlines()
     line = text[0].strip() if text else type(error).__name__
+    # Decoders quote the offending bytes: keep the message printable and short.
+    line = "".join(c if c.isprintable() else "?" for c in line)[:200]
     if any(h in line.lower() for h in _TRUNCATION_HINTS):
         return f"unexpected end of data ({line})"
     return line

@@ -13,7 +13,6 @@ FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
     "aedat4": ("iniVation AEDAT 4.0 (DV software; frames, IMU and triggers are skipped)", (".aedat4",)),
     "evt3": ("Prophesee EVT 3.0 raw", (".raw", ".evt3", ".evt")),
     "evt2": ("Prophesee EVT 2.0 raw", (".evt2",)),
-    "evt2.1": ("Prophesee EVT 2.1 raw (read only)", (".evt21",)),
     "dat": ("Prophesee DAT (CD events)", (".dat",)),
     "es": ("Event Stream (DVS or ATIS; ATIS exposure events are skipped)", (".es",)),
     "csv": ("CSV t,x,y,p (faery's layout; sensor from a 't,x@W,y@H,on' header)", (".csv",)),
@@ -87,6 +86,8 @@ def detect_format(path: str | os.PathLike) -> str:
         return "npy"
     if head.startswith(b"%"):
         kind = _prophesee_kind(prophesee_header(head)[0])
+        if kind == "evt2.1":  # faery 0.7.1 panics "not yet implemented"; expelliarmus has no EVT 2.1 either
+            raise SourceError(f"{p}: Prophesee EVT 2.1 is not supported (no decoder for it); supported: {supported()}")
         if kind is not None:
             return kind
     ext = p.suffix.lower()

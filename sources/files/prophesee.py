@@ -1,4 +1,4 @@
-"""Prophesee files: EVT 2.0 / 2.1 / 3.0 raw and DAT, decoded and encoded by faery."""
+"""Prophesee files: EVT 2.0 / 3.0 raw and DAT, decoded and encoded by faery (EVT 2.1: faery 0.7 cannot)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sources.errors import CorruptFileError
+from sources.errors import CorruptFileError, SourceError
 from sources.events import SensorSize
 from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, concat, decoding, to_events
 from sources.files._write import faery_write
-from sources.files.detect import _HEADER_BYTES, prophesee_header
+from sources.files.detect import _HEADER_BYTES, _prophesee_kind, prophesee_header
 
 # Bytes per word of the event payload after the header: a file whose body is not a whole number of words
 # was cut mid-word (a cut exactly on a word boundary is a valid, shorter recording and cannot be told apart).
-_WORD_BYTES = {"evt2": 4, "evt2.1": 8, "evt3": 2}
+_WORD_BYTES = {"evt2": 4, "evt3": 2}
 _FALLBACK_SIZE = (1280, 720)  # what Prophesee Gen4 headers say when a file has no geometry line
 
 
@@ -33,7 +33,9 @@ def _open_evt(path: str | os.PathLike, version: str) -> tuple[Path, str, SensorS
     from faery.extension import evt
 
     p = check_file(path)
-    _, end = _header(p)
+    fields, end = _header(p)
+    if _prophesee_kind(fields) == "evt2.1":  # faery would panic (printing a Rust backtrace) on its first packet
+        raise SourceError(f"{p}: Prophesee EVT 2.1 is not supported (no decoder for it)")
     with decoding(p), evt.Decoder(p, _FALLBACK_SIZE, version) as d:
         version, (w, h) = d.version, d.dimensions
     body = p.stat().st_size - end
@@ -67,11 +69,6 @@ def iter_evt2(path: str | os.PathLike, chunk_us: int | None = DEFAULT_CHUNK_US) 
     return _iter_evt(path, "evt2", chunk_us)
 
 
-def iter_evt21(path: str | os.PathLike, chunk_us: int | None = DEFAULT_CHUNK_US) -> EventChunks:
-    """Chunked EVT 2.1 (read only: faery 0.7 cannot encode it)."""
-    return _iter_evt(path, "evt2.1", chunk_us)
-
-
 def read_evt3(path: str | os.PathLike) -> tuple[np.ndarray, SensorSize]:
     """All events of an EVT 3.0 raw file and its sensor size (from the header; 1280x720 when it has none)."""
     chunks = iter_evt3(path, chunk_us=None)
@@ -81,12 +78,6 @@ def read_evt3(path: str | os.PathLike) -> tuple[np.ndarray, SensorSize]:
 def read_evt2(path: str | os.PathLike) -> tuple[np.ndarray, SensorSize]:
     """All events of an EVT 2.0 raw file and its sensor size (from the header; 1280x720 when it has none)."""
     chunks = iter_evt2(path, chunk_us=None)
-    return concat(chunks), chunks.sensor
-
-
-def read_evt21(path: str | os.PathLike) -> tuple[np.ndarray, SensorSize]:
-    """All events of an EVT 2.1 raw file and its sensor size."""
-    chunks = iter_evt21(path, chunk_us=None)
     return concat(chunks), chunks.sensor
 
 
