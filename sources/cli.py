@@ -1,4 +1,4 @@
-"""`s2 data ...`: fetch the text corpora, generate synthetic gesture data."""
+"""`s2 data ...`: fetch the text corpora, generate synthetic gesture data, convert event files."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         pass
     else:
         register_gestures(dsub)
+    try:
+        from sources.files.cli import register_convert
+    except ImportError:  # event-file conversion lives in sources/files/
+        pass
+    else:
+        register_convert(dsub)
 
 
 def _fetch(args: argparse.Namespace) -> int:

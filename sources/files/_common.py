@@ -1,0 +1,199 @@
+"""Shared plumbing of the event-file readers: dtype conversion, error conversion, time-aligned chunking."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from sources.errors import CorruptFileError, SourceError
+from sources.events import EVENT_DTYPE, SensorSize
+
+DEFAULT_CHUNK_US = 10_000
+
+# Messages of the Rust decoders (faery, aedat) that mean "the file ends too early".
+_TRUNCATION_HINTS = ("failed to fill whole buffer", "unexpected end of file", "out of bounds", "unexpected eof")
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of a foreign exception's message, with truncation made explicit."""
+    text = str(error).strip().splitlines()
+    line = text[0].strip() if text else type(error).__name__
+    # Decoders quote the offending bytes: keep the message printable and short.
+    line = "".join(c if c.isprintable() else "?" for c in line)[:200]
+    if any(h in line.lower() for h in _TRUNCATION_HINTS):
+        return f"unexpected end of data ({line})"
+    return line
+
+
+@contextlib.contextmanager
+def decoding(path: str | os.PathLike) -> Iterator[None]:
+    """Turn anything a decoder raises into a one-line CorruptFileError naming the file.
+
+    pyo3 turns Rust panics into PanicException, a BaseException, so catching Exception alone would let a
+    malformed file escape as a traceback; interpreter-level exits still pass through.
+    """
+    try:
+        yield
+    except SourceError:
+        raise
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise SourceError(f"{path}: no such file") from e
+        raise SourceError(f"{path}: {e.strerror or e}") from e
+    except BaseException as e:
+        raise CorruptFileError(str(path), one_line(e)) from e
+
+
+def check_file(path: str | os.PathLike) -> Path:
+    """A readable, non-empty regular file, or a one-line SourceError."""
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"{p}: no such file")
+    if not p.is_file():
+        raise SourceError(f"{p}: not a regular file")
+    if p.stat().st_size == 0:
+        raise CorruptFileError(str(p), "empty file")
+    return p
+
+
+def to_events(packet: np.ndarray) -> np.ndarray:
+    """Copy a decoder's packet (faery/aedat: t u64, x, y u16, on bool; or DAT's payload) into EVENT_DTYPE."""
+    out = np.empty(len(packet), dtype=EVENT_DTYPE)
+    out["t"] = packet["t"]
+    out["x"] = packet["x"]
+    out["y"] = packet["y"]
+    names = packet.dtype.names or ()
+    pol = "on" if "on" in names else "p" if "p" in names else "payload"
+    out["p"] = packet[pol] > 0
+    return out
+
+
+def sort_by_t(events: np.ndarray) -> np.ndarray:
+    """Events ordered by time (stable, so simultaneous events keep file order); no copy when already sorted."""
+    t = events["t"]
+    if len(t) < 2 or bool(np.all(t[1:] >= t[:-1])):
+        return events
+    return events[np.argsort(t, kind="stable")]
+
+
+def concat(batches: Iterable[np.ndarray]) -> np.ndarray:
+    parts = [b for b in batches if len(b)]
+    if not parts:
+        return np.empty(0, dtype=EVENT_DTYPE)
+    return sort_by_t(np.concatenate(parts))
+
+
+def split_windows(events: np.ndarray, chunk_us: int) -> Iterator[np.ndarray]:
+    """Split sorted events into their non-empty windows [k*chunk_us, (k+1)*chunk_us)."""
+    if len(events) == 0:
+        return
+    w = events["t"] // chunk_us
+    cuts = np.flatnonzero(w[1:] != w[:-1]) + 1
+    start = 0
+    for c in cuts.tolist():
+        yield events[start:c]
+        start = c
+    yield events[start:]
+
+
+def rechunk(packets: Iterable[np.ndarray], chunk_us: int | None, stats: ChunkStats) -> Iterator[np.ndarray]:
+    """Re-cut decoder packets into time windows aligned to multiples of chunk_us (absolute event time).
+
+    A window is yielded once an event of a later window arrives, so memory holds one window plus one packet.
+    Events older than a window already yielded (only in files whose timestamps go backwards across packets)
+    cannot be placed any more: they are dropped and counted in stats.late, keeping every batch sorted.
+    """
+    pending: np.ndarray | None = None
+    emitted_until: int | None = None  # all windows before this time (µs) have been yielded
+    for packet in packets:
+        if len(packet) == 0:
+            continue
+        packet = sort_by_t(packet)
+        if emitted_until is not None and packet["t"][0] < emitted_until:
+            keep = packet["t"] >= emitted_until
+            stats.late += int(len(packet) - np.count_nonzero(keep))
+            packet = packet[keep]
+            if len(packet) == 0:
+                continue
+        stats.events += len(packet)
+        if chunk_us is None:
+            emitted_until = int(packet["t"][-1])
+            yield packet
+            continue
+        buf = packet if pending is None else sort_by_t(np.concatenate([pending, packet]))
+        last_start = int(buf["t"][-1]) // chunk_us * chunk_us
+        cut = int(np.searchsorted(buf["t"], last_start, side="left"))
+        if cut:
+            yield from split_windows(buf[:cut], chunk_us)
+            emitted_until = last_start
+        pending = buf[cut:]
+    if pending is not None and len(pending):
+        yield from split_windows(pending, chunk_us)
+
+
+class ChunkStats:
+    """Counters of one pass over a file: events yielded, late events dropped (see rechunk)."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.late = 0
+
+    def __repr__(self) -> str:
+        return f"ChunkStats(events={self.events}, late={self.late})"
+
+
+class EventChunks:
+    """The chunked view of one event file: iterable over EVENT_DTYPE batches, with format and sensor up front.
+
+    Each batch is sorted by t, non-empty, and holds exactly the events of one window
+    [k*chunk_us, (k+1)*chunk_us) of absolute event time (empty windows are skipped). chunk_us=None yields the
+    decoder's own packets. Iterating again re-reads the file; `stats` counts the latest pass.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        fmt: str,
+        sensor: SensorSize,
+        packets: Callable[[], Iterator[np.ndarray]],
+        chunk_us: int | None = DEFAULT_CHUNK_US,
+    ) -> None:
+        if chunk_us is not None and int(chunk_us) <= 0:
+            raise SourceError(f"chunk_us must be a positive number of microseconds or None, not {chunk_us}")
+        self.path, self.format, self.sensor = path, fmt, sensor
+        self.chunk_us = None if chunk_us is None else int(chunk_us)
+        self._packets = packets
+        self.stats = ChunkStats()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self.stats = ChunkStats()
+        gen = rechunk(self._packets(), self.chunk_us, self.stats)
+        while True:
+            with decoding(self.path):
+                batch = next(gen, None)
+            if batch is None:
+                return
+            yield batch
+
+    def __repr__(self) -> str:
+        s = self.sensor
+        size = f"{s.width}x{s.height}"
+        return f"EventChunks({str(self.path)!r}, format={self.format!r}, sensor={size}, chunk_us={self.chunk_us})"
+
+
+def infer_sensor(events: np.ndarray) -> SensorSize:
+    """The smallest sensor holding all events (for formats that do not record one)."""
+    if len(events) == 0:
+        return SensorSize(1, 1)
+    return SensorSize(int(events["x"].max()) + 1, int(events["y"].max()) + 1)
+
+
+def count_outside(events: np.ndarray, sensor: SensorSize) -> int:
+    """Events with x >= width or y >= height (readers keep them; the pipeline drops and counts them)."""
+    return int(np.count_nonzero((events["x"] >= sensor.width) | (events["y"] >= sensor.height)))

@@ -1,0 +1,309 @@
+"""Event files: real AEDAT4 bytes, round trips, chunking, detection and corrupt input, per format."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sources.errors import CorruptFileError, SourceError
+from sources.events import EVENT_DTYPE, SensorSize, make_events
+from sources.files import (
+    FORMATS,
+    WRITABLE,
+    ChunkStats,
+    count_outside,
+    detect_format,
+    iter_events,
+    read_aedat4,
+    read_events,
+    read_evt3,
+    read_npy,
+    write_events,
+    write_npy,
+)
+from sources.files._common import rechunk
+
+ROOT = Path(__file__).resolve().parents[1]
+# <project root>/../shared in a checkout next to shared/; one level more for a worktree under wt/.
+_CANDIDATES = [ROOT.parent / "shared", ROOT.parent.parent / "shared"]
+TRAFFIC = next((c / "data/davis346-traffic.aedat4" for c in _CANDIDATES if (c / "data").is_dir()), None)
+
+EXT = {"aedat4": ".aedat4", "evt3": ".raw", "evt2": ".evt2", "dat": ".dat", "es": ".es", "csv": ".csv", "npy": ".npy"}
+SENSOR = SensorSize(64, 48)
+
+
+def synthetic(n: int = 4000, seed: int = 0, t0: int = 1_589_163_147_368_868) -> np.ndarray:
+    """Random events on SENSOR over 0.3 s from an epoch-like t0, sorted, with some equal timestamps."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(t0, t0 + 300_000, n))
+    t[10:20] = t[10]  # simultaneous events must keep their file order
+    ev = make_events(t, rng.integers(0, SENSOR.width, n), rng.integers(0, SENSOR.height, n), rng.integers(0, 2, n))
+    ev["x"][-1], ev["y"][-1] = SENSOR.width - 1, SENSOR.height - 1  # so that formats without a size infer SENSOR
+    return ev
+
+
+def expected_after(fmt: str, ev: np.ndarray) -> np.ndarray:
+    """What a format gives back: Event Stream has no t0 field, so its times start at the first event."""
+    if fmt != "es":
+        return ev
+    out = ev.copy()
+    out["t"] -= ev["t"][0]
+    return out
+
+
+def written(tmp_path: Path, fmt: str, ev: np.ndarray, name: str = "rec") -> Path:
+    path = tmp_path / f"{name}{EXT[fmt]}"
+    assert write_events(path, ev, SENSOR) == fmt
+    return path
+
+
+def assert_one_line_error(err: pytest.ExceptionInfo, path: Path) -> None:
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg
+
+
+@pytest.fixture(scope="module")
+def traffic() -> Path:
+    if TRAFFIC is None or not TRAFFIC.is_file():
+        pytest.skip(f"real recording davis346-traffic.aedat4 not found under {' or '.join(map(str, _CANDIDATES))}")
+    return TRAFFIC
+
+
+def test_real_aedat4_polarity_events_count_and_span(traffic: Path):
+    """The DAVIS346 traffic clip yields its 78,830 polarity events over 2.36 s at 346x260, sorted, in range."""
+    events, sensor = read_aedat4(traffic)
+    assert events.dtype == EVENT_DTYPE
+    assert sensor == SensorSize(346, 260)
+    assert len(events) == 78_830
+    span_us = int(events["t"][-1] - events["t"][0])
+    assert round(span_us / 1e6, 2) == 2.36 and 2_355_000 <= span_us <= 2_365_000
+    assert np.all(np.diff(events["t"]) >= 0)
+    assert count_outside(events, sensor) == 0
+    assert 0.4 < events["p"].mean() < 0.6
+
+
+def test_real_aedat4_skips_frames_and_imu_like_an_independent_decoder(traffic: Path):
+    """The file holds frame and IMU streams; our events equal faery's own decoding of the event stream only."""
+    import aedat
+    import faery
+
+    kinds = {s["type"] for s in aedat.Decoder(traffic).id_to_stream().values()}
+    assert {"events", "frame", "imus"} <= kinds
+    ours, _ = read_events(traffic)
+    theirs = np.concatenate(list(faery.events_stream_from_file(traffic)))
+    assert np.array_equal(ours["t"], theirs["t"].astype(np.int64))
+    assert np.array_equal(ours["x"], theirs["x"]) and np.array_equal(ours["y"], theirs["y"])
+    assert np.array_equal(ours["p"] == 1, theirs["on"])
+
+
+def test_real_aedat4_chunks_equal_whole_read(traffic: Path):
+    """Chunked reading of the real file concatenates to the whole read, one 20 ms window per batch."""
+    whole, _ = read_events(traffic)
+    chunks = iter_events(traffic, chunk_us=20_000)
+    assert chunks.format == "aedat4" and chunks.sensor == SensorSize(346, 260)
+    batches = list(chunks)
+    assert all(len({int(t) // 20_000 for t in b["t"][[0, -1]]}) == 1 for b in batches)
+    assert np.array_equal(np.concatenate(batches), whole)
+    assert chunks.stats.events == len(whole) and chunks.stats.late == 0
+
+
+@pytest.mark.parametrize("fmt", WRITABLE)
+def test_round_trip(tmp_path: Path, fmt: str):
+    """Writing then reading gives back the same events and sensor size in every writable format."""
+    ev = synthetic(seed=WRITABLE.index(fmt))
+    path = written(tmp_path, fmt, ev)
+    back, sensor = read_events(path)
+    assert detect_format(path) == fmt
+    assert sensor == SENSOR
+    assert back is not ev and back.dtype == EVENT_DTYPE
+    assert np.array_equal(back, expected_after(fmt, ev))
+
+
+@pytest.mark.parametrize("fmt", WRITABLE)
+@pytest.mark.parametrize("chunk_us", [1_000, 37_000, None])
+def test_chunked_equals_whole_read(tmp_path: Path, fmt: str, chunk_us: int | None):
+    """Chunked iteration concatenates to the whole read; each batch is sorted and inside one window."""
+    path = written(tmp_path, fmt, synthetic(seed=7))
+    whole, sensor = read_events(path)
+    chunks = iter_events(path, chunk_us=chunk_us)
+    assert chunks.sensor == sensor
+    batches = list(chunks)
+    assert batches and all(len(b) for b in batches)
+    assert np.array_equal(np.concatenate(batches), whole)
+    for b in batches:
+        assert np.all(np.diff(b["t"]) >= 0)
+        if chunk_us is not None:
+            assert int(b["t"][0]) // chunk_us == int(b["t"][-1]) // chunk_us
+    if chunk_us is not None:  # consecutive batches are in increasing windows
+        windows = [int(b["t"][0]) // chunk_us for b in batches]
+        assert windows == sorted(set(windows))
+    assert next(iter(chunks)).tolist() == batches[0].tolist()  # iterating again re-reads from the start
+
+
+def test_rechunk_drops_and_counts_late_events():
+    """An event older than a window already yielded is dropped and counted, so batches stay sorted."""
+    a = make_events([0, 5, 12, 25], [0] * 4, [0] * 4, [1] * 4)
+    b = make_events([3, 30, 31], [1] * 3, [0] * 3, [0] * 3)  # t=3 arrives after window [0, 10) was yielded
+    stats = ChunkStats()
+    out = list(rechunk([a, b], 10, stats))
+    assert [x["t"].tolist() for x in out] == [[0, 5], [12], [25], [30, 31]]
+    assert stats.late == 1 and stats.events == 6
+
+
+@pytest.mark.parametrize("fmt", ["aedat4", "evt3", "evt2", "dat", "es", "csv", "npy"])
+def test_detects_format_by_magic_despite_wrong_extension(tmp_path: Path, fmt: str):
+    """A file named with another format's extension is still read as what its bytes are."""
+    ev = synthetic(seed=3)
+    src = written(tmp_path, fmt, ev)
+    wrong = ".dat" if fmt not in ("dat", "csv") else ".es"
+    if fmt == "csv":
+        wrong = ".txt"  # CSV has no magic: recognised by its first line when the extension says nothing
+    disguised = src.rename(tmp_path / f"disguised{wrong}")
+    assert detect_format(disguised) == fmt
+    back, sensor = read_events(disguised)
+    assert sensor == SENSOR and np.array_equal(back, expected_after(fmt, ev))
+
+
+def _truncations(fmt: str, data: bytes) -> list[int]:
+    """Cut points that leave part of a record (a cut exactly between two records is a valid shorter file)."""
+    if fmt == "evt3":
+        return [len(data) - 1, 20]  # odd number of bytes after the header / inside the '%' header
+    if fmt in ("evt2", "dat"):
+        return [len(data) - 3, 20]
+    if fmt == "es":
+        return [15]  # inside the fixed header (ES events have variable length, see README-files)
+    if fmt == "csv":
+        line_ends = [i for i, c in enumerate(data) if c == ord("\n")]
+        return [line_ends[len(line_ends) // 2] + 8]  # in the middle of a line
+    return [len(data) // 2, 20]  # aedat4, npy
+
+
+@pytest.mark.parametrize("fmt", WRITABLE)
+def test_truncated_file_is_corrupt_file_error(tmp_path: Path, fmt: str):
+    """A file cut inside a record or header raises CorruptFileError with a one-line message naming it."""
+    data = written(tmp_path, fmt, synthetic(seed=5)).read_bytes()
+    for cut in _truncations(fmt, data):
+        bad = tmp_path / f"cut{cut}{EXT[fmt]}"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(CorruptFileError) as err:
+            read_events(bad)
+        assert_one_line_error(err, bad)
+        with pytest.raises(CorruptFileError):  # the chunked reader fails too, at open or while iterating
+            list(iter_events(bad))
+
+
+@pytest.mark.parametrize("ext", sorted({e for _, exts in FORMATS.values() for e in exts}))
+def test_garbage_is_corrupt_file_error(tmp_path: Path, ext: str):
+    """Random bytes under any supported extension raise CorruptFileError (one line), never a traceback."""
+    bad = tmp_path / f"noise{ext}"
+    bad.write_bytes(np.random.default_rng(1).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    with pytest.raises(CorruptFileError) as err:
+        read_events(bad)
+    assert_one_line_error(err, bad)
+
+
+def test_empty_file_is_corrupt(tmp_path: Path):
+    """A zero-byte file is reported as corrupt, not read as an empty recording."""
+    bad = tmp_path / "empty.aedat4"
+    bad.write_bytes(b"")
+    with pytest.raises(CorruptFileError, match="empty file"):
+        read_events(bad)
+
+
+def test_unknown_format_lists_supported(tmp_path: Path):
+    """Bytes that match no magic under an unknown extension give a SourceError naming every format."""
+    odd = tmp_path / "capture.xyz"
+    odd.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(SourceError) as err:
+        read_events(odd)
+    assert not isinstance(err.value, CorruptFileError)
+    assert all(name in str(err.value) for name in FORMATS)
+
+
+@pytest.mark.parametrize("reader", [read_events, read_evt3])
+def test_evt21_is_refused_cleanly(tmp_path: Path, capfd: pytest.CaptureFixture, reader):
+    """An EVT 2.1 file (which faery cannot decode) is a one-line SourceError, without a Rust panic on stderr."""
+    path = tmp_path / "gen4.raw"
+    path.write_bytes(b"% evt 2.1\n% format EVT21;width=1280;height=720\n% end\n" + bytes(64))
+    with pytest.raises(SourceError, match=r"EVT 2\.1 is not supported"):
+        reader(path)
+    assert "panicked" not in capfd.readouterr().err
+
+
+def test_missing_file_is_source_error(tmp_path: Path):
+    """A path that does not exist gives a one-line SourceError."""
+    with pytest.raises(SourceError, match="no such file"):
+        read_events(tmp_path / "nope.aedat4")
+
+
+def test_tonic_style_npy_in_milliseconds(tmp_path: Path):
+    """An N x 4 (x, y, p, t) array as tonic's DVSGesture stores it reads with t_unit='ms' into µs."""
+    raw = np.array([[3, 4, 1, 0.5], [1, 2, 0, 2.25], [7, 9, -1, 1.0]], dtype=np.float32)
+    path = tmp_path / "user01_lab.npy"
+    np.save(path, raw)
+    ev, sensor = read_events(path, t_unit="ms")
+    assert ev["t"].tolist() == [500, 1000, 2250]  # sorted by t
+    assert ev["x"].tolist() == [3, 7, 1] and ev["p"].tolist() == [1, 0, 0]
+    assert sensor == SensorSize(8, 10)
+    assert np.array_equal(np.concatenate(list(iter_events(path, chunk_us=1000, t_unit="ms"))), ev)
+
+
+def test_structured_npy_with_other_field_order(tmp_path: Path):
+    """A record array with tonic's field order (x, y, t, p) and its own dtypes reads as EVENT_DTYPE."""
+    dt = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
+    rec = np.array([(1, 2, 10, True), (3, 4, 20, False)], dtype=dt)
+    path = tmp_path / "tonic.npy"
+    np.save(path, rec)
+    ev, _ = read_npy(path, sensor=SENSOR)
+    assert ev.dtype == EVENT_DTYPE and ev["t"].tolist() == [10, 20] and ev["p"].tolist() == [1, 0]
+
+
+def test_events_outside_sensor_are_returned_and_counted(tmp_path: Path):
+    """Readers keep events outside a given sensor and count_outside counts them (the pipeline drops them)."""
+    ev = synthetic(seed=9)
+    path = tmp_path / "ev.npy"
+    write_npy(path, ev)
+    small = SensorSize(32, 48)
+    back, sensor = read_events(path, sensor=small)
+    assert sensor == small and len(back) == len(ev)
+    assert count_outside(back, small) == int(np.count_nonzero(ev["x"] >= 32)) > 0
+
+
+def test_writer_refuses_events_outside_sensor(tmp_path: Path):
+    """Writing events outside the sensor is a one-line SourceError and leaves no file behind."""
+    ev = synthetic(seed=2)
+    with pytest.raises(SourceError, match="outside the 16x48 sensor"):
+        write_events(tmp_path / "x.aedat4", ev, SensorSize(16, 48))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_refuses_unsorted_events(tmp_path: Path):
+    """Writing events that are not sorted by t is a one-line SourceError."""
+    ev = synthetic(seed=2)[::-1]
+    with pytest.raises(SourceError, match="sorted"):
+        write_events(tmp_path / "x.raw", ev, SENSOR)
+
+
+def test_cli_convert_round_trip(tmp_path: Path):
+    """`s2 data convert` turns NPY into EVT3 and back without changing an event; bad input exits 1 in one line."""
+    ev = synthetic(seed=4)
+    src = tmp_path / "in.npy"
+    write_npy(src, ev)
+
+    def s2(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "stream.cli", "data", "convert", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+
+    r = s2(str(src), str(tmp_path / "mid.raw"))
+    assert r.returncode == 0, r.stderr
+    assert f"{len(ev)} events" in r.stdout
+    assert s2(str(tmp_path / "mid.raw"), str(tmp_path / "out.npy")).returncode == 0
+    back, sensor = read_events(tmp_path / "out.npy")
+    assert sensor == SENSOR and np.array_equal(back, ev)
+    (tmp_path / "bad.raw").write_bytes(b"% evt 3.0\n% form")
+    r = s2(str(tmp_path / "bad.raw"), str(tmp_path / "x.npy"))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "bad.raw" in r.stderr
