@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -94,16 +93,22 @@ def test_resume_continues_from_checkpoint(trained):
     assert [h["epoch"] for h in more["history"]] == [1, 2, 3]
 
 
-def run_eval(*args):
-    return subprocess.run([sys.executable, "-m", "stream.cli", "eval", *args], capture_output=True, text=True)
+def run_eval(capsys, *args) -> subprocess.CompletedProcess:
+    """`s2 eval ARGS` through the real CLI entry point, in-process (saves a torch import per call)."""
+    from stream.cli import main
+
+    capsys.readouterr()
+    rc = main(["eval", *args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, rc, out.out, out.err)
 
 
-def test_eval_json_fields_on_text_file(trained):
+def test_eval_json_fields_on_text_file(trained, capsys):
     """`s2 eval --text FILE --json` prints bpc, sparsity, synops and counts for a character model."""
     tmp, _, _ = trained
     text = tmp / "eval.txt"
     text.write_text("to be or not to be\nthat is the question~\n")  # '~' is outside the vocabulary -> <unk>
-    r = run_eval(str(tmp / "model"), "--text", str(text), "--json")
+    r = run_eval(capsys, str(tmp / "model"), "--text", str(text), "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["metric"] == "bpc" and 0 < out["value"] < 10
@@ -112,18 +117,18 @@ def test_eval_json_fields_on_text_file(trained):
     assert 0 < out["synops_per_step"] <= out["dense_ops_per_step"]
     _config, tensors = modelfile.load(tmp / "model")
     assert out["params"] == sum(t.size for t in tensors.values())
-    r = run_eval(str(tmp / "model"), "--text", str(text), "--json", "--max-steps", "5")
+    r = run_eval(capsys, str(tmp / "model"), "--text", str(text), "--json", "--max-steps", "5")
     assert json.loads(r.stdout)["steps"] == 5
 
 
-def test_eval_without_unk_says_so(trained):
+def test_eval_without_unk_says_so(trained, capsys):
     """Evaluating text with unknown characters on a model without unk is a one-line error."""
     tmp, _, _ = trained
     config, tensors = modelfile.load(tmp / "model")
     modelfile.save(tmp / "nounk", dict(config, unk=None), tensors)
     text = tmp / "odd.txt"
     text.write_text("to be~\n")
-    r = run_eval(str(tmp / "nounk"), "--text", str(text))
+    r = run_eval(capsys, str(tmp / "nounk"), "--text", str(text))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "no unk" in r.stderr
 
 
