@@ -1,0 +1,101 @@
+"""`s2 eval` for language models: perplexity or bits per character, plus NeuroBench-style activity counters.
+
+The text is read as ONE stream (batch 1, state carried across windows), as a streaming node would see it;
+synops count non-zero inputs x non-zero weights of every recurrent layer (s2node.metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from s2node.errors import S2NodeError
+from s2node.metrics import ActivityCounter, count_params
+from s2node.models import LanguageModel, load_torch_model
+from sources import corpora
+from sources.text_data import Vocab, read_text, tokenize
+
+WINDOW = 100  # steps per forward call; the state is carried, so this only trades memory for speed
+
+
+def _layer_outputs(model: LanguageModel, x: torch.Tensor, states: list) -> tuple[list[tuple], list]:
+    """Run the stack layer by layer: per layer (input [T, I], outputs fed back [T, H], outputs [T, H])."""
+    per_layer, new_states = [], []
+    for i, layer in enumerate(model.rnn.layers):
+        st = states[i]
+        if model.rnn.arch == "egru":
+            y0 = st.y if st is not None else torch.zeros(1, layer.hidden_size)
+            out = layer(x, st)
+            y, st = out.y, out.state
+        else:
+            y0 = st[0][-1] if isinstance(st, tuple) else (st[-1] if st is not None else None)
+            if y0 is None:
+                y0 = torch.zeros(1, layer.hidden_size)
+            y, st = layer(x, st)
+        prev = torch.cat([y0[:, None, :], y[:, :-1]], dim=1)
+        per_layer.append((x[0].numpy(), prev[0].numpy(), y[0].numpy()))
+        new_states.append(st)
+        x = y
+    return per_layer, new_states
+
+
+@torch.no_grad()
+def evaluate_ids(model: LanguageModel, tensors: dict[str, np.ndarray], ids: np.ndarray,
+                 max_steps: int | None = None) -> dict[str, Any]:
+    """Mean cross-entropy and activity counters over one token stream (predicting ids[1:] from ids[:-1])."""
+    model.eval()
+    n_layers = len(model.rnn.layers)
+    counter = ActivityCounter(tensors, n_layers)
+    limit = len(ids) - 1 if max_steps is None else min(len(ids) - 1, max_steps)
+    if limit < 1:
+        raise S2NodeError("the text has fewer than 2 tokens: nothing to predict")
+    states: list = [None] * n_layers
+    total = 0.0
+    for i in range(0, limit, WINDOW):
+        t = min(WINDOW, limit - i)
+        inp = torch.from_numpy(ids[i : i + t])[None]
+        tgt = torch.from_numpy(ids[i + 1 : i + 1 + t])
+        per_layer, states = _layer_outputs(model, model.embedding(inp), states)
+        for li, (x, prev, y) in enumerate(per_layer):
+            counter.add(li, x, prev, y)
+        logits = model.decoder(torch.from_numpy(per_layer[-1][2]))
+        total += nn.functional.cross_entropy(logits, tgt, reduction="sum").item()
+    return {"loss": total / limit, "counter": counter, "steps": limit}
+
+
+def text_ids(text: str, config: dict[str, Any]) -> tuple[np.ndarray, int]:
+    """Text -> ids in the model's vocabulary (unknowns -> unk, or a clear error when the model has none)."""
+    vocab = Vocab(tuple(config["vocab"]), config.get("unk"))
+    return vocab.encode(tokenize(text, config["level"]))
+
+
+def evaluate_cli(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    model, config = load_torch_model(args.model)
+    from s2node import modelfile
+
+    _, tensors = modelfile.load(args.model)
+    if getattr(args, "text", None):
+        source = args.text
+        text = read_text(args.text)
+    else:
+        corpus = config.get("training", {}).get("corpus") or ("ptb" if config["level"] == "word" else "shakespeare")
+        path = corpora.corpus_path(corpus, args.split, getattr(args, "data_dir", None))
+        source, text = f"{corpus}:{args.split}", read_text(path)
+    ids, n_unk = text_ids(text, config)
+    r = evaluate_ids(model, tensors, ids, getattr(args, "max_steps", None))
+    word = config["level"] == "word"
+    value = math.exp(min(r["loss"], 700.0)) if word else r["loss"] / math.log(2)
+    summary = r["counter"].summary()
+    return {
+        "model": str(args.model), "arch": config["arch"], "level": config["level"], "data": source,
+        "metric": "perplexity" if word else "bpc", "value": value,
+        "activity_sparsity": summary["activity_sparsity"], "synops_per_step": summary["synops_per_step"],
+        "dense_ops_per_step": summary["dense_ops_per_step"], "params": count_params(tensors),
+        "steps": r["steps"], "unk_mapped": n_unk,
+    }

@@ -1,0 +1,144 @@
+"""Language-model data, training and evaluation on tiny generated corpora (no download needed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from s2node import modelfile
+from s2node.models import LanguageModel
+from s2node.train_lm import TrainConfig, matched_hidden, total_params, train
+from sources.errors import SourceError
+from sources.text_data import EOS, Vocab, batchify, bptt_windows, build_vocab, tokenize
+
+
+def test_word_tokens_end_lines_with_eos_and_map_unknowns():
+    """Word level splits on whitespace with <eos> per line; unknown words go to <unk> and are counted."""
+    toks = tokenize("the cat\n a dog \n", "word")
+    assert toks == ["the", "cat", EOS, "a", "dog", EOS]
+    vocab = build_vocab(toks, "word")
+    ids, n_unk = vocab.encode(tokenize("the bird\n", "word"))
+    assert n_unk == 1 and vocab.decode(ids) == ["the", "<unk>", EOS]
+
+
+def test_unknown_without_unk_is_a_clear_error():
+    """A vocabulary without unk refuses unknown tokens, naming the first one."""
+    vocab = Vocab(("a", "b"), None)
+    with pytest.raises(SourceError, match=r"first 'z'.*no unk"):
+        vocab.encode(list("abz"))
+
+
+def test_batchify_and_windows_shift_targets_by_one():
+    """batchify makes contiguous rows and every BPTT window's targets are its inputs shifted by one."""
+    data = batchify(np.arange(23), 2)
+    assert data.shape == (2, 11) and data[1, 0] == 11
+    windows = list(bptt_windows(data, 4))
+    assert [w[1].shape[1] for w in windows] == [4, 4, 2]
+    for _, x, y in windows:
+        assert np.array_equal(y, x + 1)
+
+
+@pytest.mark.parametrize("arch", ["gru", "egru"])
+def test_matched_sizes_have_lstm_parameter_count(arch):
+    """GRU/EGRU sizes are chosen so that the total parameter count is within 1 % of the LSTM's."""
+    for vocab, emb, ref in ((10000, 200, [200, 200]), (85, 64, [200, 200])):
+        hidden = matched_hidden(arch, vocab, emb, ref)
+        target = total_params("lstm", vocab, emb, ref)
+        assert abs(total_params(arch, vocab, emb, hidden) - target) / target < 0.01
+        assert hidden[0] > ref[0]
+        model = LanguageModel(arch, vocab, emb, hidden)
+        assert sum(p.numel() for p in model.parameters()) == total_params(arch, vocab, emb, hidden)
+
+
+def write_corpus(tmp_path) -> tuple[str, str]:
+    rng = np.random.default_rng(0)
+    # A learnable text: repeated words in a fixed order with a little noise.
+    words = ["to be or not to be", "that is the question", "whether tis nobler"]
+    lines = [words[i % 3] if rng.random() > 0.1 else "noise line" for i in range(300)]
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "valid.txt").write_text("\n".join(lines[:60]) + "\n")
+    return str(tmp_path / "train.txt"), str(tmp_path / "valid.txt")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lm")
+    torch.set_num_threads(1)
+    files = write_corpus(tmp)
+    cfg = TrainConfig(corpus="shakespeare", arch="egru", preset="tiny", epochs=2, text_files=files, seed=3)
+    summary = train(cfg, tmp / "model", ckpt_dir=tmp / "runs", progress=False, log=lambda _: None)
+    return tmp, summary, cfg
+
+
+def test_tiny_training_lowers_the_loss(trained):
+    """Two epochs of the tiny preset bring the validation loss far below the uniform guess ln(V)."""
+    tmp, summary, _ = trained
+    config, _ = modelfile.load(tmp / "model")
+    uniform = math.log(len(config["vocab"]))
+    assert summary["history"][-1]["valid_loss"] < 0.6 * uniform
+    assert config["level"] == "char" and config["unk"] == "<unk>" and config["readout"]["source"] == "y"
+
+
+def test_resume_continues_from_checkpoint(trained):
+    """--resume picks up the checkpoint's position and counts on from its batches."""
+    tmp, summary, cfg = trained
+    more = train(TrainConfig(**{**cfg.__dict__, "epochs": 3}), tmp / "model", resume=True, ckpt_dir=tmp / "runs",
+                 progress=False, log=lambda _: None)
+    assert more["batches"] > summary["batches"]
+    assert [h["epoch"] for h in more["history"]] == [1, 2, 3]
+
+
+def run_eval(capsys, *args) -> subprocess.CompletedProcess:
+    """`s2 eval ARGS` through the real CLI entry point, in-process (saves a torch import per call)."""
+    from stream.cli import main
+
+    capsys.readouterr()
+    rc = main(["eval", *args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, rc, out.out, out.err)
+
+
+def test_eval_json_fields_on_text_file(trained, capsys):
+    """`s2 eval --text FILE --json` prints bpc, sparsity, synops and counts for a character model."""
+    tmp, _, _ = trained
+    text = tmp / "eval.txt"
+    text.write_text("to be or not to be\nthat is the question~\n")  # '~' is outside the vocabulary -> <unk>
+    r = run_eval(capsys, str(tmp / "model"), "--text", str(text), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["metric"] == "bpc" and 0 < out["value"] < 10
+    assert out["steps"] == len(text.read_text()) - 1 and out["unk_mapped"] == 1
+    assert 0.0 <= out["activity_sparsity"] <= 1.0
+    assert 0 < out["synops_per_step"] <= out["dense_ops_per_step"]
+    _config, tensors = modelfile.load(tmp / "model")
+    assert out["params"] == sum(t.size for t in tensors.values())
+    r = run_eval(capsys, str(tmp / "model"), "--text", str(text), "--json", "--max-steps", "5")
+    assert json.loads(r.stdout)["steps"] == 5
+
+
+def test_eval_without_unk_says_so(trained, capsys):
+    """Evaluating text with unknown characters on a model without unk is a one-line error."""
+    tmp, _, _ = trained
+    config, tensors = modelfile.load(tmp / "model")
+    modelfile.save(tmp / "nounk", dict(config, unk=None), tensors)
+    text = tmp / "odd.txt"
+    text.write_text("to be~\n")
+    r = run_eval(capsys, str(tmp / "nounk"), "--text", str(text))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "no unk" in r.stderr
+
+
+def test_dense_lstm_pays_all_synops(tmp_path):
+    """An LSTM's outputs are dense, so it pays every weight each step except the zero initial state's."""
+    from s2node.eval_lm import evaluate_ids
+
+    torch.manual_seed(0)
+    model = LanguageModel("lstm", 5, 4, [6]).eval()
+    r = evaluate_ids(model, model.to_tensors(), np.array([0, 1, 2, 3, 4, 0, 1]))
+    s = r["counter"].summary()
+    assert s["activity_sparsity"] == 0.0 and r["steps"] == 6
+    assert s["synops_per_step"] * 6 == s["dense_ops_per_step"] * 6 - model.rnn.layers[0].weight_hh_l0.numel()
