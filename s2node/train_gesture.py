@@ -105,7 +105,7 @@ def train(data: str | Path, out: str | Path, cfg: GestureTrainConfig, spec: Inpu
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     n_batches = (len(train_set) + cfg.batch_size - 1) // cfg.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * n_batches, pct_start=0.15)
-    steps = max(cfg.warmup_steps + 1, int(round(cfg.window_s * 1e6 / spec.bin_us)))
+    steps = max(cfg.warmup_steps + 1, round(cfg.window_s * 1e6 / spec.bin_us))
     lossf = nn.CrossEntropyLoss()
     history: list[dict[str, float]] = []
     t_start = time.time()
@@ -116,7 +116,7 @@ def train(data: str | Path, out: str | Path, cfg: GestureTrainConfig, spec: Inpu
         bar = tqdm(range(n_batches), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", disable=not progress)
         for bi in bar:
             items = [train_set[j] for j in order[bi * cfg.batch_size: (bi + 1) * cfg.batch_size]]
-            x, y, lens = _batch(items, spec, steps, rng)
+            x, y, _ = _batch(items, spec, steps, rng)
             logits, _, events = model(x)
             t_idx = torch.arange(cfg.warmup_steps, logits.shape[1])
             loss = lossf(logits[:, t_idx].reshape(-1, logits.shape[-1]), y.repeat_interleave(len(t_idx)))

@@ -60,7 +60,7 @@ class InputSpec:
             return cls(w, h, int(cfg["downsample"]), int(cfg["bin_us"]), float(cfg["scale"]),
                        str(cfg.get("layout", LAYOUT)))
         except (KeyError, TypeError, ValueError) as e:
-            raise SourceError(f"model input spec is malformed ({e!r}); expected sensor, downsample, bin_us, scale") from e
+            raise SourceError(f"model input spec is malformed ({e!r}): needs sensor, downsample, bin_us, scale") from e
 
 
 def _features(events: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:

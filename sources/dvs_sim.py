@@ -45,7 +45,7 @@ class DVSSimulator:
         mis = rng.normal(0.0, c.threshold_sigma, size=(2, *shape))
         self.thr_on = np.maximum(c.threshold_on * (1.0 + mis[0]), 0.01).ravel()
         self.thr_off = np.maximum(c.threshold_off * (1.0 + mis[1]), 0.01).ravel()
-        n_hot = int(round(c.hot_pixel_fraction * width * height))
+        n_hot = round(c.hot_pixel_fraction * width * height)
         self.hot_pixels = rng.choice(width * height, size=n_hot, replace=False) if n_hot else np.zeros(0, np.int64)
         self.ref: np.ndarray | None = None  # memorised log intensity per pixel
         self.prev_log: np.ndarray | None = None

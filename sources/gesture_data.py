@@ -85,8 +85,13 @@ def render_recording(seed: int, user: int, light_index: int, lighting: str, labe
 def generate_dataset(
     out: str | Path, subjects: int, seed: int, *, duration_s: float = 6.0, fps: float = 250.0,
     lightings: int = 2, test_fraction: float = 0.2, aedat: bool = False, progress: bool = True,
+    resume: bool = False, users: list[int] | None = None,
 ) -> dict:
-    """Write the synthetic dataset under out/DVSGesture; return the manifest."""
+    """Write the synthetic dataset under out/DVSGesture; return the manifest.
+
+    `resume` keeps recordings already on disk (each clip has its own seed stream, so they are the bytes this
+    call would write); `users` restricts the work to those subjects (to run several processes side by side).
+    """
     if subjects < 2:
         raise SourceError(f"--subjects must be at least 2 (one train, one test subject), not {subjects}")
     if duration_s <= 0 or fps <= 0:
@@ -104,13 +109,24 @@ def generate_dataset(
     from tqdm import tqdm
 
     counts = []
+    if users is not None:
+        jobs = [job for job in jobs if job[0] in users]
     for user, j, light, label in tqdm(jobs, desc="gestures", unit="clip", disable=not progress):
         split = "test" if user in test_users else "train"
         folder = root / SPLITS[split] / f"user{user:02d}_{light}"
         folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{label}.npy"
+        if resume and path.is_file() and write_aedat4 is None:
+            try:
+                counts.append(int(np.load(path, mmap_mode="r").shape[0]))
+                continue
+            except (OSError, ValueError):
+                pass  # a clip cut short by an interrupted run: render it again
         ev = render_recording(seed, user, j, light, label, duration_s, fps)
         counts.append(int(ev.size))
-        np.save(folder / f"{label}.npy", _to_tonic_rows(ev))
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, _to_tonic_rows(ev))
+        tmp.replace(path)  # atomic: an interrupted run never leaves a truncated recording
         if write_aedat4 is not None:
             from sources.events import DVS128
 

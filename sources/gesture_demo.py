@@ -20,7 +20,7 @@ def make_demo(classes: list[int], segment_s: float, seed: int, user: int = 99, f
     if segment_s <= 0:
         raise SourceError("--segment-s must be positive")
     parts, spans = [], []
-    seg_us = int(round(segment_s * 1e6))
+    seg_us = round(segment_s * 1e6)
     for i, c in enumerate(classes):
         # each segment is its own clip (its own seed stream), shifted to follow the previous one
         ev = render_recording(seed + i, user, 0, "lab", c, segment_s, fps)

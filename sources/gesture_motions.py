@@ -99,7 +99,8 @@ def hand_targets(label: int, t_s: np.ndarray, b: Body, rng: np.random.Generator)
         left = np.stack([np.full(n, 11.0 * s), 26.0 * s - beat], 1)
     elif label == 9:  # air guitar: left hand holds the neck, right hand strums
         left = np.stack([sh + 18.0 * s + 3.0 * s * np.sin(w * 0.5 * t_s + ph), np.full(n, 8.0 * s)], 1)
-        right = np.stack([-4.0 * s + 2.0 * s * np.sin(w * 2.5 * t_s), 27.0 * s + 7.0 * a * s * np.sin(w * 2.5 * t_s + ph)], 1)
+        strum = 7.0 * a * s * np.sin(w * 2.5 * t_s + ph)
+        right = np.stack([-4.0 * s + 2.0 * s * np.sin(w * 2.5 * t_s), 27.0 * s + strum], 1)
     else:  # other gestures: random smooth motion of both hands (a fresh draw per recording)
         for k in range(2):
             f = rng.uniform(0.3, 1.4, size=(3, 2)) * b.speed
@@ -118,7 +119,9 @@ def hand_targets(label: int, t_s: np.ndarray, b: Body, rng: np.random.Generator)
     return right, left
 
 
-def arm_ik(shoulder: np.ndarray, target: np.ndarray, l1: float, l2: float, side: float) -> tuple[np.ndarray, np.ndarray]:
+def arm_ik(
+    shoulder: np.ndarray, target: np.ndarray, l1: float, l2: float, side: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Two-link inverse kinematics: (elbow, hand) [n, 2]; the elbow bends outwards and downwards."""
     d_vec = target - shoulder
     d = np.linalg.norm(d_vec, axis=1)

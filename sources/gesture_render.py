@@ -36,7 +36,7 @@ class Subject:
     gain: float  # lighting
     jitter_px: float  # camera shake, standard deviation of a slow random walk
     lighting: str = "lab"
-    dvs: DVSConfig = DVSConfig()
+    dvs: DVSConfig = DVSConfig()  # noqa: RUF009 (frozen, so a shared default is safe)
 
 
 def draw_subject(rng: np.random.Generator, lighting: str = "lab") -> Subject:
@@ -133,13 +133,15 @@ def render_frames(label: int, s: Subject, times_s: np.ndarray, rng: np.random.Ge
         ix, iy = int(np.floor(ox)), int(np.floor(oy))
         fx, fy = ox - ix, oy - iy
         sl = bg[pad + iy: pad + iy + SIZE + 1, pad + ix: pad + ix + SIZE + 1]
-        frame = ((1 - fy) * ((1 - fx) * sl[:-1, :-1] + fx * sl[:-1, 1:]) + fy * ((1 - fx) * sl[1:, :-1] + fx * sl[1:, 1:]))
+        upper, lower = (1 - fx) * sl[:-1, :-1] + fx * sl[:-1, 1:], (1 - fx) * sl[1:, :-1] + fx * sl[1:, 1:]
+        frame = (1 - fy) * upper + fy * lower  # bilinear: the camera shakes by sub-pixel amounts
         frame = np.ascontiguousarray(frame, dtype=np.float32)
         c = _Canvas(frame)
         d = off + sway[i]
         # torso: a wide column from the neck down, its clothing texture fixed to the body
         top = mid + d + np.array([0.0, 8.0 * sc])
-        shirt = s.shirt * (1.0 + s.shirt_stripe * np.roll(np.roll(stripe_img, int(round(d[0])), 1), int(round(d[1])), 0))
+        moved = np.roll(np.roll(stripe_img, round(d[0]), 1), round(d[1]), 0)
+        shirt = s.shirt * (1.0 + s.shirt_stripe * moved)
         torso_alpha = np.zeros_like(frame)
         _Canvas(torso_alpha).capsule(top, top + np.array([0.0, 200.0]), b.shoulder_half + 1.5 * sc, 1.0)
         frame += torso_alpha * (shirt - frame)
@@ -156,10 +158,11 @@ def render_gesture_events(
     label: int, subject: Subject, duration_s: float, rng: np.random.Generator, fps: float = 500.0,
 ) -> np.ndarray:
     """Events (EVENT_DTYPE, sorted by t, µs from 0) of `subject` doing gesture `label` for duration_s."""
-    n = int(round(duration_s * fps)) + 1
+    n = round(duration_s * fps) + 1
     times_s = np.arange(n) / fps
     sim = DVSSimulator(SIZE, SIZE, subject.dvs, rng)
-    out = [sim.step(f, int(round(t * 1e6))) for f, t in zip(render_frames(label, subject, times_s, rng), times_s, strict=True)]
+    frames = render_frames(label, subject, times_s, rng)
+    out = [sim.step(f, round(t * 1e6)) for f, t in zip(frames, times_s, strict=True)]
     return np.concatenate(out) if out else np.empty(0, EVENT_DTYPE)
 
 

@@ -21,6 +21,7 @@ def register_gestures(dsub: argparse._SubParsersAction) -> None:
     g.add_argument("--duration-s", type=float, default=6.0, help="seconds per recording (default 6)")
     g.add_argument("--lightings", type=int, default=2, help="lighting conditions per subject, 1-4 (default 2)")
     g.add_argument("--fps", type=float, default=250.0, help="render rate; events interpolate in between (default 250)")
+    g.add_argument("--resume", action="store_true", help="keep recordings already written (same seed and options)")
     g.add_argument("--aedat", action="store_true", help="also write AEDAT4 files under DIR/aedat4/ for replay")
     g.set_defaults(func=_gestures)
     d = dsub.add_parser(
@@ -42,7 +43,7 @@ def _gestures(args: argparse.Namespace) -> int:
 
     out = args.out or default_gesture_dir()
     m = generate_dataset(out, args.subjects, args.seed, duration_s=args.duration_s, fps=args.fps,
-                         lightings=args.lightings, aedat=args.aedat)
+                         lightings=args.lightings, aedat=args.aedat, resume=args.resume)
     print(f"wrote {m['clips']} recordings ({len(m['train_users'])} train / {len(m['test_users'])} test subjects, "
           f"{m['events_mean']:.0f} events each on average) to {out}/DVSGesture")
     return 0
