@@ -1,0 +1,150 @@
+"""Train a gesture model (EGRU, LSTM or GRU) on binned DVS events in tonic's DVSGesture layout.
+
+Binned counts (sources.binning, the same function the node and the pipeline use) -> recurrent layer(s) ->
+readout (trace of y, mean over steps) -> decoder. Training takes random windows of each recording (so that
+a model started at any moment of a stream recognises the gesture) and puts the loss on every step after a
+short warm-up; evaluation pools the per-step logits of the whole recording.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from s2node import modelfile
+from s2node.models import EGRUOptions, GestureModel
+from sources.binning import InputSpec, bin_events
+from sources.gesture_data import iter_dataset
+from sources.gesture_motions import GESTURE_CLASSES
+
+
+@dataclass(frozen=True)
+class GestureTrainConfig:
+    arch: str = "egru"
+    hidden: tuple[int, ...] = (128,)
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-3
+    window_s: float = 1.5
+    warmup_steps: int = 10
+    dropout: float = 0.1
+    activity_reg: float = 0.5  # λ · mean firing rate per EGRU layer: pushes towards activity sparsity
+    threshold_init: float = 0.3
+    trace_alpha: float = 0.9
+    seed: int = 0
+    max_train: int | None = None  # cap on recordings (tests, quick runs)
+
+
+def load_binned(data: str | Path, split: str, spec: InputSpec, limit: int | None = None):
+    """[(counts int16 [T, I], label)] of a split; counts unscaled (x scale at batch time)."""
+    out = []
+    for ev, label, _ in iter_dataset(data, split):
+        x = bin_events(ev, spec) / spec.scale
+        out.append((np.minimum(np.rint(x), 32767).astype(np.int16), label))
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def _batch(items, spec: InputSpec, steps: int | None, rng: np.random.Generator):
+    """Stack recordings, random windows of `steps` bins (or whole, zero-padded), -> (x, y, lengths)."""
+    if steps is None:
+        steps = max(len(x) for x, _ in items)
+    xb = np.zeros((len(items), steps, spec.size), np.float32)
+    lens = []
+    for i, (x, _) in enumerate(items):
+        if steps < len(x):
+            s = int(rng.integers(0, len(x) - steps + 1))
+            x = x[s: s + steps]
+        xb[i, : len(x)] = x * spec.scale
+        lens.append(len(x))
+    return torch.from_numpy(xb), torch.tensor([lab for _, lab in items]), torch.tensor(lens)
+
+
+def _masked_mean(step_logits: torch.Tensor, lens: torch.Tensor, start: int = 0) -> torch.Tensor:
+    t = torch.arange(step_logits.shape[1])[None, :]
+    m = ((t < lens[:, None]) & (t >= start)).float()[..., None]
+    return (step_logits * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def build_model(cfg: GestureTrainConfig, spec: InputSpec) -> GestureModel:
+    egru = EGRUOptions(threshold_init=cfg.threshold_init)
+    readout = {"source": "trace", "trace_alpha": cfg.trace_alpha, "pool": "mean"}
+    return GestureModel(cfg.arch, spec.size, list(cfg.hidden), len(GESTURE_CLASSES), dropout=cfg.dropout,
+                        readout=readout, egru=egru)
+
+
+@torch.no_grad()
+def accuracy(model: GestureModel, data, spec: InputSpec, batch_size: int = 16) -> float:
+    model.eval()
+    correct = 0
+    rng = np.random.default_rng(0)
+    for i in range(0, len(data), batch_size):
+        x, y, lens = _batch(data[i: i + batch_size], spec, None, rng)
+        logits, _, _ = model(x)
+        correct += int((_masked_mean(logits, lens).argmax(1) == y).sum())
+    return correct / max(1, len(data))
+
+
+def train(data: str | Path, out: str | Path, cfg: GestureTrainConfig, spec: InputSpec,
+          progress: bool = True, command: str = "") -> dict[str, Any]:
+    """Train, write OUT.json/.safetensors after every epoch (a checkpoint), return the history."""
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    train_set = load_binned(data, "train", spec, cfg.max_train)
+    test_set = load_binned(data, "test", spec, cfg.max_train)
+    model = build_model(cfg, spec)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    n_batches = (len(train_set) + cfg.batch_size - 1) // cfg.batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * n_batches, pct_start=0.15)
+    steps = max(cfg.warmup_steps + 1, round(cfg.window_s * 1e6 / spec.bin_us))
+    lossf = nn.CrossEntropyLoss()
+    history: list[dict[str, float]] = []
+    t_start = time.time()
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = rng.permutation(len(train_set))
+        tot, rate_sum = 0.0, 0.0
+        bar = tqdm(range(n_batches), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", disable=not progress)
+        for bi in bar:
+            items = [train_set[j] for j in order[bi * cfg.batch_size: (bi + 1) * cfg.batch_size]]
+            x, y, _ = _batch(items, spec, steps, rng)
+            logits, _, events = model(x)
+            t_idx = torch.arange(cfg.warmup_steps, logits.shape[1])
+            loss = lossf(logits[:, t_idx].reshape(-1, logits.shape[-1]), y.repeat_interleave(len(t_idx)))
+            rate = torch.stack([o.mean() for o in events]).mean() if events else torch.zeros(())
+            total = loss + cfg.activity_reg * rate
+            opt.zero_grad()
+            total.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            tot += float(loss.detach())
+            rate_sum += float(rate.detach())
+            bar.set_postfix(loss=f"{tot / (bi + 1):.3f}", rate=f"{rate_sum / (bi + 1):.3f}")
+        acc = accuracy(model, test_set, spec)
+        history.append({"epoch": epoch + 1, "loss": tot / n_batches, "firing_rate": rate_sum / n_batches,
+                        "test_accuracy": acc, "minutes": (time.time() - t_start) / 60})
+        if progress:
+            print(f"epoch {epoch + 1}: loss {tot / n_batches:.4f} rate {rate_sum / n_batches:.3f} test acc {acc:.4f}",
+                  flush=True)
+        save(model, out, cfg, spec, history, command)
+    return {"history": history, "train_recordings": len(train_set), "test_recordings": len(test_set)}
+
+
+def save(model: GestureModel, out: str | Path, cfg: GestureTrainConfig, spec: InputSpec,
+         history: list[dict[str, float]], command: str) -> Path:
+    config = {
+        "task": "gesture", "arch": cfg.arch, "layers": model.rnn.layer_configs(), "readout": model.readout,
+        "classes": list(GESTURE_CLASSES), "input": spec.to_config(),
+        "training": {"config": asdict(cfg), "history": history, "command": command},
+    }
+    return modelfile.save(out, config, model.to_tensors())

@@ -1,0 +1,46 @@
+"""A demo recording: one synthetic subject performing several gestures back to back, with a JSON of the spans."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from sources.errors import SourceError
+from sources.gesture_data import render_recording
+from sources.gesture_motions import GESTURE_CLASSES
+
+
+def make_demo(classes: list[int], segment_s: float, seed: int, user: int = 99, fps: float = 250.0):
+    """(events sorted by t in µs, spans [{class, name, t_start_us, t_end_us}]) for the gestures in order."""
+    bad = [c for c in classes if not 0 <= c < len(GESTURE_CLASSES)]
+    if bad or not classes:
+        raise SourceError(f"class indices must lie in 0..{len(GESTURE_CLASSES) - 1}, got {classes}")
+    if segment_s <= 0:
+        raise SourceError("--segment-s must be positive")
+    parts, spans = [], []
+    seg_us = round(segment_s * 1e6)
+    for i, c in enumerate(classes):
+        # each segment is its own clip (its own seed stream), shifted to follow the previous one
+        ev = render_recording(seed + i, user, 0, "lab", c, segment_s, fps)
+        ev = ev[ev["t"] < seg_us]
+        ev["t"] += i * seg_us
+        parts.append(ev)
+        spans.append({"class": c, "name": GESTURE_CLASSES[c], "t_start_us": i * seg_us, "t_end_us": (i + 1) * seg_us})
+    return np.concatenate(parts), spans
+
+
+def write_demo(out: str | Path, classes: list[int], segment_s: float, seed: int, user: int = 99) -> tuple[Path, Path]:
+    events, spans = make_demo(classes, segment_s, seed, user)
+    npy = Path(out)
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    np.save(npy, events, allow_pickle=False)
+    side = npy.with_suffix(".json")
+    side.write_text(json.dumps({
+        "sensor": [128, 128], "time_unit": "us", "dtype": "EVENT_DTYPE (t int64, x uint16, y uint16, p int8)",
+        "events": int(events.size), "seed": seed, "segment_s": segment_s, "gestures": spans,
+        "command": f"s2 data gesture-demo --out {out} --classes {','.join(map(str, classes))} "
+                   f"--segment-s {segment_s} --seed {seed} --subject {user}",
+    }, indent=1) + "\n")
+    return npy, side

@@ -1,0 +1,75 @@
+"""The shared preprocessing: bin_events, the streaming Binner, and the input spec of the model file."""
+
+import numpy as np
+import pytest
+
+from sources.binning import Binner, InputSpec, bin_events, bin_stream
+from sources.errors import SourceError
+from sources.events import make_events
+
+SPEC = InputSpec(128, 128, downsample=4, bin_us=10_000, scale=0.5)
+
+
+def _random_events(n: int, seed: int, t_span_us: int = 1_000_000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(1000, 1000 + t_span_us, n))
+    return make_events(t, rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n))
+
+
+def test_bin_events_counts_in_p_y_x_layout():
+    """Each event adds `scale` at (p, y//d, x//d) of its time bin, OFF channel first."""
+    ev = make_events([0, 5, 10_000, 25_000], [0, 3, 127, 8], [0, 2, 127, 4], [1, 1, 0, 1])
+    out = bin_events(ev, SPEC)
+    assert out.shape == (3, 2 * 32 * 32) and out.dtype == np.float32
+    on = 32 * 32
+    assert out[0, on + 0] == 1.0  # two ON events in cell (0, 0) of bin 0
+    assert out[1, 31 * 32 + 31] == 0.5  # OFF event at (127, 127) in bin 1
+    assert out[2, on + 1 * 32 + 2] == 0.5
+    assert out.sum() == 2.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_binner_is_chunking_invariant_and_equals_bin_events(seed):
+    """Feeding a recording in random chunks (some empty) then flushing gives exactly bin_events."""
+    ev = _random_events(20_000, seed)
+    rng = np.random.default_rng(seed + 10)
+    cuts = np.sort(rng.integers(0, ev.size, 40))
+    chunks = np.split(ev, cuts)
+    binner = Binner(SPEC)
+    got = [(k, t, v) for c in chunks for k, t, v in binner.feed(c)] + binner.flush()
+    ref = bin_events(ev, SPEC)
+    assert [k for k, _, _ in got] == list(range(len(ref)))
+    assert got[0][1] == int(ev["t"][0]) + SPEC.bin_us
+    np.testing.assert_array_equal(np.stack([v for _, _, v in got]), ref)
+    np.testing.assert_array_equal(bin_stream([ev[:7], ev[7:]], SPEC), ref)
+
+
+def test_out_of_range_events_are_dropped_and_counted():
+    """Events outside the sensor are not binned; Binner counts them."""
+    ev = make_events([0, 1, 2, 3], [5, 200, 5, 128], [5, 5, 300, 1], [1, 1, 0, 0])
+    binner = Binner(SPEC)
+    out = binner.feed(ev) + binner.flush()
+    assert binner.dropped_out_of_range == 3 and binner.events_in == 4
+    assert out[0][2].sum() == 0.5
+    np.testing.assert_array_equal(bin_events(ev, SPEC), np.stack([v for _, _, v in out]))
+
+
+def test_late_events_are_dropped_and_bins_close_by_event_time():
+    """A bin closes only when event time passes its end; events for an already closed bin are counted late."""
+    binner = Binner(SPEC, t0_us=0)
+    assert binner.feed(make_events([100, 9_999], [1, 1], [1, 1], [1, 1])) == []
+    done = binner.feed(make_events([30_500], [1], [1], [0]))
+    assert [k for k, _, _ in done] == [0, 1, 2] and done[0][2].sum() == 1.0 and done[1][2].sum() == 0
+    binner.feed(make_events([5_000], [1], [1], [1]))
+    assert binner.dropped_late == 1
+    assert [k for k, _, _ in binner.advance_to(60_000)] == [3, 4, 5]
+
+
+def test_input_spec_round_trip_and_errors():
+    """InputSpec survives to_config/from_config; malformed or unsupported specs raise SourceError."""
+    assert InputSpec.from_config(SPEC.to_config()) == SPEC
+    assert SPEC.to_config()["sensor"] == [128, 128] and SPEC.size == 2048
+    with pytest.raises(SourceError):
+        InputSpec.from_config({"sensor": [128]})
+    with pytest.raises(SourceError):
+        InputSpec.from_config(dict(SPEC.to_config(), layout="x,y,p"))

@@ -1,0 +1,70 @@
+"""Gesture training and evaluation on a tiny DVSGesture-layout tree: the loss falls, eval prints its fields."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s2node import modelfile
+from s2node.train_gesture import GestureTrainConfig, train
+from sources.binning import InputSpec
+from stream.cli import main
+
+
+@pytest.fixture(scope="module")
+def toy_tree(tmp_path_factory) -> Path:
+    """Per class, events in its own horizontal stripe of the sensor: easy, but real files in tonic's layout."""
+    root = tmp_path_factory.mktemp("toy") / "DVSGesture"
+    rng = np.random.default_rng(0)
+    for split, users in (("ibmGestureTrain", (1, 2, 3)), ("ibmGestureTest", (4,))):
+        for u in users:
+            d = root / split / f"user{u:02d}_lab"
+            d.mkdir(parents=True)
+            for c in range(11):
+                n = 600
+                t = np.sort(rng.integers(0, 400, n))
+                y = 8 + 10 * c + rng.integers(0, 8, n)
+                rows = np.stack([rng.integers(0, 128, n), y, rng.integers(0, 2, n), t], 1).astype(np.int32)
+                np.save(d / f"{c}.npy", rows)
+    return root.parent
+
+
+def test_tiny_training_lowers_the_loss_and_saves_a_valid_model(toy_tree, tmp_path):
+    """A few epochs on the toy tree lower the training loss and write a model file with classes and input spec."""
+    spec = InputSpec(128, 128, downsample=8, bin_us=20_000, scale=0.25)
+    cfg = GestureTrainConfig(arch="egru", hidden=(24,), epochs=8, batch_size=11, lr=3e-2, window_s=0.3,
+                             warmup_steps=5, threshold_init=0.1, seed=0)
+    out = tmp_path / "g"
+    hist = train(toy_tree, out, cfg, spec, progress=False)["history"]
+    assert hist[-1]["loss"] < 0.85 * hist[0]["loss"]
+    config, tensors = modelfile.load(out)
+    assert config["task"] == "gesture" and len(config["classes"]) == 11
+    assert InputSpec.from_config(config["input"]) == spec
+    assert tensors["rnn.0.weight_ih"].shape == (72, spec.size)
+
+
+@pytest.mark.parametrize("arch", ["egru", "lstm"])
+def test_eval_json_has_the_documented_fields(toy_tree, tmp_path, capsys, arch):
+    """`s2 eval MODEL --data DIR --json` prints accuracy and the NeuroBench-style counters."""
+    spec = InputSpec(128, 128, downsample=8, bin_us=20_000, scale=0.25)
+    cfg = GestureTrainConfig(arch=arch, hidden=(16,), epochs=1, batch_size=11, window_s=0.3, warmup_steps=5)
+    train(toy_tree, tmp_path / "m", cfg, spec, progress=False)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "m"), "--data", str(toy_tree), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["metric"] == "accuracy" and 0.0 <= r["value"] <= 1.0 and r["samples"] == 11
+    assert 0.0 <= r["activity_sparsity"] <= 1.0 and r["steps"] == sum(1 for _ in range(11)) * 20
+    assert 0 < r["synops_per_step"] <= r["dense_ops_per_step"] * 1.0 + 1
+    assert r["params"] == sum(t.size for t in modelfile.load(tmp_path / "m")[1].values())
+
+
+def test_eval_without_data_is_one_line_error(tmp_path, capsys):
+    """Evaluating on a folder without the layout exits 1 with a one-line message."""
+    spec = InputSpec(128, 128, downsample=8, bin_us=20_000, scale=0.25)
+    from s2node.train_gesture import build_model, save
+
+    cfg = GestureTrainConfig(hidden=(8,))
+    save(build_model(cfg, spec), tmp_path / "m", cfg, spec, [], "")
+    assert main(["eval", str(tmp_path / "m"), "--data", str(tmp_path / "nothing")]) == 1
+    assert "ibmGestureTest" in capsys.readouterr().err
