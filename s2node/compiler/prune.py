@@ -28,7 +28,7 @@ def check_sparsity(sparsity: float) -> float:
 
 def magnitude_mask(weight: np.ndarray, sparsity: float) -> np.ndarray:
     """Boolean keep-mask with exactly round(sparsity·size) of the smallest-magnitude entries dropped."""
-    n_drop = int(round(check_sparsity(sparsity) * weight.size))
+    n_drop = round(check_sparsity(sparsity) * weight.size)
     keep = np.ones(weight.size, dtype=bool)
     if n_drop:
         # argpartition gives an exact count even with tied magnitudes (a threshold would not).
