@@ -111,16 +111,17 @@ def _fit_advice(spec: ModelSpec, chip: ChipSpec, placed: list[GroupPlacement], n
     need = int(sum(sum(g.sram[k] for k in SRAM_KINDS).sum() for g in placed))
     cap = chip.usable_pes * chip.sram_bytes_per_pe
     weights = sum(layer.n_weights for layer in spec.layers)
+    fixed = chip.usable_pes * (chip.code_bytes_per_pe + chip.buffer_bytes_per_pe)
+    other = fixed + sum(int((g.sram["column_pointers"] + g.sram["state"]).sum()) for g in placed)
+    dec_nnz = int(np.count_nonzero(spec.decoder_weight))
     advice = []
     for num, vb in (("fp32", 4), ("int8", 1)):
-        other = need - sum(int((g.sram["weight_values"] + g.sram["weight_indices"]).sum()) for g in placed[:-1])
-        if num != numerics:  # rescale the non-pruned decoder's bytes to the other numerics
-            d = placed[-1]
-            other += int(d.sram["weight_values"].sum() * ((vb / (4 if numerics == "fp32" else 1)) - 1))
-        room = 0.9 * cap - other  # 10 % for per-PE fragmentation
-        s = 1.0 - room / ((vb + INDEX_BYTES) * weights) if room > 0 else 1.0
-        if s < 1.0:
-            advice.append(f"prune to {max(s, 0.0):.3f} with {num}")
+        scales = 4 * (3 * sum(layer.hidden_size for layer in spec.layers) + spec.n_outputs) if num == "int8" else 0
+        room = 0.9 * cap - other - scales - dec_nnz * (vb + INDEX_BYTES)  # 10 % for per-PE fragmentation
+        if room > 0:
+            advice.append(f"prune to {max(0.0, 1.0 - room / ((vb + INDEX_BYTES) * weights)):.3f} with {num}")
+        elif num == "int8":
+            advice.append(f"a smaller decoder (it alone needs {dec_nnz * (vb + INDEX_BYTES)} bytes in int8)")
     advice.append("--dram to spill weights to LPDDR4")
     over = need - cap
     head = (f"model needs {sum(g.n_pes for g in placed)} PEs and {need} bytes of SRAM; the chip has "
