@@ -84,13 +84,13 @@ def _run(args: argparse.Namespace) -> int:
         _load_pruned(torch_model, node)
     if config["task"] == "lm":
         if args.data or args.events:
-            raise _err("--data/--events are for gesture models; use --text or --split")
+            raise _err("this is a language model: --data/--events are for gesture models; use --text or --split")
         ids, dropped = node_inputs.lm_tokens(args, config)
         result = node_run.run_lm(node, torch_model, ids, args.max_steps)
         result["tokens_dropped"] = dropped
     else:
         if args.text or args.split:
-            raise _err("--text/--split are for language models; use --events or --data")
+            raise _err("this is a gesture model: --text/--split are for language models; use --events or --data")
         samples = node_inputs.gesture_samples(args, config)
         result = node_run.run_gesture(node, torch_model, samples, args.max_steps)
     result["prune"] = args.prune
