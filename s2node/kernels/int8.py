@@ -2,7 +2,8 @@
 
 Scaling (see compiler/quantize.py): pre-activation[r] = s_w[r] · s_p · Σ_j q[r, j] · p_j, with p_j the int8
 payload of source j (unit events: s_p = 1/127; language input: max|E|/127; gesture input: max|x_t|/127 per
-timestep). The integer sum is exact: int8 x int8 products summed in float64 stay below 2^53. The unit update
+timestep). The integer sum is exact: products are summed in float32 when every possible sum stays below 2^24, else
+in float64 (below 2^53). The unit update
 then runs in float32 as on the FPU.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from s2node.compiler.quantize import (
+    Q_MAX,
     Y_PAYLOAD_SCALE,
     dynamic_payload_scale,
     input_payload_scale,
@@ -33,7 +35,10 @@ class Int8Kernel(Kernel):
             w, s = {}, {}
             for k, mat in m.items():
                 q, sc = quantize_rows(mat)
-                w[k] = np.ascontiguousarray(q.T, np.float64)  # integers, exact in float64
+                # Integer sums must be exact: float32 holds every integer below 2^24, so use it when the
+                # largest possible |Σ q·p| (127 · max row Σ|q|) stays below that, else float64 (below 2^53).
+                bound = Q_MAX * (np.abs(q.astype(np.int64)).sum(1).max() if q.size else 0)
+                w[k] = np.ascontiguousarray(q.T, np.float32 if bound < 2**24 else np.float64)
                 s[k] = sc.astype(np.float64)
             self.w.append(w)
             self.scale.append(s)
@@ -51,5 +56,6 @@ class Int8Kernel(Kernel):
             return self.zeros[group].copy()
         sp = self.payload_scale(group, kind, vals)
         p = quantize_payload(vals, sp)
+        p = p.astype(wt.dtype)
         acc = p @ wt if len(cols) == wt.shape[0] else p @ wt[cols]  # exact integer sums
         return (acc * (self.scale[group][kind] * sp)).astype(F32)
