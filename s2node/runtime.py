@@ -112,7 +112,9 @@ def colsum(table: np.ndarray, cols: np.ndarray, mask: np.ndarray | None = None) 
 class Node:
     """One emulated SpiNNaker 2 chip running a compiled EGRU model."""
 
-    def __init__(self, compiled: CompiledModel, cost_table: CostTable | None = None, blas_threads: int | None = 1) -> None:
+    def __init__(
+        self, compiled: CompiledModel, cost_table: CostTable | None = None, blas_threads: int | None = 1
+    ) -> None:
         if blas_threads is not None:
             limit_blas_threads(blas_threads)
         self.compiled = compiled

@@ -113,3 +113,20 @@ def test_non_egru_model_is_refused(tmp_path):
     cfg, t = modelfile.load(make_lm(tmp_path / "lm"))
     with pytest.raises(CompileError, match="EGRU"):
         ModelSpec.from_model(dict(cfg, arch="lstm"), t)
+
+
+def test_prune_masks_keep_pruned_weights_at_zero_while_finetuning(tmp_path):
+    """prune_masks prunes a PyTorch model's EGRU matrices in place; apply_masks re-zeroes them after an update."""
+    import torch
+
+    from s2node.compiler.prune import apply_masks, prune_masks
+    from s2node.models import load_torch_model
+
+    model, _ = load_torch_model(make_lm(tmp_path / "lm", hidden=(32,)))
+    masks = prune_masks(model, 0.8)
+    w = model.rnn.layers[0].weight_hh
+    assert len(masks) == 2 and (w == 0).float().mean().item() == pytest.approx(0.8, abs=1e-3)
+    with torch.no_grad():
+        w.add_(1.0)  # an optimiser step would revive pruned weights
+    apply_masks(model, masks)
+    assert (w == 0).float().mean().item() == pytest.approx(0.8, abs=1e-3)
