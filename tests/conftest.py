@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from stream.broker import AmqttBroker, MosquittoProcess, mosquitto_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# Test helpers (tests/node_models.py, tests/stream_helpers.py, ...) import as plain modules.
+sys.path.insert(0, str(Path(__file__).parent))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

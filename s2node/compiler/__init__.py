@@ -1,0 +1,154 @@
+"""The compiler: spec -> (prune) -> partition onto PEs -> routing tables -> rule checks -> CompiledModel.
+
+Stages are pure functions of the spec and the ChipSpec: `prune.prune_spec`, `partition.place_group`,
+`routing.build_routing`, `rules.check_rules`. int8 quantisation happens where the arithmetic is prepared
+(`kernels/int8.py`, with `quantize.quantize_rows`), because placement only needs its byte sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from s2node.chip import ChipSpec
+from s2node.compiler.partition import (
+    INDEX_BYTES,
+    SRAM_KINDS,
+    GroupPlacement,
+    decoder_group,
+    egru_group,
+    place_group,
+)
+from s2node.compiler.prune import prune_spec
+from s2node.compiler.routing import RoutingTable, build_routing
+from s2node.compiler.rules import check_rules
+from s2node.errors import CompileError
+from s2node.spec import ModelSpec
+
+NUMERICS = ("fp32", "int8")
+
+__all__ = ["NUMERICS", "CompiledModel", "compile_model"]
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    spec: ModelSpec
+    chip: ChipSpec
+    numerics: str
+    groups: tuple[GroupPlacement, ...]  # EGRU layers in order, then the decoder
+    routing: RoutingTable
+    recv_in: tuple[np.ndarray, ...]  # per group: bool [n_in, n_pes] delivery of input sources
+    recv_rec: tuple[np.ndarray | None, ...]  # per group: bool [H, n_pes] delivery of recurrent sources
+    rules_passed: tuple[str, ...] = field(default=())
+
+    @property
+    def n_pes_used(self) -> int:
+        return sum(g.n_pes for g in self.groups)
+
+    @property
+    def sram_total_per_pe(self) -> np.ndarray:
+        return np.concatenate([sum(g.sram[k] for k in SRAM_KINDS) for g in self.groups])
+
+    @property
+    def dram_bytes(self) -> int:
+        return sum(g.dram_bytes for g in self.groups)
+
+    @property
+    def pe_group(self) -> np.ndarray:
+        """Group index (layer; the decoder last) of every used PE."""
+        return np.concatenate([np.full(g.n_pes, i) for i, g in enumerate(self.groups)])
+
+    def report(self, per_pe: bool = False) -> dict[str, Any]:
+        """What `s2 node inspect` prints: PEs, SRAM by kind, routing, DRAM."""
+        sram = {k: np.concatenate([g.sram[k] for g in self.groups]) for k in SRAM_KINDS}
+        total = self.sram_total_per_pe
+        nnz = sum(layer.nnz for layer in self.spec.layers)
+        weights = sum(layer.n_weights for layer in self.spec.layers)
+        out: dict[str, Any] = {
+            "numerics": self.numerics,
+            "pes_used": self.n_pes_used,
+            "pes_available": self.chip.usable_pes,
+            "groups": [
+                {"name": g.name, "pes": g.n_pes, "first_pe": g.pe_start, "units": int(g.bounds[-1]),
+                 "units_per_pe_max": int(np.diff(g.bounds).max()), "weights_in_dram": g.spilled}
+                for g in self.groups
+            ],
+            "weight_sparsity": 1.0 - nnz / weights if weights else 0.0,
+            "nonzero_weights": int(nnz),
+            "sram_bytes_per_pe": {"max": int(total.max()), "mean": float(total.mean()), "min": int(total.min()),
+                                  "limit": self.chip.sram_bytes_per_pe},
+            "sram_bytes_by_kind": {k: int(v.sum()) for k, v in sram.items()},
+            "sram_bytes_by_kind_max_pe": {k: int(v[int(np.argmax(total))]) for k, v in sram.items()},
+            "routing_entries": self.routing.entries,
+            "routing_entries_limit": self.chip.router_entries,
+            "routing_key_space": self.routing.key_space,
+            "dram_bytes": self.dram_bytes,
+            "rules_passed": list(self.rules_passed),
+        }
+        if per_pe:
+            out["sram_bytes_per_pe_by_kind"] = {k: v.tolist() for k, v in sram.items()}
+        return out
+
+
+def _groups(spec: ModelSpec):
+    gs = [egru_group(f"egru{i}", layer.weight_ih, layer.weight_hh) for i, layer in enumerate(spec.layers)]
+    return [*gs, decoder_group(spec.decoder_weight)]
+
+
+def _place_all(spec: ModelSpec, chip: ChipSpec, numerics: str, spill: bool) -> list[GroupPlacement]:
+    placed, pe = [], 0
+    for g in _groups(spec):
+        gp = place_group(g, pe, numerics, chip, spill and g.rec_unit_nnz is not None)
+        placed.append(gp)
+        pe += gp.n_pes
+    return placed
+
+
+def _fit_advice(spec: ModelSpec, chip: ChipSpec, placed: list[GroupPlacement], numerics: str) -> str:
+    """Bytes over the chip's SRAM and what would make the model fit (a pruning level, int8, DRAM)."""
+    need = int(sum(sum(g.sram[k] for k in SRAM_KINDS).sum() for g in placed))
+    cap = chip.usable_pes * chip.sram_bytes_per_pe
+    weights = sum(layer.n_weights for layer in spec.layers)
+    fixed = chip.usable_pes * (chip.code_bytes_per_pe + chip.buffer_bytes_per_pe)
+    other = fixed + sum(int((g.sram["column_pointers"] + g.sram["state"]).sum()) for g in placed)
+    dec_nnz = int(np.count_nonzero(spec.decoder_weight))
+    advice = []
+    for num, vb in (("fp32", 4), ("int8", 1)):
+        scales = 4 * (3 * sum(layer.hidden_size for layer in spec.layers) + spec.n_outputs) if num == "int8" else 0
+        room = 0.9 * cap - other - scales - dec_nnz * (vb + INDEX_BYTES)  # 10 % for per-PE fragmentation
+        if room > 0:
+            advice.append(f"prune to {max(0.0, 1.0 - room / ((vb + INDEX_BYTES) * weights)):.3f} with {num}")
+        elif num == "int8":
+            advice.append(f"a smaller decoder (it alone needs {dec_nnz * (vb + INDEX_BYTES)} bytes in int8)")
+    advice.append("--dram to spill weights to LPDDR4")
+    over = need - cap
+    head = (f"model needs {sum(g.n_pes for g in placed)} PEs and {need} bytes of SRAM; the chip has "
+            f"{chip.usable_pes} PEs ({cap} bytes)")
+    head += f", {over} bytes over" if over > 0 else " (too fragmented to place)"
+    return f"{head}; would fit: {', or '.join(advice)}"
+
+
+def compile_model(
+    spec: ModelSpec, chip: ChipSpec | None = None, numerics: str = "fp32", *,
+    prune: float | None = None, dram: bool = False,
+) -> CompiledModel:
+    """Place a spec on the chip or raise CompileError saying by how much it misses and what would fit."""
+    chip = chip or ChipSpec()
+    if numerics not in NUMERICS:
+        raise CompileError(f"numerics must be one of {NUMERICS}, not {numerics!r}")
+    if prune:
+        spec = prune_spec(spec, prune)
+    placed = _place_all(spec, chip, numerics, spill=False)
+    if sum(g.n_pes for g in placed) > chip.usable_pes:
+        if not dram:
+            msg = _fit_advice(spec, chip, placed, numerics)
+            need = int(sum(sum(g.sram[k] for k in SRAM_KINDS).sum() for g in placed))
+            raise CompileError(msg, bytes_over=max(0, need - chip.usable_pes * chip.sram_bytes_per_pe))
+        placed = _place_all(spec, chip, numerics, spill=True)
+    routing, recv_in, recv_rec = build_routing(placed)
+    model = CompiledModel(spec, chip, numerics, tuple(placed), routing, tuple(recv_in), tuple(recv_rec))
+    passed = check_rules(model)
+    return CompiledModel(spec, chip, numerics, tuple(placed), routing, tuple(recv_in), tuple(recv_rec),
+                         tuple(passed))

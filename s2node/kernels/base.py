@@ -1,0 +1,59 @@
+"""The one abstract step both numerics share: `accumulate`, `update_units`, `emit`.
+
+`accumulate(group, kind, cols, vals)` is every PE of a layer group receiving the packets (cols = active
+source ids, vals = their summed graded payloads) and adding value x column into its gate accumulators: one
+product over the active columns of the layer's column-major weights (`Wt[source] = W[:, source]`), so the work
+follows the events. `update_units` is the end-of-timestep EGRU update of all units of the layer (vectorised
+over PEs), `emit` the events of the units that fired. Only `accumulate` differs between fp32 and int8.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from s2node.spec import ModelSpec
+
+F32 = np.float32
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return F32(1.0) / (F32(1.0) + np.exp(-x))
+
+
+class Kernel(ABC):
+    """Arithmetic of the PEs of one compiled model. Groups: the EGRU layers in order, then the decoder."""
+
+    numerics: str
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.hidden = [layer.hidden_size for layer in spec.layers]
+        self.thresholds = [layer.threshold.astype(F32) for layer in spec.layers]
+        self.zoneout = [F32(layer.zoneout) for layer in spec.layers]
+
+    @abstractmethod
+    def accumulate(self, group: int, kind: str, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """Sum of vals[i] * W[:, cols[i]] for the group's 'ih' (input/decoder) or 'hh' (recurrent) weights."""
+
+    def update_units(self, layer: int, gx: np.ndarray, gh: np.ndarray, c_prev: np.ndarray):
+        """Gates, state, threshold and subtractive reset of every unit: -> (c, c_hat, fired mask)."""
+        h = self.hidden[layer]
+        r = _sigmoid(gx[:h] + gh[:h])
+        z = _sigmoid(gx[h:2 * h] + gh[h:2 * h])
+        n = np.tanh(gx[2 * h:] + r * gh[2 * h:])
+        c_hat = (F32(1.0) - z) * n + z * c_prev
+        p = self.zoneout[layer]
+        if p > 0:  # eval-mode zoneout, as torch_egru: p·c_prev + (1 − p)·ĉ
+            c_hat = p * c_prev + (F32(1.0) - p) * c_hat
+        thr = self.thresholds[layer]
+        o = c_hat > thr  # H(0) = 0
+        c = c_hat - o * thr
+        return c.astype(F32, copy=False), c_hat, o
+
+    @staticmethod
+    def emit(c_hat: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Events of the units that fired: (source ids, graded payloads y = ĉ)."""
+        idx = np.flatnonzero(o)
+        return idx, c_hat[idx]

@@ -1,0 +1,34 @@
+"""fp32 numerics, as on the Cortex-M4F FPU: float32 weights, float32 accumulation.
+
+Agrees with the PyTorch model to float rounding; only the summation order differs (over active columns here,
+over all inputs in PyTorch's matmul, where the zero inputs add exact zeros).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from s2node.kernels.base import F32, Kernel
+from s2node.spec import ModelSpec
+
+
+class Fp32Kernel(Kernel):
+    numerics = "fp32"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        # Column-major: Wt[source] is the column one packet from `source` touches (contiguous in memory).
+        self.w = [
+            {"ih": np.ascontiguousarray(layer.weight_ih.T, F32), "hh": np.ascontiguousarray(layer.weight_hh.T, F32)}
+            for layer in spec.layers
+        ]
+        self.w.append({"ih": np.ascontiguousarray(spec.decoder_weight.T, F32)})
+        self.zeros = [np.zeros(w["ih"].shape[1], F32) for w in self.w]
+
+    def accumulate(self, group: int, kind: str, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        wt = self.w[group][kind]
+        if len(cols) == 0:
+            return self.zeros[group].copy()  # no packets, no work
+        if len(cols) == wt.shape[0]:
+            return vals.astype(F32, copy=False) @ wt  # every source active (e.g. an embedding vector)
+        return vals.astype(F32, copy=False) @ wt[cols]

@@ -1,0 +1,61 @@
+"""int8 numerics, as on the 16 x 4 8-bit MAC array: int8 weights (per-row scale), int8 payloads, integer sums.
+
+Scaling (see compiler/quantize.py): pre-activation[r] = s_w[r] · s_p · Σ_j q[r, j] · p_j, with p_j the int8
+payload of source j (unit events: s_p = 1/127; language input: max|E|/127; gesture input: max|x_t|/127 per
+timestep). The integer sum is exact: products are summed in float32 when every possible sum stays below 2^24, else
+in float64 (below 2^53). The unit update
+then runs in float32 as on the FPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from s2node.compiler.quantize import (
+    Q_MAX,
+    Y_PAYLOAD_SCALE,
+    dynamic_payload_scale,
+    input_payload_scale,
+    quantize_payload,
+    quantize_rows,
+)
+from s2node.kernels.base import F32, Kernel
+from s2node.spec import ModelSpec
+
+
+class Int8Kernel(Kernel):
+    numerics = "int8"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        self.w, self.scale = [], []
+        mats = [{"ih": layer.weight_ih, "hh": layer.weight_hh} for layer in spec.layers]
+        mats.append({"ih": spec.decoder_weight})
+        for m in mats:
+            w, s = {}, {}
+            for k, mat in m.items():
+                q, sc = quantize_rows(mat)
+                # Integer sums must be exact: float32 holds every integer below 2^24, so use it when the
+                # largest possible |Σ q·p| (127 · max row Σ|q|) stays below that, else float64 (below 2^53).
+                bound = Q_MAX * (np.abs(q.astype(np.int64)).sum(1).max() if q.size else 0)
+                w[k] = np.ascontiguousarray(q.T, np.float32 if bound < 2**24 else np.float64)
+                s[k] = sc.astype(np.float64)
+            self.w.append(w)
+            self.scale.append(s)
+        self.input_scale = input_payload_scale(spec.embedding)  # None: per-timestep (gestures)
+        self.zeros = [np.zeros(w["ih"].shape[1], F32) for w in self.w]
+
+    def payload_scale(self, group: int, kind: str, vals: np.ndarray) -> float:
+        if group == 0 and kind == "ih":
+            return self.input_scale if self.input_scale is not None else dynamic_payload_scale(vals)
+        return Y_PAYLOAD_SCALE
+
+    def accumulate(self, group: int, kind: str, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        wt = self.w[group][kind]
+        if len(cols) == 0:
+            return self.zeros[group].copy()
+        sp = self.payload_scale(group, kind, vals)
+        p = quantize_payload(vals, sp)
+        p = p.astype(wt.dtype)
+        acc = p @ wt if len(cols) == wt.shape[0] else p @ wt[cols]  # exact integer sums
+        return (acc * (self.scale[group][kind] * sp)).astype(F32)

@@ -1,0 +1,157 @@
+"""`s2 node run`: drive the emulated node over a text or gesture recordings, beside the PyTorch model.
+
+Reports quality (the metric of `s2 eval`: bits per character, perplexity, or accuracy), agreement with the
+PyTorch model (fraction of steps with the same prediction), activity sparsity, synops, per-PE load, latency
+p50/p99, energy per token or gesture, the dense-equivalent figures, a single-batch GPU estimate and the
+emulator's own steps per second.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from s2node.cost import gpu_step_estimate
+from s2node.errors import S2NodeError
+from s2node.runtime import Node
+
+LN2 = math.log(2.0)
+
+
+def tokenize(text: str, config: dict[str, Any]) -> tuple[np.ndarray, int]:
+    """Text -> token ids with the model's own vocabulary; unknown tokens map to `unk` or are dropped (counted)."""
+    vocab = {w: i for i, w in enumerate(config["vocab"])}
+    unk = vocab.get(config.get("unk")) if config.get("unk") is not None else None
+    if config["level"] == "char":
+        toks: list[str] = list(text)
+    else:
+        eos = "<eos>" if "<eos>" in vocab else None
+        toks = []
+        for line in text.splitlines():
+            toks.extend(line.split())
+            if eos:
+                toks.append(eos)
+    ids, dropped = [], 0
+    for t in toks:
+        i = vocab.get(t, unk)
+        if i is None:
+            dropped += 1
+        else:
+            ids.append(i)
+    return np.asarray(ids, np.int64), dropped
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def _quality(config: dict[str, Any], nll: float) -> dict[str, float]:
+    if config["level"] == "char":
+        return {"bpc": nll / LN2}
+    return {"perplexity": math.exp(nll)}
+
+
+def run_lm(node: Node, torch_model: Any, ids: np.ndarray, max_steps: int | None = None) -> dict[str, Any]:
+    """Feed ids[:-1] one token per step; score the next token. PyTorch runs the same tokens in chunks."""
+    import torch
+
+    if len(ids) < 2:
+        raise S2NodeError("the text needs at least two known tokens")
+    n = len(ids) - 1 if max_steps is None else min(len(ids) - 1, max_steps)
+    node.reset()
+    node.reset_stats()
+    logits = np.empty((n, node.spec.n_outputs), np.float32)
+    t0 = time.perf_counter()
+    for i in range(n):
+        logits[i] = node.step(int(ids[i])).logits
+    wall = time.perf_counter() - t0
+    ref, states = [], None
+    with torch.no_grad():
+        for s in range(0, n, 512):
+            x = torch.from_numpy(ids[s:min(n, s + 512)])[None]
+            out, states, _ = torch_model(x, states)
+            ref.append(out[0].numpy())
+    ref_logits = np.concatenate(ref)
+    target = ids[1:n + 1]
+    nll = float(-_log_softmax(logits)[np.arange(n), target].mean())
+    nll_ref = float(-_log_softmax(ref_logits)[np.arange(n), target].mean())
+    q, q_ref = _quality(node.spec.config, nll), _quality(node.spec.config, nll_ref)
+    out = {"task": "lm", **q, **{f"{k}_pytorch": v for k, v in q_ref.items()},
+           "agreement": float((logits.argmax(1) == ref_logits.argmax(1)).mean()),
+           "max_abs_logit_diff": float(np.abs(logits - ref_logits).max())}
+    return {**out, **_figures(node, wall, n, per="token")}
+
+
+def run_gesture(node: Node, torch_model: Any, samples: list[tuple[np.ndarray, int | None]],
+                max_steps: int | None = None) -> dict[str, Any]:
+    """Each sample [T, I] from a reset node; agreement per step on the pooled prediction; accuracy at the end."""
+    import torch
+
+    node.reset_stats()
+    agree, steps, correct, labelled, wall = 0, 0, 0, 0, 0.0
+    preds = []
+    for x, label in samples:
+        if max_steps is not None and steps >= max_steps:
+            break
+        node.reset()
+        t0 = time.perf_counter()
+        pooled = np.stack([node.step(v).logits for v in x])
+        wall += time.perf_counter() - t0
+        with torch.no_grad():
+            step_logits, _, _ = torch_model(torch.from_numpy(np.asarray(x, np.float32))[None])
+        sl = step_logits[0].numpy()
+        if node.spec.readout.get("pool") == "mean":
+            sl = np.cumsum(sl, 0) / np.arange(1, len(sl) + 1)[:, None]
+        agree += int((pooled.argmax(1) == sl.argmax(1)).sum())
+        steps += len(x)
+        pred = int(pooled[-1].argmax())
+        preds.append(pred)
+        if label is not None:
+            labelled += 1
+            correct += int(pred == label)
+    if not steps:
+        raise S2NodeError("no gesture timesteps to run")
+    classes = node.spec.config["classes"]
+    out: dict[str, Any] = {"task": "gesture", "samples": len(preds),
+                           "accuracy": correct / labelled if labelled else None,
+                           "agreement": agree / steps,
+                           "predictions": [classes[p] for p in preds[:20]]}
+    return {**out, **_figures(node, wall, steps, per="gesture", n_items=len(preds))}
+
+
+def _figures(node: Node, wall_s: float, steps: int, per: str, n_items: int | None = None) -> dict[str, Any]:
+    s = node.stats.summary()
+    dense = node.dense_step_stats()
+    per_pe = node.stats.pe_synops / max(node.stats.steps, 1)
+    hist, edges = np.histogram(per_pe, bins=10)
+    items = n_items if n_items is not None else steps
+    energy_per_item = node.stats.energy_j / max(items, 1)
+    n_layers = len(node.spec.layers)
+    dense_bytes = 4 * (sum(layer.n_weights for layer in node.spec.layers) + node.spec.decoder_weight.size)
+    gpu = gpu_step_estimate(node.cost_table, n_layers, dense_bytes)
+    steps_per_item = steps / max(items, 1)
+    out = {
+        **s,
+        f"energy_j_per_{per}": energy_per_item,
+        "dense_equivalent": {
+            "synops_per_step": dense.synops,
+            "latency_s": dense.cost.latency_s,
+            "energy_j_per_step": dense.cost.energy_j,
+            "energy_gain": dense.cost.energy_j / s["energy_j_per_step"] if s["energy_j_per_step"] else None,
+            "synops_gain": dense.synops / s["synops_per_step"] if s["synops_per_step"] else None,
+        },
+        "gpu_estimate": {**gpu, f"energy_j_per_{per}": gpu["gpu_energy_per_step_j"] * steps_per_item,
+                         "gpu_over_node_energy": gpu["gpu_energy_per_step_j"] / s["energy_j_per_step"]
+                         if s["energy_j_per_step"] else None,
+                         "paper_claim": "5-18x less energy than a GPU, single batch (SNUFA 2024 abstract)"},
+        "pe_load_histogram": {"synops_per_step_bin_edges": edges.tolist(), "pes": hist.tolist()},
+        "pes_used": node.n_pes,
+        "numerics": node.numerics,
+        "steps_per_s": steps / wall_s if wall_s > 0 else None,
+    }
+    return out

@@ -1,0 +1,288 @@
+"""The emulated node: `Node.load(model_file) -> node.step(input) -> Prediction`, with per-step `StepStats`.
+
+One timestep: the host sends the input packets (language: the token's embedding vector, one packet per
+non-zero dimension — the embedding table lives on the host; gestures: one packet per active input with its
+summed count). For each EGRU layer in turn, every PE accumulates its columns of the active sources
+(`kernel.accumulate`), then updates its units (`update_units`) and sends one packet per fired unit (`emit`),
+which are the next layer's input now and the layer's own recurrent input at the next step. The decoder runs
+on PEs too, event-driven from the last layer's events (for a trace readout it keeps W·trace, which is linear
+in the events); each decoder PE sends its local argmax to the host (one packet), which takes the maximum.
+Per-PE counts come from the compiler's nnz[source, pe] and recv[source, pe] tables summed over the active
+sources: bookkeeping on the same arithmetic, no loop over PEs or events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2node import modelfile
+from s2node.chip import ChipSpec
+from s2node.compiler import CompiledModel, compile_model
+from s2node.cost import Cost, CostTable, step_cost
+from s2node.errors import S2NodeError
+from s2node.kernels import make_kernel
+from s2node.spec import ModelSpec
+
+F32 = np.float32
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: int  # next-token id (language) or class index (gestures, pooled over the steps so far)
+    name: str  # the token or class name
+    logits: np.ndarray  # language: this step's logits; gestures: pooled logits
+    step: int
+
+
+@dataclass
+class StepStats:
+    """Counters of one timestep, per used PE and in total, and its cost."""
+
+    numerics: str
+    group_starts: np.ndarray  # first PE of each layer group (for latency)
+    pe_synops: np.ndarray
+    pe_packets_in: np.ndarray
+    pe_packets_out: np.ndarray
+    pe_neuron_updates: np.ndarray
+    pe_dram_bytes: np.ndarray
+    events_in: int = 0  # input packets from the host
+    events_out: int = 0  # unit events, all EGRU layers
+    events_per_layer: list[int] = field(default_factory=list)
+    synops: int = 0  # NeuroBench synops: EGRU input + recurrent weights (decoder excluded)
+    decoder_synops: int = 0
+    cost: Cost | None = None
+
+
+@dataclass
+class RunStats:
+    """Totals since the last reset_stats(), for `s2 node run` and the stats topic."""
+
+    steps: int = 0
+    events_in: int = 0
+    events_out: int = 0
+    synops: int = 0
+    decoder_synops: int = 0
+    units: int = 0  # unit-steps (for activity sparsity)
+    energy_j: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+    pe_synops: np.ndarray | None = None
+
+    @property
+    def activity_sparsity(self) -> float:
+        return 1.0 - self.events_out / self.units if self.units else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        lat = np.array(self.latencies_s) if self.latencies_s else np.zeros(1)
+        n = max(self.steps, 1)
+        return {
+            "steps": self.steps,
+            "events_in_per_step": self.events_in / n,
+            "events_out_per_step": self.events_out / n,
+            "activity_sparsity": self.activity_sparsity,
+            "synops_per_step": self.synops / n,
+            "decoder_synops_per_step": self.decoder_synops / n,
+            "latency_s_p50": float(np.percentile(lat, 50)),
+            "latency_s_p99": float(np.percentile(lat, 99)),
+            "energy_j_per_step": self.energy_j / n,
+        }
+
+
+def limit_blas_threads(n: int) -> None:
+    """Cap BLAS threads for the process. The node's mat-vecs are small: a multi-threaded BLAS on a busy
+    machine is up to ~80x slower on them (measured: 2048 x 768 float32 mat-vec 0.17 ms on 1 thread, 14 ms on
+    a shared 2-core box with OpenBLAS's default threads)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: without it, set OPENBLAS_NUM_THREADS=1 in the environment
+        return
+    threadpool_limits(n, user_api="blas")
+
+
+def colsum(table: np.ndarray, cols: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Σ over the active sources of a [sources, PEs] table: a gather for few sources, a mat-vec for many."""
+    if mask is not None and 8 * len(cols) > table.shape[0]:
+        return mask @ table
+    return table[cols].sum(0)
+
+
+class Node:
+    """One emulated SpiNNaker 2 chip running a compiled EGRU model."""
+
+    def __init__(
+        self, compiled: CompiledModel, cost_table: CostTable | None = None, blas_threads: int | None = 1
+    ) -> None:
+        if blas_threads is not None:
+            limit_blas_threads(blas_threads)
+        self.compiled = compiled
+        self.spec: ModelSpec = compiled.spec
+        self.chip: ChipSpec = compiled.chip
+        self.numerics = compiled.numerics
+        self.cost_table = cost_table or CostTable()
+        self.kernel = make_kernel(self.spec, self.numerics)
+        self.groups = compiled.groups
+        self.n_pes = compiled.n_pes_used
+        self.group_starts = np.array([g.pe_start for g in self.groups])
+        self._slices = [slice(g.pe_start, g.pe_start + g.n_pes) for g in self.groups]
+        self._updates = np.concatenate([np.diff(g.bounds) for g in self.groups]).astype(np.float64)
+        self._bias = [(layer.bias_ih.astype(F32), layer.bias_hh.astype(F32)) for layer in self.spec.layers]
+        self._dec_bias = self.spec.decoder_bias.astype(F32)
+        ro = self.spec.readout
+        self._trace = ro.get("source") == "trace" and self.spec.task == "gesture"
+        self._alpha = F32(ro.get("trace_alpha", 0.9))
+        self._pool_mean = ro.get("pool") == "mean" and self.spec.task == "gesture"
+        # float64 copies of the count tables, for BLAS mat-vecs when many sources are active (exact counts)
+        self._nnz_in = [g.nnz_in.astype(np.float64) for g in self.groups]
+        self._nnz_rec = [None if g.nnz_rec is None else g.nnz_rec.astype(np.float64) for g in self.groups]
+        self._recv_in = [r.astype(np.float64) for r in compiled.recv_in]
+        self._recv_rec = [None if r is None else r.astype(np.float64) for r in compiled.recv_rec]
+        cfg = self.spec.config
+        self.names = list(cfg.get("vocab") or cfg.get("classes") or [])
+        self.reset()
+        self.reset_stats()
+
+    @classmethod
+    def load(
+        cls, model_file: str | Path, chip: ChipSpec | None = None, numerics: str = "fp32", prune: float | None = None,
+        *, dram: bool = False, cost_table: CostTable | None = None,
+    ) -> Node:
+        config, tensors = modelfile.load(model_file)
+        return cls.from_spec(ModelSpec.from_model(config, tensors), chip, numerics, prune, dram=dram,
+                             cost_table=cost_table)
+
+    @classmethod
+    def from_spec(
+        cls, spec: ModelSpec, chip: ChipSpec | None = None, numerics: str = "fp32", prune: float | None = None,
+        *, dram: bool = False, cost_table: CostTable | None = None,
+    ) -> Node:
+        return cls(compile_model(spec, chip or ChipSpec(), numerics, prune=prune, dram=dram), cost_table)
+
+    def reset(self) -> None:
+        """Start a new sequence: c = y = 0 everywhere, no pending events, readout cleared."""
+        self._c = [np.zeros(h, F32) for h in self.kernel.hidden]
+        self._y_idx = [np.zeros(0, np.int64) for _ in self.kernel.hidden]
+        self._y_val = [np.zeros(0, F32) for _ in self.kernel.hidden]
+        self._u = np.zeros(self.spec.n_outputs, F32)
+        self._pool = np.zeros(self.spec.n_outputs, np.float64)
+        self._t = 0
+
+    def reset_stats(self) -> None:
+        self.stats = RunStats(pe_synops=np.zeros(self.n_pes))
+        self.last: StepStats | None = None
+
+    # -- input packets ----------------------------------------------------------------------------------
+    def input_packets(self, inp: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Token id | dense input vector | (keys, payloads) -> active sources and their summed payloads."""
+        n_in = self.spec.n_inputs
+        if self.spec.task == "lm" and np.ndim(inp) == 0:
+            tok = int(inp)
+            if not 0 <= tok < len(self.spec.embedding):
+                raise S2NodeError(f"token id {tok} outside the vocabulary of {len(self.spec.embedding)}")
+            x = self.spec.embedding[tok]
+        elif isinstance(inp, tuple):
+            keys, vals = np.asarray(inp[0], np.int64), np.asarray(inp[1], np.float64)
+            if keys.size and (keys.min() < 0 or keys.max() >= n_in):
+                raise S2NodeError(f"input key outside 0..{n_in - 1}")
+            x = np.bincount(keys, weights=vals, minlength=n_in).astype(F32)  # same key twice: payloads add
+        else:
+            x = np.asarray(inp, F32).reshape(-1)
+            if x.size != n_in:
+                raise S2NodeError(f"input has {x.size} values, the model takes {n_in}")
+        idx = np.flatnonzero(x)
+        return idx, x[idx]
+
+    # -- one timestep -----------------------------------------------------------------------------------
+    def step(self, inp: Any) -> Prediction:
+        cols, vals = self.input_packets(inp)
+        n = self.n_pes
+        syn, pin, pout, dram = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self._updates, dram, events_in=len(cols))
+        k = self.kernel
+        for li, g in enumerate(self.groups[:-1]):
+            sl = self._slices[li]
+            rc, rv = self._y_idx[li], self._y_val[li]
+            if len(cols):
+                mask = None
+                if 8 * len(cols) > len(self._nnz_in[li]):
+                    mask = np.zeros(len(self._nnz_in[li]))
+                    mask[cols] = 1.0
+                syn[sl] += colsum(self._nnz_in[li], cols, mask)
+                pin[sl] += colsum(self._recv_in[li], cols, mask)
+            if len(rc):
+                syn[sl] += self._nnz_rec[li][rc].sum(0)
+                pin[sl] += self._recv_rec[li][rc].sum(0)
+            if g.spilled:
+                dram[sl] = syn[sl] * g.bytes_per_weight
+            b_ih, b_hh = self._bias[li]
+            gx = k.accumulate(li, "ih", cols, vals) + b_ih
+            gh = k.accumulate(li, "hh", rc, rv) + b_hh
+            self._c[li], c_hat, o = k.update_units(li, gx, gh, self._c[li])
+            cols, vals = k.emit(c_hat, o)
+            self._y_idx[li], self._y_val[li] = cols, vals
+            pout[sl] = np.bincount(g.unit_pe[cols], minlength=g.n_pes)
+            st.events_per_layer.append(len(cols))
+        st.synops = int(syn.sum())
+        st.events_out = int(sum(st.events_per_layer))
+        # decoder on PEs, driven by the last layer's events
+        di = len(self.groups) - 1
+        dsl = self._slices[di]
+        if len(cols):
+            syn[dsl] = self._nnz_in[di][cols].sum(0)
+            pin[dsl] = self._recv_in[di][cols].sum(0)
+        pout[dsl] = 1  # local argmax to the host
+        st.decoder_synops = int(syn[dsl].sum())
+        acc = k.accumulate(di, "ih", cols, vals)
+        if self._trace:
+            self._u = self._alpha * self._u + (F32(1.0) - self._alpha) * acc
+            logits = self._u + self._dec_bias
+        else:
+            logits = acc + self._dec_bias
+        self._t += 1
+        if self._pool_mean:
+            self._pool += logits
+            out = (self._pool / self._t).astype(F32)
+        else:
+            out = logits
+        st.cost = step_cost(self.chip, self.cost_table, st)
+        self._account(st)
+        label = int(np.argmax(out))
+        return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t)
+
+    def _account(self, st: StepStats) -> None:
+        s = self.stats
+        s.steps += 1
+        s.events_in += st.events_in
+        s.events_out += st.events_out
+        s.synops += st.synops
+        s.decoder_synops += st.decoder_synops
+        s.units += sum(self.kernel.hidden)
+        s.energy_j += st.cost.energy_j
+        s.latencies_s.append(st.cost.latency_s)
+        s.pe_synops += st.pe_synops
+        self.last = st
+
+    # -- the dense equivalent -----------------------------------------------------------------------------
+    def dense_step_stats(self) -> StepStats:
+        """Counters if every input and every unit sent an event every step (what a dense chip would do)."""
+        n = self.n_pes
+        syn, pin, pout = np.zeros(n), np.zeros(n), np.zeros(n)
+        dram = np.zeros(n)
+        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self._updates, dram,
+                       events_in=self.spec.n_inputs)
+        for i, g in enumerate(self.groups):
+            sl = self._slices[i]
+            syn[sl] = g.nnz_in.sum(0) + (g.nnz_rec.sum(0) if g.nnz_rec is not None else 0)
+            pin[sl] = self.compiled.recv_in[i].sum(0) + (
+                self.compiled.recv_rec[i].sum(0) if self.compiled.recv_rec[i] is not None else 0)
+            pout[sl] = np.diff(g.bounds) if g.nnz_rec is not None else 1
+            if g.spilled:
+                dram[sl] = syn[sl] * g.bytes_per_weight
+        dec = self._slices[-1]
+        st.decoder_synops = int(syn[dec].sum())
+        st.synops = int(syn.sum()) - st.decoder_synops
+        st.events_out = int(sum(self.kernel.hidden))
+        st.cost = step_cost(self.chip, self.cost_table, st)
+        return st

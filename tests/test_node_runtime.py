@@ -1,0 +1,154 @@
+"""The emulated node against the PyTorch EGRU: fp32 agreement, int8 bounds, synops, zero-input cost."""
+
+import numpy as np
+import pytest
+import torch
+from node_models import make_gesture, make_lm, random_counts
+
+from s2node.metrics import ActivityCounter
+from s2node.models import load_torch_model
+from s2node.runtime import Node
+
+torch.set_num_threads(1)
+
+
+def _node_run(node, inputs):
+    """Step the node; return per-step outputs and per-layer dense y ([T, H] each)."""
+    outs, ys = [], [[] for _ in node.kernel.hidden]
+    for v in inputs:
+        outs.append(node.step(v).logits)
+        for li, h in enumerate(node.kernel.hidden):
+            y = np.zeros(h, np.float32)
+            y[node._y_idx[li]] = node._y_val[li]
+            ys[li].append(y)
+    return np.array(outs), [np.array(y) for y in ys]
+
+
+def _torch_layers(model, x):
+    """Per-layer (input, y, c_hat) of the PyTorch stack for one sequence x [T, I]."""
+    out, inp = [], x[None]
+    with torch.no_grad():
+        for layer in model.rnn.layers:
+            r = layer(inp)
+            out.append((inp[0].numpy(), r.y[0].numpy(), r.c_hat[0].numpy(), layer.effective_threshold().numpy()))
+            inp = r.y
+    return out
+
+
+def _check_fp32(node_y, layers):
+    for y_node, (_, y_ref, c_hat, thr) in zip(node_y, layers, strict=True):
+        near = np.abs(c_hat - thr) < 1e-5  # a unit this close to its threshold may go either way
+        assert np.allclose(y_node[~near], y_ref[~near], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("zoneout", [0.0, 0.3])
+def test_fp32_lm_matches_pytorch(tmp_path, zoneout):
+    """fp32: the same next-token prediction as PyTorch on >= 99.9 % of steps and outputs equal to rounding."""
+    path = make_lm(tmp_path / "lm", zoneout=zoneout)
+    model, cfg = load_torch_model(path)
+    ids = np.random.default_rng(0).integers(0, len(cfg["vocab"]), 600)
+    node = Node.load(path)
+    logits, ys = _node_run(node, ids)
+    with torch.no_grad():
+        ref, _, _ = model(torch.from_numpy(ids)[None])
+    ref = ref[0].numpy()
+    assert (logits.argmax(1) == ref.argmax(1)).mean() >= 0.999
+    assert np.allclose(logits, ref, atol=1e-4)
+    _check_fp32(ys, _torch_layers(model, model.embedding(torch.from_numpy(ids))))
+    assert 0.05 < node.stats.activity_sparsity < 0.95  # the test model does fire, and sparsely
+
+
+@pytest.mark.parametrize("readout", [{"source": "trace", "trace_alpha": 0.8, "pool": "mean"},
+                                     {"source": "y", "trace_alpha": 0.9, "pool": "last"}])
+def test_fp32_gesture_matches_pytorch(tmp_path, readout):
+    """fp32 gesture model (2 layers): pooled predictions agree with PyTorch on >= 99.9 % of steps."""
+    path = make_gesture(tmp_path / "g", n_in=512, hidden=(96, 64), readout=readout)
+    model, _ = load_torch_model(path)
+    x = random_counts(np.random.default_rng(2), 120, 512, 0.05)
+    node = Node.load(path)
+    out, ys = _node_run(node, x)
+    with torch.no_grad():
+        ref, _, _ = model(torch.from_numpy(x)[None])
+    ref = ref[0].numpy()
+    if readout["pool"] == "mean":
+        ref = np.cumsum(ref, 0) / np.arange(1, len(ref) + 1)[:, None]
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.999 and np.allclose(out, ref, atol=1e-4)
+    _check_fp32(ys, _torch_layers(model, torch.from_numpy(x)))
+
+
+def test_int8_agreement_is_bounded(tmp_path):
+    """int8: per-row int8 weights and payloads keep >= 90 % prediction agreement and close logits."""
+    path = make_lm(tmp_path / "lm", hidden=(128,))
+    model, cfg = load_torch_model(path)
+    ids = np.random.default_rng(3).integers(0, len(cfg["vocab"]), 400)
+    node = Node.load(path, numerics="int8")
+    logits, _ = _node_run(node, ids)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(ids)[None])[0][0].numpy()
+    agree = (logits.argmax(1) == ref.argmax(1)).mean()
+    assert agree >= 0.9 and np.abs(logits - ref).mean() < 0.05
+    assert not np.array_equal(logits, ref)  # it is really quantised
+
+
+def test_synops_equal_neurobench_count(tmp_path):
+    """Counted synops equal s2node.metrics' NeuroBench count on the PyTorch model, step for step in total."""
+    path = make_gesture(tmp_path / "g", n_in=512, hidden=(96, 64))
+    model, cfg = load_torch_model(path)
+    x = random_counts(np.random.default_rng(4), 80, 512, 0.05)
+    node = Node.load(path)
+    for v in x:
+        node.step(v)
+    counter = ActivityCounter(node.spec.to_tensors(), len(cfg["layers"]))
+    for li, (inp, y, _, _) in enumerate(_torch_layers(model, torch.from_numpy(x))):
+        counter.add(li, inp, np.vstack([np.zeros_like(y[:1]), y[:-1]]), y)
+    assert node.stats.synops == counter.synops > 0
+    assert node.stats.activity_sparsity == pytest.approx(counter.activity_sparsity)
+
+
+def test_zero_input_events_cost_zero_synops(tmp_path):
+    """A timestep with no input events and no pending unit events does no synaptic work on any PE."""
+    path = make_gesture(tmp_path / "g", n_in=512, hidden=(64,), threshold=5.0)  # nothing can fire
+    node = Node.load(path)
+    for _ in range(3):
+        node.step(np.zeros(512, np.float32))
+        assert node.last.synops == 0 and node.last.decoder_synops == 0 and node.last.events_in == 0
+        assert node.last.pe_synops.sum() == 0 and node.last.pe_packets_in.sum() == 0
+    node.step(random_counts(np.random.default_rng(5), 1, 512, 0.05)[0])
+    assert node.last.synops > 0
+
+
+def test_cost_grows_with_activity_and_dense_costs_most(tmp_path):
+    """More input events cost more cycles and energy; the dense equivalent costs more than the sparse run."""
+    path = make_gesture(tmp_path / "g", n_in=512, hidden=(64,))
+    node = Node.load(path)
+    rng = np.random.default_rng(6)
+    costs = []
+    for rate in (0.01, 0.2):
+        node.reset()
+        node.step(random_counts(rng, 1, 512, rate)[0])
+        costs.append(node.last.cost)
+    assert costs[1].energy_j > costs[0].energy_j and costs[1].latency_s > costs[0].latency_s
+    dense = node.dense_step_stats()
+    assert dense.cost.energy_j > costs[1].energy_j and dense.synops == sum(
+        int(np.count_nonzero(w)) for w in (node.spec.layers[0].weight_ih, node.spec.layers[0].weight_hh))
+
+
+def test_packet_input_sums_duplicate_keys(tmp_path):
+    """(keys, payloads) packets with repeated keys equal the dense vector of summed payloads."""
+    path = make_gesture(tmp_path / "g", n_in=512, hidden=(64,))
+    a, b = Node.load(path), Node.load(path)
+    keys = np.array([3, 7, 3, 100])
+    dense = np.zeros(512, np.float32)
+    np.add.at(dense, keys, 1.0)
+    pa, pb = a.step((keys, np.ones(4))), b.step(dense)
+    assert np.array_equal(pa.logits, pb.logits) and a.last.events_in == 3
+
+
+def test_prune_reduces_synops(tmp_path):
+    """Loading with prune=0.8 runs the pruned weights: fewer synops per event than unpruned."""
+    path = make_gesture(tmp_path / "g", n_in=512, hidden=(64,))
+    x = random_counts(np.random.default_rng(7), 1, 512, 0.05)[0]
+    full, pruned = Node.load(path), Node.load(path, prune=0.8)
+    full.step(x)
+    pruned.step(x)
+    assert pruned.last.synops < 0.3 * full.last.synops
