@@ -80,7 +80,7 @@ def mosquitto_binary() -> str | None:
 class MosquittoProcess:
     """A mosquitto subprocess on one port, with stop/restart on the same port (for fault tests)."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", persistence: bool = False) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise BrokerError(f"mqtt://{host}", "mosquitto is not installed (apt-get install mosquitto)")
@@ -90,8 +90,10 @@ class MosquittoProcess:
         self._proc: subprocess.Popen | None = None
         conf = self._dir / "mosquitto.conf"
         conf.write_text(
-            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
+            f"listener {self.port} {self.host}\nallow_anonymous true\n"
+            # persistence keeps sessions (subscriptions, queued QoS-1 messages) across stop/restart
+            + (f"persistence true\npersistence_location {self._dir}/\n" if persistence else "persistence false\n")
+            + "max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
         )
         self._conf = conf
 

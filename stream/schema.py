@@ -1,7 +1,7 @@
 """MQTT topics and payloads (schema v1). Imports nothing else of ours: tui/ and outside clients rely on it.
 
 Topics: s2/v1/<node>/pred/gesture, .../pred/text, .../stats, .../frame, .../status (retained, last will
-"offline"), .../in/text. Every payload is a JSON object with "v" (schema version), "seq" (per-topic
+"offline"), .../in/text, .../in/control. Every payload is a JSON object with "v" (schema version), "seq" (per-topic
 sequence number, so a subscriber can detect loss and duplicates), "t_wall" (publisher wall clock, s since
 the epoch) and, where it applies, "t_event_us" (event time of the data that caused it).
 """
@@ -171,8 +171,31 @@ class TextIn(Payload):
             raise PayloadError("in/text: text must be a string")
 
 
+CONTROL_CMDS = ("pause", "resume", "speed", "recording", "reset")
+
+
+@dataclass
+class ControlIn(Payload):
+    """A message on in/control: {"cmd": "pause"|"resume"|"speed"|"recording"|"reset", "speed"?, "recording"?}."""
+
+    KIND: ClassVar[str] = "in/control"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("cmd",)
+    cmd: str = ""
+    speed: float | None = None  # for "speed": replay speed factor (0 = as fast as possible)
+    recording: str | None = None  # for "recording": a name from Status.recordings or a path
+
+    def check(self) -> None:
+        super().check()
+        if self.cmd not in CONTROL_CMDS:
+            raise PayloadError(f"in/control: cmd must be one of {CONTROL_CMDS}, not {self.cmd!r}")
+        if self.cmd == "speed" and not (_num(self.speed) and self.speed >= 0):
+            raise PayloadError("in/control: speed must be a number >= 0")
+        if self.cmd == "recording" and not (isinstance(self.recording, str) and self.recording):
+            raise PayloadError("in/control: recording must be a non-empty string")
+
+
 KINDS: dict[str, type[Payload]] = {
-    c.KIND: c for c in (GesturePrediction, TextPrediction, NodeStats, EventFrame, Status, TextIn)
+    c.KIND: c for c in (GesturePrediction, TextPrediction, NodeStats, EventFrame, Status, TextIn, ControlIn)
 }
 
 
@@ -185,7 +208,7 @@ def decode(kind: str, raw: bytes) -> Payload:
     """Bytes on the wire -> a checked payload of `kind`; PayloadError on anything malformed."""
     if kind not in KINDS:
         raise PayloadError(f"unknown payload kind {kind!r}")
-    limit = MAX_TEXT_BYTES + 256 if kind == "in/text" else MAX_PAYLOAD_BYTES
+    limit = MAX_TEXT_BYTES + 256 if kind.startswith("in/") else MAX_PAYLOAD_BYTES
     if len(raw) > limit:
         raise PayloadError(f"{kind}: payload of {len(raw)} bytes exceeds {limit}")
     try:

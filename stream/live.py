@@ -1,0 +1,160 @@
+"""`s2 run --source ...`: live sources into the pipeline (drop-oldest queues: fresh data wins, drops counted).
+
+udp://HOST:PORT[?format=spif|faery] -> sources.live_udp; dv://HOST:PORT -> dv-processing's NetworkReader in a
+thread; synthetic -> the gestures branch's renderer as a live camera; text -> stdin lines + in/text messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from sources.events import EVENT_DTYPE
+from stream.errors import PipelineError
+from stream.queues import BoundedQueue
+from stream.replay import EventBatch
+
+
+def _host_port(spec: str) -> tuple[str, int, dict[str, list[str]]]:
+    u = urlsplit(spec)
+    try:
+        port = u.port
+    except ValueError as e:
+        raise PipelineError(f"{spec}: bad port") from e
+    if not u.hostname or port is None:
+        raise PipelineError(f"{spec}: expected {u.scheme}://HOST:PORT")
+    return u.hostname, port, parse_qs(u.query)
+
+
+async def udp_batches(src) -> AsyncIterator[EventBatch]:
+    """Live UDP batches with the arrival time as the watermark (bins close as time passes)."""
+    async for ev in src:
+        if len(ev):
+            yield EventBatch(ev, int(ev["t"][-1]) + 1, time.time())
+
+
+async def dv_batches(host: str, port: int) -> AsyncIterator[EventBatch]:
+    """A DV software network stream (dv-processing's NetworkReader), read in a thread."""
+    try:
+        import dv_processing as dv
+    except ImportError as e:
+        raise PipelineError("dv:// needs dv-processing (pip install dv-processing)") from e
+    try:
+        reader = await asyncio.to_thread(dv.io.NetworkReader, host, port)
+    except Exception as e:  # dv-processing raises its own runtime errors on connect
+        raise PipelineError(f"dv://{host}:{port}: cannot connect: {e}") from e
+    loop = asyncio.get_running_loop()
+    q: BoundedQueue[EventBatch] = BoundedQueue(256, "drop-oldest", weight=lambda b: len(b.events))
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set() and reader.isRunning():
+            store = reader.getNextEventBatch()
+            if store is None or len(store) == 0:
+                continue
+            a = store.numpy()
+            ev = np.empty(len(a), EVENT_DTYPE)
+            ev["t"], ev["x"], ev["y"], ev["p"] = a["timestamp"], a["x"], a["y"], a["polarity"]
+            loop.call_soon_threadsafe(q.put_nowait, EventBatch(ev, int(ev["t"][-1]) + 1, time.time()))
+        loop.call_soon_threadsafe(q.close)
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    try:
+        async for b in q:
+            yield b
+    finally:
+        stop.set()
+
+
+async def synthetic_batches() -> AsyncIterator[EventBatch]:
+    """The gesture renderer as a live camera (sources.gesture_render, from the gestures branch)."""
+    try:
+        from sources.gesture_render import live_camera  # type: ignore[attr-defined]
+    except ImportError as e:
+        raise PipelineError("--source synthetic needs sources.gesture_render.live_camera (gestures branch)") from e
+    async for ev in live_camera():
+        if len(ev):
+            yield EventBatch(ev, int(ev["t"][-1]) + 1, time.time())
+
+
+async def run_live(args: argparse.Namespace, url: str, make_link: Callable) -> int:
+    from stream.node_adapter import load_step_model
+    from stream.pipeline import PipelineCounters, stats_loop
+    from stream.pipeline_cli import DEFAULT_GESTURE_MODEL, DEFAULT_TEXT_MODEL
+    from stream.schema import Status
+
+    spec = args.source
+    kind = spec.split("://", 1)[0] if "://" in spec else spec
+    if kind not in ("udp", "dv", "synthetic", "text"):
+        raise PipelineError(f"--source {spec!r}: use udp://HOST:PORT, dv://HOST:PORT, synthetic or text")
+    model = load_step_model(args.model or (DEFAULT_TEXT_MODEL if kind == "text" else DEFAULT_GESTURE_MODEL))
+    link = make_link(args, url, Status(models=[model.name], recordings=[spec]))
+    c = PipelineCounters()
+    with ThreadPoolExecutor(1, "s2-node") as ex:
+        async with asyncio.TaskGroup() as tg:
+            run = tg.create_task(link.run())
+            stats = tg.create_task(stats_loop(link, [model], c))
+            try:
+                async with asyncio.timeout(args.duration_s):
+                    await _serve(kind, spec, args, model, link, ex, c)
+            except TimeoutError:
+                pass
+            finally:
+                stats.cancel()
+                await link.close(timeout_s=3.0)
+                run.cancel()
+    print(f"s2 run: {c.predictions} predictions, {c.events_in} events in, {c.events_dropped} dropped, "
+          f"{c.malformed_in} malformed", file=sys.stderr)
+    return 0
+
+
+async def _serve(kind, spec, args, model, link, ex, c) -> None:
+    from stream.binner import make_binner
+    from stream.pipeline import run_gesture_pipeline
+
+    if kind == "text":
+        from stream.text_pipeline import TextLM, run_text_pipeline, stdin_text, subscribe_text
+
+        lm = TextLM(model)
+        q: BoundedQueue = BoundedQueue(256, "drop-oldest")
+        subscribe_text(link, q, lm)
+
+        async def stdin_pump() -> None:
+            async with contextlib.aclosing(stdin_text()) as it:
+                async for ev in it:
+                    q.put_nowait(ev)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(stdin_pump())  # ends at EOF; in/text keeps being served
+                tg.create_task(run_text_pipeline(q, lm, link, ex))
+        finally:
+            c.malformed_in = lm.c.malformed
+        return
+    binner = make_binner(model.config)
+    q2: BoundedQueue = BoundedQueue(args.buffer, "drop-oldest", weight=lambda b: len(b.events))
+    if kind == "udp":
+        from sources.live_udp import UdpEventSource
+
+        host, port, query = _host_port(spec)
+        async with UdpEventSource(host, port, (query.get("format") or ["spif"])[0], args.buffer) as src:
+            try:
+                await run_gesture_pipeline(udp_batches(src), model, binner, link, executor=ex, counters=c, queue=q2)
+            finally:
+                c.events_dropped += src.stats.dropped
+                c.malformed_in += src.stats.malformed
+    elif kind == "dv":
+        host, port, _ = _host_port(spec)
+        await run_gesture_pipeline(dv_batches(host, port), model, binner, link, executor=ex, counters=c, queue=q2)
+    else:
+        await run_gesture_pipeline(synthetic_batches(), model, binner, link, executor=ex, counters=c, queue=q2)

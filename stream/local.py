@@ -1,0 +1,109 @@
+"""`run_local_pipeline`: the demo's back end (what `s2 tui` serves): a recording replayed into the gesture
+model and the character LM answering on in/text, both publishing to one broker, steered over in/control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from stream.binner import make_binner
+from stream.mqtt_link import MqttLink
+from stream.node_adapter import StepModel, load_step_model
+from stream.pipeline import PipelineCounters, run_gesture_pipeline, stats_loop
+from stream.queues import BoundedQueue
+from stream.replay import ReplayControl, replay
+from stream.schema import ControlIn, PayloadError, Status, decode
+from stream.text_pipeline import TextLM, run_text_pipeline, subscribe_text
+
+
+def _resolve(name: str, recordings: list[Path]) -> Path | None:
+    for r in recordings:
+        if name in (str(r), r.name, r.stem):
+            return r
+    p = Path(name)
+    return p if p.is_file() else None
+
+
+def subscribe_control(link: MqttLink, ctl: ReplayControl, counters: PipelineCounters, recordings: list[Path],
+                      lm: TextLM | None) -> None:
+    """in/control -> the replay's knobs; bad messages and unknown recordings are counted as malformed."""
+
+    def on_message(_topic: str, raw: bytes) -> None:
+        try:
+            msg = decode("in/control", raw)
+        except PayloadError:
+            counters.malformed_in += 1
+            return
+        if not isinstance(msg, ControlIn):
+            return
+        if msg.cmd == "pause":
+            ctl.pause()
+        elif msg.cmd == "resume":
+            ctl.resume()
+        elif msg.cmd == "speed":
+            ctl.set_speed(float(msg.speed or 0.0))
+        elif msg.cmd == "reset" and lm is not None:
+            lm.reset()
+        elif msg.cmd == "recording":
+            target = _resolve(msg.recording or "", recordings)
+            if target is None:
+                counters.malformed_in += 1
+            else:
+                ctl.switch(str(target))
+
+    link.subscribe("in/control", on_message)
+
+
+async def run_local_pipeline(
+    broker_url: str,
+    node_id: str = "local",
+    recording: str | Path | Sequence[str | Path] | None = None,
+    gesture_model: str | Path | None = "models/gesture-egru",
+    text_model: str | Path | None = "models/shakespeare-egru",
+    speed: float = 1.0,
+    loop: bool = True,
+    control: bool = True,
+) -> None:
+    """Serve the demo until cancelled. `recording`: one event file or a list (the first plays; in/control
+    {"cmd": "recording", "recording": NAME} switches). Either model may be None to leave its half out."""
+    recs = [Path(r) for r in ([] if recording is None else [recording] if isinstance(recording, str | Path)
+                              else recording)]
+    gm: StepModel | None = None
+    tm: StepModel | None = None
+    if gesture_model is not None and recs:
+        gm = await asyncio.to_thread(load_step_model, gesture_model)
+    if text_model is not None:
+        tm = await asyncio.to_thread(load_step_model, text_model)
+    status = Status(models=[m.name for m in (gm, tm) if m is not None], recordings=[r.name for r in recs])
+    link = MqttLink(broker_url, node_id, status=status)
+    ctl = ReplayControl(speed=speed)
+    counters = PipelineCounters()
+    lm = TextLM(tm) if tm is not None else None
+    if control:
+        subscribe_control(link, ctl, counters, recs, lm)
+    text_q: BoundedQueue = BoundedQueue(256, "drop-oldest")
+    if lm is not None:
+        subscribe_text(link, text_q, lm)
+    with ThreadPoolExecutor(1, "s2-gesture") as gx, ThreadPoolExecutor(1, "s2-text") as tx:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(link.run())
+            tg.create_task(stats_loop(link, [m for m in (gm, tm) if m is not None], counters))
+            if lm is not None:
+                tg.create_task(run_text_pipeline(text_q, lm, link, tx))
+            if gm is not None:
+                current = str(recs[0])
+                while True:
+                    ctl.switch_to = None
+                    binner = make_binner(gm.config)
+                    gm.reset()
+                    await run_gesture_pipeline(
+                        replay(current, loop=loop, control=ctl), gm, binner, link, executor=gx, counters=counters
+                    )
+                    if ctl.switch_to is not None:
+                        current = ctl.switch_to
+                        continue
+                    break
+            await asyncio.Event().wait()  # keep serving text and control until cancelled

@@ -1,0 +1,187 @@
+"""The node as the pipeline sees it: a `StepModel` that takes one timestep and returns probabilities.
+
+Two adapters: `TorchStepModel` (PyTorch reference, s2node.models.load_torch_model) and `NodeStepModel` (the
+emulated chip, s2node.runtime.Node). `BACKEND` below picks the default; switching the pipeline to the chip
+emulator is the one-line change `BACKEND = "node"`. Both are synchronous: the pipeline calls them from one
+worker thread (never from the event loop).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+BACKEND = "torch"  # "torch" (PyTorch reference) | "node" (s2node.runtime.Node, the emulated SpiNNaker 2 node)
+
+
+@dataclass
+class StepResult:
+    """One timestep's output: probabilities over classes (gesture, pooled so far) or the next token (LM)."""
+
+    probs: np.ndarray
+    events_out: int = 0  # EGRU output events this step (units that fired)
+    units: int = 0  # EGRU units stepped (for activity sparsity)
+    synops: int = 0
+
+
+@dataclass
+class StepCounters:
+    steps: int = 0
+    events_out: int = 0
+    units: int = 0
+    synops: int = 0
+    step_s: list[float] = field(default_factory=list)  # recent step durations (bounded below)
+
+    def add(self, r: StepResult, dt_s: float) -> None:
+        self.steps += 1
+        self.events_out += r.events_out
+        self.units += r.units
+        self.synops += r.synops
+        self.step_s.append(dt_s)
+        if len(self.step_s) > 2048:
+            del self.step_s[:1024]
+
+    @property
+    def activity_sparsity(self) -> float:
+        return 1.0 - self.events_out / self.units if self.units else 0.0
+
+
+class StepModel(Protocol):
+    """What the pipeline needs of a node: config, step, reset, state snapshot for text continuations."""
+
+    config: dict[str, Any]
+    name: str
+    counters: StepCounters
+
+    def step(self, x: np.ndarray | int) -> StepResult: ...
+
+    def reset(self) -> None: ...
+
+    def get_state(self) -> Any: ...
+
+    def set_state(self, state: Any) -> None: ...
+
+
+def _softmax(v: np.ndarray) -> np.ndarray:
+    e = np.exp(v - v.max())
+    return e / e.sum()
+
+
+class TorchStepModel:
+    """PyTorch reference: one step of the recurrent stack at a time, readout and pooling as in training."""
+
+    def __init__(self, path: str | Path) -> None:
+        import torch
+
+        from s2node.models import load_torch_model
+
+        torch.set_num_threads(1)  # one worker thread; small matrices gain nothing from more
+        self._torch = torch
+        self.model, self.config = load_torch_model(path)
+        self.name = Path(path).name
+        self.task = self.config["task"]
+        self.counters = StepCounters()
+        self.reset()
+
+    def reset(self) -> None:
+        self._states: list | None = None
+        self._trace = None
+        self._logit_sum = None
+        self._n = 0
+
+    def get_state(self) -> Any:
+        return (self._states, self._trace, self._logit_sum, self._n)
+
+    def set_state(self, state: Any) -> None:
+        self._states, self._trace, self._logit_sum, self._n = state
+
+    def step(self, x: np.ndarray | int) -> StepResult:
+        torch = self._torch
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            if self.task == "lm":
+                emb = self.model.embedding(torch.tensor([[int(x)]]))
+                h, self._states, ev = self.model.rnn(emb, self._states)
+                logits = self.model.decoder(h[0, -1])
+            else:
+                xt = torch.from_numpy(np.asarray(x, dtype=np.float32)).view(1, 1, -1)
+                h, self._states, ev = self.model.rnn(xt, self._states)
+                ro = self.model.readout
+                y = h[0, -1]
+                if ro["source"] == "trace":
+                    a = float(ro["trace_alpha"])
+                    self._trace = (1.0 - a) * y if self._trace is None else a * self._trace + (1.0 - a) * y
+                    y = self._trace
+                step_logits = self.model.decoder(y)
+                if ro["pool"] == "mean":
+                    self._logit_sum = step_logits if self._logit_sum is None else self._logit_sum + step_logits
+                    self._n += 1
+                    logits = self._logit_sum / self._n
+                else:
+                    logits = step_logits
+            probs = _softmax(logits.double().numpy())
+        fired = int(sum(int(o.sum()) for o in ev))
+        units = int(sum(o.numel() for o in ev))
+        r = StepResult(probs, fired, units)
+        self.counters.add(r, time.perf_counter() - t0)
+        return r
+
+
+class NodeStepModel:
+    """The emulated chip (s2node.runtime.Node, from the node branch) behind the same interface."""
+
+    def __init__(self, path: str | Path, numerics: str = "fp32") -> None:
+        from s2node.runtime import Node  # lazily: lands with the node branch
+
+        self.node = Node.load(path, numerics=numerics)
+        self.config = self.node.config
+        self.name = Path(path).name
+        self.counters = StepCounters()
+
+    def reset(self) -> None:
+        self.node.reset()
+
+    def get_state(self) -> Any:
+        return self.node.get_state()
+
+    def set_state(self, state: Any) -> None:
+        self.node.set_state(state)
+
+    def step(self, x: np.ndarray | int) -> StepResult:
+        t0 = time.perf_counter()
+        pred = self.node.step(x)
+        probs = getattr(pred, "probs", None)
+        if probs is None:
+            probs = _softmax(np.asarray(pred.logits, dtype=np.float64))
+        st = getattr(pred, "stats", None)
+        r = StepResult(
+            np.asarray(probs, dtype=np.float64),
+            int(getattr(st, "events_out", 0) or 0),
+            int(getattr(st, "units", 0) or 0),
+            int(getattr(st, "synops", 0) or 0),
+        )
+        self.counters.add(r, time.perf_counter() - t0)
+        return r
+
+
+def load_step_model(path: str | Path, backend: str | None = None) -> StepModel:
+    """Open a model file with the chosen backend; ModelFileError (one line) when it is missing or bad."""
+    from s2node import modelfile
+    from s2node.errors import ModelFileError
+
+    jpath, _ = modelfile.model_paths(path)
+    if not jpath.is_file():
+        raise ModelFileError(str(jpath), "model not found (train one with `s2 train`, or pass --model PATH)")
+    if (backend or BACKEND) == "node":
+        return NodeStepModel(path)
+    return TorchStepModel(path)
+
+
+def bits(p: float) -> float:
+    """-log2 p, clipped so an impossible token costs a finite amount."""
+    return -math.log2(max(p, 1e-12))

@@ -1,0 +1,198 @@
+"""The gesture and text pipelines: stages as async generators composed left to right.
+
+    source ─▶ BoundedQueue (block | drop-oldest) ─▶ bin_stage ─▶ node_stage ─▶ publish_gestures
+
+Each stage iterates its upstream inside contextlib.aclosing, so cancelling the consumer closes the chain.
+Binning is by event time (stream.binner); the node runs in one worker thread (a single-thread executor keeps
+its state single-owner and the event loop free); everything published goes through an MqttLink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stream.binner import Bin, StreamBinner
+from stream.mqtt_link import MqttLink
+from stream.node_adapter import StepModel, StepResult
+from stream.queues import BoundedQueue
+from stream.replay import EventBatch
+from stream.schema import EventFrame, GesturePrediction, NodeStats
+
+
+@dataclass
+class PipelineCounters:
+    events_in: int = 0
+    events_dropped: int = 0  # out-of-sensor plus queue overflow
+    malformed_in: int = 0
+    bins: int = 0
+    predictions: int = 0
+    t_event_us: int = 0
+    latency_s: list[float] = field(default_factory=list)  # batch release -> prediction handed to the publisher
+
+    def note_latency(self, s: float) -> None:
+        self.latency_s.append(s)
+        if len(self.latency_s) > 4096:
+            del self.latency_s[:2048]
+
+
+def _closing(it: AsyncIterable):
+    """aclosing for async generators (cancellation closes the chain); other iterables need no closing."""
+    return contextlib.aclosing(it) if hasattr(it, "aclose") else contextlib.nullcontext(aiter(it))
+
+
+async def pump(source: AsyncIterable, queue: BoundedQueue) -> None:
+    """Move a source into the queue (its policy decides: wait or drop the oldest), then close it."""
+    try:
+        async with _closing(source) as it:
+            async for item in it:
+                await queue.put(item)
+    finally:
+        queue.close()
+
+
+async def bin_stage(
+    batches: AsyncIterable[EventBatch], binner: StreamBinner, frames: FrameMaker | None = None
+) -> AsyncIterator[tuple[list[Bin], float]]:
+    """EventBatch -> (bins closed by it, release wall time of the batch); the open bin is flushed at the end."""
+    async with _closing(batches) as it:
+        t_wall = time.time()
+        async for b in it:
+            t_wall = b.t_wall
+            if frames is not None:
+                frames.add(b.events)
+            bins = binner.feed(b.events, b.upto_us)
+            if bins:
+                yield bins, t_wall
+        tail = binner.flush()
+        if tail:
+            yield tail, t_wall
+
+
+async def node_stage(
+    bins: AsyncIterable[tuple[list[Bin], float]], model: StepModel, executor: ThreadPoolExecutor
+) -> AsyncIterator[tuple[Bin, StepResult, float]]:
+    """Run each bin through the node in the worker thread (all bins of one batch in one hop)."""
+    loop = asyncio.get_running_loop()
+
+    def run_all(items: list[Bin]) -> list[StepResult]:
+        return [model.step(b.vector) for b in items]
+
+    async with _closing(bins) as it:
+        async for items, t_wall in it:
+            results = await loop.run_in_executor(executor, run_all, items)
+            for b, r in zip(items, results, strict=True):
+                yield b, r, t_wall
+
+
+class FrameMaker:
+    """Downsampled ON/OFF count images for the UI, published a few times per second (wall clock)."""
+
+    def __init__(self, link: MqttLink, width: int, height: int, max_side: int = 64, per_s: float = 5.0) -> None:
+        self.link, self.per_s = link, per_s
+        self.d = max(1, -(-max(width, height) // max_side))
+        self.w, self.h = -(-width // self.d), -(-height // self.d)
+        self.sensor = (width, height)
+        self._on = np.zeros(self.w * self.h, np.int64)
+        self._off = np.zeros(self.w * self.h, np.int64)
+        self._n, self._t_last, self._t_event = 0, time.monotonic(), 0
+
+    def add(self, ev: np.ndarray) -> None:
+        if len(ev):
+            ok = (ev["x"] < self.sensor[0]) & (ev["y"] < self.sensor[1])
+            ev = ev[ok]
+        if len(ev):
+            idx = (ev["y"].astype(np.int64) // self.d) * self.w + ev["x"] // self.d
+            on = ev["p"] > 0
+            self._on += np.bincount(idx[on], minlength=self._on.size)
+            self._off += np.bincount(idx[~on], minlength=self._off.size)
+            self._n += len(ev)
+            self._t_event = int(ev["t"][-1])
+        now = time.monotonic()
+        if now - self._t_last >= 1.0 / self.per_s:
+            rate = self._n / (now - self._t_last)
+            self.link.publish(EventFrame(
+                t_event_us=self._t_event, width=self.w, height=self.h,
+                on=self._on.tolist(), off=self._off.tolist(), event_rate_hz=rate,
+            ))
+            self._on[:] = 0
+            self._off[:] = 0
+            self._n, self._t_last = 0, now
+
+
+def node_stats(model: StepModel, c: PipelineCounters, dt_s: float, synops0: int) -> NodeStats:
+    mc = model.counters
+    step_s = np.array(mc.step_s[-512:] or [0.0])
+    return NodeStats(
+        model=model.name, steps=mc.steps, events_in=c.events_in, events_dropped=c.events_dropped,
+        malformed_in=c.malformed_in, activity_sparsity=mc.activity_sparsity,
+        synops_per_s=(mc.synops - synops0) / dt_s if dt_s > 0 else 0.0,
+        latency_p50_s=float(np.percentile(step_s, 50)), latency_p99_s=float(np.percentile(step_s, 99)),
+    )
+
+
+async def stats_loop(link: MqttLink, models: list[StepModel], counters: PipelineCounters, every_s: float = 1.0):
+    """Publish NodeStats for each model every every_s seconds (until cancelled)."""
+    last = {id(m): (time.monotonic(), m.counters.synops) for m in models}
+    while True:
+        await asyncio.sleep(every_s)
+        for m in models:
+            t0, s0 = last[id(m)]
+            now = time.monotonic()
+            link.publish(node_stats(m, counters, now - t0, s0))
+            last[id(m)] = (now, m.counters.synops)
+
+
+def gesture_payload(model: StepModel, b: Bin, r: StepResult) -> GesturePrediction:
+    classes: list[str] = [str(c) for c in model.config["classes"]]
+    i = int(np.argmax(r.probs))
+    return GesturePrediction(
+        t_event_us=int(b.t_end_us), label=classes[i], index=i,
+        probs=[round(float(p), 6) for p in r.probs], classes=classes, step=int(b.index),
+    )
+
+
+async def run_gesture_pipeline(
+    source: AsyncIterable[EventBatch],
+    model: StepModel,
+    binner: StreamBinner,
+    link: MqttLink,
+    *,
+    executor: ThreadPoolExecutor,
+    counters: PipelineCounters | None = None,
+    queue: BoundedQueue | None = None,
+    frames: bool = True,
+    on_prediction: Any = None,
+) -> PipelineCounters:
+    """Source -> queue -> bins -> node -> MQTT until the source ends. Returns the counters."""
+    c = counters or PipelineCounters()
+    q: BoundedQueue = queue or BoundedQueue(64, "block", weight=lambda b: len(b.events))
+    fm = None
+    if frames:
+        fm = FrameMaker(link, binner.spec.sensor.width, binner.spec.sensor.height)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(pump(source, q))
+        dropped0, late0 = binner.dropped, q.dropped
+        async with contextlib.aclosing(node_stage(bin_stage(q, binner, fm), model, executor)) as preds:
+            async for b, r, t_wall in preds:
+                p = gesture_payload(model, b, r)
+                link.publish(p)
+                c.bins += 1
+                c.predictions += 1
+                c.t_event_us = p.t_event_us
+                c.note_latency(time.time() - t_wall)
+                c.events_in = binner.events_in
+                c.events_dropped += (binner.dropped - dropped0) + (q.dropped - late0)
+                dropped0, late0 = binner.dropped, q.dropped
+                if on_prediction is not None:
+                    on_prediction(p)
+        c.events_in = binner.events_in
+        c.events_dropped += (binner.dropped - dropped0) + (q.dropped - late0)
+    return c

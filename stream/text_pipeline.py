@@ -1,0 +1,131 @@
+"""The text pipeline: messages on in/text (or lines of stdin) -> the language model, char by char -> pred/text.
+
+Every character (word, for word-level models) of a message is fed to the LM; after the message a
+TextPrediction goes out with the top-k next tokens, a greedy continuation and the running bits per token.
+Bad messages (malformed JSON, oversized, invalid UTF-8) are rejected and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterable, AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from sources.events import TextEvent
+from stream.mqtt_link import MqttLink
+from stream.node_adapter import StepModel, bits
+from stream.queues import BoundedQueue
+from stream.schema import PayloadError, TextIn, TextPrediction, decode
+
+
+@dataclass
+class TextCounters:
+    messages: int = 0
+    malformed: int = 0
+    oov: int = 0  # characters/words outside the vocabulary and without an unk token
+    tokens: int = 0
+    bits: float = 0.0
+    scored: int = 0
+
+
+class TextLM:
+    """Tokenisation, state and scoring around a language StepModel (runs in the worker thread)."""
+
+    def __init__(self, model: StepModel, topk: int = 5, continuation: int = 20, context: int = 60) -> None:
+        cfg = model.config
+        self.model, self.k, self.n_cont, self.n_ctx = model, topk, continuation, context
+        self.vocab: list[str] = list(cfg["vocab"])
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+        self.word = cfg.get("level") == "word"
+        self.unk = self.index.get(cfg["unk"]) if cfg.get("unk") is not None else None
+        self.c = TextCounters()
+        self.context = ""
+        self._probs: np.ndarray | None = None  # prediction for the next token
+
+    def tokens(self, text: str) -> list[int]:
+        parts = text.split() if self.word else list(text)
+        out = []
+        for w in parts:
+            i = self.index.get(w, self.unk)
+            if i is None:
+                self.c.oov += 1
+            else:
+                out.append(i)
+        return out
+
+    def feed(self, text: str) -> TextPrediction:
+        """Consume the text, then predict; synchronous (called in the worker thread)."""
+        for i in self.tokens(text):
+            if self._probs is not None:
+                self.c.bits += bits(float(self._probs[i]))
+                self.c.scored += 1
+            self._probs = self.model.step(i).probs
+            self.c.tokens += 1
+        joined = f"{self.context} {text.strip()}" if self.word and self.context else self.context + text
+        self.context = joined[-self.n_ctx:]
+        return self.predict()
+
+    def predict(self) -> TextPrediction:
+        p = self._probs
+        if p is None:
+            return TextPrediction(context=self.context)
+        top = np.argsort(-p)[: self.k]
+        saved = self.model.get_state()
+        cont, q = [], p
+        for _ in range(self.n_cont):  # greedy, on a copy of the state: the real context is untouched
+            i = int(np.argmax(q))
+            cont.append(self.vocab[i])
+            q = self.model.step(i).probs
+        self.model.set_state(saved)
+        sep = " " if self.word else ""
+        return TextPrediction(
+            context=self.context, topk=[[self.vocab[i], round(float(p[i]), 6)] for i in top],
+            continuation=sep.join(cont), bpc=(self.c.bits / self.c.scored) if self.c.scored else None,
+        )
+
+    def reset(self) -> None:
+        self.model.reset()
+        self._probs, self.context = None, ""
+
+
+def subscribe_text(link: MqttLink, queue: BoundedQueue, lm: TextLM) -> None:
+    """Route in/text messages into the queue; anything that fails schema.decode is counted and dropped."""
+
+    def on_message(_topic: str, raw: bytes) -> None:
+        try:
+            msg = decode("in/text", raw)
+        except PayloadError:
+            lm.c.malformed += 1
+            return
+        if isinstance(msg, TextIn) and msg.text:
+            queue.put_nowait(TextEvent(int(asyncio.get_running_loop().time() * 1e6), msg.text))
+
+    link.subscribe("in/text", on_message)
+
+
+async def stdin_text(max_line: int = 4096) -> AsyncIterator[TextEvent]:
+    """Lines typed on standard input (read in a thread so the loop never blocks)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await asyncio.to_thread(sys.stdin.readline)
+        if not line:
+            return
+        yield TextEvent(int(loop.time() * 1e6), line[:max_line])
+
+
+async def run_text_pipeline(
+    texts: AsyncIterable[TextEvent], lm: TextLM, link: MqttLink, executor: ThreadPoolExecutor
+) -> None:
+    """Each text event -> the LM (worker thread) -> one TextPrediction on pred/text."""
+    loop = asyncio.get_running_loop()
+    async with contextlib.aclosing(aiter(texts)) as it:  # type: ignore[type-var]
+        async for ev in it:
+            pred = await loop.run_in_executor(executor, lm.feed, ev.text)
+            pred.t_event_us = ev.t_us
+            lm.c.messages += 1
+            link.publish(pred)

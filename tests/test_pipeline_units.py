@@ -1,0 +1,208 @@
+"""Stream-side units on real data structures: binning by event time, replay pacing on a virtual clock, queues,
+SPIF UDP decoding and a UDP flood that drops and counts without growing memory."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import tracemalloc
+
+import numpy as np
+import pytest
+from stream_helpers import gesture_model_file, recording
+
+from sources.events import EVENT_DTYPE, make_events
+from sources.live_udp import UdpEventSource, decode_spif, encode_spif
+from stream.binner import BinSpec, StreamBinner, bin_events
+from stream.queues import BoundedQueue
+from stream.replay import ReplayControl, replay
+from stream.schema import ControlIn, PayloadError, decode
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock jumps to the next timer when nothing is ready (aiostream's test-loop idea)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._virtual_t = 0.0
+
+    def time(self) -> float:
+        return self._virtual_t
+
+    def _run_once(self) -> None:
+        if not self._ready and self._scheduled:
+            self._virtual_t = max(self._virtual_t, self._scheduled[0]._when)
+        super()._run_once()
+
+
+def run_virtual(coro):
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as r:
+        return r.run(coro)
+
+
+
+
+def _spec(tmp_path) -> BinSpec:
+    from s2node import modelfile
+
+    cfg, _ = modelfile.load(gesture_model_file(tmp_path, sensor=(32, 24), downsample=4, bin_us=10_000))
+    return BinSpec.from_config(cfg)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 500, 100_000])
+def test_streaming_binner_equals_offline_binning(tmp_path, chunk):
+    """Fed in any chunking, the streaming binner closes exactly the bins that offline bin_events computes."""
+    spec = _spec(tmp_path)
+    ev = np.load(recording(tmp_path / "r.npy", n=5000, duration_us=95_000, outside=40))
+    ref = bin_events(ev, spec)
+    b = StreamBinner(spec)
+    got = [bin for i in range(0, len(ev), chunk) for bin in b.feed(ev[i : i + chunk])] + b.flush()
+    assert [g.index for g in got] == list(range(len(ref)))
+    np.testing.assert_array_equal(np.stack([g.vector for g in got]), ref)
+    assert b.dropped == 40 and b.events_in == 5000 - 40
+    assert got[0].t_end_us == int(ev["t"].min()) + spec.bin_us
+
+
+def test_binner_feature_layout_and_watermark(tmp_path):
+    """An event lands at p·Hd·Wd + (y//d)·Wd + x//d scaled; a watermark closes bins (empty ones too) on time."""
+    spec = _spec(tmp_path)  # 32x24 sensor, d=4 -> Wd=8, Hd=6, scale 0.2
+    b = StreamBinner(spec)
+    assert b.feed(make_events([0], [13], [9], [1])) == []
+    bins = b.feed(np.empty(0, EVENT_DTYPE), upto_us=30_000)
+    assert [x.index for x in bins] == [0, 1, 2]
+    v = bins[0].vector
+    assert v[48 + 2 * 8 + 3] == pytest.approx(0.2) and v.sum() == pytest.approx(0.2)
+    assert not bins[1].vector.any() and not bins[2].vector.any()
+
+
+def test_replay_paced_by_event_time_on_virtual_clock(tmp_path):
+    """At speed 2 a 0.5 s recording is released over 0.25 s of (virtual) wall time, in event-time order."""
+    path = recording(tmp_path / "r.npy", n=2000, duration_us=500_000)
+
+    async def go(speed):
+        loop = asyncio.get_running_loop()
+        t0, out = loop.time(), []
+        async for b in replay(path, speed=speed, chunk_us=10_000):
+            out.append((loop.time() - t0, b.upto_us, len(b.events), int(b.events["t"][0])))
+        return out
+
+    out = run_virtual(go(2.0))
+    t_first = out[0][3]
+    for t, upto, *_ in out:  # a chunk goes out when its last event is due
+        assert t == pytest.approx((upto - t_first) / 1e6 / 2.0, abs=1e-6)
+    assert sum(o[2] for o in out) == 2000
+    assert out[-1][0] == pytest.approx(0.25, abs=0.011)
+    assert run_virtual(go(0.0))[-1][0] == 0.0  # speed 0: as fast as possible
+
+
+def test_replay_control_pause_speed_and_loop(tmp_path):
+    """Pausing holds the replay, a speed change re-anchors pacing, and --loop keeps event time increasing."""
+    path = recording(tmp_path / "r.npy", n=1000, duration_us=1_000_000)
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        ctl = ReplayControl(speed=1.0)
+        ts, times = [], []
+
+        async def steer():
+            await asyncio.sleep(0.3)
+            ctl.pause()
+            await asyncio.sleep(5.0)
+            ctl.resume()
+            await asyncio.sleep(0.2)
+            ctl.set_speed(0.5)
+
+        task = asyncio.create_task(steer())
+        async for b in replay(path, loop=True, control=ctl, chunk_us=50_000):
+            ts.append(b.events["t"])
+            times.append(loop.time())
+            if len(ts) >= 50:  # 2.5 loops of 20 chunks
+                break
+        await task
+        return np.concatenate(ts), times
+
+    t, times = run_virtual(go())
+    assert np.all(np.diff(t) >= 0)  # time keeps increasing over loop boundaries
+    assert any(b - a >= 4.9 for a, b in itertools.pairwise(times))  # the pause
+    # 0.5 s at speed 1 + 5 s pause + rest at half speed: ~ 0.5 + 5 + 2 * (2.5 - 0.5)
+    assert times[-1] == pytest.approx(0.5 + 5.0 + 2 * 2.0, abs=0.3)  # re-anchoring costs < 1 chunk each
+
+
+async def test_bounded_queue_policies():
+    """drop-oldest never waits and counts what it drops; block makes the producer wait; close ends iteration."""
+    q: BoundedQueue[int] = BoundedQueue(3, "drop-oldest")
+    for i in range(10):
+        await q.put(i)
+    q.close()
+    assert [i async for i in q] == [7, 8, 9] and q.dropped == 7 and q.high_water == 3
+    b: BoundedQueue[int] = BoundedQueue(2, "block")
+    await b.put(1)
+    await b.put(2)
+    waiter = asyncio.create_task(b.put(3))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    assert await b.get() == 1
+    await asyncio.wait_for(waiter, 1)
+    assert b.dropped == 0 and len(b) == 2
+
+
+def test_spif_words_roundtrip():
+    """SPIF words carry x in bits 30:16, polarity in bit 15, y in bits 14:0, with the no-timestamp flag set."""
+    ev = make_events([0, 0, 0], [0, 345, 32767], [259, 0, 32767], [1, 0, 1])
+    raw = encode_spif(ev)
+    w = np.frombuffer(raw, "<u4")
+    assert int(w[1]) == (1 << 31) | (345 << 16) | 0
+    back = decode_spif(raw, 123)
+    assert list(back["x"]) == [0, 345, 32767] and list(back["y"]) == [259, 0, 32767]
+    assert list(back["p"]) == [1, 0, 1] and set(back["t"]) == {123}
+
+
+async def test_udp_flood_drops_oldest_counted_and_bounded():
+    """A loopback UDP flood while nobody consumes keeps at most max_batches, counting every event it drops."""
+    ev = make_events(np.zeros(256), np.arange(256) % 128, np.arange(256) % 96, np.arange(256) % 2)
+    raw = encode_spif(ev)
+    n_send = 3000  # 768k events, 11.5 MB as EVENT_DTYPE if it were all kept
+    tracemalloc.start()
+    try:
+        async with UdpEventSource("127.0.0.1", 0, max_batches=16) as src:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for i in range(n_send):
+                    s.sendto(raw, ("127.0.0.1", src.port))
+                    if i % 50 == 0:
+                        await asyncio.sleep(0)  # let the protocol read (the kernel buffer is small)
+            await asyncio.sleep(0.1)
+            _, peak = tracemalloc.get_traced_memory()
+            assert len(src) <= 16
+            kept = [await anext(src) for _ in range(len(src))]
+    finally:
+        tracemalloc.stop()
+    st = src.stats
+    assert st.datagrams > 16 * 4 and st.dropped_batches == st.datagrams - len(kept)
+    assert st.events == st.dropped + sum(len(k) for k in kept)
+    assert peak < 3_000_000  # bounded: far below the flood's 11.5 MB
+    assert all((k["x"] == ev["x"]).all() for k in kept)
+
+
+def test_udp_malformed_datagram_counted():
+    """A datagram that is not a whole number of 32-bit words is dropped and counted, not decoded."""
+
+    async def go():
+        async with UdpEventSource("127.0.0.1", 0) as src:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"\x01\x02\x03", ("127.0.0.1", src.port))
+                s.sendto(encode_spif(make_events([0], [1], [2], [1])), ("127.0.0.1", src.port))
+            got = await asyncio.wait_for(anext(src), 2)
+            return src.stats, got
+
+    st, got = asyncio.run(go())
+    assert st.malformed == 1 and len(got) == 1 and got["x"][0] == 1
+
+
+def test_control_payload_checked():
+    """in/control messages must name a known command with valid arguments."""
+    ok = decode("in/control", ControlIn(cmd="speed", speed=2.0).to_json())
+    assert isinstance(ok, ControlIn) and ok.speed == 2.0
+    for bad in (ControlIn(cmd="explode"), ControlIn(cmd="speed", speed=-1), ControlIn(cmd="recording")):
+        with pytest.raises(PayloadError):
+            decode("in/control", bad.to_json())
