@@ -1,0 +1,64 @@
+"""Save docs/screenshot.svg: the UI under Textual's test driver, fed realistic payloads over a real broker.
+
+    python scripts/tui_screenshot.py [--out docs/screenshot.svg] [--size 120x36]
+
+Starts the embedded broker (mosquitto if installed, else amqtt), publishes a short replay from tui.samples,
+and saves what the app shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+import aiomqtt
+
+from stream.broker import embedded_broker
+from stream.schema import topic
+from tui import samples
+from tui.app import S2App
+
+
+async def feed(url: str, node: str, steps: int) -> None:
+    host, port = url.removeprefix("mqtt://").rsplit(":", 1)
+    async with aiomqtt.Client(host, int(port)) as c:
+        await c.publish(topic(node, "status"), samples.status(node).to_json(), retain=True)
+        for i in range(steps):
+            await c.publish(topic(node, "pred/gesture"), samples.gesture(i).to_json())
+            await c.publish(topic(node, "frame"), samples.frame(i).to_json())
+            if i % 5 == 0:
+                await c.publish(topic(node, "stats"), samples.stats(i, seq=i // 5).to_json())
+        await c.publish(topic(node, "pred/text"), samples.text(steps).to_json())
+        await c.publish(topic(node, "stats"), samples.stats(steps, seq=(steps - 1) // 5 + 1).to_json())
+
+
+async def shoot(out: Path, size: tuple[int, int], node: str = "n0") -> None:
+    async with embedded_broker() as url:
+        app = S2App(url, node)
+        async with app.run_test(size=size) as pilot:
+            for _ in range(100):
+                if app.status_line.state == "connected":
+                    break
+                await pilot.pause(0.05)
+            await feed(url, node, 70)
+            await pilot.press(*"to be or not to b")
+            await pilot.pause(0.5)
+            app.status_line.broker = "mqtt://127.0.0.1:1883"  # the embedded broker's port is random
+            await pilot.pause(0.2)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            app.save_screenshot(filename=out.name, path=str(out.parent))
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("docs/screenshot.svg"))
+    p.add_argument("--size", default="120x36", help="terminal COLSxROWS (default 120x36)")
+    a = p.parse_args()
+    cols, rows = (int(v) for v in a.size.lower().split("x"))
+    asyncio.run(shoot(a.out, (cols, rows)))
+
+
+if __name__ == "__main__":
+    main()

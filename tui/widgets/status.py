@@ -1,0 +1,50 @@
+"""The status line: broker, connection state, reconnects, loss and malformed counters, playback requests."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from tui.payloads import clean
+
+
+class StatusLine(Widget):
+    DEFAULT_CSS = """
+    StatusLine { height: 1; background: $panel; padding: 0 1; }
+    """
+
+    broker: reactive[str] = reactive("")
+    state: reactive[str] = reactive("connecting")  # connecting | connected | disconnected
+    detail: reactive[str] = reactive("")  # why the link is down and when it retries
+    node: reactive[str] = reactive("")
+    node_state: reactive[str] = reactive("")  # what the node's retained status says: online | offline
+    reconnects: reactive[int] = reactive(0)
+    dropped: reactive[int] = reactive(0)
+    malformed: reactive[int] = reactive(0)
+    playback: reactive[str] = reactive("")  # e.g. "▶ 1x demo" as last requested
+
+    def watch_state(self, state: str) -> None:
+        self.set_class(state == "disconnected", "-down")
+
+    def render(self) -> Text:
+        width = self.size.width
+        dot = {"connected": ("●", "bold green"), "disconnected": ("●", "bold red")}.get(self.state, ("○", "yellow"))
+        out = Text(no_wrap=True, overflow="ellipsis")
+        out.append(dot[0] + " ", style=dot[1])
+        if self.state == "disconnected":
+            out.append(f"{self.broker} disconnected, retrying", style="bold red")
+            out.append(f" {clean(self.detail, 80)}", style="red")
+        else:
+            out.append(f"{self.broker} {self.state}")
+        long = width >= 100
+        out.append(" │ node ", style="dim").append(clean(self.node, 32), style="bold")
+        if self.node_state:
+            out.append(f" {clean(self.node_state, 12)}", style="green" if self.node_state == "online" else "red")
+        if self.playback:
+            out.append(" │ ", style="dim").append(clean(self.playback, 40))
+        out.append(" │ reconnects " if long else " │ re ", style="dim").append(str(self.reconnects))
+        out.append(" dropped " if long else " drop ", style="dim").append(str(self.dropped))
+        bad_style = "bold red" if self.malformed else ""
+        out.append(" malformed " if long else " bad ", style="dim").append(str(self.malformed), style=bad_style)
+        return out
