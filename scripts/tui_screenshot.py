@@ -12,25 +12,9 @@ import argparse
 import asyncio
 from pathlib import Path
 
-import aiomqtt
-
 from stream.broker import embedded_broker
-from stream.schema import topic
 from tui import samples
 from tui.app import S2App
-
-
-async def feed(url: str, node: str, steps: int) -> None:
-    host, port = url.removeprefix("mqtt://").rsplit(":", 1)
-    async with aiomqtt.Client(host, int(port)) as c:
-        await c.publish(topic(node, "status"), samples.status(node).to_json(), retain=True)
-        for i in range(steps):
-            await c.publish(topic(node, "pred/gesture"), samples.gesture(i).to_json())
-            await c.publish(topic(node, "frame"), samples.frame(i).to_json())
-            if i % 5 == 0:
-                await c.publish(topic(node, "stats"), samples.stats(i, seq=i // 5).to_json())
-        await c.publish(topic(node, "pred/text"), samples.text(steps).to_json())
-        await c.publish(topic(node, "stats"), samples.stats(steps, seq=(steps - 1) // 5 + 1).to_json())
 
 
 async def shoot(out: Path, size: tuple[int, int], node: str = "n0") -> None:
@@ -41,7 +25,7 @@ async def shoot(out: Path, size: tuple[int, int], node: str = "n0") -> None:
                 if app.status_line.state == "connected":
                     break
                 await pilot.pause(0.05)
-            await feed(url, node, 70)
+            await samples.replay(url, node, 70)
             await pilot.press(*"to be or not to b")
             await pilot.pause(0.5)
             app.status_line.broker = "mqtt://127.0.0.1:1883"  # the embedded broker's port is random

@@ -187,3 +187,12 @@ async def test_help_opens_and_closes(mosquitto):
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
+
+
+def test_cli_rejects_a_bad_broker_url(capsys):
+    """`s2 tui --broker` with an unusable URL is a one-line error and exit status 1."""
+    from stream.cli import main
+
+    assert main(["tui", "--broker", "http://somewhere"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("s2 tui: error:") and "bad broker URL" in err and "\n" not in err

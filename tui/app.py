@@ -84,7 +84,7 @@ class S2App(App[None]):
 
     def on_feed_disconnected(self, m: Feed.Disconnected) -> None:
         self.status_line.state = "disconnected"
-        self.status_line.detail = f"in {m.retry_in_s:.1f} s ({m.reason})"
+        self.status_line.detail, self.status_line.reason = f"in {m.retry_in_s:.1f} s", m.reason
 
     def _absorb(self, m: Feed.PredictionReceived | Feed.StatsReceived | Feed.FrameReceived) -> None:
         self.state.apply(m.payload)

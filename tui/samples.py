@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from stream.schema import EventFrame, GesturePrediction, NodeStats, Status, TextPrediction
+from stream.schema import EventFrame, GesturePrediction, NodeStats, Status, TextPrediction, topic
 
 CLASSES = [
     "hand_clap", "right_hand_wave", "left_hand_wave", "right_arm_cw", "right_arm_ccw", "left_arm_cw",
@@ -61,3 +61,20 @@ def frame(i: int, size: int = 32, t_wall: float = 1.7e9) -> EventFrame:
 def status(node: str = "n0", t_wall: float = 1.7e9) -> Status:
     return Status(seq=0, t_wall=t_wall, state="online", node=node, models=["gesture-egru", "shakespeare-egru"],
                   recordings=["synthetic-gestures", "davis346-traffic"])
+
+
+async def replay(url: str, node: str, steps: int, text_context: str = "to be or not to b") -> None:
+    """Publish a short replay to a broker: status, `steps` gestures and frames, stats every 5 steps, one answer."""
+    import aiomqtt
+
+    from tui.feed import Endpoint
+
+    ep = Endpoint.parse(url)
+    async with aiomqtt.Client(ep.host, ep.port, username=ep.username, password=ep.password) as c:
+        await c.publish(topic(node, "status"), status(node).to_json())
+        for i in range(steps):
+            await c.publish(topic(node, "pred/gesture"), gesture(i).to_json())
+            await c.publish(topic(node, "frame"), frame(i).to_json())
+            if i % 5 == 0:
+                await c.publish(topic(node, "stats"), stats(i, seq=i // 5).to_json())
+        await c.publish(topic(node, "pred/text"), text(0, text_context).to_json())

@@ -60,8 +60,8 @@ class NodePane(Widget):
         used, total = s.sram_bytes_used, s.sram_bytes_total
         frac = used / total if total else 0.0
         out.append("SRAM ", style="dim").append(f"{frac:.0%}", style="bold")
-        out.append(f" {si(used, 'B')}/{si(total, 'B')}  ")
-        out.append("ops ", style="dim").append(si(s.synops_per_s, "/s"), style="bold").append("\n")
+        out.append(f" of {si(total, 'B')}  ")
+        out.append("synops ", style="dim").append(si(s.synops_per_s, "/s"), style="bold").append("\n")
         out.append("sparsity ", style="dim").append(f"{s.activity_sparsity:.1%}", style="bold")
         out.append("  E/inf ", style="dim").append(si(s.energy_per_inference_j, "J"), style="bold").append("\n")
         out.append("step p50 ", style="dim").append(si(s.latency_p50_s, "s"), style="bold")

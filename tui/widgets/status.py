@@ -16,7 +16,8 @@ class StatusLine(Widget):
 
     broker: reactive[str] = reactive("")
     state: reactive[str] = reactive("connecting")  # connecting | connected | disconnected
-    detail: reactive[str] = reactive("")  # why the link is down and when it retries
+    detail: reactive[str] = reactive("")  # when the link retries
+    reason: reactive[str] = reactive("")  # why it is down (shown on wide terminals)
     node: reactive[str] = reactive("")
     node_state: reactive[str] = reactive("")  # what the node's retained status says: online | offline
     reconnects: reactive[int] = reactive(0)
@@ -32,13 +33,16 @@ class StatusLine(Widget):
         dot = {"connected": ("●", "bold green"), "disconnected": ("●", "bold red")}.get(self.state, ("○", "yellow"))
         out = Text(no_wrap=True, overflow="ellipsis")
         out.append(dot[0] + " ", style=dot[1])
-        if self.state == "disconnected":
-            out.append(f"{self.broker} disconnected, retrying", style="bold red")
-            out.append(f" {clean(self.detail, 80)}", style="red")
-        else:
-            out.append(f"{self.broker} {self.state}")
         long = width >= 100
-        out.append(" │ node ", style="dim").append(clean(self.node, 32), style="bold")
+        broker = self.broker if long else self.broker.split("://", 1)[-1]
+        if self.state == "disconnected":
+            out.append(f"{broker} disconnected, retrying", style="bold red")
+            out.append(f" {clean(self.detail, 40)}", style="red")
+            if long and self.reason:
+                out.append(f" ({clean(self.reason, 60)})", style="red")
+        else:
+            out.append(f"{broker} {self.state}")
+        out.append(" │ node " if long else " │ ", style="dim").append(clean(self.node, 32), style="bold")
         if self.node_state:
             out.append(f" {clean(self.node_state, 12)}", style="green" if self.node_state == "online" else "red")
         if self.playback:
