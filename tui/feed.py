@@ -94,6 +94,14 @@ class Endpoint:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
+def _quiet_disconnect(client: aiomqtt.Client) -> None:
+    """Mark aiomqtt's disconnect future as observed: when the app quits mid-connection, the broker's later close
+    sets an exception on it that nobody awaits, and asyncio would print "Future exception was never retrieved"."""
+    fut = getattr(client, "_disconnected", None)
+    if isinstance(fut, asyncio.Future):
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
 class MqttLink:
     """Subscribes to one node's topics and publishes what the user types, surviving broker restarts."""
 
@@ -119,11 +127,13 @@ class MqttLink:
         ep = self.endpoint
         while True:
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     ep.host, ep.port, username=ep.username, password=ep.password, keepalive=10,
                     tls_context=ssl.create_default_context() if ep.tls else None,
                     max_queued_incoming_messages=INCOMING_MAX,
-                ) as client:
+                )
+                _quiet_disconnect(client)
+                async with client:
                     for kind in SUBSCRIBED_KINDS:
                         await client.subscribe(schema.topic(node, kind))
                     await client.subscribe(schema.topic("+", "status"))
