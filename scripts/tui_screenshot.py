@@ -25,9 +25,13 @@ async def shoot(out: Path, size: tuple[int, int], node: str = "n0") -> None:
                 if app.status_line.state == "connected":
                     break
                 await pilot.pause(0.05)
-            await samples.replay(url, node, 70)
+            await samples.replay(url, node, 400)  # long enough for a gesture history
             await pilot.press(*"to be or not to b")
-            await pilot.pause(0.5)
+            for _ in range(200):  # until the last prediction is shown
+                if app.state.gesture is not None and app.state.gesture.step == 399 and app.state.text is not None:
+                    break
+                await pilot.pause(0.05)
+            await pilot.pause(0.3)
             app.status_line.broker = "mqtt://127.0.0.1:1883"  # the embedded broker's port is random
             await pilot.pause(0.2)
             out.parent.mkdir(parents=True, exist_ok=True)

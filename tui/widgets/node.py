@@ -53,7 +53,9 @@ class NodePane(Widget):
             return out.append("waiting for node stats…", style="dim")
         rows = heat_rows(s.pe_activity)
         rep = max(1, width // QPES)  # widen each quad-PE column on wide terminals
+        pad = " " * max(0, (width - QPES * rep) // 2)
         for y in (0, 2):
+            out.append(pad)
             for q in range(QPES):
                 out.append("▀" * rep, style=_heat_style(_heat_level(rows[y][q]), _heat_level(rows[y + 1][q])))
             out.append("\n")
