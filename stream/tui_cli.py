@@ -1,0 +1,68 @@
+"""`s2 tui`: the terminal UI. With --broker it only subscribes; without, it starts the embedded broker and the
+local pipeline (demo recording into the gesture model, the character LM answering typed text) first."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_NODE = "n0"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tui",
+        help="the terminal UI (starts a local broker and pipeline unless --broker is given)",
+        description="Show live gesture predictions, typed-text predictions and the emulated node over MQTT. "
+        "Without --broker: start the embedded broker and a local pipeline that replays the demo recording, "
+        "then the UI against it (the one-command demo).",
+    )
+    p.add_argument("--broker", metavar="URL", help="an MQTT broker already running (mqtt://host:port)")
+    p.add_argument("--node", metavar="ID", default=DEFAULT_NODE, help=f"node id to show (default {DEFAULT_NODE})")
+    p.set_defaults(func=_tui)
+
+
+def _tui(args: argparse.Namespace) -> int:
+    from stream.errors import PipelineError
+
+    if args.broker:
+        from tui.app import run_app
+
+        try:
+            run_app(args.broker, args.node)
+        except ValueError as e:  # a broker URL the UI cannot parse
+            raise PipelineError(str(e)) from e
+        return 0
+    return _demo(args.node)
+
+
+def _demo(node: str) -> int:
+    """Embedded broker + local pipeline + the app, all in this process; everything stops when the UI quits."""
+    import asyncio
+    import contextlib
+
+    from stream.errors import PipelineError
+
+    try:
+        from stream.pipeline import run_local_pipeline  # lands with the pipeline
+    except ImportError as e:
+        raise PipelineError(f"the local pipeline is not available ({e}); run `s2 tui --broker URL` instead") from e
+    from stream.broker import embedded_broker
+    from tui.app import S2App
+
+    async def main() -> None:
+        async with embedded_broker() as url:
+            app = S2App(url, node)
+            pipeline = asyncio.create_task(run_local_pipeline(url, node))
+            # a pipeline that dies (missing model, bad recording) ends the UI instead of leaving it waiting
+            pipeline.add_done_callback(lambda t: t.cancelled() or t.exception() is None or app.exit(return_code=1))
+            try:
+                await app.run_async()
+            finally:
+                pipeline.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pipeline
+            if pipeline.done() and not pipeline.cancelled() and pipeline.exception():
+                raise PipelineError(f"local pipeline failed: {pipeline.exception()}")
+
+    asyncio.run(main())
+    return 0

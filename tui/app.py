@@ -1,0 +1,174 @@
+"""The s2egru terminal UI: four panes and a status line, fed only by MQTT. Messages up, attributes down."""
+
+from __future__ import annotations
+
+import itertools
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer
+
+from tui.feed import Feed, MqttLink
+from tui.payloads import control_in, text_in
+from tui.screens import ChoiceScreen, HelpScreen
+from tui.state import FeedState
+from tui.widgets import EventsPane, GesturePane, NodePane, StatusLine, TextPane
+
+SPEEDS = ["0.25", "0.5", "1", "2", "4", "8"]
+REFRESH_HZ = 15.0  # the panes show the latest state at this rate, however fast messages arrive
+
+
+class S2App(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "s2egru"
+    ENABLE_COMMAND_PALETTE = False  # ctrl+p is pause here
+    BINDINGS = [
+        Binding("ctrl+p", "toggle_pause", "pause/resume", priority=True),
+        Binding("ctrl+r", "choose_recording", "recording", priority=True),
+        Binding("ctrl+s", "choose_speed", "speed", priority=True),
+        Binding("ctrl+n", "choose_node", "node", priority=True),
+        Binding("f1", "help", "help", key_display="f1/?"),
+        Binding("ctrl+q", "quit", "quit", priority=True),
+        # the same without ctrl, for when the text input does not have the focus (esc leaves it)
+        Binding("p", "toggle_pause", show=False),
+        Binding("r", "choose_recording", show=False),
+        Binding("s", "choose_speed", show=False),
+        Binding("n", "choose_node", show=False),
+        Binding("question_mark", "help", show=False),
+        Binding("q", "quit", show=False),
+        Binding("escape", "leave_input", show=False),
+    ]
+
+    def __init__(self, broker_url: str, node_id: str = "n0", *, coalesce: bool = True) -> None:
+        super().__init__()
+        self.state = FeedState(node_id)
+        self.link = MqttLink(broker_url, self.post_message)
+        self.coalesce = coalesce  # False repaints on every message (the bench's baseline)
+        self.paused, self.speed, self.recording = False, "1", ""
+        self._seq = itertools.count()
+        self._shown = -1
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine()
+        with Horizontal(id="main"):
+            yield GesturePane()
+            with Vertical(id="right"):
+                yield EventsPane()
+                yield TextPane()
+                yield NodePane()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.status_line = self.query_one(StatusLine)
+        self.status_line.broker = str(self.link.endpoint)
+        self.status_line.node = self.state.node
+        self._panes = (self.query_one(GesturePane), self.query_one(EventsPane), self.query_one(TextPane),
+                       self.query_one(NodePane))
+        self._show_playback()
+        self.query_one("TextPane Input").focus()
+        self.set_interval(1 / REFRESH_HZ, self.refresh_panes)
+        self.listen()
+
+    @work(exclusive=True, group="mqtt")
+    async def listen(self) -> None:
+        await self.link.run(self.state.node)
+
+    # -- messages up: the MQTT worker reports; the state absorbs -----------------------------------------
+    def on_feed_connected(self, m: Feed.Connected) -> None:
+        line = self.status_line
+        if line.state == "disconnected":
+            line.reconnects += 1
+        line.state, line.detail = "connected", ""
+
+    def on_feed_disconnected(self, m: Feed.Disconnected) -> None:
+        self.status_line.state = "disconnected"
+        self.status_line.detail, self.status_line.reason = f"in {m.retry_in_s:.1f} s", m.reason
+
+    def _absorb(self, m: Feed.PredictionReceived | Feed.StatsReceived | Feed.FrameReceived) -> None:
+        self.state.apply(m.payload)
+        if not self.coalesce:
+            self.refresh_panes()
+
+    on_feed_prediction_received = on_feed_stats_received = on_feed_frame_received = _absorb
+    on_feed_status_received = _absorb
+
+    def on_feed_malformed(self, m: Feed.Malformed) -> None:
+        self.state.count_malformed()
+
+    # -- attributes down: the latest state, at most REFRESH_HZ times a second -----------------------------
+    def refresh_panes(self) -> None:
+        s = self.state
+        if s.version == self._shown:
+            return
+        self._shown = s.version
+        gesture, events, text, node = self._panes
+        gesture.prediction, gesture.history = s.gesture, tuple(s.history)
+        events.frame, events.rates = s.frame, tuple(s.rates)
+        text.prediction = s.text
+        node.stats = s.stats
+        line = self.status_line
+        line.node, line.node_state = s.node, s.nodes.get(s.node, "")
+        line.dropped, line.malformed = s.dropped, s.malformed
+
+    # -- the user's side: typed text and playback control go out on in/ topics ----------------------------
+    def on_text_pane_typed(self, m: TextPane.Typed) -> None:
+        if not self.link.publish(self.state.node, "in/text", text_in(next(self._seq), m.text)):
+            self.notify("not connected: typed text not sent", severity="warning", timeout=2)
+
+    def _control(self, cmd: str, value: object = None) -> None:
+        if not self.link.publish(self.state.node, "in/control", control_in(next(self._seq), cmd, value)):
+            self.notify(f"not connected: {cmd} not sent", severity="warning", timeout=2)
+        self._show_playback()
+
+    def _show_playback(self) -> None:
+        self.status_line.playback = f"{'⏸ paused' if self.paused else '▶'} {self.speed}x {self.recording}".rstrip()
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self._control("pause" if self.paused else "resume")
+
+    def action_choose_speed(self) -> None:
+        def chosen(v: str | None) -> None:
+            if v is not None:
+                self.speed = v
+                self._control("speed", float(v))
+
+        self.push_screen(ChoiceScreen("replay speed (x real time)", SPEEDS, self.speed), chosen)
+
+    def action_choose_recording(self) -> None:
+        recs = list(self.state.status.recordings) if self.state.status else []
+        recs = [r for r in recs if isinstance(r, str)]
+        if not recs:
+            self.notify(f"node {self.state.node} has not announced any recordings", timeout=3)
+            return
+
+        def chosen(v: str | None) -> None:
+            if v is not None:
+                self.recording = v
+                self._control("recording", v)
+
+        self.push_screen(ChoiceScreen("recording", recs, self.recording), chosen)
+
+    def action_choose_node(self) -> None:
+        nodes = sorted({*self.state.nodes, self.state.node})
+
+        def chosen(v: str | None) -> None:
+            if v is not None and v != self.state.node:
+                self.state.switch(v)
+                self.status_line.state = "connecting"
+                self.listen()  # exclusive: the old subscription's worker is cancelled
+
+        self.push_screen(ChoiceScreen("node", nodes, self.state.node), chosen)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_leave_input(self) -> None:
+        self.set_focus(None)
+
+
+def run_app(broker_url: str, node_id: str = "n0") -> None:
+    """Run the UI in this terminal until the user quits."""
+    S2App(broker_url, node_id).run()

@@ -1,0 +1,183 @@
+"""Pure helpers between the wire and the screen: parsing, loss counting, escaping, and text rendering.
+
+Nothing here touches Textual or the network, so every rule (what counts as malformed, what is escaped,
+how a frame is downsampled) is testable as a plain function.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rich.markup import escape
+
+from stream import schema
+from stream.schema import Payload, PayloadError
+
+# Kinds the UI listens to on its node, and the one it also watches on every node (to discover nodes).
+SUBSCRIBED_KINDS = ("pred/gesture", "pred/text", "stats", "frame", "status")
+CONTROL_CMDS = ("pause", "resume", "speed", "recording")
+SPARK_CHARS = " ▁▂▃▄▅▆▇█"
+_CONTROL_CHARS = {c: "\ufffd" for c in (*range(0, 9), *range(11, 32), 127, *range(0x80, 0xA0))}
+
+
+@dataclass
+class _LocalControlIn(Payload):
+    """in/control as agreed with the pipeline: {"v":1,"seq","t_wall","cmd","value"} (used until schema has it)."""
+
+    KIND: ClassVar[str] = "in/control"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("cmd",)
+    cmd: str = ""
+    value: Any = None
+
+
+# Prefer the pipeline's own ControlIn once it lands in stream/schema.py; the wire shape is the same.
+ControlIn: type[Payload] = getattr(schema, "ControlIn", _LocalControlIn)
+
+
+def clean(text: str, limit: int = 200) -> str:
+    """Network text made safe for a terminal: control characters replaced, length bounded (no markup change)."""
+    text = text[:limit] if len(text) > limit else text
+    return text.translate(_CONTROL_CHARS)
+
+
+def literal(text: str, limit: int = 200) -> str:
+    """Network text for places Textual reads as markup (titles, notifications): cleaned and markup-escaped."""
+    return escape(clean(text, limit))
+
+
+def parse_message(topic: str, raw: bytes, node: str) -> Payload | None:
+    """One MQTT message -> a checked payload for `node` (or any node's status); None when it is not ours.
+
+    Raises PayloadError for a message on one of our topics that does not follow schema v1.
+    """
+    try:
+        msg_node, kind = schema.parse_topic(topic)
+    except PayloadError:
+        return None
+    if kind not in SUBSCRIBED_KINDS or (msg_node != node and kind != "status"):
+        return None
+    payload = schema.decode(kind, raw)
+    _check_shown(payload)
+    if isinstance(payload, schema.Status) and not payload.node:
+        payload.node = msg_node  # the last will carries the node; a bare one is named by its topic
+    return payload
+
+
+def _numbers(values: Any, what: str, kind: str, integer: bool = False) -> None:
+    ok = int if integer else (int, float)
+    if not isinstance(values, list) or not all(
+        isinstance(v, ok) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in values
+    ):
+        raise PayloadError(f"{kind}: {what} must be a list of non-negative {'integers' if integer else 'numbers'}")
+
+
+def _check_shown(p: Payload) -> None:
+    """Checks beyond schema v1's, on fields the panes draw: a bad one would otherwise fail at render time."""
+    if isinstance(p, schema.NodeStats):
+        scalars = {f: getattr(p, f) for f in ("steps", "sram_bytes_used", "sram_bytes_total", "synops_per_s",
+                                             "activity_sparsity", "energy_per_inference_j", "latency_p50_s",
+                                             "latency_p99_s")}
+        _numbers(list(scalars.values()), "counters and rates", p.KIND)
+        _numbers(p.pe_activity, "pe_activity", p.KIND)
+        if not isinstance(p.model, str):
+            raise PayloadError("stats: model must be a string")
+    elif isinstance(p, schema.EventFrame):
+        _numbers(p.on, "on", p.KIND, integer=True)
+        _numbers(p.off, "off", p.KIND, integer=True)
+        _numbers([p.event_rate_hz], "event_rate_hz", p.KIND)
+    elif isinstance(p, schema.GesturePrediction):
+        if not isinstance(p.step, int) or not all(isinstance(c, str) for c in p.classes):
+            raise PayloadError("pred/gesture: step must be an integer and classes strings")
+    elif isinstance(p, schema.Status):
+        lists_ok = all(isinstance(x, list) and all(isinstance(v, str) for v in x) for x in (p.models, p.recordings))
+        if not (isinstance(p.state, str) and isinstance(p.node, str) and lists_ok):
+            raise PayloadError("status: state and node must be strings, models and recordings lists of strings")
+
+
+def text_in(seq: int, text: str) -> bytes:
+    """An in/text message carrying the characters just typed."""
+    return schema.TextIn(seq=seq, t_wall=time.time(), text=text).to_json()
+
+
+def control_in(seq: int, cmd: str, value: Any = None) -> bytes:
+    """An in/control message (pause, resume, speed, recording)."""
+    if cmd not in CONTROL_CMDS:
+        raise ValueError(f"unknown control command {cmd!r}")
+    return ControlIn(seq=seq, t_wall=time.time(), cmd=cmd, value=value).to_json()  # type: ignore[call-arg]
+
+
+class SeqTracker:
+    """Counts messages lost between publisher and us from per-topic sequence gaps."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+        self.dropped = 0
+
+    def see(self, key: str, seq: int) -> None:
+        last = self._last.get(key)
+        if last is not None and seq > last + 1:
+            self.dropped += seq - last - 1
+        # seq <= last: the publisher restarted (or a duplicate); start counting afresh from here
+        self._last[key] = seq
+
+    def forget(self) -> None:
+        self._last.clear()
+
+
+def bar(p: float, width: int) -> str:
+    """A horizontal bar of eighth-blocks for p in [0, 1]."""
+    eighths = round(max(0.0, min(1.0, p)) * width * 8)
+    full, rest = divmod(eighths, 8)
+    return ("█" * full + (" ▏▎▍▌▋▊▉"[rest] if rest else "")).ljust(width)
+
+
+def sparkline(values: Sequence[float], width: int) -> str:
+    """The last `width` values as block characters scaled to their maximum."""
+    vals = list(values)[-width:] if width > 0 else []
+    top = max(vals, default=0.0)
+    if top <= 0:
+        return "▁" * len(vals)
+    return "".join(SPARK_CHARS[max(1, round(v / top * 8))] if v > 0 else "▁" for v in vals)
+
+
+def downsample(counts: Sequence[int], width: int, height: int, cols: int, rows: int) -> list[list[int]]:
+    """Sum a row-major width x height count image into rows x cols cells (nearest-cell binning)."""
+    cols, rows = max(1, min(cols, width)), max(1, min(rows, height))
+    out = [[0] * cols for _ in range(rows)]
+    for y in range(height):
+        r = out[y * rows // height]
+        base = y * width
+        for x in range(width):
+            c = counts[base + x]
+            if c:
+                r[x * cols // width] += c
+    return out
+
+
+def fit_frame(width: int, height: int, cols: int, rows: int) -> tuple[int, int]:
+    """Cells (cols, half-block rows) that show a width x height frame in a cols x rows text area.
+
+    Each text row holds two pixel rows (upper/lower half block), so pixels stay roughly square.
+    """
+    if width <= 0 or height <= 0 or cols <= 0 or rows <= 0:
+        return 0, 0
+    scale = min(cols / width, 2 * rows / height, 1.0)
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def si(value: float, unit: str, digits: int = 3) -> str:
+    """1.23e-6, "J" -> "1.23 µJ"; 0 -> "0 J"."""
+    if not math.isfinite(value):
+        return f"- {unit}"
+    if value == 0:
+        return f"0 {unit}"
+    prefixes = [(1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")]
+    for scale, p in prefixes:
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}g} {p}{unit}"
+    return f"{value / 1e-12:.{digits}g} p{unit}"
+

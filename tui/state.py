@@ -1,0 +1,84 @@
+"""What the UI knows, fed message by message and read by the refresh tick. Every history is bounded."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from stream.schema import EventFrame, GesturePrediction, NodeStats, Payload, Status, TextPrediction
+from tui.payloads import SeqTracker
+
+HISTORY = 12  # gesture changes kept
+RATE_POINTS = 120  # event-rate samples kept for the sparkline
+NODES_MAX = 64  # nodes remembered from status messages (a noisy broker cannot grow this without bound)
+
+
+@dataclass
+class Connection:
+    """The broker link as the status line shows it."""
+
+    url: str = ""
+    state: str = "connecting"  # "connecting" | "connected" | "disconnected"
+    reason: str = ""
+    retry_in_s: float = 0.0
+    reconnects: int = 0
+
+
+@dataclass
+class FeedState:
+    """The latest payload of each kind plus bounded histories and loss counters, for one node."""
+
+    node: str
+    gesture: GesturePrediction | None = None
+    text: TextPrediction | None = None
+    stats: NodeStats | None = None
+    frame: EventFrame | None = None
+    status: Status | None = None
+    history: deque[tuple[int, str, float]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    rates: deque[float] = field(default_factory=lambda: deque(maxlen=RATE_POINTS))
+    nodes: dict[str, str] = field(default_factory=dict)  # node -> "online" | "offline"
+    seqs: SeqTracker = field(default_factory=SeqTracker)
+    received: int = 0
+    malformed: int = 0
+    version: int = 0  # bumped on every change, so the refresh tick can skip idle frames
+
+    @property
+    def dropped(self) -> int:
+        return self.seqs.dropped
+
+    def apply(self, p: Payload) -> None:
+        """Fold one checked payload into the state."""
+        self.received += 1
+        self.version += 1
+        if isinstance(p, Status):
+            if p.node not in self.nodes and len(self.nodes) >= NODES_MAX:
+                return
+            self.nodes[p.node] = p.state
+            if p.node == self.node:
+                self.status = p
+            return  # status is retained and re-sent on reconnect: its seq says nothing about loss
+        self.seqs.see(p.KIND, p.seq)
+        if isinstance(p, GesturePrediction):
+            if not self.history or self.history[-1][1] != p.label:
+                self.history.append((p.step, p.label, max(p.probs, default=0.0)))
+            self.gesture = p
+        elif isinstance(p, TextPrediction):
+            self.text = p
+        elif isinstance(p, NodeStats):
+            self.stats = p
+        elif isinstance(p, EventFrame):
+            self.frame = p
+            self.rates.append(p.event_rate_hz)
+
+    def count_malformed(self) -> None:
+        self.malformed += 1
+        self.version += 1
+
+    def switch(self, node: str) -> None:
+        """Start afresh on another node (counters of the link stay)."""
+        self.node = node
+        self.gesture = self.text = self.stats = self.frame = self.status = None
+        self.history.clear()
+        self.rates.clear()
+        self.seqs.forget()
+        self.version += 1
