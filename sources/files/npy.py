@@ -45,6 +45,8 @@ def _load(p: Path) -> np.ndarray:
 
 def _convert(raw: np.ndarray, t_scale: int) -> np.ndarray:
     """EVENT_DTYPE copy of a slice of the mapped array."""
+    if raw.dtype == EVENT_DTYPE and t_scale == 1:
+        return np.array(raw)  # our own files: one memcpy out of the map
     out = np.empty(len(raw), dtype=EVENT_DTYPE)
     if raw.dtype.names:
         pol = next(n for n in _POLARITY_NAMES if n in raw.dtype.names)

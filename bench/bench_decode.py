@@ -1,0 +1,140 @@
+"""Event-file decoding speed per format (Mev/s), side by side on the same synthetic events, JSON out.
+
+Writes the same events (DAVIS346-sized sensor, ~1 Mev/s of event time) as AEDAT4, EVT3, EVT2, DAT, ES, CSV
+and NPY, then times, per format: sources.files.read_events (whole file), iter_events (10 ms chunks), and the
+decoding library alone (faery / aedat / numpy, before our conversion to EVENT_DTYPE), plus expelliarmus
+(GPL, not used by us) on the Prophesee formats and tonic on AEDAT4 for comparison. Best of --repeat runs.
+
+    python bench/bench_decode.py [--events 1000000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sources.events import DAVIS346, make_events
+from sources.files import iter_events, read_events, write_events
+
+EXT = {"aedat4": ".aedat4", "evt3": ".raw", "evt2": ".evt2", "dat": ".dat", "es": ".es", "csv": ".csv", "npy": ".npy"}
+
+
+def synthetic(n: int, seed: int = 0) -> np.ndarray:
+    """n events at ~1 Mev/s on a 346x260 sensor with some spatial structure (a moving blob plus noise)."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(0, n, n)) + 1_600_000_000_000_000  # epoch-like µs, as cameras write
+    phase = t / 1e6 * 2 * np.pi
+    x = np.clip(173 + 120 * np.cos(phase) + rng.normal(0, 15, n), 0, 345)
+    y = np.clip(130 + 90 * np.sin(phase) + rng.normal(0, 15, n), 0, 259)
+    noise = rng.random(n) < 0.1
+    x[noise], y[noise] = rng.integers(0, 346, noise.sum()), rng.integers(0, 260, noise.sum())
+    return make_events(t, x.astype(int), y.astype(int), rng.integers(0, 2, n))
+
+
+def best_s(fn: Callable[[], int], repeat: int, expect: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        n = fn()
+        best = min(best, time.perf_counter() - t0)
+        if n != expect:
+            raise SystemExit(f"decoded {n} events, expected {expect}")
+    return best
+
+
+def library_only(fmt: str, path: Path) -> Callable[[], int]:
+    """The decoding library without our conversion, rechunking or checks."""
+    if fmt == "aedat4":
+        import aedat
+
+        return lambda: sum(len(p["events"]) for p in aedat.Decoder(path) if "events" in p)
+    if fmt == "npy":
+        return lambda: len(np.load(path))
+    import faery
+
+    kind = "evt" if fmt.startswith("evt") else fmt
+    return lambda: sum(len(p) for p in faery.file_decoder.Decoder(path, file_type=kind, time_range_cache=None))
+
+
+def alternative(fmt: str, path: Path) -> tuple[str, Callable[[], int]] | None:
+    if fmt in ("evt3", "evt2", "dat"):
+        from expelliarmus import Wizard
+
+        if fmt != "dat":  # expelliarmus insists on the .raw extension for EVT files
+            raw = path.with_name(f"{fmt}_for_expelliarmus.raw")
+            shutil.copyfile(path, raw)  # a symlink is resolved back to the other extension
+            path = raw
+        wizard = Wizard(encoding=fmt)
+        return "expelliarmus", lambda: len(wizard.read(path))
+    if fmt == "aedat4":
+        import tonic.io
+
+        return "tonic.io.read_aedat4", lambda: len(tonic.io.read_aedat4(str(path)))
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    n = args.events
+    events = synthetic(n)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt, ext in EXT.items():
+            path = Path(tmp) / f"bench{ext}"
+            write_events(path, events, DAVIS346)
+            row: dict = {"bytes_per_event": round(path.stat().st_size / n, 2)}
+            read_s = best_s(lambda p=path: len(read_events(p)[0]), args.repeat, n)
+            iter_s = best_s(lambda p=path: sum(len(b) for b in iter_events(p, chunk_us=10_000)), args.repeat, n)
+            lib_s = best_s(library_only(fmt, path), args.repeat, n)
+            row.update(
+                read_mev_s=round(n / read_s / 1e6, 2),
+                iter_10ms_mev_s=round(n / iter_s / 1e6, 2),
+                library_mev_s=round(n / lib_s / 1e6, 2),
+                read_over_library=round(lib_s / read_s, 2),
+            )
+            alt = alternative(fmt, path)
+            if alt is not None:
+                name, fn = alt
+                alt_s = best_s(fn, args.repeat, n)
+                row[f"{name}_mev_s"] = round(n / alt_s / 1e6, 2)
+                row[f"read_vs_{name}"] = round(alt_s / read_s, 2)
+            results[fmt] = row
+    npy_speed = results["npy"]["read_mev_s"]
+    for row in results.values():
+        row["read_vs_npy"] = round(row["read_mev_s"] / npy_speed, 3)
+    print(
+        json.dumps(
+            {
+                "bench": "decode",
+                "events": n,
+                "repeat": args.repeat,
+                "sensor": [DAVIS346.width, DAVIS346.height],
+                "cpu_count": os.cpu_count(),
+                "machine": platform.machine(),
+                "python": platform.python_version(),
+                "versions": {k: version(k) for k in ("numpy", "faery", "aedat", "expelliarmus", "tonic")},
+                "formats": results,
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
