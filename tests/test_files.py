@@ -159,9 +159,7 @@ def test_detects_format_by_magic_despite_wrong_extension(tmp_path: Path, fmt: st
     """A file named with another format's extension is still read as what its bytes are."""
     ev = synthetic(seed=3)
     src = written(tmp_path, fmt, ev)
-    wrong = ".dat" if fmt not in ("dat", "csv") else ".es"
-    if fmt == "csv":
-        wrong = ".txt"  # CSV has no magic: recognised by its first line when the extension says nothing
+    wrong = ".es" if fmt == "dat" else ".dat"  # CSV has no magic bytes: its text header gives it away
     disguised = src.rename(tmp_path / f"disguised{wrong}")
     assert detect_format(disguised) == fmt
     back, sensor = read_events(disguised)
@@ -307,3 +305,22 @@ def test_cli_convert_round_trip(tmp_path: Path):
     (tmp_path / "bad.raw").write_bytes(b"% evt 3.0\n% form")
     r = s2(str(tmp_path / "bad.raw"), str(tmp_path / "x.npy"))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "bad.raw" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "ext"),
+    [
+        ("5,1,2,1\n7,3,4,0\n9,0,1,1\n", ".csv"),  # no header: t,x,y,p
+        ("timestamp;x;y;polarity\n5;1;2;1\n7;3;4;0\n9;0;1;1\n", ".txt"),  # named columns, other separator
+        ("x,y,p,t\n1,2,1,5\n3,4,0,7\n0,1,1,9\n", ".log"),  # columns in another order
+    ],
+)
+def test_csv_variants(tmp_path: Path, text: str, ext: str):
+    """CSV without header, with other column names or order, and other separators read the same events."""
+    path = tmp_path / f"events{ext}"
+    path.write_text(text)
+    ev, sensor = read_events(path)
+    assert ev["t"].tolist() == [5, 7, 9] and ev["x"].tolist() == [1, 3, 0] and ev["p"].tolist() == [1, 0, 1]
+    assert sensor == SensorSize(4, 5)  # no size in the file: the smallest sensor that holds the events
+    chunks = iter_events(path, chunk_us=3)
+    assert chunks.sensor == sensor and [b["t"].tolist() for b in chunks] == [[5], [7], [9]]

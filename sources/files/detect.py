@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from sources.errors import SourceError
@@ -63,7 +62,19 @@ def _prophesee_kind(fields: dict[str, str]) -> str | None:
     return None
 
 
-_CSV_FIRST_LINE = re.compile(rb"^\s*(t|ts|time|timestamp)\b|^\s*\d+\s*[,;\t ]\s*\d+", re.IGNORECASE)
+def _looks_like_csv(head: bytes) -> bool:
+    """Printable text whose first line is a t/x/y header or at least four numbers, comma/semicolon/tab separated."""
+    sample = head[:512]
+    if not sample or not all(32 <= b < 127 or b in b"\r\n\t" for b in sample):
+        return False
+    first = sample.split(b"\n", 1)[0].decode("ascii").strip().lower()
+    sep = next((c for c in ",;\t" if c in first), None)
+    if sep is None:
+        return False
+    cells = [c.strip().partition("@")[0] for c in first.split(sep)]
+    if len(cells) >= 4 and all(c.lstrip("-").replace(".", "", 1).isdigit() for c in cells):
+        return True
+    return bool(set(cells) & {"t", "ts", "time", "timestamp"}) and {"x", "y"} <= set(cells)
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -90,10 +101,10 @@ def detect_format(path: str | os.PathLike) -> str:
             raise SourceError(f"{p}: Prophesee EVT 2.1 is not supported (no decoder for it); supported: {supported()}")
         if kind is not None:
             return kind
+    if _looks_like_csv(head):  # plain text never opens a binary format, so this may overrule the extension
+        return "csv"
     ext = p.suffix.lower()
     for name, (_, exts) in FORMATS.items():
         if ext in exts:
             return name
-    if _CSV_FIRST_LINE.match(head[:256]):
-        return "csv"
     raise SourceError(f"{p}: unknown event-file format; supported: {supported()}")
