@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -82,6 +83,7 @@ def to_events(packet: np.ndarray) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=32)
 def _same_layout(dtype: np.dtype, pol: str) -> bool:
     fields = dtype.fields or {}
     want = {"t": (np.dtype("<u8"), 0), "x": (np.dtype("<u2"), 8), "y": (np.dtype("<u2"), 10)}
@@ -219,6 +221,11 @@ class EventChunks:
             if batch is None:
                 return
             yield batch
+
+    def read_all(self) -> np.ndarray:
+        """Every event of the file, sorted by t (out-of-order packets are sorted in, never dropped as late)."""
+        with decoding(self.path):
+            return concat(list(self._packets()))
 
     def __repr__(self) -> str:
         s = self.sensor

@@ -14,7 +14,7 @@ import numpy as np
 
 from sources.errors import CorruptFileError
 from sources.events import SensorSize
-from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, concat, decoding, to_events
+from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, decoding, to_events
 from sources.files._write import faery_write
 
 
@@ -49,7 +49,7 @@ def iter_aedat4(path: str | os.PathLike, chunk_us: int | None = DEFAULT_CHUNK_US
 def read_aedat4(path: str | os.PathLike) -> tuple[np.ndarray, SensorSize]:
     """All polarity events of an AEDAT4 file, sorted by t, and the sensor size of its event stream."""
     chunks = iter_aedat4(path, chunk_us=None)
-    return concat(chunks), chunks.sensor
+    return chunks.read_all(), chunks.sensor
 
 
 def write_aedat4(path: str | os.PathLike, events: np.ndarray, sensor: SensorSize) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from sources.errors import CorruptFileError
 from sources.events import SensorSize
-from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, concat, decoding, to_events
+from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, decoding, to_events
 from sources.files._write import faery_write
 
 
@@ -38,7 +38,7 @@ def iter_es(path: str | os.PathLike, chunk_us: int | None = DEFAULT_CHUNK_US) ->
 def read_es(path: str | os.PathLike) -> tuple[np.ndarray, SensorSize]:
     """All polarity events of an Event Stream file and its sensor size."""
     chunks = iter_es(path, chunk_us=None)
-    return concat(chunks), chunks.sensor
+    return chunks.read_all(), chunks.sensor
 
 
 def write_es(path: str | os.PathLike, events: np.ndarray, sensor: SensorSize) -> None:
