@@ -335,3 +335,17 @@ def test_unsorted_npy_is_sorted_on_reading(tmp_path: Path):
     assert np.array_equal(back["t"], ev["t"]) and len(back) == len(ev)
     chunks = iter_events(path, chunk_us=5_000)
     assert np.array_equal(np.concatenate(list(chunks)), back) and chunks.stats.late == 0
+
+
+def test_raw_with_header_naming_no_evt_version(tmp_path: Path):
+    """A .raw whose '%' header names no EVT version (old Metavision) reads as EVT3 at 1280x720, not as DAT."""
+    ev = synthetic(seed=12)
+    data = written(tmp_path, "evt3", ev).read_bytes()
+    body = data[data.index(b"% t0") :].split(b"\n", 1)[1]  # the events after the last header line
+    old = tmp_path / "gen3.raw"
+    old.write_bytes(b"% Date 2020-01-01 10:00:00\n% plugin_name hal_plugin_prophesee\n% end\n" + body)
+    assert detect_format(old) == "evt3"
+    back, sensor = read_events(old)
+    assert sensor == SensorSize(1280, 720)
+    assert np.array_equal(back["t"], ev["t"] - ev["t"][0])  # the t0 line went with the header
+    assert np.array_equal(back[["x", "y", "p"]], ev[["x", "y", "p"]])

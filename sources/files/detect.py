@@ -57,8 +57,6 @@ def _prophesee_kind(fields: dict[str, str]) -> str | None:
         return "evt2.1"
     if evt.startswith("2") or fmt.startswith("EVT2"):
         return "evt2"
-    if "version" in fields or "width" in fields or "date" in fields:
-        return "dat"
     return None
 
 
@@ -80,6 +78,7 @@ def _looks_like_csv(head: bytes) -> bool:
 def detect_format(path: str | os.PathLike) -> str:
     """The format of a file, from its first bytes where they are distinctive, else from its extension."""
     p = Path(path)
+    ext = p.suffix.lower()
     try:
         with open(p, "rb") as f:
             head = f.read(_HEADER_BYTES)
@@ -101,9 +100,11 @@ def detect_format(path: str | os.PathLike) -> str:
             raise SourceError(f"{p}: Prophesee EVT 2.1 is not supported (no decoder for it); supported: {supported()}")
         if kind is not None:
             return kind
+        # A '%' header naming no EVT version: DAT, unless the extension says raw (old Metavision raw headers
+        # carry only date, plugin and serial lines).
+        return next((n for n in ("evt3", "evt2") if ext in FORMATS[n][1]), "dat")
     if _looks_like_csv(head):  # plain text never opens a binary format, so this may overrule the extension
         return "csv"
-    ext = p.suffix.lower()
     for name, (_, exts) in FORMATS.items():
         if ext in exts:
             return name
