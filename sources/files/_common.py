@@ -215,12 +215,15 @@ class EventChunks:
     def __iter__(self) -> Iterator[np.ndarray]:
         self.stats = ChunkStats()
         gen = rechunk(self._packets(), self.chunk_us, self.stats)
-        while True:
-            with decoding(self.path):
-                batch = next(gen, None)
-            if batch is None:
-                return
-            yield batch
+        try:
+            while True:
+                with decoding(self.path):
+                    batch = next(gen, None)
+                if batch is None:
+                    return
+                yield batch
+        finally:  # a consumer that stops early closes the decoder (and its file) now, not at garbage collection
+            gen.close()
 
     def read_all(self) -> np.ndarray:
         """Every event of the file, sorted by t (out-of-order packets are sorted in, never dropped as late)."""

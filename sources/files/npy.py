@@ -99,13 +99,15 @@ def iter_npy(
             else:
                 xs, ys = (arr["x"], arr["y"]) if arr.dtype.names else (arr[:, 0], arr[:, 1])
                 sensor = SensorSize(int(xs.max()) + 1, int(ys.max()) + 1)
+    del arr, t  # the map holds a file descriptor: each pass maps the file anew and lets go when it ends
 
     def packets() -> Iterator[np.ndarray]:
+        mapped = _load(p)
         if not ordered:
-            yield sort_by_t(_convert(arr, scale))
+            yield sort_by_t(_convert(mapped, scale))
             return
-        for start in range(0, len(arr), _PACKET):
-            yield _convert(arr[start : start + _PACKET], scale)
+        for start in range(0, len(mapped), _PACKET):
+            yield _convert(mapped[start : start + _PACKET], scale)
 
     return EventChunks(p, "npy", sensor, packets, chunk_us)
 
