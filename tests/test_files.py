@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -377,3 +378,53 @@ def test_stopping_early_closes_the_file(tmp_path: Path, fmt: str):
     next(it)
     it.close()
     assert _open_fds() == before
+
+
+# Real recordings from faery 0.7.1's sdist (LGPL-3.0, so fetched, never committed); see docs/README-files.md.
+FAERY_DATA = Path(os.environ.get("S2_DATA_DIR", Path.home() / ".cache/s2egru")) / "faery-testdata"
+
+
+@pytest.fixture(scope="module")
+def faery_data() -> Path:
+    if not (FAERY_DATA / "evt3.raw").is_file():
+        pytest.skip(f"faery's real test recordings not in {FAERY_DATA} (fetch them as docs/README-files.md says)")
+    return FAERY_DATA
+
+
+def test_real_prophesee_evt3_and_dat_hold_the_same_recording(faery_data: Path):
+    """faery's Gen4 clip as EVT3 and as DAT: 1,218,618 events over 10.77 s at 1280x720, identical, in range."""
+    evt3, s3 = read_events(faery_data / "evt3.raw")
+    dat, sd = read_events(faery_data / "gen4.dat")
+    assert s3 == sd == SensorSize(1280, 720)
+    assert len(evt3) == 1_218_618 and round(int(evt3["t"][-1] - evt3["t"][0]) / 1e6, 2) == 10.77
+    assert np.array_equal(evt3[["x", "y", "p"]], dat[["x", "y", "p"]]) and count_outside(evt3, s3) == 0
+    assert np.array_equal(evt3["t"] - evt3["t"][0], dat["t"] - dat["t"][0])  # the two files differ in time origin
+
+
+def test_real_evt2_header_size_larger_than_events(faery_data: Path):
+    """faery's EVT2 clip: 521,252 events, header 1280x720 with every event inside 640x480."""
+    ev, sensor = read_events(faery_data / "evt2.raw")
+    assert detect_format(faery_data / "evt2.raw") == "evt2"
+    assert sensor == SensorSize(1280, 720) and len(ev) == 521_252
+    assert int(ev["x"].max()) < 640 and int(ev["y"].max()) < 480
+
+
+def test_real_event_stream_dvs_atis_and_csv_agree(faery_data: Path):
+    """The toy-plane clip as DVS .es, ATIS .es (exposures skipped) and CSV: the same 473,225 events at 320x240."""
+    dvs, sensor = read_events(faery_data / "dvs.es")
+    atis, _ = read_events(faery_data / "atis.es")
+    csv, csv_sensor = read_events(faery_data / "dvs.csv")
+    assert sensor == csv_sensor == SensorSize(320, 240) and len(dvs) == 473_225
+    assert np.array_equal(dvs, atis)
+    assert np.array_equal(dvs[["x", "y", "p"]], csv[["x", "y", "p"]])
+    assert np.array_equal(dvs["t"] - dvs["t"][0], csv["t"] - csv["t"][0])
+    chunks = iter_events(faery_data / "atis.es", chunk_us=100_000)
+    assert np.array_equal(np.concatenate(list(chunks)), atis)
+
+
+@pytest.mark.parametrize("name", ["color.es", "generic.es", "test_data_gray16.aedat4"])
+def test_real_files_without_polarity_events_are_refused(faery_data: Path, name: str):
+    """Valid files holding no polarity events (colour/generic ES, frames-only AEDAT4) give a plain SourceError."""
+    with pytest.raises(SourceError) as err:
+        read_events(faery_data / name)
+    assert not isinstance(err.value, CorruptFileError) and "\n" not in str(err.value)

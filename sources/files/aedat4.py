@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sources.errors import CorruptFileError
+from sources.errors import SourceError
 from sources.events import SensorSize
 from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, decoding, to_events
 from sources.files._write import faery_write
@@ -26,7 +26,7 @@ def _event_stream(p: Path) -> tuple[int, SensorSize]:
     ids = sorted(i for i, s in streams.items() if s.get("type") == "events")
     if not ids:
         kinds = ", ".join(sorted({str(s.get("type")) for s in streams.values()})) or "none"
-        raise CorruptFileError(str(p), f"no event stream in this AEDAT4 file (streams: {kinds})")
+        raise SourceError(f"{p}: no event stream in this AEDAT4 file (streams: {kinds})")
     s = streams[ids[0]]
     return ids[0], SensorSize(int(s["width"]), int(s["height"]))
 

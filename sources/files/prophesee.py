@@ -99,7 +99,7 @@ def iter_dat(path: str | os.PathLike, chunk_us: int | None = DEFAULT_CHUNK_US) -
     with decoding(p), dat.Decoder(p, _FALLBACK_SIZE, "dat2") as d:
         kind, dims = d.event_type, d.dimensions
     if kind != "cd":
-        raise CorruptFileError(str(p), f"DAT event type {kind!r} holds no CD events")
+        raise SourceError(f"{p}: DAT file of event type {kind!r} holds no CD (polarity) events")
     with open(p, "rb") as f:  # after the text header: one byte event type, one byte event size
         f.seek(end)
         size = f.read(2)[1:2]
