@@ -145,6 +145,21 @@ def test_chunked_equals_whole_read(tmp_path: Path, fmt: str, chunk_us: int | Non
     assert next(iter(chunks)).tolist() == batches[0].tolist()  # iterating again re-reads from the start
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_rechunk_windows_do_not_depend_on_packet_sizes(seed: int):
+    """However the decoder cuts its packets, the windows are the same: exactly the events of each window."""
+    rng = np.random.default_rng(seed)
+    ev = synthetic(n=3000, seed=seed)
+    chunk_us = int(rng.choice([1, 700, 10_000, 10**9]))
+    cuts = np.sort(rng.choice(np.arange(1, len(ev)), size=int(rng.integers(1, 60)), replace=False))
+    stats = ChunkStats()
+    out = list(rechunk(np.split(ev, cuts), chunk_us, stats))
+    windows = ev["t"] // chunk_us
+    expected = [ev[windows == w] for w in np.unique(windows)]
+    assert len(out) == len(expected) and all(np.array_equal(a, b) for a, b in zip(out, expected, strict=True))
+    assert stats.events == len(ev) and stats.late == 0
+
+
 def test_rechunk_drops_and_counts_late_events():
     """An event older than a window already yielded is dropped and counted, so batches stay sorted."""
     a = make_events([0, 5, 12, 25], [0] * 4, [0] * 4, [1] * 4)

@@ -146,11 +146,14 @@ def split_windows(events: np.ndarray, chunk_us: int) -> Iterator[np.ndarray]:
 def rechunk(packets: Iterable[np.ndarray], chunk_us: int | None, stats: ChunkStats) -> Iterator[np.ndarray]:
     """Re-cut decoder packets into time windows aligned to multiples of chunk_us (absolute event time).
 
-    A window is yielded once an event of a later window arrives, so memory holds one window plus one packet.
-    Events older than a window already yielded (only in files whose timestamps go backwards across packets)
-    cannot be placed any more: they are dropped and counted in stats.late, keeping every batch sorted.
+    A window is yielded once an event of a later window arrives, so memory holds one window plus one packet;
+    packets that fall inside the open window are only collected and joined once, when it closes (so a window
+    much longer than a packet costs one copy, not one per packet). Events older than a window already
+    yielded (only in files whose timestamps go backwards across packets) cannot be placed any more: they are
+    dropped and counted in stats.late, keeping every batch sorted.
     """
-    pending: np.ndarray | None = None
+    parts: list[np.ndarray] = []  # the events of the open window, in arrival order
+    open_start = 0  # start (µs) of the open window while parts is not empty
     emitted_until: int | None = None  # all windows before this time (µs) have been yielded
     for packet in packets:
         if len(packet) == 0:
@@ -167,15 +170,17 @@ def rechunk(packets: Iterable[np.ndarray], chunk_us: int | None, stats: ChunkSta
             emitted_until = int(packet["t"][-1])
             yield packet
             continue
-        buf = packet if pending is None or not len(pending) else sort_by_t(join([pending, packet]))
-        last_start = int(buf["t"][-1]) // chunk_us * chunk_us
+        last_start = int(packet["t"][-1]) // chunk_us * chunk_us
+        if parts and last_start == open_start:  # the packet lies wholly inside the open window
+            parts.append(packet)
+            continue
+        buf = sort_by_t(join([*parts, packet]))
         cut = int(np.searchsorted(buf["t"], last_start, side="left"))
         if cut:
             yield from split_windows(buf[:cut], chunk_us)
-            emitted_until = last_start
-        pending = buf[cut:]
-    if pending is not None and len(pending):
-        yield from split_windows(pending, chunk_us)
+        emitted_until, open_start, parts = last_start, last_start, [buf[cut:]]
+    if parts:
+        yield from split_windows(sort_by_t(join(parts)), chunk_us)
 
 
 class ChunkStats:
