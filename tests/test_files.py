@@ -160,6 +160,26 @@ def test_rechunk_windows_do_not_depend_on_packet_sizes(seed: int):
     assert stats.events == len(ev) and stats.late == 0
 
 
+@pytest.mark.parametrize("chunk_us", [1_000, 50_000])
+def test_rechunk_streams_instead_of_buffering(chunk_us: int):
+    """Windows come out while the file is read: never more than one window plus one packet is held back."""
+    ev = synthetic(n=4000, seed=8)
+    packets = np.array_split(ev, 200)
+    consumed: list[int] = []
+
+    def source():
+        for p in packets:
+            consumed.append(len(p))
+            yield p
+
+    bound = int(np.bincount(ev["t"] // chunk_us - ev["t"][0] // chunk_us).max()) + max(map(len, packets))
+    yielded = 0
+    for batch in rechunk(source(), chunk_us, ChunkStats()):
+        yielded += len(batch)
+        assert sum(consumed) - yielded <= bound
+    assert yielded == len(ev)
+
+
 def test_rechunk_drops_and_counts_late_events():
     """An event older than a window already yielded is dropped and counted, so batches stay sorted."""
     a = make_events([0, 5, 12, 25], [0] * 4, [0] * 4, [1] * 4)
