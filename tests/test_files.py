@@ -463,3 +463,12 @@ def test_real_files_without_polarity_events_are_refused(faery_data: Path, name: 
     with pytest.raises(SourceError) as err:
         read_events(faery_data / name)
     assert not isinstance(err.value, CorruptFileError) and "\n" not in str(err.value)
+
+
+def test_aedat3_is_refused_with_a_pointer(tmp_path: Path):
+    """An AEDAT 3.1 file (the original DVS128 Gesture format) gives a one-line SourceError, not a decode attempt."""
+    path = tmp_path / "user01_fluorescent.aedat"
+    path.write_bytes(b"#!AER-DAT3.1\r\n#Format: RAW\r\n#!END-HEADER\r\n" + bytes(56))
+    with pytest.raises(SourceError, match="AEDAT 2/3 is not supported") as err:
+        read_events(path)
+    assert not isinstance(err.value, CorruptFileError)
