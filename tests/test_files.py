@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -144,6 +145,41 @@ def test_chunked_equals_whole_read(tmp_path: Path, fmt: str, chunk_us: int | Non
     assert next(iter(chunks)).tolist() == batches[0].tolist()  # iterating again re-reads from the start
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_rechunk_windows_do_not_depend_on_packet_sizes(seed: int):
+    """However the decoder cuts its packets, the windows are the same: exactly the events of each window."""
+    rng = np.random.default_rng(seed)
+    ev = synthetic(n=3000, seed=seed)
+    chunk_us = int(rng.choice([1, 700, 10_000, 10**9]))
+    cuts = np.sort(rng.choice(np.arange(1, len(ev)), size=int(rng.integers(1, 60)), replace=False))
+    stats = ChunkStats()
+    out = list(rechunk(np.split(ev, cuts), chunk_us, stats))
+    windows = ev["t"] // chunk_us
+    expected = [ev[windows == w] for w in np.unique(windows)]
+    assert len(out) == len(expected) and all(np.array_equal(a, b) for a, b in zip(out, expected, strict=True))
+    assert stats.events == len(ev) and stats.late == 0
+
+
+@pytest.mark.parametrize("chunk_us", [1_000, 50_000])
+def test_rechunk_streams_instead_of_buffering(chunk_us: int):
+    """Windows come out while the file is read: never more than one window plus one packet is held back."""
+    ev = synthetic(n=4000, seed=8)
+    packets = np.array_split(ev, 200)
+    consumed: list[int] = []
+
+    def source():
+        for p in packets:
+            consumed.append(len(p))
+            yield p
+
+    bound = int(np.bincount(ev["t"] // chunk_us - ev["t"][0] // chunk_us).max()) + max(map(len, packets))
+    yielded = 0
+    for batch in rechunk(source(), chunk_us, ChunkStats()):
+        yielded += len(batch)
+        assert sum(consumed) - yielded <= bound
+    assert yielded == len(ev)
+
+
 def test_rechunk_drops_and_counts_late_events():
     """An event older than a window already yielded is dropped and counted, so batches stay sorted."""
     a = make_events([0, 5, 12, 25], [0] * 4, [0] * 4, [1] * 4)
@@ -159,9 +195,7 @@ def test_detects_format_by_magic_despite_wrong_extension(tmp_path: Path, fmt: st
     """A file named with another format's extension is still read as what its bytes are."""
     ev = synthetic(seed=3)
     src = written(tmp_path, fmt, ev)
-    wrong = ".dat" if fmt not in ("dat", "csv") else ".es"
-    if fmt == "csv":
-        wrong = ".txt"  # CSV has no magic: recognised by its first line when the extension says nothing
+    wrong = ".es" if fmt == "dat" else ".dat"  # CSV has no magic bytes: its text header gives it away
     disguised = src.rename(tmp_path / f"disguised{wrong}")
     assert detect_format(disguised) == fmt
     back, sensor = read_events(disguised)
@@ -307,3 +341,134 @@ def test_cli_convert_round_trip(tmp_path: Path):
     (tmp_path / "bad.raw").write_bytes(b"% evt 3.0\n% form")
     r = s2(str(tmp_path / "bad.raw"), str(tmp_path / "x.npy"))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "bad.raw" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "ext"),
+    [
+        ("5,1,2,1\n7,3,4,0\n9,0,1,1\n", ".csv"),  # no header: t,x,y,p
+        ("timestamp;x;y;polarity\n5;1;2;1\n7;3;4;0\n9;0;1;1\n", ".txt"),  # named columns, other separator
+        ("x,y,p,t\n1,2,1,5\n3,4,0,7\n0,1,1,9\n", ".log"),  # columns in another order
+    ],
+)
+def test_csv_variants(tmp_path: Path, text: str, ext: str):
+    """CSV without header, with other column names or order, and other separators read the same events."""
+    path = tmp_path / f"events{ext}"
+    path.write_text(text)
+    ev, sensor = read_events(path)
+    assert ev["t"].tolist() == [5, 7, 9] and ev["x"].tolist() == [1, 3, 0] and ev["p"].tolist() == [1, 0, 1]
+    assert sensor == SensorSize(4, 5)  # no size in the file: the smallest sensor that holds the events
+    chunks = iter_events(path, chunk_us=3)
+    assert chunks.sensor == sensor and [b["t"].tolist() for b in chunks] == [[5], [7], [9]]
+
+
+def test_unsorted_npy_is_sorted_on_reading(tmp_path: Path):
+    """An .npy whose events are out of time order reads sorted, whole and chunked, losing none."""
+    ev = synthetic(seed=11)
+    path = tmp_path / "shuffled.npy"
+    np.save(path, ev[np.random.default_rng(0).permutation(len(ev))])
+    back, _ = read_events(path)
+    assert np.array_equal(back["t"], ev["t"]) and len(back) == len(ev)
+    chunks = iter_events(path, chunk_us=5_000)
+    assert np.array_equal(np.concatenate(list(chunks)), back) and chunks.stats.late == 0
+
+
+def test_raw_with_header_naming_no_evt_version(tmp_path: Path):
+    """A .raw whose '%' header names no EVT version (old Metavision) reads as EVT3 at 1280x720, not as DAT."""
+    ev = synthetic(seed=12)
+    data = written(tmp_path, "evt3", ev).read_bytes()
+    body = data[data.index(b"% t0") :].split(b"\n", 1)[1]  # the events after the last header line
+    old = tmp_path / "gen3.raw"
+    old.write_bytes(b"% Date 2020-01-01 10:00:00\n% plugin_name hal_plugin_prophesee\n% end\n" + body)
+    assert detect_format(old) == "evt3"
+    back, sensor = read_events(old)
+    assert sensor == SensorSize(1280, 720)
+    assert np.array_equal(back["t"], ev["t"] - ev["t"][0])  # the t0 line went with the header
+    assert np.array_equal(back[["x", "y", "p"]], ev[["x", "y", "p"]])
+
+
+@pytest.mark.parametrize("fmt", WRITABLE)
+def test_real_events_survive_every_format(tmp_path: Path, traffic: Path, fmt: str):
+    """The real clip's 78,830 events, written in each format and read back, are unchanged (ES: from t=0)."""
+    events, sensor = read_events(traffic)
+    path = tmp_path / f"traffic{EXT[fmt]}"
+    write_events(path, events, sensor)
+    back, back_sensor = read_events(path)
+    assert back_sensor == sensor
+    assert np.array_equal(back, expected_after(fmt, events))
+
+
+def _open_fds() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to count open files")
+@pytest.mark.parametrize("fmt", WRITABLE)
+def test_stopping_early_closes_the_file(tmp_path: Path, fmt: str):
+    """Breaking out of a chunked iteration closes the decoder's file at once, not at garbage collection."""
+    path = written(tmp_path, fmt, synthetic(seed=13))
+    before = _open_fds()
+    chunks = iter_events(path, chunk_us=1_000)
+    it = iter(chunks)
+    next(it)
+    it.close()
+    assert _open_fds() == before
+
+
+# Real recordings from faery 0.7.1's sdist (LGPL-3.0, so fetched, never committed); see docs/README-files.md.
+FAERY_DATA = Path(os.environ.get("S2_DATA_DIR", Path.home() / ".cache/s2egru")) / "faery-testdata"
+
+
+@pytest.fixture(scope="module")
+def faery_data() -> Path:
+    if not (FAERY_DATA / "evt3.raw").is_file():
+        pytest.skip(f"faery's real test recordings not in {FAERY_DATA} (fetch them as docs/README-files.md says)")
+    return FAERY_DATA
+
+
+def test_real_prophesee_evt3_and_dat_hold_the_same_recording(faery_data: Path):
+    """faery's Gen4 clip as EVT3 and as DAT: 1,218,618 events over 10.77 s at 1280x720, identical, in range."""
+    evt3, s3 = read_events(faery_data / "evt3.raw")
+    dat, sd = read_events(faery_data / "gen4.dat")
+    assert s3 == sd == SensorSize(1280, 720)
+    assert len(evt3) == 1_218_618 and round(int(evt3["t"][-1] - evt3["t"][0]) / 1e6, 2) == 10.77
+    assert np.array_equal(evt3[["x", "y", "p"]], dat[["x", "y", "p"]]) and count_outside(evt3, s3) == 0
+    assert np.array_equal(evt3["t"] - evt3["t"][0], dat["t"] - dat["t"][0])  # the two files differ in time origin
+
+
+def test_real_evt2_header_size_larger_than_events(faery_data: Path):
+    """faery's EVT2 clip: 521,252 events, header 1280x720 with every event inside 640x480."""
+    ev, sensor = read_events(faery_data / "evt2.raw")
+    assert detect_format(faery_data / "evt2.raw") == "evt2"
+    assert sensor == SensorSize(1280, 720) and len(ev) == 521_252
+    assert int(ev["x"].max()) < 640 and int(ev["y"].max()) < 480
+
+
+def test_real_event_stream_dvs_atis_and_csv_agree(faery_data: Path):
+    """The toy-plane clip as DVS .es, ATIS .es (exposures skipped) and CSV: the same 473,225 events at 320x240."""
+    dvs, sensor = read_events(faery_data / "dvs.es")
+    atis, _ = read_events(faery_data / "atis.es")
+    csv, csv_sensor = read_events(faery_data / "dvs.csv")
+    assert sensor == csv_sensor == SensorSize(320, 240) and len(dvs) == 473_225
+    assert np.array_equal(dvs, atis)
+    assert np.array_equal(dvs[["x", "y", "p"]], csv[["x", "y", "p"]])
+    assert np.array_equal(dvs["t"] - dvs["t"][0], csv["t"] - csv["t"][0])
+    chunks = iter_events(faery_data / "atis.es", chunk_us=100_000)
+    assert np.array_equal(np.concatenate(list(chunks)), atis)
+
+
+@pytest.mark.parametrize("name", ["color.es", "generic.es", "test_data_gray16.aedat4"])
+def test_real_files_without_polarity_events_are_refused(faery_data: Path, name: str):
+    """Valid files holding no polarity events (colour/generic ES, frames-only AEDAT4) give a plain SourceError."""
+    with pytest.raises(SourceError) as err:
+        read_events(faery_data / name)
+    assert not isinstance(err.value, CorruptFileError) and "\n" not in str(err.value)
+
+
+def test_aedat3_is_refused_with_a_pointer(tmp_path: Path):
+    """An AEDAT 3.1 file (the original DVS128 Gesture format) gives a one-line SourceError, not a decode attempt."""
+    path = tmp_path / "user01_fluorescent.aedat"
+    path.write_bytes(b"#!AER-DAT3.1\r\n#Format: RAW\r\n#!END-HEADER\r\n" + bytes(56))
+    with pytest.raises(SourceError, match="AEDAT 2/3 is not supported") as err:
+        read_events(path)
+    assert not isinstance(err.value, CorruptFileError)

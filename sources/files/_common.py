@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -63,30 +64,70 @@ def check_file(path: str | os.PathLike) -> Path:
 
 
 def to_events(packet: np.ndarray) -> np.ndarray:
-    """Copy a decoder's packet (faery/aedat: t u64, x, y u16, on bool; or DAT's payload) into EVENT_DTYPE."""
+    """EVENT_DTYPE view or copy of a decoder's packet (faery/aedat: t u64, x, y u16, on bool; DAT: payload u8).
+
+    faery's and aedat's packed layout has the offsets and sizes of EVENT_DTYPE (t at 0, x at 8, y at 10, a
+    one-byte polarity at 12), so the packet, which the decoder hands over to us, is reinterpreted in place.
+    """
+    names = packet.dtype.names or ()
+    pol = "on" if "on" in names else "p" if "p" in names else "payload"
+    if _same_layout(packet.dtype, pol) and packet.flags.c_contiguous and packet.flags.writeable:
+        if packet.dtype[pol] != np.bool_:
+            np.minimum(packet[pol], 1, out=packet[pol])  # DAT CD payload: polarity 0/1
+        return packet.view(EVENT_DTYPE)
     out = np.empty(len(packet), dtype=EVENT_DTYPE)
     out["t"] = packet["t"]
     out["x"] = packet["x"]
     out["y"] = packet["y"]
-    names = packet.dtype.names or ()
-    pol = "on" if "on" in names else "p" if "p" in names else "payload"
     out["p"] = packet[pol] > 0
     return out
 
 
+@functools.lru_cache(maxsize=32)
+def _same_layout(dtype: np.dtype, pol: str) -> bool:
+    fields = dtype.fields or {}
+    want = {"t": (np.dtype("<u8"), 0), "x": (np.dtype("<u2"), 8), "y": (np.dtype("<u2"), 10)}
+    return (
+        dtype.itemsize == EVENT_DTYPE.itemsize
+        and all(
+            k in fields and fields[k][0] in (d, d.newbyteorder("=")) and fields[k][1] == o for k, (d, o) in want.items()
+        )
+        and pol in fields
+        and fields[pol][0].itemsize == 1
+        and fields[pol][0].kind in "bu"
+        and fields[pol][1] == 12
+    )
+
+
 def sort_by_t(events: np.ndarray) -> np.ndarray:
     """Events ordered by time (stable, so simultaneous events keep file order); no copy when already sorted."""
-    t = events["t"]
-    if len(t) < 2 or bool(np.all(t[1:] >= t[:-1])):
+    if is_sorted(events):
         return events
-    return events[np.argsort(t, kind="stable")]
+    return events[np.argsort(events["t"], kind="stable")]
+
+
+def is_sorted(events: np.ndarray) -> bool:
+    if len(events) < 2:
+        return True
+    t = np.ascontiguousarray(events["t"])  # the packed field is strided; a copy compares ~2x faster
+    return bool(np.all(t[1:] >= t[:-1]))
+
+
+_RAW = np.dtype((np.void, EVENT_DTYPE.itemsize))
+
+
+def join(parts: list[np.ndarray]) -> np.ndarray:
+    """np.concatenate of EVENT_DTYPE arrays as raw records: ~15x faster than field-wise for packed records."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([p.view(_RAW) for p in parts]).view(EVENT_DTYPE)
 
 
 def concat(batches: Iterable[np.ndarray]) -> np.ndarray:
     parts = [b for b in batches if len(b)]
     if not parts:
         return np.empty(0, dtype=EVENT_DTYPE)
-    return sort_by_t(np.concatenate(parts))
+    return sort_by_t(join(parts))
 
 
 def split_windows(events: np.ndarray, chunk_us: int) -> Iterator[np.ndarray]:
@@ -105,11 +146,14 @@ def split_windows(events: np.ndarray, chunk_us: int) -> Iterator[np.ndarray]:
 def rechunk(packets: Iterable[np.ndarray], chunk_us: int | None, stats: ChunkStats) -> Iterator[np.ndarray]:
     """Re-cut decoder packets into time windows aligned to multiples of chunk_us (absolute event time).
 
-    A window is yielded once an event of a later window arrives, so memory holds one window plus one packet.
-    Events older than a window already yielded (only in files whose timestamps go backwards across packets)
-    cannot be placed any more: they are dropped and counted in stats.late, keeping every batch sorted.
+    A window is yielded once an event of a later window arrives, so memory holds one window plus one packet;
+    packets that fall inside the open window are only collected and joined once, when it closes (so a window
+    much longer than a packet costs one copy, not one per packet). Events older than a window already
+    yielded (only in files whose timestamps go backwards across packets) cannot be placed any more: they are
+    dropped and counted in stats.late, keeping every batch sorted.
     """
-    pending: np.ndarray | None = None
+    parts: list[np.ndarray] = []  # the events of the open window, in arrival order
+    open_start = 0  # start (µs) of the open window while parts is not empty
     emitted_until: int | None = None  # all windows before this time (µs) have been yielded
     for packet in packets:
         if len(packet) == 0:
@@ -126,15 +170,17 @@ def rechunk(packets: Iterable[np.ndarray], chunk_us: int | None, stats: ChunkSta
             emitted_until = int(packet["t"][-1])
             yield packet
             continue
-        buf = packet if pending is None else sort_by_t(np.concatenate([pending, packet]))
-        last_start = int(buf["t"][-1]) // chunk_us * chunk_us
+        last_start = int(packet["t"][-1]) // chunk_us * chunk_us
+        if parts and last_start == open_start:  # the packet lies wholly inside the open window
+            parts.append(packet)
+            continue
+        buf = sort_by_t(join([*parts, packet]))
         cut = int(np.searchsorted(buf["t"], last_start, side="left"))
         if cut:
             yield from split_windows(buf[:cut], chunk_us)
-            emitted_until = last_start
-        pending = buf[cut:]
-    if pending is not None and len(pending):
-        yield from split_windows(pending, chunk_us)
+        emitted_until, open_start, parts = last_start, last_start, [buf[cut:]]
+    if parts:
+        yield from split_windows(sort_by_t(join(parts)), chunk_us)
 
 
 class ChunkStats:
@@ -174,12 +220,20 @@ class EventChunks:
     def __iter__(self) -> Iterator[np.ndarray]:
         self.stats = ChunkStats()
         gen = rechunk(self._packets(), self.chunk_us, self.stats)
-        while True:
-            with decoding(self.path):
-                batch = next(gen, None)
-            if batch is None:
-                return
-            yield batch
+        try:
+            while True:
+                with decoding(self.path):
+                    batch = next(gen, None)
+                if batch is None:
+                    return
+                yield batch
+        finally:  # a consumer that stops early closes the decoder (and its file) now, not at garbage collection
+            gen.close()
+
+    def read_all(self) -> np.ndarray:
+        """Every event of the file, sorted by t (out-of-order packets are sorted in, never dropped as late)."""
+        with decoding(self.path):
+            return concat(list(self._packets()))
 
     def __repr__(self) -> str:
         s = self.sensor

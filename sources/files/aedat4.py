@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sources.errors import CorruptFileError
+from sources.errors import SourceError
 from sources.events import SensorSize
-from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, concat, decoding, to_events
+from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, decoding, to_events
 from sources.files._write import faery_write
 
 
@@ -26,7 +26,7 @@ def _event_stream(p: Path) -> tuple[int, SensorSize]:
     ids = sorted(i for i, s in streams.items() if s.get("type") == "events")
     if not ids:
         kinds = ", ".join(sorted({str(s.get("type")) for s in streams.values()})) or "none"
-        raise CorruptFileError(str(p), f"no event stream in this AEDAT4 file (streams: {kinds})")
+        raise SourceError(f"{p}: no event stream in this AEDAT4 file (streams: {kinds})")
     s = streams[ids[0]]
     return ids[0], SensorSize(int(s["width"]), int(s["height"]))
 
@@ -49,7 +49,7 @@ def iter_aedat4(path: str | os.PathLike, chunk_us: int | None = DEFAULT_CHUNK_US
 def read_aedat4(path: str | os.PathLike) -> tuple[np.ndarray, SensorSize]:
     """All polarity events of an AEDAT4 file, sorted by t, and the sensor size of its event stream."""
     chunks = iter_aedat4(path, chunk_us=None)
-    return concat(chunks), chunks.sensor
+    return chunks.read_all(), chunks.sensor
 
 
 def write_aedat4(path: str | os.PathLike, events: np.ndarray, sensor: SensorSize) -> None:

@@ -20,7 +20,6 @@ from sources.files._common import (
     DEFAULT_CHUNK_US,
     EventChunks,
     check_file,
-    concat,
     decoding,
     infer_sensor,
     to_events,
@@ -86,7 +85,7 @@ def iter_csv(
         return _packets(p, header, sep, cols, bound)
 
     if sensor is None:
-        sensor = infer_sensor(concat(EventChunks(p, "csv", SensorSize(*bound), packets, None)))
+        sensor = infer_sensor(EventChunks(p, "csv", SensorSize(*bound), packets, None).read_all())
     return EventChunks(p, "csv", sensor, packets, chunk_us)
 
 
@@ -96,7 +95,7 @@ def read_csv(path: str | os.PathLike, sensor: SensorSize | None = None) -> tuple
     with decoding(p):
         header, sep, cols, dims = _layout(p)
     packets = lambda: _packets(p, header, sep, cols, dims or _NO_SIZE)  # noqa: E731
-    events = concat(EventChunks(p, "csv", SensorSize(1, 1), packets, None))
+    events = EventChunks(p, "csv", SensorSize(1, 1), packets, None).read_all()
     if sensor is None:
         sensor = SensorSize(*dims) if dims else infer_sensor(events)
     return events, sensor

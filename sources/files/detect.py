@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from sources.errors import SourceError
@@ -58,17 +57,28 @@ def _prophesee_kind(fields: dict[str, str]) -> str | None:
         return "evt2.1"
     if evt.startswith("2") or fmt.startswith("EVT2"):
         return "evt2"
-    if "version" in fields or "width" in fields or "date" in fields:
-        return "dat"
     return None
 
 
-_CSV_FIRST_LINE = re.compile(rb"^\s*(t|ts|time|timestamp)\b|^\s*\d+\s*[,;\t ]\s*\d+", re.IGNORECASE)
+def _looks_like_csv(head: bytes) -> bool:
+    """Printable text whose first line is a t/x/y header or at least four numbers, comma/semicolon/tab separated."""
+    sample = head[:512]
+    if not sample or not all(32 <= b < 127 or b in b"\r\n\t" for b in sample):
+        return False
+    first = sample.split(b"\n", 1)[0].decode("ascii").strip().lower()
+    sep = next((c for c in ",;\t" if c in first), None)
+    if sep is None:
+        return False
+    cells = [c.strip().partition("@")[0] for c in first.split(sep)]
+    if len(cells) >= 4 and all(c.lstrip("-").replace(".", "", 1).isdigit() for c in cells):
+        return True
+    return bool(set(cells) & {"t", "ts", "time", "timestamp"}) and {"x", "y"} <= set(cells)
 
 
 def detect_format(path: str | os.PathLike) -> str:
     """The format of a file, from its first bytes where they are distinctive, else from its extension."""
     p = Path(path)
+    ext = p.suffix.lower()
     try:
         with open(p, "rb") as f:
             head = f.read(_HEADER_BYTES)
@@ -90,10 +100,12 @@ def detect_format(path: str | os.PathLike) -> str:
             raise SourceError(f"{p}: Prophesee EVT 2.1 is not supported (no decoder for it); supported: {supported()}")
         if kind is not None:
             return kind
-    ext = p.suffix.lower()
+        # A '%' header naming no EVT version: DAT, unless the extension says raw (old Metavision raw headers
+        # carry only date, plugin and serial lines).
+        return next((n for n in ("evt3", "evt2") if ext in FORMATS[n][1]), "dat")
+    if _looks_like_csv(head):  # plain text never opens a binary format, so this may overrule the extension
+        return "csv"
     for name, (_, exts) in FORMATS.items():
         if ext in exts:
             return name
-    if _CSV_FIRST_LINE.match(head[:256]):
-        return "csv"
     raise SourceError(f"{p}: unknown event-file format; supported: {supported()}")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sources.errors import CorruptFileError
+from sources.errors import SourceError
 from sources.events import SensorSize
-from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, concat, decoding, to_events
+from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, decoding, to_events
 from sources.files._write import faery_write
 
 
@@ -31,14 +31,14 @@ def iter_es(path: str | os.PathLike, chunk_us: int | None = DEFAULT_CHUNK_US) ->
     with decoding(p), es.Decoder(p, 0) as d:
         kind, dims = d.event_type, d.dimensions
     if kind not in ("dvs", "atis") or dims is None:
-        raise CorruptFileError(str(p), f"Event Stream type {kind!r} holds no polarity events")
+        raise SourceError(f"{p}: Event Stream of type {kind!r} holds no polarity events (dvs or atis needed)")
     return EventChunks(p, "es", SensorSize(int(dims[0]), int(dims[1])), lambda: _packets(p), chunk_us)
 
 
 def read_es(path: str | os.PathLike) -> tuple[np.ndarray, SensorSize]:
     """All polarity events of an Event Stream file and its sensor size."""
     chunks = iter_es(path, chunk_us=None)
-    return concat(chunks), chunks.sensor
+    return chunks.read_all(), chunks.sensor
 
 
 def write_es(path: str | os.PathLike, events: np.ndarray, sensor: SensorSize) -> None:

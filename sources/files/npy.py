@@ -45,6 +45,8 @@ def _load(p: Path) -> np.ndarray:
 
 def _convert(raw: np.ndarray, t_scale: int) -> np.ndarray:
     """EVENT_DTYPE copy of a slice of the mapped array."""
+    if raw.dtype == EVENT_DTYPE and t_scale == 1:
+        return np.array(raw)  # our own files: one memcpy out of the map
     out = np.empty(len(raw), dtype=EVENT_DTYPE)
     if raw.dtype.names:
         pol = next(n for n in _POLARITY_NAMES if n in raw.dtype.names)
@@ -97,13 +99,15 @@ def iter_npy(
             else:
                 xs, ys = (arr["x"], arr["y"]) if arr.dtype.names else (arr[:, 0], arr[:, 1])
                 sensor = SensorSize(int(xs.max()) + 1, int(ys.max()) + 1)
+    del arr, t  # the map holds a file descriptor: each pass maps the file anew and lets go when it ends
 
     def packets() -> Iterator[np.ndarray]:
+        mapped = _load(p)
         if not ordered:
-            yield sort_by_t(_convert(arr, scale))
+            yield sort_by_t(_convert(mapped, scale))
             return
-        for start in range(0, len(arr), _PACKET):
-            yield _convert(arr[start : start + _PACKET], scale)
+        for start in range(0, len(mapped), _PACKET):
+            yield _convert(mapped[start : start + _PACKET], scale)
 
     return EventChunks(p, "npy", sensor, packets, chunk_us)
 

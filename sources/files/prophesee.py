@@ -10,7 +10,7 @@ import numpy as np
 
 from sources.errors import CorruptFileError, SourceError
 from sources.events import SensorSize
-from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, concat, decoding, to_events
+from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, decoding, to_events
 from sources.files._write import faery_write
 from sources.files.detect import _HEADER_BYTES, _prophesee_kind, prophesee_header
 
@@ -72,13 +72,13 @@ def iter_evt2(path: str | os.PathLike, chunk_us: int | None = DEFAULT_CHUNK_US) 
 def read_evt3(path: str | os.PathLike) -> tuple[np.ndarray, SensorSize]:
     """All events of an EVT 3.0 raw file and its sensor size (from the header; 1280x720 when it has none)."""
     chunks = iter_evt3(path, chunk_us=None)
-    return concat(chunks), chunks.sensor
+    return chunks.read_all(), chunks.sensor
 
 
 def read_evt2(path: str | os.PathLike) -> tuple[np.ndarray, SensorSize]:
     """All events of an EVT 2.0 raw file and its sensor size (from the header; 1280x720 when it has none)."""
     chunks = iter_evt2(path, chunk_us=None)
-    return concat(chunks), chunks.sensor
+    return chunks.read_all(), chunks.sensor
 
 
 def _dat_packets(p: Path) -> Iterator[np.ndarray]:
@@ -99,7 +99,7 @@ def iter_dat(path: str | os.PathLike, chunk_us: int | None = DEFAULT_CHUNK_US) -
     with decoding(p), dat.Decoder(p, _FALLBACK_SIZE, "dat2") as d:
         kind, dims = d.event_type, d.dimensions
     if kind != "cd":
-        raise CorruptFileError(str(p), f"DAT event type {kind!r} holds no CD events")
+        raise SourceError(f"{p}: DAT file of event type {kind!r} holds no CD (polarity) events")
     with open(p, "rb") as f:  # after the text header: one byte event type, one byte event size
         f.seek(end)
         size = f.read(2)[1:2]
@@ -114,7 +114,7 @@ def iter_dat(path: str | os.PathLike, chunk_us: int | None = DEFAULT_CHUNK_US) -
 def read_dat(path: str | os.PathLike) -> tuple[np.ndarray, SensorSize]:
     """All CD events of a Prophesee DAT file and its sensor size."""
     chunks = iter_dat(path, chunk_us=None)
-    return concat(chunks), chunks.sensor
+    return chunks.read_all(), chunks.sensor
 
 
 def write_evt3(path: str | os.PathLike, events: np.ndarray, sensor: SensorSize) -> None:
