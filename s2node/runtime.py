@@ -13,6 +13,7 @@ sources: bookkeeping on the same arithmetic, no loop over PEs or events.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,7 @@ class Node:
         self._recv_rec = [None if r is None else r.astype(np.float64) for r in compiled.recv_rec]
         cfg = self.spec.config
         self.names = list(cfg.get("vocab") or cfg.get("classes") or [])
+        self._dense_cycles: np.ndarray | None = None
         self.reset()
         self.reset_stats()
 
@@ -168,10 +170,12 @@ class Node:
         self._u = np.zeros(self.spec.n_outputs, F32)
         self._pool = np.zeros(self.spec.n_outputs, np.float64)
         self._t = 0
+        self._seq_energy_j = 0.0  # energy since reset(): one gesture
 
     def reset_stats(self) -> None:
         self.stats = RunStats(pe_synops=np.zeros(self.n_pes))
         self.last: StepStats | None = None
+        self._stats_t0 = time.monotonic()
 
     # -- input packets ----------------------------------------------------------------------------------
     def input_packets(self, inp: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -260,9 +264,39 @@ class Node:
         s.decoder_synops += st.decoder_synops
         s.units += sum(self.kernel.hidden)
         s.energy_j += st.cost.energy_j
+        self._seq_energy_j += st.cost.energy_j
         s.latencies_s.append(st.cost.latency_s)
         s.pe_synops += st.pe_synops
         self.last = st
+
+    # -- for the stats topic ----------------------------------------------------------------------------------
+    def pe_activity(self) -> np.ndarray:
+        """Per chip PE (all of them; unused PEs 0): last step's cycles over that PE's dense-equivalent cycles."""
+        out = np.zeros(self.chip.n_pes)
+        if self.last is not None and self.last.cost is not None:
+            if self._dense_cycles is None:
+                self._dense_cycles = self.dense_step_stats().cost.cycles_per_pe
+            out[: self.n_pes] = np.minimum(1.0, self.last.cost.cycles_per_pe / self._dense_cycles)
+        return out
+
+    def node_stats(self) -> dict[str, Any]:
+        """The fields of stream.schema.NodeStats that the node knows (the pipeline adds model, drops)."""
+        s = self.stats
+        wall = time.monotonic() - self._stats_t0
+        lat = s.summary()
+        per_inf = self._seq_energy_j if self.spec.task == "gesture" else (s.energy_j / max(s.steps, 1))
+        return {
+            "steps": s.steps,
+            "pe_activity": self.pe_activity().round(4).tolist(),
+            "sram_bytes_used": int(self.compiled.sram_total_per_pe.sum()),
+            "sram_bytes_total": self.chip.n_pes * self.chip.sram_bytes_per_pe,
+            "synops_per_s": s.synops / wall if wall > 0 else 0.0,
+            "activity_sparsity": s.activity_sparsity,
+            "energy_per_inference_j": per_inf,
+            "latency_p50_s": lat["latency_s_p50"],
+            "latency_p99_s": lat["latency_s_p99"],
+            "events_in": s.events_in,
+        }
 
     # -- the dense equivalent -----------------------------------------------------------------------------
     def dense_step_stats(self) -> StepStats:

@@ -152,3 +152,19 @@ def test_prune_reduces_synops(tmp_path):
     full.step(x)
     pruned.step(x)
     assert pruned.last.synops < 0.3 * full.last.synops
+
+
+def test_node_stats_fit_the_mqtt_payload(tmp_path):
+    """node_stats() gives NodeStats fields: one activity per chip PE in [0, 1], SRAM used within the total."""
+    from stream.schema import NodeStats
+
+    path = make_gesture(tmp_path / "g", n_in=512, hidden=(64,))
+    node = Node.load(path)
+    for v in random_counts(np.random.default_rng(8), 5, 512, 0.05):
+        node.step(v)
+    st = node.node_stats()
+    payload = NodeStats(model="g", **st)
+    assert len(payload.pe_activity) == 152 and 0 < max(payload.pe_activity) <= 1.0
+    assert payload.pe_activity[node.n_pes:] == [0.0] * (152 - node.n_pes)
+    assert 0 < payload.sram_bytes_used <= payload.sram_bytes_total and payload.steps == 5
+    assert payload.energy_per_inference_j == pytest.approx(node.stats.energy_j)
