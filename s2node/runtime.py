@@ -149,18 +149,19 @@ class Node:
     @classmethod
     def load(
         cls, model_file: str | Path, chip: ChipSpec | None = None, numerics: str = "fp32", prune: float | None = None,
-        *, dram: bool = False, cost_table: CostTable | None = None,
+        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None,
     ) -> Node:
         config, tensors = modelfile.load(model_file)
-        return cls.from_spec(ModelSpec.from_model(config, tensors), chip, numerics, prune, dram=dram,
+        return cls.from_spec(ModelSpec.from_model(config, tensors), chip, numerics, prune, dram=dram, spread=spread,
                              cost_table=cost_table)
 
     @classmethod
     def from_spec(
         cls, spec: ModelSpec, chip: ChipSpec | None = None, numerics: str = "fp32", prune: float | None = None,
-        *, dram: bool = False, cost_table: CostTable | None = None,
+        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None,
     ) -> Node:
-        return cls(compile_model(spec, chip or ChipSpec(), numerics, prune=prune, dram=dram), cost_table)
+        compiled = compile_model(spec, chip or ChipSpec(), numerics, prune=prune, dram=dram, spread=spread)
+        return cls(compiled, cost_table)
 
     def reset(self) -> None:
         """Start a new sequence: c = y = 0 everywhere, no pending events, readout cleared."""

@@ -168,3 +168,17 @@ def test_node_stats_fit_the_mqtt_payload(tmp_path):
     assert payload.pe_activity[node.n_pes:] == [0.0] * (152 - node.n_pes)
     assert 0 < payload.sram_bytes_used <= payload.sram_bytes_total and payload.steps == 5
     assert payload.energy_per_inference_j == pytest.approx(node.stats.energy_j)
+
+
+def test_spread_uses_spare_pes_for_lower_latency_same_outputs(tmp_path):
+    """spread=True places layers on more PEs: identical outputs and counts, shorter latency."""
+    path = make_lm(tmp_path / "lm", hidden=(128, 128))
+    ids = np.random.default_rng(9).integers(0, 40, 50)
+    packed, spread = Node.load(path), Node.load(path, spread=True)
+    assert spread.n_pes > packed.n_pes and spread.n_pes <= 152
+    assert spread.compiled.sram_total_per_pe.max() <= 131072
+    for t in ids:
+        a, b = packed.step(t), spread.step(t)
+        assert np.array_equal(a.logits, b.logits)
+    assert packed.stats.synops == spread.stats.synops
+    assert spread.stats.summary()["latency_s_p50"] < packed.stats.summary()["latency_s_p50"]
