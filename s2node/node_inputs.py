@@ -38,18 +38,10 @@ def lm_tokens(args: argparse.Namespace, config: dict[str, Any]) -> tuple[np.ndar
     return tokenize(Path(path).read_text(encoding="utf-8"), config)
 
 
-def _binner():
-    try:
-        from sources.binning import bin_events
-    except ImportError as e:
-        raise S2NodeError("gesture inputs need sources.binning (the gestures branch)") from e
-    return bin_events
-
-
 def _bin(events: np.ndarray, config: dict[str, Any]) -> np.ndarray:
-    out = _binner()(events, config["input"])
-    x = out[0] if isinstance(out, tuple) else out
-    x = np.asarray(x, np.float32).reshape(len(x), -1)
+    from sources.binning import InputSpec, bin_events
+
+    x = bin_events(events, InputSpec.from_config(config["input"]))
     if x.shape[1] != config["layers"][0]["input_size"]:
         raise S2NodeError(f"binning gives {x.shape[1]} inputs, the model takes {config['layers'][0]['input_size']}")
     return x
@@ -57,30 +49,10 @@ def _bin(events: np.ndarray, config: dict[str, Any]) -> np.ndarray:
 
 def gesture_samples(args: argparse.Namespace, config: dict[str, Any]) -> list[tuple[np.ndarray, int | None]]:
     if args.events:
-        try:
-            from sources.files import read_events
-        except ImportError as e:
-            raise S2NodeError("--events needs sources.files (the files branch)") from e
-        return [(_bin(read_events(args.events), config), None)]
-    return [(_bin(ev, config), label) for ev, label in read_dvsgesture_dir(Path(args.data))]
+        from sources.files import read_events
 
+        events, _sensor = read_events(args.events)
+        return [(_bin(events, config), None)]
+    from sources.gesture_data import iter_dataset
 
-def read_dvsgesture_dir(root: Path):
-    """tonic's DVSGesture layout: <user_lighting>/<class index>.npy, rows (x, y, p, t in ms... or µs)."""
-    from sources.events import make_events
-
-    files = sorted(p for p in root.rglob("*.npy") if p.stem.isdigit())
-    if not files:
-        raise S2NodeError(f"{root}: no <class>.npy recordings found (tonic DVSGesture layout)")
-    for f in files:
-        try:
-            a = np.load(f, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise S2NodeError(f"{f}: cannot read: {e}") from e
-        if a.dtype.names:  # already structured
-            yield a, int(f.stem)
-            continue
-        t = a[:, 3].astype(np.float64)
-        if t.size and t.max() < 1e5:  # tonic stores ms and multiplies by 1000 on load
-            t = t * 1000
-        yield make_events(t.astype(np.int64), a[:, 0], a[:, 1], a[:, 2]), int(f.stem)
+    return [(_bin(ev, config), label) for ev, label, _ in iter_dataset(Path(args.data), "test")]
