@@ -86,3 +86,19 @@ def test_run_data_dir_bins_tonic_layout(tmp_path):
     out = json.loads(r.stdout)
     assert out["samples"] == 1 and out["agreement"] >= 0.999 and out["accuracy"] in (0.0, 1.0)
     assert out["steps"] == 50  # 500 ms of events in 10 ms bins
+
+
+def test_run_split_reads_the_corpus_cache(tmp_path):
+    """`s2 node run --split test --data-dir D` scores the cached corpus split the model was trained on."""
+    from sources.corpora import CORPORA
+
+    path = make_lm(tmp_path / "lm", hidden=(32,))
+    folder, pattern = CORPORA["shakespeare"]
+    split = tmp_path / "cache" / folder / pattern.format(split="test")
+    split.parent.mkdir(parents=True, exist_ok=True)
+    split.write_text("to be, or not to be: that is the question.\n" * 10, encoding="utf-8")
+    r = s2("node", "run", str(path), "--split", "test", "--data-dir", str(tmp_path / "cache"), "--json",
+           "--max-steps", "100")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["steps"] == 100 and out["agreement"] >= 0.999 and out["bpc"] > 0
