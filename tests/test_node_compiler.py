@@ -130,3 +130,22 @@ def test_prune_masks_keep_pruned_weights_at_zero_while_finetuning(tmp_path):
         w.add_(1.0)  # an optimiser step would revive pruned weights
     apply_masks(model, masks)
     assert (w == 0).float().mean().item() == pytest.approx(0.8, abs=1e-3)
+
+
+def test_cost_table_override_changes_energy(tmp_path):
+    """A cost-table JSON overrides named constants (doubling energy per cycle raises the energy); typos fail."""
+    from s2node.chip import ChipConfigError as CCE
+    from s2node.cost import CostTable
+    from s2node.runtime import Node
+
+    path = make_lm(tmp_path / "lm", hidden=(32,))
+    f = tmp_path / "cost.json"
+    f.write_text(json.dumps({"energy_per_cycle_j": 30e-12}))
+    a, b = Node.load(path), Node.load(path, cost_table=CostTable.from_json(f))
+    a.step(3)
+    b.step(3)
+    assert b.last.cost.energy_dynamic_j > a.last.cost.energy_dynamic_j
+    assert b.last.cost.latency_s == a.last.cost.latency_s
+    f.write_text(json.dumps({"energy_per_cycle": 30e-12}))
+    with pytest.raises(CCE, match="cost table"):
+        CostTable.from_json(f)
