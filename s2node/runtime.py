@@ -237,6 +237,8 @@ class Node:
         if len(cols):
             syn[dsl] = self._nnz_in[di][cols].sum(0)
             pin[dsl] = self._recv_in[di][cols].sum(0)
+        if self.groups[di].spilled:
+            dram[dsl] = syn[dsl] * self.groups[di].bytes_per_weight
         pout[dsl] = 1  # local argmax to the host
         st.decoder_synops = int(syn[dsl].sum())
         acc = k.accumulate(di, "ih", cols, vals)
