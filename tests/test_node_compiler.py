@@ -105,7 +105,16 @@ def test_dram_spill_places_what_sram_cannot(tmp_path):
     spec = spec_of(make_gesture(tmp_path / "g", n_in=2048, hidden=(256,)))
     small = ChipSpec(n_pes=8, n_qpes=2)
     m = compile_model(spec, small, dram=True)
-    assert m.dram_bytes > 0 and m.n_pes_used <= 8 and m.groups[0].spilled
+    assert m.dram_bytes > 0 and m.n_pes_used <= 8 and m.groups[0].spilled and not m.groups[-1].spilled
+    from node_models import random_counts
+
+    from s2node.runtime import Node
+
+    node = Node(m)
+    node.step(random_counts(np.random.default_rng(0), 1, 2048, 0.02)[0])
+    g = m.groups[0]
+    fetched = node.last.pe_dram_bytes[g.pe_start:g.pe_start + g.n_pes].sum()
+    assert fetched == node.last.synops * g.bytes_per_weight > 0  # every synaptic op fetched its weight
 
 
 def test_non_egru_model_is_refused(tmp_path):
