@@ -24,10 +24,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 # A pruned matrix (density <= SPARSE_DENSITY) keeps a CSC copy; per step, its active columns are applied from
 # the CSC entries (work ∝ nnz touched) when that is cheaper than the dense columns: NumPy costs about
-# SPARSE_COST_RATIO times more per CSC entry than per dense element (measured: ~25 ns vs ~1.5 ns on one core).
+# SPARSE_COST_RATIO times more per CSC entry than per dense element (measured: ~25 ns vs ~1.5 ns on one core),
+# plus a fixed ~20 µs for its extra NumPy calls (SPARSE_FIXED dense-element equivalents).
 # Both paths give the same sums up to float rounding.
 SPARSE_DENSITY = 0.15
 SPARSE_COST_RATIO = 16
+SPARSE_FIXED = 12_000
 
 
 class SparseColumns:
@@ -44,7 +46,7 @@ class SparseColumns:
     def worth_it(self, cols: np.ndarray) -> bool:
         """Is the CSC path cheaper than the dense columns for these active sources?"""
         touched = int((self.indptr[cols + 1] - self.indptr[cols]).sum())
-        return touched * SPARSE_COST_RATIO < len(cols) * self.n_rows
+        return touched * SPARSE_COST_RATIO + SPARSE_FIXED < len(cols) * self.n_rows
 
     def matvec(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         """Σ_i vals[i] · column cols[i], in float64 (exact for integer weights and payloads)."""
