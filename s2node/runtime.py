@@ -37,6 +37,7 @@ class Prediction:
     name: str  # the token or class name
     logits: np.ndarray  # language: this step's logits; gestures: pooled logits
     step: int
+    stats: StepStats | None = None  # this step's counters and cost
 
 
 @dataclass
@@ -53,6 +54,7 @@ class StepStats:
     events_in: int = 0  # input packets from the host
     events_out: int = 0  # unit events, all EGRU layers
     events_per_layer: list[int] = field(default_factory=list)
+    units: int = 0  # EGRU units updated (all of them, every step)
     synops: int = 0  # NeuroBench synops: EGRU input + recurrent weights (decoder excluded)
     decoder_synops: int = 0
     cost: Cost | None = None
@@ -143,6 +145,7 @@ class Node:
         cfg = self.spec.config
         self.names = list(cfg.get("vocab") or cfg.get("classes") or [])
         self._dense_cycles: np.ndarray | None = None
+        self._n_units = int(sum(self.kernel.hidden))
         self.reset()
         self.reset_stats()
 
@@ -172,6 +175,20 @@ class Node:
         self._pool = np.zeros(self.spec.n_outputs, np.float64)
         self._t = 0
         self._seq_energy_j = 0.0  # energy since reset(): one gesture
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.spec.config
+
+    def get_state(self) -> tuple:
+        """A snapshot of every unit's state, the pending events and the readout (e.g. to try a continuation)."""
+        return ([c.copy() for c in self._c], [i.copy() for i in self._y_idx], [v.copy() for v in self._y_val],
+                self._u.copy(), self._pool.copy(), self._t, self._seq_energy_j)
+
+    def set_state(self, state: tuple) -> None:
+        c, yi, yv, u, pool, t, e = state
+        self._c, self._y_idx, self._y_val = [x.copy() for x in c], [x.copy() for x in yi], [x.copy() for x in yv]
+        self._u, self._pool, self._t, self._seq_energy_j = u.copy(), pool.copy(), t, e
 
     def reset_stats(self) -> None:
         self.stats = RunStats(pe_synops=np.zeros(self.n_pes))
@@ -204,7 +221,8 @@ class Node:
         cols, vals = self.input_packets(inp)
         n = self.n_pes
         syn, pin, pout, dram = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
-        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self._updates, dram, events_in=len(cols))
+        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self._updates, dram, events_in=len(cols),
+                       units=self._n_units)
         k = self.kernel
         for li, g in enumerate(self.groups[:-1]):
             sl = self._slices[li]
@@ -256,7 +274,7 @@ class Node:
         st.cost = step_cost(self.chip, self.cost_table, st)
         self._account(st)
         label = int(np.argmax(out))
-        return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t)
+        return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t, st)
 
     def _account(self, st: StepStats) -> None:
         s = self.stats
