@@ -76,6 +76,9 @@ def main() -> None:
         g[f"node_{num}_steps_per_s"] = sps
         g[f"node_{num}_realtime_factor"] = sps * bin_s
         g[f"node_{num}_summary"] = node.stats.summary()
+    node = Node.load(gpath, prune=0.9)
+    g["node_fp32_prune0.9_steps_per_s"] = node_steps_per_s(node, x)
+    g["node_fp32_prune0.9_summary"] = {**node.stats.summary(), "pes_used": node.n_pes}
     g["pytorch_steps_per_s"] = torch_steps_per_s(gmodel, x, lm=False)
     g["node_fp32_over_pytorch"] = g["node_fp32_steps_per_s"] / g["pytorch_steps_per_s"]
     # time vs events per step
@@ -96,7 +99,7 @@ def main() -> None:
     lmodel, lcfg = load_torch_model(lpath)
     ids = rng.integers(0, len(lcfg["vocab"]), n)
     lm: dict = {"vocab": len(lcfg["vocab"]), "emb": 64, "hidden": [256, 256, 256], "target_tokens_per_s": 1000}
-    for num, prune in (("fp32", None), ("int8", None), ("fp32", 0.9), ("int8", 0.9)):
+    for num, prune in (("fp32", None), ("int8", None), ("fp32", 0.9), ("int8", 0.9), ("fp32", 0.95)):
         node = Node.load(lpath, numerics=num, prune=prune)
         tag = f"node_{num}" + (f"_prune{prune}" if prune else "")
         lm[f"{tag}_tokens_per_s"] = node_steps_per_s(node, ids)

@@ -16,6 +16,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chip-config", metavar="FILE", help="JSON object overriding ChipSpec fields")
     p.add_argument("--cost-table", metavar="FILE", help="JSON object overriding CostTable fields")
     p.add_argument("--dram", action="store_true", help="spill weights to LPDDR4 when SRAM is not enough")
+    p.add_argument("--spread", action="store_true", help="use the spare PEs too (lower latency)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -67,7 +68,7 @@ def _inspect(args: argparse.Namespace) -> int:
     chip, _ = _chip_and_costs(args)
     config, tensors = modelfile.load(args.model)
     compiled = compile_model(ModelSpec.from_model(config, tensors), chip, args.numerics, prune=args.prune,
-                             dram=args.dram)
+                             dram=args.dram, spread=args.spread)
     _print(compiled.report(per_pe=args.per_pe), args.json)
     return 0
 
@@ -78,7 +79,8 @@ def _run(args: argparse.Namespace) -> int:
     from s2node.runtime import Node
 
     chip, table = _chip_and_costs(args)
-    node = Node.load(args.model, chip, args.numerics, args.prune, dram=args.dram, cost_table=table)
+    node = Node.load(args.model, chip, args.numerics, args.prune, dram=args.dram, spread=args.spread,
+                     cost_table=table)
     torch_model, config = load_torch_model(args.model)
     if args.prune:  # the reference runs the same pruned weights
         _load_pruned(torch_model, node)

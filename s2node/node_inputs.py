@@ -25,9 +25,9 @@ def lm_tokens(args: argparse.Namespace, config: dict[str, Any]) -> tuple[np.ndar
         except (OSError, UnicodeDecodeError) as e:
             raise S2NodeError(f"{args.text}: cannot read text: {e}") from e
         return tokenize(text, config)
-    corpus = config.get("corpus") or (config.get("data") or {}).get("corpus")
-    if not corpus:
-        raise S2NodeError("the model config names no 'corpus'; use --text FILE")
+    # as `s2 eval`: the corpus the model was trained on, else PTB (word) or Shakespeare (char)
+    corpus = config.get("corpus") or (config.get("training") or {}).get("corpus")
+    corpus = corpus or ("ptb" if config["level"] == "word" else "shakespeare")
     try:
         from sources.corpora import corpus_path
     except ImportError as e:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from s2node.cost import gpu_step_estimate
+from s2node.cost import gpu_step_estimate, min_clock_hz
 from s2node.errors import S2NodeError
 from s2node.runtime import Node
 
@@ -117,10 +117,15 @@ def run_gesture(node: Node, torch_model: Any, samples: list[tuple[np.ndarray, in
     if not steps:
         raise S2NodeError("no gesture timesteps to run")
     classes = node.spec.config["classes"]
+    bin_s = float(node.spec.config.get("input", {}).get("bin_us", 0)) / 1e6
     out: dict[str, Any] = {"task": "gesture", "samples": len(preds),
                            "accuracy": correct / labelled if labelled else None,
                            "agreement": agree / steps,
                            "predictions": [classes[p] for p in preds[:20]]}
+    if bin_s > 0:  # DVFS: the lowest PE clock that still finishes the p99 step within one bin (20 % margin)
+        p99 = float(np.percentile(node.stats.latencies_s, 99))
+        hops = len(node.groups) * node.cost_table.hop_latency_s
+        out["min_clock_hz_realtime"] = min_clock_hz(max(p99 - hops, 0.0) * node.chip.clock_hz, bin_s)
     return {**out, **_figures(node, wall, steps, per="gesture", n_items=len(preds))}
 
 

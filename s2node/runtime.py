@@ -13,6 +13,7 @@ sources: bookkeeping on the same arithmetic, no loop over PEs or events.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class Prediction:
     name: str  # the token or class name
     logits: np.ndarray  # language: this step's logits; gestures: pooled logits
     step: int
+    stats: StepStats | None = None  # this step's counters and cost
 
 
 @dataclass
@@ -52,6 +54,7 @@ class StepStats:
     events_in: int = 0  # input packets from the host
     events_out: int = 0  # unit events, all EGRU layers
     events_per_layer: list[int] = field(default_factory=list)
+    units: int = 0  # EGRU units updated (all of them, every step)
     synops: int = 0  # NeuroBench synops: EGRU input + recurrent weights (decoder excluded)
     decoder_synops: int = 0
     cost: Cost | None = None
@@ -141,24 +144,27 @@ class Node:
         self._recv_rec = [None if r is None else r.astype(np.float64) for r in compiled.recv_rec]
         cfg = self.spec.config
         self.names = list(cfg.get("vocab") or cfg.get("classes") or [])
+        self._dense_cycles: np.ndarray | None = None
+        self._n_units = int(sum(self.kernel.hidden))
         self.reset()
         self.reset_stats()
 
     @classmethod
     def load(
         cls, model_file: str | Path, chip: ChipSpec | None = None, numerics: str = "fp32", prune: float | None = None,
-        *, dram: bool = False, cost_table: CostTable | None = None,
+        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None,
     ) -> Node:
         config, tensors = modelfile.load(model_file)
-        return cls.from_spec(ModelSpec.from_model(config, tensors), chip, numerics, prune, dram=dram,
+        return cls.from_spec(ModelSpec.from_model(config, tensors), chip, numerics, prune, dram=dram, spread=spread,
                              cost_table=cost_table)
 
     @classmethod
     def from_spec(
         cls, spec: ModelSpec, chip: ChipSpec | None = None, numerics: str = "fp32", prune: float | None = None,
-        *, dram: bool = False, cost_table: CostTable | None = None,
+        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None,
     ) -> Node:
-        return cls(compile_model(spec, chip or ChipSpec(), numerics, prune=prune, dram=dram), cost_table)
+        compiled = compile_model(spec, chip or ChipSpec(), numerics, prune=prune, dram=dram, spread=spread)
+        return cls(compiled, cost_table)
 
     def reset(self) -> None:
         """Start a new sequence: c = y = 0 everywhere, no pending events, readout cleared."""
@@ -168,10 +174,26 @@ class Node:
         self._u = np.zeros(self.spec.n_outputs, F32)
         self._pool = np.zeros(self.spec.n_outputs, np.float64)
         self._t = 0
+        self._seq_energy_j = 0.0  # energy since reset(): one gesture
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.spec.config
+
+    def get_state(self) -> tuple:
+        """A snapshot of every unit's state, the pending events and the readout (e.g. to try a continuation)."""
+        return ([c.copy() for c in self._c], [i.copy() for i in self._y_idx], [v.copy() for v in self._y_val],
+                self._u.copy(), self._pool.copy(), self._t, self._seq_energy_j)
+
+    def set_state(self, state: tuple) -> None:
+        c, yi, yv, u, pool, t, e = state
+        self._c, self._y_idx, self._y_val = [x.copy() for x in c], [x.copy() for x in yi], [x.copy() for x in yv]
+        self._u, self._pool, self._t, self._seq_energy_j = u.copy(), pool.copy(), t, e
 
     def reset_stats(self) -> None:
         self.stats = RunStats(pe_synops=np.zeros(self.n_pes))
         self.last: StepStats | None = None
+        self._stats_t0 = time.monotonic()
 
     # -- input packets ----------------------------------------------------------------------------------
     def input_packets(self, inp: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -199,7 +221,8 @@ class Node:
         cols, vals = self.input_packets(inp)
         n = self.n_pes
         syn, pin, pout, dram = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
-        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self._updates, dram, events_in=len(cols))
+        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self._updates, dram, events_in=len(cols),
+                       units=self._n_units)
         k = self.kernel
         for li, g in enumerate(self.groups[:-1]):
             sl = self._slices[li]
@@ -232,6 +255,8 @@ class Node:
         if len(cols):
             syn[dsl] = self._nnz_in[di][cols].sum(0)
             pin[dsl] = self._recv_in[di][cols].sum(0)
+        if self.groups[di].spilled:
+            dram[dsl] = syn[dsl] * self.groups[di].bytes_per_weight
         pout[dsl] = 1  # local argmax to the host
         st.decoder_synops = int(syn[dsl].sum())
         acc = k.accumulate(di, "ih", cols, vals)
@@ -249,7 +274,7 @@ class Node:
         st.cost = step_cost(self.chip, self.cost_table, st)
         self._account(st)
         label = int(np.argmax(out))
-        return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t)
+        return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t, st)
 
     def _account(self, st: StepStats) -> None:
         s = self.stats
@@ -260,9 +285,39 @@ class Node:
         s.decoder_synops += st.decoder_synops
         s.units += sum(self.kernel.hidden)
         s.energy_j += st.cost.energy_j
+        self._seq_energy_j += st.cost.energy_j
         s.latencies_s.append(st.cost.latency_s)
         s.pe_synops += st.pe_synops
         self.last = st
+
+    # -- for the stats topic ----------------------------------------------------------------------------------
+    def pe_activity(self) -> np.ndarray:
+        """Per chip PE (all of them; unused PEs 0): last step's cycles over that PE's dense-equivalent cycles."""
+        out = np.zeros(self.chip.n_pes)
+        if self.last is not None and self.last.cost is not None:
+            if self._dense_cycles is None:
+                self._dense_cycles = self.dense_step_stats().cost.cycles_per_pe
+            out[: self.n_pes] = np.minimum(1.0, self.last.cost.cycles_per_pe / self._dense_cycles)
+        return out
+
+    def node_stats(self) -> dict[str, Any]:
+        """The fields of stream.schema.NodeStats that the node knows (the pipeline adds model, drops)."""
+        s = self.stats
+        wall = time.monotonic() - self._stats_t0
+        lat = s.summary()
+        per_inf = self._seq_energy_j if self.spec.task == "gesture" else (s.energy_j / max(s.steps, 1))
+        return {
+            "steps": s.steps,
+            "pe_activity": self.pe_activity().round(4).tolist(),
+            "sram_bytes_used": int(self.compiled.sram_total_per_pe.sum()),
+            "sram_bytes_total": self.chip.n_pes * self.chip.sram_bytes_per_pe,
+            "synops_per_s": s.synops / wall if wall > 0 else 0.0,
+            "activity_sparsity": s.activity_sparsity,
+            "energy_per_inference_j": per_inf,
+            "latency_p50_s": lat["latency_s_p50"],
+            "latency_p99_s": lat["latency_s_p99"],
+            "events_in": s.events_in,
+        }
 
     # -- the dense equivalent -----------------------------------------------------------------------------
     def dense_step_stats(self) -> StepStats:

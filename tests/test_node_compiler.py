@@ -105,7 +105,16 @@ def test_dram_spill_places_what_sram_cannot(tmp_path):
     spec = spec_of(make_gesture(tmp_path / "g", n_in=2048, hidden=(256,)))
     small = ChipSpec(n_pes=8, n_qpes=2)
     m = compile_model(spec, small, dram=True)
-    assert m.dram_bytes > 0 and m.n_pes_used <= 8 and m.groups[0].spilled
+    assert m.dram_bytes > 0 and m.n_pes_used <= 8 and m.groups[0].spilled and not m.groups[-1].spilled
+    from node_models import random_counts
+
+    from s2node.runtime import Node
+
+    node = Node(m)
+    node.step(random_counts(np.random.default_rng(0), 1, 2048, 0.02)[0])
+    g = m.groups[0]
+    fetched = node.last.pe_dram_bytes[g.pe_start:g.pe_start + g.n_pes].sum()
+    assert fetched == node.last.synops * g.bytes_per_weight > 0  # every synaptic op fetched its weight
 
 
 def test_non_egru_model_is_refused(tmp_path):
@@ -130,3 +139,22 @@ def test_prune_masks_keep_pruned_weights_at_zero_while_finetuning(tmp_path):
         w.add_(1.0)  # an optimiser step would revive pruned weights
     apply_masks(model, masks)
     assert (w == 0).float().mean().item() == pytest.approx(0.8, abs=1e-3)
+
+
+def test_cost_table_override_changes_energy(tmp_path):
+    """A cost-table JSON overrides named constants (doubling energy per cycle raises the energy); typos fail."""
+    from s2node.chip import ChipConfigError as CCE
+    from s2node.cost import CostTable
+    from s2node.runtime import Node
+
+    path = make_lm(tmp_path / "lm", hidden=(32,))
+    f = tmp_path / "cost.json"
+    f.write_text(json.dumps({"energy_per_cycle_j": 30e-12}))
+    a, b = Node.load(path), Node.load(path, cost_table=CostTable.from_json(f))
+    a.step(3)
+    b.step(3)
+    assert b.last.cost.energy_dynamic_j > a.last.cost.energy_dynamic_j
+    assert b.last.cost.latency_s == a.last.cost.latency_s
+    f.write_text(json.dumps({"energy_per_cycle": 30e-12}))
+    with pytest.raises(CCE, match="cost table"):
+        CostTable.from_json(f)

@@ -152,3 +152,77 @@ def test_prune_reduces_synops(tmp_path):
     full.step(x)
     pruned.step(x)
     assert pruned.last.synops < 0.3 * full.last.synops
+
+
+def test_node_stats_fit_the_mqtt_payload(tmp_path):
+    """node_stats() gives NodeStats fields: one activity per chip PE in [0, 1], SRAM used within the total."""
+    from stream.schema import NodeStats
+
+    path = make_gesture(tmp_path / "g", n_in=512, hidden=(64,))
+    node = Node.load(path)
+    for v in random_counts(np.random.default_rng(8), 5, 512, 0.05):
+        node.step(v)
+    st = node.node_stats()
+    payload = NodeStats(model="g", **st)
+    assert len(payload.pe_activity) == 152 and 0 < max(payload.pe_activity) <= 1.0
+    assert payload.pe_activity[node.n_pes:] == [0.0] * (152 - node.n_pes)
+    assert 0 < payload.sram_bytes_used <= payload.sram_bytes_total and payload.steps == 5
+    assert payload.energy_per_inference_j == pytest.approx(node.stats.energy_j)
+
+
+def test_spread_uses_spare_pes_for_lower_latency_same_outputs(tmp_path):
+    """spread=True places layers on more PEs: identical outputs and counts, shorter latency."""
+    path = make_lm(tmp_path / "lm", hidden=(128, 128))
+    ids = np.random.default_rng(9).integers(0, 40, 50)
+    packed, spread = Node.load(path), Node.load(path, spread=True)
+    assert spread.n_pes > packed.n_pes and spread.n_pes <= 152
+    assert spread.compiled.sram_total_per_pe.max() <= 131072
+    for t in ids:
+        a, b = packed.step(t), spread.step(t)
+        assert np.array_equal(a.logits, b.logits)
+    assert packed.stats.synops == spread.stats.synops
+    assert spread.stats.summary()["latency_s_p50"] < packed.stats.summary()["latency_s_p50"]
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "int8"])
+def test_sparse_columns_match_dense_columns(tmp_path, numerics):
+    """A 98 %-pruned model through the CSC path equals the dense-column path (int8: exactly; fp32: to rounding)."""
+    from s2node.kernels.base import SparseColumns
+
+    path = make_lm(tmp_path / "lm", hidden=(256,))
+    node, dense = Node.load(path, numerics=numerics, prune=0.98), Node.load(path, numerics=numerics, prune=0.98)
+    csc = node.kernel.csc[0]["hh"]
+    assert csc is not None and csc.worth_it(np.arange(64))  # the pruned matrices take the sparse path
+    dense.kernel.csc = [dict.fromkeys(c) for c in dense.kernel.csc]  # force dense columns
+    rng = np.random.default_rng(10)
+    wt = node.kernel.w[0]["hh"]
+    cols = np.sort(rng.choice(wt.shape[0], 20, replace=False))
+    vals = rng.integers(-127, 128, 20).astype(np.float64)
+    assert np.allclose(SparseColumns(wt).matvec(cols, vals), vals @ wt[cols].astype(np.float64), rtol=1e-6)
+    ids = rng.integers(0, 40, 200)
+    a, _ = _node_run(node, ids)
+    b, _ = _node_run(dense, ids)
+    if numerics == "int8":
+        assert np.array_equal(a, b)  # exact integer sums either way
+    else:
+        assert np.allclose(a, b, atol=1e-5) and (a.argmax(1) == b.argmax(1)).mean() >= 0.999
+        model, _ = load_torch_model(path)
+        model.rnn.load_tensors({k: v for k, v in node.spec.to_tensors().items() if k.startswith("rnn.")})
+        with torch.no_grad():
+            ref = model(torch.from_numpy(ids)[None])[0][0].numpy()
+        assert (a.argmax(1) == ref.argmax(1)).mean() >= 0.999
+
+
+def test_state_snapshot_restores_the_sequence(tmp_path):
+    """get_state/set_state: stepping on after a restore repeats the predictions exactly (text continuations)."""
+    path = make_lm(tmp_path / "lm", hidden=(64,))
+    node = Node.load(path)
+    for t in (1, 2, 3):
+        node.step(t)
+    saved = node.get_state()
+    first = [node.step(t).logits for t in (4, 5, 6)]
+    node.set_state(saved)
+    again = [node.step(t).logits for t in (4, 5, 6)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    p = node.step(7)
+    assert p.stats is node.last and p.stats.units == 64 and node.config["task"] == "lm"

@@ -97,10 +97,12 @@ def _groups(spec: ModelSpec):
     return [*gs, decoder_group(spec.decoder_weight)]
 
 
-def _place_all(spec: ModelSpec, chip: ChipSpec, numerics: str, spill: bool) -> list[GroupPlacement]:
+def _place_all(
+    spec: ModelSpec, chip: ChipSpec, numerics: str, spill: list[bool] | None = None, min_pes: list[int] | None = None
+) -> list[GroupPlacement]:
     placed, pe = [], 0
-    for g in _groups(spec):
-        gp = place_group(g, pe, numerics, chip, spill and g.rec_unit_nnz is not None)
+    for i, g in enumerate(_groups(spec)):
+        gp = place_group(g, pe, numerics, chip, bool(spill and spill[i]), min_pes[i] if min_pes else 1)
         placed.append(gp)
         pe += gp.n_pes
     return placed
@@ -130,23 +132,52 @@ def _fit_advice(spec: ModelSpec, chip: ChipSpec, placed: list[GroupPlacement], n
     return f"{head}; would fit: {', or '.join(advice)}"
 
 
+def _spill(spec: ModelSpec, chip: ChipSpec, numerics: str, placed: list[GroupPlacement]):
+    """Move weight matrices to DRAM, the group with the most weight bytes first, until the model fits."""
+    spill = [False] * len(placed)
+    wbytes = [int((g.sram["weight_values"] + g.sram["weight_indices"]).sum()) for g in placed]
+    for gi in np.argsort(wbytes)[::-1]:
+        spill[int(gi)] = True
+        placed = _place_all(spec, chip, numerics, spill)
+        if sum(g.n_pes for g in placed) <= chip.usable_pes:
+            break
+    return placed, spill
+
+
+def _spread(
+    spec: ModelSpec, chip: ChipSpec, numerics: str, placed: list[GroupPlacement], spill: list[bool] | None = None
+) -> list[GroupPlacement]:
+    free = chip.usable_pes - sum(g.n_pes for g in placed)
+    nnz = np.array([layer.nnz for layer in spec.layers], dtype=np.float64)
+    extra = np.floor(free * nnz / nnz.sum()).astype(int) if nnz.sum() else np.zeros(len(nnz), int)
+    want = [min(layer.hidden_size, g.n_pes + int(e)) for layer, g, e in zip(spec.layers, placed, extra, strict=False)]
+    return _place_all(spec, chip, numerics, spill, min_pes=[*want, placed[-1].n_pes])
+
+
 def compile_model(
     spec: ModelSpec, chip: ChipSpec | None = None, numerics: str = "fp32", *,
-    prune: float | None = None, dram: bool = False,
+    prune: float | None = None, dram: bool = False, spread: bool = False,
 ) -> CompiledModel:
-    """Place a spec on the chip or raise CompileError saying by how much it misses and what would fit."""
+    """Place a spec on the chip or raise CompileError saying by how much it misses and what would fit.
+
+    Default: the fewest PEs per layer. `dram=True` moves weight matrices to LPDDR4, largest group first, only
+    until the rest fits in SRAM. `spread=True` hands the PEs left over to the EGRU layers in proportion
+    to their synaptic weights (at most one unit per PE), which shortens the slowest PE and so the latency.
+    """
     chip = chip or ChipSpec()
     if numerics not in NUMERICS:
         raise CompileError(f"numerics must be one of {NUMERICS}, not {numerics!r}")
     if prune:
         spec = prune_spec(spec, prune)
-    placed = _place_all(spec, chip, numerics, spill=False)
+    placed, spill = _place_all(spec, chip, numerics), None
     if sum(g.n_pes for g in placed) > chip.usable_pes:
         if not dram:
             msg = _fit_advice(spec, chip, placed, numerics)
             need = int(sum(sum(g.sram[k] for k in SRAM_KINDS).sum() for g in placed))
             raise CompileError(msg, bytes_over=max(0, need - chip.usable_pes * chip.sram_bytes_per_pe))
-        placed = _place_all(spec, chip, numerics, spill=True)
+        placed, spill = _spill(spec, chip, numerics, placed)
+    if spread and sum(g.n_pes for g in placed) < chip.usable_pes:
+        placed = _spread(spec, chip, numerics, placed, spill)
     routing, recv_in, recv_rec = build_routing(placed)
     model = CompiledModel(spec, chip, numerics, tuple(placed), routing, tuple(recv_in), tuple(recv_rec))
     passed = check_rules(model)

@@ -22,6 +22,49 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return F32(1.0) / (F32(1.0) + np.exp(-x))
 
 
+# A pruned matrix (density <= SPARSE_DENSITY) keeps a CSC copy; per step, its active columns are applied from
+# the CSC entries (work ∝ nnz touched) when that is cheaper than the dense columns: NumPy costs about
+# SPARSE_COST_RATIO times more per CSC entry than per dense element (measured: ~25 ns vs ~1.5 ns on one core),
+# plus a fixed ~20 µs for its extra NumPy calls (SPARSE_FIXED dense-element equivalents).
+# Both paths give the same sums up to float rounding.
+SPARSE_DENSITY = 0.15
+SPARSE_COST_RATIO = 16
+SPARSE_FIXED = 12_000
+
+
+class SparseColumns:
+    """CSC of one [rows, sources] matrix: the non-zeros of column j are data/rows[indptr[j]:indptr[j+1]]."""
+
+    def __init__(self, wt: np.ndarray) -> None:
+        """wt: [sources, rows] (column-major weights); zeros are dropped."""
+        self.n_rows = wt.shape[1]
+        nz = wt != 0
+        self.indptr = np.concatenate([[0], np.cumsum(nz.sum(1))]).astype(np.int64)
+        src, self.rows = np.nonzero(nz)
+        self.data = wt[src, self.rows].astype(np.float64)
+
+    def worth_it(self, cols: np.ndarray) -> bool:
+        """Is the CSC path cheaper than the dense columns for these active sources?"""
+        touched = int((self.indptr[cols + 1] - self.indptr[cols]).sum())
+        return touched * SPARSE_COST_RATIO + SPARSE_FIXED < len(cols) * self.n_rows
+
+    def matvec(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """Σ_i vals[i] · column cols[i], in float64 (exact for integer weights and payloads)."""
+        starts = self.indptr[cols]
+        lens = self.indptr[cols + 1] - starts
+        total = int(lens.sum())
+        if total == 0:
+            return np.zeros(self.n_rows)
+        # positions of every touched non-zero: each column's run starts[i] .. starts[i] + lens[i]
+        pos = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(total)
+        w = self.data[pos] * np.repeat(np.asarray(vals, np.float64), lens)
+        return np.bincount(self.rows[pos], weights=w, minlength=self.n_rows)
+
+
+def maybe_sparse(wt: np.ndarray) -> SparseColumns | None:
+    return SparseColumns(wt) if wt.size and np.count_nonzero(wt) / wt.size <= SPARSE_DENSITY else None
+
+
 class Kernel(ABC):
     """Arithmetic of the PEs of one compiled model. Groups: the EGRU layers in order, then the decoder."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2node.kernels.base import F32, Kernel
+from s2node.kernels.base import F32, Kernel, maybe_sparse
 from s2node.spec import ModelSpec
 
 
@@ -24,11 +24,15 @@ class Fp32Kernel(Kernel):
         ]
         self.w.append({"ih": np.ascontiguousarray(spec.decoder_weight.T, F32)})
         self.zeros = [np.zeros(w["ih"].shape[1], F32) for w in self.w]
+        self.csc = [{k: maybe_sparse(v) for k, v in w.items()} for w in self.w]  # pruned matrices
 
     def accumulate(self, group: int, kind: str, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         wt = self.w[group][kind]
         if len(cols) == 0:
             return self.zeros[group].copy()  # no packets, no work
+        sparse = self.csc[group][kind]
+        if sparse is not None and sparse.worth_it(cols):
+            return sparse.matvec(cols, vals).astype(F32)
         if len(cols) == wt.shape[0]:
             return vals.astype(F32, copy=False) @ wt  # every source active (e.g. an embedding vector)
         return vals.astype(F32, copy=False) @ wt[cols]

@@ -19,7 +19,7 @@ from s2node.compiler.quantize import (
     quantize_payload,
     quantize_rows,
 )
-from s2node.kernels.base import F32, Kernel
+from s2node.kernels.base import F32, Kernel, maybe_sparse
 from s2node.spec import ModelSpec
 
 
@@ -44,6 +44,7 @@ class Int8Kernel(Kernel):
             self.scale.append(s)
         self.input_scale = input_payload_scale(spec.embedding)  # None: per-timestep (gestures)
         self.zeros = [np.zeros(w["ih"].shape[1], F32) for w in self.w]
+        self.csc = [{k: maybe_sparse(v) for k, v in w.items()} for w in self.w]  # pruned matrices
 
     def payload_scale(self, group: int, kind: str, vals: np.ndarray) -> float:
         if group == 0 and kind == "ih":
@@ -56,6 +57,9 @@ class Int8Kernel(Kernel):
             return self.zeros[group].copy()
         sp = self.payload_scale(group, kind, vals)
         p = quantize_payload(vals, sp)
+        sparse = self.csc[group][kind]
+        if sparse is not None and sparse.worth_it(cols):
+            return (sparse.matvec(cols, p) * (self.scale[group][kind] * sp)).astype(F32)
         p = p.astype(wt.dtype)
         acc = p @ wt if len(cols) == wt.shape[0] else p @ wt[cols]  # exact integer sums
         return (acc * (self.scale[group][kind] * sp)).astype(F32)
