@@ -8,7 +8,6 @@ Bad messages (malformed JSON, oversized, invalid UTF-8) are rejected and counted
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ import numpy as np
 from sources.events import TextEvent
 from stream.mqtt_link import MqttLink
 from stream.node_adapter import StepModel, bits
+from stream.pipeline import _closing
 from stream.queues import BoundedQueue
 from stream.schema import PayloadError, TextIn, TextPrediction, decode
 
@@ -123,7 +123,7 @@ async def run_text_pipeline(
 ) -> None:
     """Each text event -> the LM (worker thread) -> one TextPrediction on pred/text."""
     loop = asyncio.get_running_loop()
-    async with contextlib.aclosing(aiter(texts)) as it:  # type: ignore[type-var]
+    async with _closing(texts) as it:
         async for ev in it:
             pred = await loop.run_in_executor(executor, lm.feed, ev.text)
             pred.t_event_us = ev.t_us

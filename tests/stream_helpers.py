@@ -82,7 +82,11 @@ class Collector:
                         await c.subscribe(t, qos=1)
                     self.subscribed.set()
                     async for m in c.messages:
-                        self.messages.append((str(m.topic), json.loads(bytes(m.payload))))
+                        try:
+                            payload = json.loads(bytes(m.payload))
+                        except ValueError:  # plain text on in/text, or deliberately bad input
+                            payload = {"raw": bytes(m.payload)}
+                        self.messages.append((str(m.topic), payload))
                         self.new.set()
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.05)
