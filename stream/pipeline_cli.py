@@ -115,9 +115,9 @@ def _replay(args: argparse.Namespace) -> int:
     from stream.replay import iter_file, replay
     from stream.schema import Status
 
+    next(iter_file(args.file, 1000), None)  # fail fast (one line) on a missing or unreadable file
     model = load_step_model(args.model)
     binner = make_binner(model.config)
-    next(iter_file(args.file, 1000), None)  # fail fast (one line) on a missing or unreadable file
 
     async def body(url: str) -> int:
         link = _link(args, url, Status(models=[model.name], recordings=[args.file]))
