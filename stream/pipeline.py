@@ -130,11 +130,13 @@ class FrameMaker:
 def node_stats(model: StepModel, c: PipelineCounters, dt_s: float, synops0: int) -> NodeStats:
     mc = model.counters
     step_s = np.array(mc.step_s[-512:] or [0.0])
-    return NodeStats(
+    extra = model.extra_stats() if hasattr(model, "extra_stats") else {}
+    return NodeStats(**extra,
         model=model.name, steps=mc.steps, events_in=c.events_in, events_dropped=c.events_dropped,
         malformed_in=c.malformed_in, activity_sparsity=mc.activity_sparsity,
         synops_per_s=(mc.synops - synops0) / dt_s if dt_s > 0 else 0.0,
-        latency_p50_s=float(np.percentile(step_s, 50)), latency_p99_s=float(np.percentile(step_s, 99)),
+        **({} if "latency_p50_s" in extra else {
+            "latency_p50_s": float(np.percentile(step_s, 50)), "latency_p99_s": float(np.percentile(step_s, 99))}),
     )
 
 

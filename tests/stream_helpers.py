@@ -23,7 +23,7 @@ def gesture_model_file(dir: Path, *, sensor=(32, 24), downsample=4, bin_us=10_00
                        readout=None) -> Path:
     """A random gesture EGRU saved as a model file (thresholds low enough that units fire)."""
     torch.manual_seed(seed)
-    wd, hd = -(-sensor[0] // downsample), -(-sensor[1] // downsample)
+    wd, hd = sensor[0] // downsample, sensor[1] // downsample
     n_in = 2 * wd * hd
     ro = readout or {"source": "trace", "trace_alpha": 0.8, "pool": "mean"}
     m = GestureModel("egru", n_in, list(hidden), len(CLASSES), readout=ro)

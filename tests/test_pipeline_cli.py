@@ -78,7 +78,7 @@ def test_mosquitto_sub_sees_replayed_predictions_and_s2_subscribe_prints_json(mo
                    "--node", "ext")
         assert r.returncode == 0, r.stderr
         out, _ = sub.communicate(timeout=30)
-        ours_out, ours_err = ours.communicate(timeout=30)
+        ours_out, _ = ours.communicate(timeout=30)
     finally:
         sub.kill()
         ours.kill()
