@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_GESTURE_MODEL = "models/gesture-egru"
+DEFAULT_GESTURE_MODEL = "models/gesture-egru"  # the same defaults as stream.local (kept import-free here)
 DEFAULT_TEXT_MODEL = "models/shakespeare-egru"
 
 
@@ -16,7 +16,7 @@ def _broker_args(p: argparse.ArgumentParser, node: bool = True) -> None:
     p.add_argument("--broker", metavar="URL", help="mqtt://[user[:pw]@]host[:port] or mqtts://... "
                    "(default: start an embedded broker on a free port)")
     if node:
-        p.add_argument("--node", default="local", help="node id in the topics s2/v1/<node>/... (default local)")
+        p.add_argument("--node", default="n0", help="node id in the topics s2/v1/<node>/... (default n0)")
     p.add_argument("--username", help="MQTT user name")
     p.add_argument("--password", help="MQTT password")
     p.add_argument("--tls", action="store_true", help="connect with TLS (implied by mqtts://)")
