@@ -118,3 +118,31 @@ def test_mosquitto_pub_text_gets_text_prediction_back(mosquitto, tmp_path):
     pred = json.loads(out)
     assert pred["context"] == "hello" and len(pred["continuation"]) == 20 and len(pred["topk"]) == 5
     assert np.isclose(pred["bpc"], pred["bpc"]) and pred["bpc"] > 0
+
+
+@pytest.mark.broker
+def test_replay_matches_s2_node_run_on_the_same_file(mosquitto, tmp_path):
+    """`s2 replay` publishes one prediction per timestep that `s2 node run --events` counts, ending on its label."""
+    m = gesture_model_file(tmp_path, seed=3)
+    rec = recording(tmp_path / "r.npy", n=5000, duration_us=250_000, seed=4)
+    ref = s2_run("node", "run", str(m), "--events", str(rec), "--json")
+    if ref.returncode == 2 and "invalid choice" in ref.stderr:
+        pytest.skip("`s2 node run` is not in this tree")
+    assert ref.returncode == 0, ref.stderr
+    ref_json = json.loads(ref.stdout)
+    n = ref_json["steps"]
+    sub = s2("subscribe", "--broker", mosquitto.url, "--topic", "s2/v1/nr/pred/gesture", "--count", str(n),
+             "--timeout-s", "60")
+    try:
+        import time
+
+        time.sleep(1.5)
+        r = s2_run("replay", str(rec), "--model", str(m), "--speed", "0", "--broker", mosquitto.url, "--node", "nr",
+                   "--no-frames")
+        assert r.returncode == 0, r.stderr
+        out, _ = sub.communicate(timeout=30)
+    finally:
+        sub.kill()
+    preds = [json.loads(line)["payload"] for line in out.splitlines()]
+    assert [p["step"] for p in preds] == list(range(n))
+    assert preds[-1]["label"] == ref_json["predictions"][-1]
