@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import random
 import time
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class MqttLink:
         client_id: str | None = None,
         status: Status | None = None,
         backoff_s: tuple[float, float] = (0.05, 5.0),
+        window: int = 32,
     ) -> None:
         self.url = url if isinstance(url, BrokerURL) else BrokerURL.parse(url)
         self.node, self.qos, self.buffer_size = node, qos, buffer_size
@@ -64,6 +66,7 @@ class MqttLink:
         self.client_id = client_id or f"s2-{node}-{random.getrandbits(32):08x}"
         self.status = status or Status(node=node)
         self.backoff_s = backoff_s
+        self.window = window  # QoS-1 messages in flight at once
         self.stats = LinkStats()
         self._buf: collections.deque[_Msg] = collections.deque()
         self._wake = asyncio.Event()
@@ -152,16 +155,20 @@ class MqttLink:
             delay = min(delay * 2, self.backoff_s[1])
 
     async def _send(self, client) -> None:
+        """Drain the buffer front first, up to `window` QoS-1 messages in flight (paho keeps them in order)."""
         while True:
             if not self._buf:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            m = self._buf[0]
-            await client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=10)
-            if self._buf and self._buf[0] is m:  # unless overflow dropped it meanwhile
-                self._buf.popleft()
-            self.stats.published += 1
+            batch = list(itertools.islice(self._buf, self.window))
+            async with asyncio.TaskGroup() as tg:
+                for m in batch:
+                    tg.create_task(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=10))
+            for m in batch:  # acknowledged: leave the buffer (unless overflow already dropped them)
+                if self._buf and self._buf[0] is m:
+                    self._buf.popleft()
+            self.stats.published += len(batch)
 
     async def _recv(self, client) -> None:
         async for msg in client.messages:
