@@ -168,3 +168,38 @@ async def test_local_pipeline_serves_text_and_obeys_control(mosquitto, tmp_path)
     frames = col.of("frame")
     assert frames and frames[0]["width"] * frames[0]["height"] == len(frames[0]["on"])
     assert json.dumps(col.of("stats")[-1])  # stats are plain JSON
+
+
+async def test_udp_flood_through_pipeline_drops_and_counts(mosquitto, tmp_path):
+    """A UDP flood beyond what the node can take is dropped oldest-first and counted, in bounded buffers."""
+    import socket
+    import threading
+
+    from sources.events import make_events
+    from sources.live_udp import UdpEventSource, encode_spif
+    from stream.live import udp_batches
+
+    model = load_step_model(gesture_model_file(tmp_path, bin_us=10))  # 100 k timesteps per second of arrival
+    link = MqttLink(mosquitto.url, "flood")
+    q: BoundedQueue = BoundedQueue(8, "drop-oldest", weight=lambda b: len(b.events))
+    raw = encode_spif(make_events(np.zeros(128), np.arange(128) % 32, np.arange(128) % 24, np.arange(128) % 2))
+    async with running(link.run()), UdpEventSource("127.0.0.1", 0, max_batches=8) as src:
+
+        def flood() -> None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for _ in range(2000):
+                    s.sendto(raw, ("127.0.0.1", src.port))
+
+        with ThreadPoolExecutor(1) as ex:
+            pipe = asyncio.create_task(run_gesture_pipeline(
+                udp_batches(src), model, make_binner(model.config), link, executor=ex, queue=q, frames=False))
+            sender = threading.Thread(target=flood)
+            sender.start()
+            await asyncio.to_thread(sender.join)
+            await asyncio.sleep(0.3)
+            src.close()
+            c = await asyncio.wait_for(pipe, 60)
+    st = src.stats
+    assert st.events == c.events_in + c.events_dropped + st.dropped  # every received event accounted for
+    assert c.events_dropped + st.dropped > 0 and q.dropped == c.events_dropped
+    assert q.high_water <= 8 and len(src) == 0

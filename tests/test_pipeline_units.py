@@ -4,6 +4,7 @@ SPIF UDP decoding and a UDP flood that drops and counts without growing memory."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
 import tracemalloc
@@ -206,3 +207,40 @@ def test_control_payload_checked():
     for bad in (ControlIn(cmd="explode"), ControlIn(cmd="speed", speed=-1), ControlIn(cmd="recording")):
         with pytest.raises(PayloadError):
             decode("in/control", bad.to_json())
+
+
+def test_replay_start_end_offsets_and_window_watermarks(tmp_path):
+    """--start-s/--end-s cut the recording by event time; each window's watermark is its end, on the bin grid."""
+    path = recording(tmp_path / "r.npy", n=3000, duration_us=600_000, t0=5_000_000)
+    ev = np.load(path)
+    t_first = int(ev["t"][0])
+
+    async def go():
+        return [b async for b in replay(path, speed=0, start_s=0.1, end_s=0.35, chunk_us=1000)]
+
+    out = asyncio.run(go())
+    got = np.concatenate([b.events for b in out])
+    rel = ev["t"] - t_first
+    want = ev[(rel >= 100_000) & (rel < 350_000)]
+    np.testing.assert_array_equal(got, want)
+    for b in out:
+        assert (b.upto_us - (t_first + 100_000)) % 1000 == 0 and b.events["t"][-1] < b.upto_us
+        assert b.upto_us - 1000 <= b.events["t"][0]
+
+
+async def test_synthetic_camera_paced_with_watermarks():
+    """The synthetic live camera yields DVS128 events in real time, each window closed by its watermark."""
+    pytest.importorskip("sources.gesture_data")
+    from stream.live import synthetic_batches
+
+    loop = asyncio.get_running_loop()
+    t0, out = loop.time(), []
+    async with contextlib.aclosing(synthetic_batches(segment_s=0.5)) as it:
+        async for b in it:
+            out.append(b)
+            if b.upto_us >= 100_000:
+                break
+    assert loop.time() - t0 >= 0.095  # 100 ms of events take 100 ms
+    assert [b.upto_us for b in out] == list(range(1000, 100_001, 1000))
+    ev = np.concatenate([b.events for b in out])
+    assert len(ev) > 0 and ev["x"].max() < 128 and ev["y"].max() < 128 and np.all(np.diff(ev["t"]) >= 0)
