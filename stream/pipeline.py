@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,8 @@ from stream.node_adapter import StepModel, StepResult
 from stream.queues import BoundedQueue
 from stream.replay import EventBatch
 from stream.schema import EventFrame, GesturePrediction, NodeStats
+
+SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass
@@ -175,6 +178,8 @@ async def run_gesture_pipeline(
 ) -> PipelineCounters:
     """Source -> queue -> bins -> node -> MQTT until the source ends. Returns the counters."""
     c = counters or PipelineCounters()
+    # the node thread and the loop share the GIL: a 5 ms default switch interval would add up to 5 ms a hop
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
     q: BoundedQueue = queue or BoundedQueue(64, "block", weight=lambda b: len(b.events))
     fm = None
     if frames:
