@@ -57,10 +57,11 @@ async def dv_batches(host: str, port: int) -> AsyncIterator[EventBatch]:
     q: BoundedQueue[EventBatch] = BoundedQueue(256, "drop-oldest", weight=lambda b: len(b.events))
     stop = threading.Event()
 
-    def read() -> None:
+    def read(reader) -> None:
         while not stop.is_set() and reader.isRunning():
-            store = reader.getNextEventBatch()
+            store = reader.getNextEventBatch()  # non-blocking: None when nothing arrived
             if store is None or len(store) == 0:
+                time.sleep(0.0005)
                 continue
             a = store.numpy()
             ev = np.empty(len(a), EVENT_DTYPE)
@@ -68,13 +69,14 @@ async def dv_batches(host: str, port: int) -> AsyncIterator[EventBatch]:
             loop.call_soon_threadsafe(q.put_nowait, EventBatch(ev, int(ev["t"][-1]) + 1, time.time()))
         loop.call_soon_threadsafe(q.close)
 
-    t = threading.Thread(target=read, daemon=True)
+    t = threading.Thread(target=read, args=(reader,), daemon=True)
     t.start()
     try:
         async for b in q:
             yield b
     finally:
-        stop.set()
+        stop.set()  # the reader thread ends before the reader is destroyed (its destructor needs the GIL free)
+        await asyncio.to_thread(t.join, 2.0)
 
 
 async def synthetic_batches(seed: int = 0, segment_s: float = 2.0, chunk_us: int = 1000) -> AsyncIterator[EventBatch]:
@@ -131,6 +133,9 @@ async def run_live(args: argparse.Namespace, url: str, make_link: Callable) -> i
     with ThreadPoolExecutor(1, "s2-node") as ex:
         async with asyncio.TaskGroup() as tg:
             run = tg.create_task(link.run())
+            from stream.pipeline_cli import _connected_or_fail
+
+            await _connected_or_fail(link, url, run)
             stats = tg.create_task(stats_loop(link, [model], c))
             try:
                 async with asyncio.timeout(args.duration_s):

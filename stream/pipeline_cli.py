@@ -124,6 +124,7 @@ def _replay(args: argparse.Namespace) -> int:
         with ThreadPoolExecutor(1, "s2-node") as ex:
             async with asyncio.TaskGroup() as tg:
                 run = tg.create_task(link.run())
+                await _connected_or_fail(link, url, run)
                 stats = tg.create_task(stats_loop(link, [model], c := _counters()))
                 src = replay(args.file, speed=args.speed, loop=args.loop, start_s=args.start_s, end_s=args.end_s)
                 try:
@@ -142,6 +143,15 @@ def _replay(args: argparse.Namespace) -> int:
     return 130
 
 
+async def _connected_or_fail(link, url: str, run) -> None:
+    """A broker that cannot be reached at the start is a one-line error (later outages are waited out)."""
+    from stream.errors import BrokerError
+
+    if not await link.wait_connected(10.0):
+        run.cancel()
+        raise BrokerError(url, f"cannot connect ({link.stats.last_error or 'no answer'})")
+
+
 def _counters():
     from stream.pipeline import PipelineCounters
 
@@ -151,8 +161,12 @@ def _counters():
 def _run(args: argparse.Namespace) -> int:
     import contextlib
 
+    from stream.errors import PipelineError
     from stream.live import run_live
 
+    kind = args.source.split("://", 1)[0] if "://" in args.source else args.source
+    if kind not in ("udp", "dv", "synthetic", "text"):
+        raise PipelineError(f"--source {args.source!r}: use udp://HOST:PORT, dv://HOST:PORT, synthetic or text")
     with contextlib.suppress(KeyboardInterrupt):
         return run_async(_with_broker(args, lambda url: run_live(args, url, _link)))
     return 130

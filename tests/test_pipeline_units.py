@@ -244,3 +244,38 @@ async def test_synthetic_camera_paced_with_watermarks():
     assert [b.upto_us for b in out] == list(range(1000, 100_001, 1000))
     ev = np.concatenate([b.events for b in out])
     assert len(ev) > 0 and ev["x"].max() < 128 and ev["y"].max() < 128 and np.all(np.diff(ev["t"]) >= 0)
+
+
+async def test_dv_network_stream_source():
+    """Events served by dv-processing's NetworkWriter arrive through the dv:// source unchanged and in order."""
+    dv = pytest.importorskip("dv_processing")
+    from stream.broker import free_port
+    from stream.live import dv_batches
+
+    port = free_port()
+    writer = dv.io.NetworkWriter("127.0.0.1", port, dv.io.Stream.EventStream(0, "events", "TEST", (128, 96)))
+    got: list[np.ndarray] = []
+    async with contextlib.aclosing(dv_batches("127.0.0.1", port)) as it:
+        first = asyncio.ensure_future(anext(it))  # starts the generator: it connects
+        async with asyncio.timeout(10):
+            while writer.getClientCount() == 0:
+                await asyncio.sleep(0.02)
+            for k in range(3):
+                st = dv.EventStore()
+                for i in range(50):
+                    st.push_back(10_000 * k + 100 * i, i, (i * 3) % 96, i % 2 == 0)
+                writer.writeEvents(st)
+            b = await first
+            while True:
+                got.append(b.events)
+                assert b.upto_us == int(b.events["t"][-1]) + 1
+                if sum(len(g) for g in got) >= 150:
+                    break
+                b = await anext(it)
+    async with asyncio.timeout(10):  # the writer must see the client leave before it may be destroyed
+        while writer.getClientCount():
+            await asyncio.sleep(0.02)
+    del writer
+    ev = np.concatenate(got)
+    assert len(ev) == 150 and np.all(np.diff(ev["t"]) > 0)
+    assert list(ev["x"][:50]) == list(range(50)) and list(ev["p"][:4]) == [1, 0, 1, 0]
