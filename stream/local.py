@@ -46,11 +46,11 @@ def subscribe_control(link: MqttLink, ctl: ReplayControl, counters: PipelineCoun
         elif msg.cmd == "resume":
             ctl.resume()
         elif msg.cmd == "speed":
-            ctl.set_speed(float(msg.speed or 0.0))
+            ctl.set_speed(float(msg.arg()))
         elif msg.cmd == "reset" and lm is not None:
             lm.reset()
         elif msg.cmd == "recording":
-            target = _resolve(msg.recording or "", recordings)
+            target = _resolve(str(msg.arg()), recordings)
             if target is None:
                 counters.malformed_in += 1
             else:

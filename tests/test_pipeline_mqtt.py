@@ -145,10 +145,11 @@ async def test_local_pipeline_serves_text_and_obeys_control(mosquitto, tmp_path)
     """run_local_pipeline replays into the gesture model, answers in/text, and pauses/resumes on in/control."""
     g, lmf = gesture_model_file(tmp_path), lm_model_file(tmp_path)
     rec = recording(tmp_path / "r.npy", n=4000, duration_us=400_000)
+    rec2 = recording(tmp_path / "r2.npy", n=4000, duration_us=400_000, seed=9)
     col = Collector(mosquitto.host, mosquitto.port, ["s2/v1/demo/#"], "col-demo")
     async with running(col.run()):
         await asyncio.wait_for(col.subscribed.wait(), 5)
-        async with running(run_local_pipeline(mosquitto.url, "demo", rec, g, lmf, speed=1.0, loop=True)):
+        async with running(run_local_pipeline(mosquitto.url, "demo", [rec, rec2], g, lmf, speed=1.0, loop=True)):
             assert await col.wait_for(lambda: len(col.of("pred/gesture")) >= 5, 30)
             async with aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
                 await c.publish(topic("demo", "in/control"), ControlIn(cmd="pause").to_json(), qos=1)
@@ -162,8 +163,13 @@ async def test_local_pipeline_serves_text_and_obeys_control(mosquitto, tmp_path)
                 await c.publish(topic("demo", "in/text"), b"to be", qos=1)
                 assert await col.wait_for(lambda: len(col.of("pred/text")) >= 1, 10)
                 assert await col.wait_for(lambda: any(s["malformed_in"] >= 1 for s in col.of("stats")), 5)
+                # the TUI's form: {"cmd": "recording", "value": NAME}; the new recording starts at step 0
+                n_before = len(col.of("pred/gesture"))
+                await c.publish(topic("demo", "in/control"),
+                                b'{"v":1,"seq":9,"t_wall":1.0,"cmd":"recording","value":"r2.npy"}', qos=1)
+                assert await col.wait_for(lambda: any(p["step"] == 0 for p in col.of("pred/gesture")[n_before:]), 10)
     status = col.of("status")
-    assert status[0]["state"] == "online" and status[0]["recordings"] == ["r.npy"]
+    assert status[0]["state"] == "online" and status[0]["recordings"] == ["r.npy", "r2.npy"]
     assert col.of("pred/text")[0]["context"] == "to be"
     frames = col.of("frame")
     assert frames and frames[0]["width"] * frames[0]["height"] == len(frames[0]["on"])

@@ -203,8 +203,11 @@ def test_udp_malformed_datagram_counted():
 def test_control_payload_checked():
     """in/control messages must name a known command with valid arguments."""
     ok = decode("in/control", ControlIn(cmd="speed", speed=2.0).to_json())
-    assert isinstance(ok, ControlIn) and ok.speed == 2.0
-    for bad in (ControlIn(cmd="explode"), ControlIn(cmd="speed", speed=-1), ControlIn(cmd="recording")):
+    assert isinstance(ok, ControlIn) and ok.arg() == 2.0
+    tui_style = decode("in/control", b'{"v":1,"seq":3,"t_wall":1.0,"cmd":"recording","value":"demo.npy"}')
+    assert isinstance(tui_style, ControlIn) and tui_style.arg() == "demo.npy"
+    for bad in (ControlIn(cmd="explode"), ControlIn(cmd="speed", speed=-1), ControlIn(cmd="speed", value="x"),
+                ControlIn(cmd="recording")):
         with pytest.raises(PayloadError):
             decode("in/control", bad.to_json())
 
