@@ -146,3 +146,39 @@ def test_replay_matches_s2_node_run_on_the_same_file(mosquitto, tmp_path):
     preds = [json.loads(line)["payload"] for line in out.splitlines()]
     assert [p["step"] for p in preds] == list(range(n))
     assert preds[-1]["label"] == ref_json["predictions"][-1]
+
+
+@pytest.mark.broker
+def test_s2_run_udp_spif_source_publishes_predictions(mosquitto, tmp_path):
+    """`s2 run --source udp://` turns SPIF datagrams (as AEStream sends) into predictions on the broker."""
+    import socket
+    import time
+
+    from sources.events import make_events
+    from sources.live_udp import encode_spif
+    from stream.broker import free_port
+
+    m = gesture_model_file(tmp_path, bin_us=20_000)
+    port = free_port()
+    node = s2("run", "--source", f"udp://127.0.0.1:{port}", "--model", str(m), "--broker", mosquitto.url,
+              "--node", "udp", "--duration-s", "30")
+    sub = s2("subscribe", "--broker", mosquitto.url, "--topic", "s2/v1/udp/pred/gesture", "--count", "5",
+             "--timeout-s", "40")
+    try:
+        st = subprocess.run([need("mosquitto_sub"), "-h", mosquitto.host, "-p", str(mosquitto.port), "-t",
+                             "s2/v1/udp/status", "-C", "1", "-W", "30"], capture_output=True, text=True, timeout=40)
+        assert json.loads(st.stdout)["state"] == "online"
+        time.sleep(1.0)  # `s2 subscribe` is connected too
+        raw = encode_spif(make_events(np.zeros(64), np.arange(64) % 32, np.arange(64) % 24, np.arange(64) % 2))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(300):  # ~0.3 s of datagrams, well beyond 5 bins of 20 ms
+                s.sendto(raw, ("127.0.0.1", port))
+                time.sleep(0.001)
+        out, _ = sub.communicate(timeout=40)
+    finally:
+        node.terminate()
+        sub.kill()
+        node.wait(10)
+    preds = [json.loads(line)["payload"] for line in out.splitlines()]
+    assert len(preds) == 5 and [p["seq"] for p in preds] == list(range(5))
+    assert all(abs(sum(p["probs"]) - 1) < 1e-4 for p in preds)
