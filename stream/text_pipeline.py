@@ -48,7 +48,13 @@ class TextLM:
         self._probs: np.ndarray | None = None  # prediction for the next token
 
     def tokens(self, text: str) -> list[int]:
-        parts = text.split() if self.word else list(text)
+        if self.word:  # as sources.text_data.tokenize: words, and <eos> where a line ends
+            lines = text.split("\n")
+            parts = []
+            for i, line in enumerate(lines):
+                parts += line.split() + (["<eos>"] if i < len(lines) - 1 else [])
+        else:
+            parts = list(text)
         out = []
         for w in parts:
             i = self.index.get(w, self.unk)
