@@ -73,6 +73,7 @@ class MqttLink:
         self._seq: dict[str, int] = collections.defaultdict(int)
         self._subs: dict[str, Callable[[str, bytes], None]] = {}
         self._connected = asyncio.Event()
+        self._subs_changed = asyncio.Event()
 
     # --- producer side (called from the pipeline, never waits) ---
     def publish(self, payload: Payload, kind: str | None = None, retain: bool = False) -> int:
@@ -92,8 +93,10 @@ class MqttLink:
         self._wake.set()
 
     def subscribe(self, kind: str, handler: Callable[[str, bytes], None]) -> None:
-        """Call handler(topic, payload) for messages on s2/v1/<node>/<kind> (kept across reconnects)."""
+        """Call handler(topic, payload) for messages on s2/v1/<node>/<kind> (kept across reconnects; takes
+        effect at once when connected)."""
         self._subs[topic(self.node, kind)] = handler
+        self._subs_changed.set()
 
     @property
     def pending(self) -> int:
@@ -137,15 +140,15 @@ class MqttLink:
                     self.stats.connected = True
                     self._connected.set()
                     delay = self.backoff_s[0]
-                    for t in self._subs:
-                        await client.subscribe(t, qos=1)
+                    done: set[str] = set()
+                    await self._subscribe_new(client, done)  # before "online": senders may act on it at once
                     st = self.status
                     st.state, st.node, st.t_wall = "online", self.node, time.time()
                     await client.publish(topic(self.node, "status"), st.to_json(), qos=1, retain=True)
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._send(client))
-                        if self._subs:
-                            tg.create_task(self._recv(client))
+                        tg.create_task(self._subscriptions(client, done))
+                        tg.create_task(self._recv(client))
             except* aiomqtt.MqttError as eg:
                 self.stats.last_error = str(eg.exceptions[0])
             self.stats.connected = False
@@ -169,6 +172,18 @@ class MqttLink:
                 if self._buf and self._buf[0] is m:
                     self._buf.popleft()
             self.stats.published += len(batch)
+
+    async def _subscribe_new(self, client, done: set[str]) -> None:
+        self._subs_changed.clear()
+        for t in [t for t in self._subs if t not in done]:
+            await client.subscribe(t, qos=1)
+            done.add(t)
+
+    async def _subscriptions(self, client, done: set[str]) -> None:
+        """Topics registered while connected are subscribed at once."""
+        while True:
+            await self._subs_changed.wait()
+            await self._subscribe_new(client, done)
 
     async def _recv(self, client) -> None:
         async for msg in client.messages:

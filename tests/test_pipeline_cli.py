@@ -103,6 +103,9 @@ def test_mosquitto_pub_text_gets_text_prediction_back(mosquitto, tmp_path):
         # the retained status says when the node is online
         st = subprocess.run([sub_bin, "-h", h, "-p", p, "-t", "s2/v1/tx/status", "-C", "1", "-W", "30"],
                             capture_output=True, text=True, timeout=40)
+        if not st.stdout:
+            node.terminate()
+            pytest.fail(f"no status from `s2 run`: {node.communicate(timeout=10)[1][-2000:]}")
         assert json.loads(st.stdout)["state"] == "online"
         sub = subprocess.Popen([sub_bin, "-h", h, "-p", p, "-t", "s2/v1/tx/pred/text", "-C", "1", "-W", "30"],
                                stdout=subprocess.PIPE, text=True)
