@@ -83,7 +83,7 @@ async def test_broker_restart_mid_replay_loses_no_prediction(tmp_path):
     broker = MosquittoProcess(persistence=True).start()
     try:
         mpath = gesture_model_file(tmp_path, bin_us=5_000)
-        rec = recording(tmp_path / "r.npy", n=6000, duration_us=600_000)
+        rec = recording(tmp_path / "r.npy", n=12000, duration_us=1_200_000)
         col = Collector(broker.host, broker.port, [topic("rs", "pred/gesture")], "col-restart")
         link = MqttLink(broker.url, "rs", backoff_s=(0.02, 0.2))
         model = load_step_model(mpath)
@@ -93,10 +93,13 @@ async def test_broker_restart_mid_replay_loses_no_prediction(tmp_path):
             with ThreadPoolExecutor(1) as ex:
                 pipe = asyncio.create_task(run_gesture_pipeline(
                     replay(rec, speed=0.5), model, make_binner(model.config), link, executor=ex, frames=False))
-                await asyncio.sleep(0.4)
+                assert await col.wait_for(lambda: len(col.messages) >= 5, 20)
                 n_before = len(col.messages)
                 await asyncio.to_thread(broker.stop)
-                await asyncio.sleep(0.5)
+                async with asyncio.timeout(10):
+                    while link.stats.connected:
+                        await asyncio.sleep(0.02)
+                await asyncio.sleep(0.3)
                 assert not pipe.done()  # the pipeline keeps going while the broker is away
                 assert link.pending > 0 and not link.stats.connected
                 await asyncio.to_thread(broker.start)
