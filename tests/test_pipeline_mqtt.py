@@ -106,7 +106,9 @@ async def test_broker_restart_mid_replay_loses_no_prediction(tmp_path):
                 c = await asyncio.wait_for(pipe, 20)
             assert await link.drained(10)
             n = c.predictions
-            assert await col.wait_for(lambda: {p["seq"] for p in col.of("pred/gesture")} >= set(range(n)), 15)
+            got = await col.wait_for(lambda: {p["seq"] for p in col.of("pred/gesture")} >= set(range(n)), 15)
+            missing = sorted(set(range(n)) - {p["seq"] for p in col.of("pred/gesture")})
+            assert got, f"{len(missing)} of {n} predictions missing, first {missing[:10]}, n_before {n_before}"
         seqs = [p["seq"] for p in col.of("pred/gesture")]
         assert 0 < n_before < n and set(seqs) == set(range(n))
         assert link.stats.reconnects >= 1 and link.stats.dropped == 0
