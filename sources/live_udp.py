@@ -114,10 +114,15 @@ class UdpEventSource:
             self.port = self._transport.get_extra_info("sockname")[1]
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    def close(self) -> None:
+        """Stop listening; iteration ends once the buffered batches are consumed."""
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        self._ready.set()
+
+    async def __aexit__(self, *exc) -> None:
+        self.close()
 
     def __aiter__(self):
         return self

@@ -7,6 +7,7 @@ fast), else an in-process amqtt broker (MQTT 3.1.1 only). Both bind to 127.0.0.1
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import socket
@@ -92,7 +93,9 @@ class MosquittoProcess:
         conf.write_text(
             f"listener {self.port} {self.host}\nallow_anonymous true\n"
             # persistence keeps sessions (subscriptions, queued QoS-1 messages) across stop/restart
-            + (f"persistence true\npersistence_location {self._dir}/\n" if persistence else "persistence false\n")
+            # (as root, mosquitto would drop to user "mosquitto", who cannot write our private temp folder)
+            + (f"persistence true\npersistence_location {self._dir}/\nuser {getpass.getuser()}\n"
+               if persistence else "persistence false\n")
             + "max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
         )
         self._conf = conf

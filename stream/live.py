@@ -1,7 +1,7 @@
 """`s2 run --source ...`: live sources into the pipeline (drop-oldest queues: fresh data wins, drops counted).
 
 udp://HOST:PORT[?format=spif|faery] -> sources.live_udp; dv://HOST:PORT -> dv-processing's NetworkReader in a
-thread; synthetic -> the gestures branch's renderer as a live camera; text -> stdin lines + in/text messages.
+thread; synthetic -> the gesture renderer as a live camera; text -> stdin lines + in/text messages.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import sys
 import threading
 import time
@@ -56,10 +57,11 @@ async def dv_batches(host: str, port: int) -> AsyncIterator[EventBatch]:
     q: BoundedQueue[EventBatch] = BoundedQueue(256, "drop-oldest", weight=lambda b: len(b.events))
     stop = threading.Event()
 
-    def read() -> None:
+    def read(reader) -> None:
         while not stop.is_set() and reader.isRunning():
-            store = reader.getNextEventBatch()
+            store = reader.getNextEventBatch()  # non-blocking: None when nothing arrived
             if store is None or len(store) == 0:
+                time.sleep(0.0005)
                 continue
             a = store.numpy()
             ev = np.empty(len(a), EVENT_DTYPE)
@@ -67,24 +69,52 @@ async def dv_batches(host: str, port: int) -> AsyncIterator[EventBatch]:
             loop.call_soon_threadsafe(q.put_nowait, EventBatch(ev, int(ev["t"][-1]) + 1, time.time()))
         loop.call_soon_threadsafe(q.close)
 
-    t = threading.Thread(target=read, daemon=True)
+    t = threading.Thread(target=read, args=(reader,), daemon=True)
     t.start()
     try:
         async for b in q:
             yield b
     finally:
-        stop.set()
+        stop.set()  # the reader thread ends before the reader is destroyed (its destructor needs the GIL free)
+        await asyncio.to_thread(t.join, 2.0)
 
 
-async def synthetic_batches() -> AsyncIterator[EventBatch]:
-    """The gesture renderer as a live camera (sources.gesture_render, from the gestures branch)."""
+async def synthetic_batches(seed: int = 0, segment_s: float = 2.0, chunk_us: int = 1000) -> AsyncIterator[EventBatch]:
+    """The gesture renderer as a live camera: random gestures back to back, paced in real time by event time.
+
+    The next segment renders in a worker thread while the current one plays (sources.gesture_data)."""
     try:
-        from sources.gesture_render import live_camera  # type: ignore[attr-defined]
+        from sources.gesture_data import render_recording
+        from sources.gesture_motions import GESTURE_CLASSES
     except ImportError as e:
-        raise PipelineError("--source synthetic needs sources.gesture_render.live_camera (gestures branch)") from e
-    async for ev in live_camera():
-        if len(ev):
-            yield EventBatch(ev, int(ev["t"][-1]) + 1, time.time())
+        raise PipelineError("--source synthetic needs sources.gesture_data (the gesture renderer)") from e
+    loop = asyncio.get_running_loop()
+    rng = np.random.default_rng(seed)
+    seg_us = round(segment_s * 1e6)
+
+    def render(i: int) -> np.ndarray:
+        label = int(rng.integers(len(GESTURE_CLASSES)))
+        ev = render_recording(seed + i, 99, 0, "lab", label, segment_s, 250.0)
+        ev = ev[ev["t"] < seg_us]
+        ev["t"] += i * seg_us  # segments follow each other on one event clock
+        return ev
+
+    with ThreadPoolExecutor(1, "s2-render") as ex:
+        nxt = ex.submit(render, 0)
+        wall0: float | None = None
+        for i in itertools.count(1):
+            ev = await asyncio.wrap_future(nxt)
+            nxt = ex.submit(render, i)
+            if wall0 is None:
+                wall0 = loop.time()
+            seg0 = (i - 1) * seg_us
+            cuts = np.searchsorted(ev["t"], np.arange(seg0 + chunk_us, seg0 + seg_us, chunk_us))
+            for j, chunk in enumerate(np.split(ev, cuts)):
+                upto = seg0 + (j + 1) * chunk_us
+                delay = wall0 + upto / 1e6 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                yield EventBatch(chunk, upto, time.time())
 
 
 async def run_live(args: argparse.Namespace, url: str, make_link: Callable) -> int:
@@ -103,6 +133,9 @@ async def run_live(args: argparse.Namespace, url: str, make_link: Callable) -> i
     with ThreadPoolExecutor(1, "s2-node") as ex:
         async with asyncio.TaskGroup() as tg:
             run = tg.create_task(link.run())
+            from stream.pipeline_cli import _connected_or_fail
+
+            await _connected_or_fail(link, url, run)
             stats = tg.create_task(stats_loop(link, [model], c))
             try:
                 async with asyncio.timeout(args.duration_s):

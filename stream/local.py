@@ -5,11 +5,13 @@ model and the character LM answering on in/text, both publishing to one broker, 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from stream.binner import make_binner
+from stream.errors import PipelineError
 from stream.mqtt_link import MqttLink
 from stream.node_adapter import StepModel, load_step_model
 from stream.pipeline import PipelineCounters, run_gesture_pipeline, stats_loop
@@ -44,11 +46,11 @@ def subscribe_control(link: MqttLink, ctl: ReplayControl, counters: PipelineCoun
         elif msg.cmd == "resume":
             ctl.resume()
         elif msg.cmd == "speed":
-            ctl.set_speed(float(msg.speed or 0.0))
+            ctl.set_speed(float(msg.arg()))
         elif msg.cmd == "reset" and lm is not None:
             lm.reset()
         elif msg.cmd == "recording":
-            target = _resolve(msg.recording or "", recordings)
+            target = _resolve(str(msg.arg()), recordings)
             if target is None:
                 counters.malformed_in += 1
             else:
@@ -57,26 +59,47 @@ def subscribe_control(link: MqttLink, ctl: ReplayControl, counters: PipelineCoun
     link.subscribe("in/control", on_message)
 
 
+DEFAULT_RECORDING = "models/demo-gestures.npy"  # `s2 data gesture-demo` writes it
+DEFAULT_GESTURE_MODEL = "models/gesture-egru"
+DEFAULT_TEXT_MODEL = "models/shakespeare-egru"
+
+
+def _have_model(path: str | Path) -> bool:
+    from s2node.modelfile import model_paths
+
+    return all(p.is_file() for p in model_paths(path))
+
+
 async def run_local_pipeline(
     broker_url: str,
-    node_id: str = "local",
-    recording: str | Path | Sequence[str | Path] | None = None,
-    gesture_model: str | Path | None = "models/gesture-egru",
-    text_model: str | Path | None = "models/shakespeare-egru",
+    node_id: str = "n0",
+    recording: str | Path | Sequence[str | Path] | None = DEFAULT_RECORDING,
+    gesture_model: str | Path | None = DEFAULT_GESTURE_MODEL,
+    text_model: str | Path | None = DEFAULT_TEXT_MODEL,
     speed: float = 1.0,
     loop: bool = True,
     control: bool = True,
 ) -> None:
     """Serve the demo until cancelled. `recording`: one event file or a list (the first plays; in/control
-    {"cmd": "recording", "recording": NAME} switches). Either model may be None to leave its half out."""
+    {"cmd": "recording", "recording": NAME} switches). Either model may be None to leave its half out; a half
+    whose model or recording is missing is left out with a warning on stderr, and if nothing is left a
+    PipelineError says what is missing."""
     recs = [Path(r) for r in ([] if recording is None else [recording] if isinstance(recording, str | Path)
                               else recording)]
+    missing = [str(r) for r in recs if not r.is_file()]
+    missing += [f"{m} (.json/.safetensors)" for m in (gesture_model, text_model) if m and not _have_model(m)]
+    if missing:
+        print(f"s2: left out of the local pipeline, not found: {', '.join(missing)}", file=sys.stderr)
+    recs = [r for r in recs if r.is_file()]
     gm: StepModel | None = None
     tm: StepModel | None = None
-    if gesture_model is not None and recs:
+    if gesture_model is not None and recs and _have_model(gesture_model):
         gm = await asyncio.to_thread(load_step_model, gesture_model)
-    if text_model is not None:
+    if text_model is not None and _have_model(text_model):
         tm = await asyncio.to_thread(load_step_model, text_model)
+    if gm is None and tm is None:
+        raise PipelineError(f"nothing to serve: not found {', '.join(missing) or 'any model'} "
+                            "(train models with `s2 train`, make the recording with `s2 data gesture-demo`)")
     status = Status(models=[m.name for m in (gm, tm) if m is not None], recordings=[r.name for r in recs])
     link = MqttLink(broker_url, node_id, status=status)
     ctl = ReplayControl(speed=speed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import random
 import time
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class MqttLink:
         client_id: str | None = None,
         status: Status | None = None,
         backoff_s: tuple[float, float] = (0.05, 5.0),
+        window: int = 32,
     ) -> None:
         self.url = url if isinstance(url, BrokerURL) else BrokerURL.parse(url)
         self.node, self.qos, self.buffer_size = node, qos, buffer_size
@@ -64,12 +66,14 @@ class MqttLink:
         self.client_id = client_id or f"s2-{node}-{random.getrandbits(32):08x}"
         self.status = status or Status(node=node)
         self.backoff_s = backoff_s
+        self.window = window  # QoS-1 messages in flight at once
         self.stats = LinkStats()
         self._buf: collections.deque[_Msg] = collections.deque()
         self._wake = asyncio.Event()
         self._seq: dict[str, int] = collections.defaultdict(int)
         self._subs: dict[str, Callable[[str, bytes], None]] = {}
         self._connected = asyncio.Event()
+        self._subs_changed = asyncio.Event()
 
     # --- producer side (called from the pipeline, never waits) ---
     def publish(self, payload: Payload, kind: str | None = None, retain: bool = False) -> int:
@@ -89,8 +93,10 @@ class MqttLink:
         self._wake.set()
 
     def subscribe(self, kind: str, handler: Callable[[str, bytes], None]) -> None:
-        """Call handler(topic, payload) for messages on s2/v1/<node>/<kind> (kept across reconnects)."""
+        """Call handler(topic, payload) for messages on s2/v1/<node>/<kind> (kept across reconnects; takes
+        effect at once when connected)."""
         self._subs[topic(self.node, kind)] = handler
+        self._subs_changed.set()
 
     @property
     def pending(self) -> int:
@@ -134,15 +140,15 @@ class MqttLink:
                     self.stats.connected = True
                     self._connected.set()
                     delay = self.backoff_s[0]
-                    for t in self._subs:
-                        await client.subscribe(t, qos=1)
+                    done: set[str] = set()
+                    await self._subscribe_new(client, done)  # before "online": senders may act on it at once
                     st = self.status
                     st.state, st.node, st.t_wall = "online", self.node, time.time()
                     await client.publish(topic(self.node, "status"), st.to_json(), qos=1, retain=True)
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._send(client))
-                        if self._subs:
-                            tg.create_task(self._recv(client))
+                        tg.create_task(self._subscriptions(client, done))
+                        tg.create_task(self._recv(client))
             except* aiomqtt.MqttError as eg:
                 self.stats.last_error = str(eg.exceptions[0])
             self.stats.connected = False
@@ -152,16 +158,32 @@ class MqttLink:
             delay = min(delay * 2, self.backoff_s[1])
 
     async def _send(self, client) -> None:
+        """Drain the buffer front first, up to `window` QoS-1 messages in flight (paho keeps them in order)."""
         while True:
             if not self._buf:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            m = self._buf[0]
-            await client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=10)
-            if self._buf and self._buf[0] is m:  # unless overflow dropped it meanwhile
-                self._buf.popleft()
-            self.stats.published += 1
+            batch = list(itertools.islice(self._buf, self.window))
+            async with asyncio.TaskGroup() as tg:
+                for m in batch:
+                    tg.create_task(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=10))
+            for m in batch:  # acknowledged: leave the buffer (unless overflow already dropped them)
+                if self._buf and self._buf[0] is m:
+                    self._buf.popleft()
+            self.stats.published += len(batch)
+
+    async def _subscribe_new(self, client, done: set[str]) -> None:
+        self._subs_changed.clear()
+        for t in [t for t in self._subs if t not in done]:
+            await client.subscribe(t, qos=1)
+            done.add(t)
+
+    async def _subscriptions(self, client, done: set[str]) -> None:
+        """Topics registered while connected are subscribed at once."""
+        while True:
+            await self._subs_changed.wait()
+            await self._subscribe_new(client, done)
 
     async def _recv(self, client) -> None:
         async for msg in client.messages:

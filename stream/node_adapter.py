@@ -1,14 +1,16 @@
 """The node as the pipeline sees it: a `StepModel` that takes one timestep and returns probabilities.
 
 Two adapters: `TorchStepModel` (PyTorch reference, s2node.models.load_torch_model) and `NodeStepModel` (the
-emulated chip, s2node.runtime.Node). `BACKEND` below picks the default; switching the pipeline to the chip
-emulator is the one-line change `BACKEND = "node"`. Both are synchronous: the pipeline calls them from one
-worker thread (never from the event loop).
+emulated chip, s2node.runtime.Node). `BACKEND` below picks the default ("auto": the chip emulator when
+s2node.runtime is installed, else PyTorch); `S2_BACKEND=torch|node` overrides it. Both are synchronous:
+the pipeline calls them from one worker thread (never from the event loop).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-BACKEND = "torch"  # "torch" (PyTorch reference) | "node" (s2node.runtime.Node, the emulated SpiNNaker 2 node)
+BACKEND = "auto"  # "node" (s2node.runtime.Node, the emulated chip) | "torch" (PyTorch) | "auto": node if present
 
 
 @dataclass
@@ -133,13 +135,15 @@ class TorchStepModel:
 
 
 class NodeStepModel:
-    """The emulated chip (s2node.runtime.Node, from the node branch) behind the same interface."""
+    """The emulated chip (s2node.runtime.Node) behind the same interface, with its cost-model statistics."""
+
+    _STATE = ("_c", "_y_idx", "_y_val", "_u", "_pool", "_t")  # Node's sequence state (for text continuations)
 
     def __init__(self, path: str | Path, numerics: str = "fp32") -> None:
-        from s2node.runtime import Node  # lazily: lands with the node branch
+        from s2node.runtime import Node
 
         self.node = Node.load(path, numerics=numerics)
-        self.config = self.node.config
+        self.config = self.node.spec.config
         self.name = Path(path).name
         self.counters = StepCounters()
 
@@ -147,26 +151,47 @@ class NodeStepModel:
         self.node.reset()
 
     def get_state(self) -> Any:
-        return self.node.get_state()
+        import copy
+
+        n = self.node
+        return copy.deepcopy([getattr(n, k) for k in self._STATE]), n.stats, n.last
 
     def set_state(self, state: Any) -> None:
-        self.node.set_state(state)
+        import copy
+
+        values, stats, last = state
+        for k, v in zip(self._STATE, values, strict=True):
+            setattr(self.node, k, v)
+        self.node.stats, self.node.last = copy.copy(stats), last
 
     def step(self, x: np.ndarray | int) -> StepResult:
         t0 = time.perf_counter()
         pred = self.node.step(x)
-        probs = getattr(pred, "probs", None)
-        if probs is None:
-            probs = _softmax(np.asarray(pred.logits, dtype=np.float64))
-        st = getattr(pred, "stats", None)
-        r = StepResult(
-            np.asarray(probs, dtype=np.float64),
-            int(getattr(st, "events_out", 0) or 0),
-            int(getattr(st, "units", 0) or 0),
-            int(getattr(st, "synops", 0) or 0),
-        )
+        st = self.node.last
+        units = int(sum(self.node.kernel.hidden))
+        r = StepResult(_softmax(np.asarray(pred.logits, dtype=np.float64)), int(st.events_out), units, int(st.synops))
         self.counters.add(r, time.perf_counter() - t0)
         return r
+
+    def extra_stats(self) -> dict[str, Any]:
+        """What the chip model adds to NodeStats: per-PE load, SRAM, energy and latency estimates."""
+        n, s = self.node, self.node.stats
+        chip = n.chip
+        out: dict[str, Any] = {}
+        if n.last is not None and n.last.cost is not None:
+            step_s = self.config.get("input", {}).get("bin_us", 1000) / 1e6
+            load = np.asarray(n.last.cost.cycles_per_pe, dtype=np.float64) / (chip.clock_hz * step_s)
+            act = np.zeros(chip.n_pes)
+            act[: min(len(load), chip.n_pes)] = np.clip(load[: chip.n_pes], 0.0, 1.0)
+            out["pe_activity"] = [round(float(v), 4) for v in act]
+        with contextlib.suppress(AttributeError):
+            out["sram_bytes_used"] = int(n.compiled.sram_total_per_pe.sum())
+            out["sram_bytes_total"] = int(chip.sram_bytes_per_pe * chip.n_pes)
+        if s.steps:
+            out["energy_per_inference_j"] = s.energy_j / s.steps
+            lat = np.asarray(s.latencies_s[-1024:])
+            out["latency_p50_s"], out["latency_p99_s"] = float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
+        return out
 
 
 def load_step_model(path: str | Path, backend: str | None = None) -> StepModel:
@@ -177,9 +202,15 @@ def load_step_model(path: str | Path, backend: str | None = None) -> StepModel:
     jpath, _ = modelfile.model_paths(path)
     if not jpath.is_file():
         raise ModelFileError(str(jpath), "model not found (train one with `s2 train`, or pass --model PATH)")
-    if (backend or BACKEND) == "node":
-        return NodeStepModel(path)
-    return TorchStepModel(path)
+    choice = backend or os.environ.get("S2_BACKEND") or BACKEND
+    if choice == "auto":
+        try:
+            import s2node.runtime  # noqa: F401
+        except ImportError:
+            choice = "torch"
+        else:
+            choice = "node"
+    return NodeStepModel(path) if choice == "node" else TorchStepModel(path)
 
 
 def bits(p: float) -> float:

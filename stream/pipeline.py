@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,8 @@ from stream.node_adapter import StepModel, StepResult
 from stream.queues import BoundedQueue
 from stream.replay import EventBatch
 from stream.schema import EventFrame, GesturePrediction, NodeStats
+
+SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass
@@ -130,11 +133,13 @@ class FrameMaker:
 def node_stats(model: StepModel, c: PipelineCounters, dt_s: float, synops0: int) -> NodeStats:
     mc = model.counters
     step_s = np.array(mc.step_s[-512:] or [0.0])
-    return NodeStats(
+    extra = model.extra_stats() if hasattr(model, "extra_stats") else {}
+    return NodeStats(**extra,
         model=model.name, steps=mc.steps, events_in=c.events_in, events_dropped=c.events_dropped,
         malformed_in=c.malformed_in, activity_sparsity=mc.activity_sparsity,
         synops_per_s=(mc.synops - synops0) / dt_s if dt_s > 0 else 0.0,
-        latency_p50_s=float(np.percentile(step_s, 50)), latency_p99_s=float(np.percentile(step_s, 99)),
+        **({} if "latency_p50_s" in extra else {
+            "latency_p50_s": float(np.percentile(step_s, 50)), "latency_p99_s": float(np.percentile(step_s, 99))}),
     )
 
 
@@ -173,6 +178,8 @@ async def run_gesture_pipeline(
 ) -> PipelineCounters:
     """Source -> queue -> bins -> node -> MQTT until the source ends. Returns the counters."""
     c = counters or PipelineCounters()
+    # the node thread and the loop share the GIL: a 5 ms default switch interval would add up to 5 ms a hop
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
     q: BoundedQueue = queue or BoundedQueue(64, "block", weight=lambda b: len(b.events))
     fm = None
     if frames:
@@ -196,3 +203,10 @@ async def run_gesture_pipeline(
         c.events_in = binner.events_in
         c.events_dropped += (binner.dropped - dropped0) + (q.dropped - late0)
     return c
+
+
+async def run_local_pipeline(*args: Any, **kwargs: Any) -> None:
+    """The demo back end (`s2 tui`); see stream.local.run_local_pipeline for the parameters."""
+    from stream.local import run_local_pipeline as run
+
+    await run(*args, **kwargs)

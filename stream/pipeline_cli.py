@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_GESTURE_MODEL = "models/gesture-egru"
+DEFAULT_GESTURE_MODEL = "models/gesture-egru"  # the same defaults as stream.local (kept import-free here)
 DEFAULT_TEXT_MODEL = "models/shakespeare-egru"
 
 
@@ -16,7 +16,7 @@ def _broker_args(p: argparse.ArgumentParser, node: bool = True) -> None:
     p.add_argument("--broker", metavar="URL", help="mqtt://[user[:pw]@]host[:port] or mqtts://... "
                    "(default: start an embedded broker on a free port)")
     if node:
-        p.add_argument("--node", default="local", help="node id in the topics s2/v1/<node>/... (default local)")
+        p.add_argument("--node", default="n0", help="node id in the topics s2/v1/<node>/... (default n0)")
     p.add_argument("--username", help="MQTT user name")
     p.add_argument("--password", help="MQTT password")
     p.add_argument("--tls", action="store_true", help="connect with TLS (implied by mqtts://)")
@@ -115,15 +115,16 @@ def _replay(args: argparse.Namespace) -> int:
     from stream.replay import iter_file, replay
     from stream.schema import Status
 
+    next(iter_file(args.file, 1000), None)  # fail fast (one line) on a missing or unreadable file
     model = load_step_model(args.model)
     binner = make_binner(model.config)
-    next(iter_file(args.file, 1000), None)  # fail fast (one line) on a missing or unreadable file
 
     async def body(url: str) -> int:
         link = _link(args, url, Status(models=[model.name], recordings=[args.file]))
         with ThreadPoolExecutor(1, "s2-node") as ex:
             async with asyncio.TaskGroup() as tg:
                 run = tg.create_task(link.run())
+                await _connected_or_fail(link, url, run)
                 stats = tg.create_task(stats_loop(link, [model], c := _counters()))
                 src = replay(args.file, speed=args.speed, loop=args.loop, start_s=args.start_s, end_s=args.end_s)
                 try:
@@ -142,6 +143,15 @@ def _replay(args: argparse.Namespace) -> int:
     return 130
 
 
+async def _connected_or_fail(link, url: str, run) -> None:
+    """A broker that cannot be reached at the start is a one-line error (later outages are waited out)."""
+    from stream.errors import BrokerError
+
+    if not await link.wait_connected(10.0):
+        run.cancel()
+        raise BrokerError(url, f"cannot connect ({link.stats.last_error or 'no answer'})")
+
+
 def _counters():
     from stream.pipeline import PipelineCounters
 
@@ -151,8 +161,12 @@ def _counters():
 def _run(args: argparse.Namespace) -> int:
     import contextlib
 
+    from stream.errors import PipelineError
     from stream.live import run_live
 
+    kind = args.source.split("://", 1)[0] if "://" in args.source else args.source
+    if kind not in ("udp", "dv", "synthetic", "text"):
+        raise PipelineError(f"--source {args.source!r}: use udp://HOST:PORT, dv://HOST:PORT, synthetic or text")
     with contextlib.suppress(KeyboardInterrupt):
         return run_async(_with_broker(args, lambda url: run_live(args, url, _link)))
     return 130

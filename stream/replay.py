@@ -55,9 +55,8 @@ def iter_file(path: str | Path, chunk_us: int) -> Iterator[np.ndarray]:
             ev = ev[np.argsort(ev["t"], kind="stable")]
         if not len(ev):
             return
-        edges = np.arange(ev["t"][0], ev["t"][-1] + chunk_us + 1, chunk_us)
-        cuts = np.searchsorted(ev["t"], edges[1:-1])
-        yield from (c for c in np.split(ev, cuts) if len(c))
+        k = ev["t"] // chunk_us  # absolute windows, as sources.files does
+        yield from np.split(ev, np.flatnonzero(np.diff(k)) + 1)
         return
     yield from iter_events(path, chunk_us)
 
@@ -88,6 +87,38 @@ class ReplayControl:
         self.changed.set()
 
 
+def _windows(
+    path: str | Path, chunk_us: int, start_us: int, end_us: int | None
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(base, k, events) for the windows [base + k·chunk_us, base + (k+1)·chunk_us) that hold events, where
+    base = first event + start_us: windows (and so bin ends, when chunk_us divides bin_us) line up with the
+    recording's own start. Empty windows are skipped."""
+    base: int | None = None
+    pending: np.ndarray | None = None
+    pk = -1
+    for chunk in iter_file(path, chunk_us):
+        if base is None:
+            base = int(chunk["t"][0]) + start_us
+        rel = chunk["t"] - base
+        keep = rel >= 0
+        if end_us is not None:
+            keep &= rel < end_us - start_us
+        ev, k = chunk[keep], rel[keep] // chunk_us
+        if len(ev):
+            cuts = np.flatnonzero(np.diff(k)) + 1
+            for g, kg in zip(np.split(ev, cuts), k[np.r_[0, cuts]], strict=True):
+                if pending is not None and kg == pk:
+                    pending = np.concatenate([pending, g])
+                    continue
+                if pending is not None:
+                    yield base, pk, pending
+                pending, pk = g, int(kg)
+        if end_us is not None and len(rel) and rel[-1] >= end_us - start_us:
+            break
+    if pending is not None and base is not None:
+        yield base, pk, pending
+
+
 async def replay(
     path: str | Path,
     *,
@@ -98,31 +129,25 @@ async def replay(
     chunk_us: int = 1000,
     control: ReplayControl | None = None,
 ) -> AsyncIterator[EventBatch]:
-    """Yield the file's events in chunks of chunk_us event time, released when the wall clock says so."""
+    """Yield the file's events window by window (chunk_us of event time each), each released when the wall
+    clock reaches the window's end (scaled by the speed), with the window's end as the watermark."""
     ctl = control or ReplayControl(speed=speed)
     aloop = asyncio.get_running_loop()
-    offset_us = 0  # added per loop so that event time keeps increasing
+    start_us = round(start_s * 1e6)
+    end_us = None if end_s is None else round(end_s * 1e6)
     anchor: tuple[float, int] | None = None  # (loop time, event time) of the last re-anchoring
     speed_seen = ctl.speed
+    next_base: int | None = None  # where the next pass starts on the output clock (--loop)
     while True:
-        t_first = t_last = None
-        n = 0
-        for chunk in iter_file(path, chunk_us):
-            if t_first is None:
-                t_first = int(chunk["t"][0])
-            rel = chunk["t"] - t_first
-            if rel[0] < start_s * 1e6 and rel[-1] < start_s * 1e6:
-                continue
-            if end_s is not None and rel[0] >= end_s * 1e6:
-                break
-            sel = (rel >= start_s * 1e6) & (rel < (end_s * 1e6 if end_s is not None else np.inf))
-            chunk = chunk[sel] if not sel.all() else chunk.copy()
-            if not len(chunk):
-                continue
-            chunk["t"] += offset_us
-            t_last = int(chunk["t"][-1])
-            upto = t_last + 1
-            # pacing: pause, speed changes and switches take effect between chunks
+        out_base: int | None = None
+        last_upto: int | None = None
+        for n, (base, k, ev) in enumerate(_windows(path, chunk_us, start_us, end_us)):
+            if out_base is None:
+                out_base = base if next_base is None else next_base
+            ev = ev.copy()
+            ev["t"] += out_base - base  # loops keep event time increasing
+            upto = out_base + (k + 1) * chunk_us
+            # pause, speed changes and switches take effect between windows
             while ctl.paused and ctl.switch_to is None:
                 ctl.changed.clear()
                 await ctl.changed.wait()
@@ -133,17 +158,16 @@ async def replay(
                 anchor, speed_seen = None, ctl.speed
             if ctl.speed > 0:
                 if anchor is None:
-                    anchor = (aloop.time(), int(chunk["t"][0]))
-                due = anchor[0] + (upto - anchor[1]) / 1e6 / ctl.speed
-                delay = due - aloop.time()
+                    anchor = (aloop.time(), upto - chunk_us)
+                delay = anchor[0] + (upto - anchor[1]) / 1e6 / ctl.speed - aloop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
             else:
                 anchor = None
                 if n % 64 == 0:
                     await asyncio.sleep(0)  # as fast as possible, but let the loop breathe
-            n += 1
-            yield EventBatch(chunk, upto, time.time())
-        if not loop or t_first is None or t_last is None:
+            yield EventBatch(ev, upto, time.time())
+            last_upto = upto
+        if not loop or last_upto is None:
             return
-        offset_us = t_last + 1 - t_first - int(start_s * 1e6)
+        next_base = last_upto

@@ -176,21 +176,30 @@ CONTROL_CMDS = ("pause", "resume", "speed", "recording", "reset")
 
 @dataclass
 class ControlIn(Payload):
-    """A message on in/control: {"cmd": "pause"|"resume"|"speed"|"recording"|"reset", "speed"?, "recording"?}."""
+    """A message on in/control: {"cmd": "pause"|"resume"|"speed"|"recording"|"reset", "value": ...}.
+
+    "speed" takes a number >= 0 (0 = as fast as possible), "recording" a name from Status.recordings or a
+    path; the argument goes in "value" (as the TUI sends it) or, equivalently, in "speed" / "recording"."""
 
     KIND: ClassVar[str] = "in/control"
     REQUIRED: ClassVar[tuple[str, ...]] = ("cmd",)
     cmd: str = ""
-    speed: float | None = None  # for "speed": replay speed factor (0 = as fast as possible)
-    recording: str | None = None  # for "recording": a name from Status.recordings or a path
+    value: Any = None
+    speed: float | None = None
+    recording: str | None = None
+
+    def arg(self) -> Any:
+        named = {"speed": self.speed, "recording": self.recording}.get(self.cmd)
+        return self.value if named is None else named
 
     def check(self) -> None:
         super().check()
         if self.cmd not in CONTROL_CMDS:
             raise PayloadError(f"in/control: cmd must be one of {CONTROL_CMDS}, not {self.cmd!r}")
-        if self.cmd == "speed" and not (_num(self.speed) and self.speed >= 0):
+        a = self.arg()
+        if self.cmd == "speed" and not (_num(a) and a >= 0):
             raise PayloadError("in/control: speed must be a number >= 0")
-        if self.cmd == "recording" and not (isinstance(self.recording, str) and self.recording):
+        if self.cmd == "recording" and not (isinstance(a, str) and a):
             raise PayloadError("in/control: recording must be a non-empty string")
 
 

@@ -8,7 +8,6 @@ Bad messages (malformed JSON, oversized, invalid UTF-8) are rejected and counted
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ import numpy as np
 from sources.events import TextEvent
 from stream.mqtt_link import MqttLink
 from stream.node_adapter import StepModel, bits
+from stream.pipeline import _closing
 from stream.queues import BoundedQueue
 from stream.schema import PayloadError, TextIn, TextPrediction, decode
 
@@ -48,7 +48,13 @@ class TextLM:
         self._probs: np.ndarray | None = None  # prediction for the next token
 
     def tokens(self, text: str) -> list[int]:
-        parts = text.split() if self.word else list(text)
+        if self.word:  # as sources.text_data.tokenize: words, and <eos> where a line ends
+            lines = text.split("\n")
+            parts = []
+            for i, line in enumerate(lines):
+                parts += line.split() + (["<eos>"] if i < len(lines) - 1 else [])
+        else:
+            parts = list(text)
         out = []
         for w in parts:
             i = self.index.get(w, self.unk)
@@ -123,7 +129,7 @@ async def run_text_pipeline(
 ) -> None:
     """Each text event -> the LM (worker thread) -> one TextPrediction on pred/text."""
     loop = asyncio.get_running_loop()
-    async with contextlib.aclosing(aiter(texts)) as it:  # type: ignore[type-var]
+    async with _closing(texts) as it:
         async for ev in it:
             pred = await loop.run_in_executor(executor, lm.feed, ev.text)
             pred.t_event_us = ev.t_us

@@ -23,7 +23,7 @@ def gesture_model_file(dir: Path, *, sensor=(32, 24), downsample=4, bin_us=10_00
                        readout=None) -> Path:
     """A random gesture EGRU saved as a model file (thresholds low enough that units fire)."""
     torch.manual_seed(seed)
-    wd, hd = -(-sensor[0] // downsample), -(-sensor[1] // downsample)
+    wd, hd = sensor[0] // downsample, sensor[1] // downsample
     n_in = 2 * wd * hd
     ro = readout or {"source": "trace", "trace_alpha": 0.8, "pool": "mean"}
     m = GestureModel("egru", n_in, list(hidden), len(CLASSES), readout=ro)
@@ -71,19 +71,36 @@ class Collector:
     def of(self, kind: str) -> list[dict]:
         return [p for t, p in self.messages if t.endswith("/" + kind)]
 
+    def _keep(self, m) -> None:
+        try:
+            payload = json.loads(bytes(m.payload))
+        except ValueError:  # plain text on in/text, or deliberately bad input
+            payload = {"raw": bytes(m.payload)}
+        self.messages.append((str(m.topic), payload))
+        self.new.set()
+
     async def run(self) -> None:
         import aiomqtt
+
+        keep = self._keep
+
+        class KeepingQueue(asyncio.Queue):
+            """Keeps each message as paho hands it over (and acknowledges it): aiomqtt discards what is still
+            queued when the connection drops, and that would look like loss the publisher did not cause."""
+
+            def put_nowait(self, item) -> None:
+                keep(item)
+                super().put_nowait(item)
 
         while True:
             try:
                 async with aiomqtt.Client(self.host, self.port, identifier=self.client_id, clean_session=False,
-                                          timeout=2) as c:
+                                          timeout=2, queue_type=KeepingQueue) as c:
                     for t in self.topics:
                         await c.subscribe(t, qos=1)
                     self.subscribed.set()
-                    async for m in c.messages:
-                        self.messages.append((str(m.topic), json.loads(bytes(m.payload))))
-                        self.new.set()
+                    async for _ in c.messages:
+                        pass
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.05)
 

@@ -1,0 +1,179 @@
+"""End-to-end latency: the last event of a bin leaves the replay -> its prediction reaches an MQTT subscriber.
+
+One run, side by side: replay at 100 k and 1 M events/s (speed 1, real time) of uniform random DVS128 events
+through the gesture model (models/gesture-egru if present, else a random EGRU of the same input shape,
+labelled as such) on the default backend (the chip emulator), a mosquitto on loopback, QoS 1; p50/p99 of the
+latency, then the highest of a rate ladder sustained without drops (predictions keep up with event time).
+Target: p99 <= 5 ms at 100 k events/s. `python bench/bench_e2e.py [--seconds S] [--model M]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def stand_in_model(d: Path) -> Path:
+    """A random 2-layer EGRU on DVS128 input (2·32·32 features, 20 ms bins), 11 classes."""
+    import torch
+
+    from s2node import modelfile
+    from s2node.models import GestureModel
+
+    torch.manual_seed(0)
+    ro = {"source": "trace", "trace_alpha": 0.9, "pool": "mean"}
+    m = GestureModel("egru", 2048, [128, 128], 11, readout=ro)
+    cfg = {"task": "gesture", "arch": "egru", "layers": m.rnn.layer_configs(), "readout": ro,
+           "classes": [f"c{i}" for i in range(11)],
+           "input": {"sensor": [128, 128], "downsample": 4, "bin_us": 20_000, "layout": "p,y,x", "scale": 0.25}}
+    return modelfile.save(d / "stand-in", cfg, m.to_tensors()).with_suffix("")
+
+
+def events_file(d: Path, rate: float, seconds: float) -> Path:
+    from sources.events import make_events
+
+    rng = np.random.default_rng(1)
+    n = int(rate * seconds)
+    ev = make_events(np.sort(rng.integers(0, int(seconds * 1e6), n)), rng.integers(0, 128, n),
+                     rng.integers(0, 128, n), rng.integers(0, 2, n))
+    p = d / f"ev-{int(rate)}.npy"
+    np.save(p, ev)
+    return p
+
+
+async def measure(broker, model_path: Path, rec: Path, speed: float = 1.0) -> dict:
+    import aiomqtt
+
+    from stream.binner import make_binner
+    from stream.mqtt_link import MqttLink
+    from stream.node_adapter import load_step_model
+    from stream.pipeline import run_gesture_pipeline
+    from stream.replay import replay
+    from stream.schema import topic
+
+    model = load_step_model(model_path)
+    bin_s = model.config["input"]["bin_us"] / 1e6
+    node = f"bench{int(time.time() * 1000) % 100000}"
+    released: list[tuple[int, float]] = []  # (watermark, wall time the batch left the replay)
+    received: dict[int, float] = {}  # t_event_us -> wall time the subscriber got it
+
+    async def source():
+        async with contextlib.aclosing(replay(rec, speed=speed)) as it:
+            async for b in it:
+                released.append((b.upto_us, b.t_wall))
+                yield b
+
+    async def subscriber(ready: asyncio.Event):
+        async with aiomqtt.Client(broker.host, broker.port, identifier=f"{node}-sub") as c:
+            await c.subscribe(topic(node, "pred/gesture"), qos=1)
+            ready.set()
+            async for m in c.messages:
+                now = time.time()
+                received[json.loads(bytes(m.payload))["t_event_us"]] = now
+
+    link = MqttLink(broker.url, node)
+    ready = asyncio.Event()
+    sub = asyncio.create_task(subscriber(ready))
+    run = asyncio.create_task(link.run())
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        await link.wait_connected(10)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(1) as ex:
+            c = await run_gesture_pipeline(source(), model, make_binner(model.config), link, executor=ex,
+                                           frames=False)
+        wall = time.perf_counter() - t0
+        await link.drained(10)
+        deadline = time.monotonic() + 5
+        while len(received) < c.predictions and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    finally:
+        for t in (sub, run):
+            t.cancel()
+        await asyncio.gather(sub, run, return_exceptions=True)
+    ups = np.array([u for u, _ in released])
+    walls = np.array([w for _, w in released])
+    lat = []
+    for t_end, t_recv in received.items():
+        i = int(np.searchsorted(ups, t_end))  # the batch whose watermark closed the bin held its last event
+        if i < len(ups):
+            lat.append(t_recv - walls[i])
+    lat_ms = np.array(lat) * 1e3
+    duration = (ups[-1] - ups[0]) / 1e6 / speed if len(ups) > 1 else 0.0
+    return {
+        "predictions": c.predictions, "received": len(received), "events": c.events_in,
+        "latency_ms_p50": round(float(np.percentile(lat_ms, 50)), 3) if len(lat) else None,
+        "latency_ms_p99": round(float(np.percentile(lat_ms, 99)), 3) if len(lat) else None,
+        "latency_ms_max": round(float(lat_ms.max()), 3) if len(lat) else None,
+        "release_to_publish_ms_p50": round(float(np.percentile(np.array(c.latency_s) * 1e3, 50)), 3),
+        "release_to_publish_ms_p99": round(float(np.percentile(np.array(c.latency_s) * 1e3, 99)), 3),
+        "node_step_ms_p50": round(float(np.percentile(np.array(model.counters.step_s) * 1e3, 50)), 3),
+        "wall_s": round(wall, 3), "recording_s": round(duration, 3),
+        # kept up: everything arrived and no backlog built (worst latency under 4 bins)
+        "kept_up": bool(len(received) == c.predictions and len(lat) and max(lat) < 4 * bin_s),
+        "backend": type(model).__name__,
+    }
+
+
+async def main_async(args) -> dict:
+    from stream.broker import MosquittoProcess
+
+    out: dict = {"bench": "e2e", "target_p99_ms_at_100k": 5.0}
+    with tempfile.TemporaryDirectory() as d, MosquittoProcess() as broker:
+        d = Path(d)
+        mp = Path(args.model)
+        if not (mp.with_name(mp.name + ".json")).is_file():
+            mp = stand_in_model(d)
+            out["model"] = "random stand-in EGRU 2048-128-128-11 (models/gesture-egru not found)"
+        else:
+            out["model"] = str(mp)
+        for rate in (100_000, 1_000_000):
+            out[f"rate_{rate // 1000}k"] = await measure(broker, mp, events_file(d, rate, args.seconds))
+        sustained = None
+        for rate in (2_000_000, 4_000_000):
+            if not args.ladder:
+                break
+            r = await measure(broker, mp, events_file(d, rate, args.seconds))
+            out[f"rate_{rate // 1000}k"] = r
+            if not r["kept_up"]:
+                break
+        for rate in (100_000, 1_000_000, 2_000_000, 4_000_000):
+            r = out.get(f"rate_{rate // 1000}k")
+            if r and r["kept_up"]:
+                sustained = rate
+        out["highest_rate_sustained_ev_per_s"] = sustained
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=4.0, help="recording length per rate (default 4)")
+    ap.add_argument("--model", default=str(ROOT / "models" / "gesture-egru"))
+    ap.add_argument("--no-ladder", dest="ladder", action="store_false", help="skip the 2 M and 4 M ev/s runs")
+    args = ap.parse_args()
+    import aiomqtt
+    import torch
+
+    out = asyncio.run(main_async(args))
+    out.update({"load_avg_1min": round(os.getloadavg()[0], 2),
+                "cpu_count": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+                "torch": torch.__version__, "aiomqtt": aiomqtt.__version__})
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
