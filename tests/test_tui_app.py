@@ -196,3 +196,28 @@ def test_cli_rejects_a_bad_broker_url(capsys):
     assert main(["tui", "--broker", "http://somewhere"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("s2 tui: error:") and "bad broker URL" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("coalesce", [True, False])
+async def test_updates_are_coalesced(mosquitto, coalesce):
+    """A burst of 300 predictions reaches the gesture pane as a few refreshes, not one per message (unless asked)."""
+    app = S2App(mosquitto.url, NODE, coalesce=coalesce)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot)
+        pane = app.query_one(GesturePane)
+        updates = []
+
+        def watch(p) -> None:
+            updates.append(p)
+
+        pane.watch_prediction = watch  # Textual looks watchers up on the instance
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await publish(mosquitto.url, NODE, *(samples.gesture(i) for i in range(300)))
+        await wait_for(pilot, lambda: pane.prediction is not None and pane.prediction.step == 299)
+        elapsed = loop.time() - t0
+        assert app.state.received == 300
+        if coalesce:
+            assert len(updates) <= elapsed * 15 + 3 and len(updates) < 100
+        else:
+            assert len(updates) == 300

@@ -141,3 +141,14 @@ def test_endpoint_parsing():
     assert Endpoint.parse("mqtts://u:p@h").port == 8883 and str(Endpoint.parse("h")) == "mqtt://h:1883"
     with pytest.raises(ValueError):
         Endpoint.parse("http://h")
+
+
+def test_gesture_history_keeps_first_step_and_peak_confidence():
+    """A run of one label is one history entry with the step it began and the highest confidence it reached."""
+    s = FeedState("n0")
+    for i in range(0, 80):
+        s.apply(samples.gesture(i))
+    (s0, l0, c0), (s1, l1, c1) = s.history
+    assert (s0, l0, s1, l1) == (0, "hand_clap", 40, "right_hand_wave")
+    assert c0 == max(max(samples.gesture(i).probs) for i in range(40))
+    assert c1 == max(max(samples.gesture(i).probs) for i in range(40, 80))

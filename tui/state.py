@@ -34,6 +34,7 @@ class FeedState:
     stats: NodeStats | None = None
     frame: EventFrame | None = None
     status: Status | None = None
+    # gesture changes: (first step, label, peak confidence)
     history: deque[tuple[int, str, float]] = field(default_factory=lambda: deque(maxlen=HISTORY))
     rates: deque[float] = field(default_factory=lambda: deque(maxlen=RATE_POINTS))
     nodes: dict[str, str] = field(default_factory=dict)  # node -> "online" | "offline"
@@ -59,8 +60,11 @@ class FeedState:
             return  # status is retained and re-sent on reconnect: its seq says nothing about loss
         self.seqs.see(p.KIND, p.seq)
         if isinstance(p, GesturePrediction):
+            conf = max(p.probs, default=0.0)
             if not self.history or self.history[-1][1] != p.label:
-                self.history.append((p.step, p.label, max(p.probs, default=0.0)))
+                self.history.append((p.step, p.label, conf))
+            elif conf > self.history[-1][2]:  # a change is listed with its peak confidence so far
+                self.history[-1] = (self.history[-1][0], p.label, conf)
             self.gesture = p
         elif isinstance(p, TextPrediction):
             self.text = p
