@@ -221,3 +221,13 @@ async def test_updates_are_coalesced(mosquitto, coalesce):
             assert len(updates) <= elapsed * 15 + 3 and len(updates) < 100
         else:
             assert len(updates) == 300
+
+
+async def test_works_with_the_amqtt_fallback_broker(amqtt_broker):
+    """Against the in-process amqtt broker (MQTT 3.1.1) the app connects and shows what is published."""
+    app = S2App(amqtt_broker.url, NODE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot)
+        await publish(amqtt_broker.url, NODE, samples.gesture(7))
+        await wait_for(pilot, lambda: app.query_one(GesturePane).prediction is not None)
+        assert app.query_one(GesturePane).prediction.step == 7

@@ -21,6 +21,7 @@ from tui.payloads import (
     parse_message,
     si,
     sparkline,
+    text_chunks,
     text_in,
 )
 from tui.state import HISTORY, RATE_POINTS, FeedState
@@ -152,3 +153,12 @@ def test_gesture_history_keeps_first_step_and_peak_confidence():
     assert (s0, l0, s1, l1) == (0, "hand_clap", 40, "right_hand_wave")
     assert c0 == max(max(samples.gesture(i).probs) for i in range(40))
     assert c1 == max(max(samples.gesture(i).probs) for i in range(40, 80))
+
+
+def test_long_pastes_are_split_within_the_text_limit():
+    """Pieces of a long paste each fit one in/text message, keep every character and never split one."""
+    text = "aé€😀" * 1500
+    pieces = text_chunks(text, 4096)
+    assert "".join(pieces) == text and len(pieces) > 1
+    assert all(len(p.encode()) <= 4096 for p in pieces)
+    assert all(decode("in/text", text_in(0, p)).text == p for p in pieces)

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 
 from tui.feed import Feed, MqttLink
-from tui.payloads import control_in, text_in
+from tui.payloads import control_in, text_chunks, text_in
 from tui.screens import ChoiceScreen, HelpScreen
 from tui.state import FeedState
 from tui.widgets import EventsPane, GesturePane, NodePane, StatusLine, TextPane
@@ -114,8 +114,10 @@ class S2App(App[None]):
 
     # -- the user's side: typed text and playback control go out on in/ topics ----------------------------
     def on_text_pane_typed(self, m: TextPane.Typed) -> None:
-        if not self.link.publish(self.state.node, "in/text", text_in(next(self._seq), m.text)):
-            self.notify("not connected: typed text not sent", severity="warning", timeout=2)
+        for piece in text_chunks(m.text):  # a long paste becomes several messages within the schema's limit
+            if not self.link.publish(self.state.node, "in/text", text_in(next(self._seq), piece)):
+                self.notify("not connected: typed text not sent", severity="warning", timeout=2)
+                return
 
     def _control(self, cmd: str, value: object = None) -> None:
         if not self.link.publish(self.state.node, "in/control", control_in(next(self._seq), cmd, value)):

@@ -6,6 +6,7 @@ how a frame is downsampled) is testable as a plain function.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -96,6 +97,25 @@ def _check_shown(p: Payload) -> None:
         lists_ok = all(isinstance(x, list) and all(isinstance(v, str) for v in x) for x in (p.models, p.recordings))
         if not (isinstance(p.state, str) and isinstance(p.node, str) and lists_ok):
             raise PayloadError("status: state and node must be strings, models and recordings lists of strings")
+
+
+def text_chunks(text: str, max_bytes: int = schema.MAX_TEXT_BYTES) -> list[str]:
+    """Split a paste into pieces that fit one in/text message (never splitting a character).
+
+    Counted as the larger of the UTF-8 and the JSON-escaped size: the wire carries ASCII-escaped JSON, where
+    one emoji is 12 bytes, and the receiver checks both.
+    """
+    out, cur, size = [], [], 0
+    for ch in text:
+        n = max(len(ch.encode()), len(json.dumps(ch)) - 2)
+        if size + n > max_bytes:
+            out.append("".join(cur))
+            cur, size = [], 0
+        cur.append(ch)
+        size += n
+    if cur:
+        out.append("".join(cur))
+    return out
 
 
 def text_in(seq: int, text: str) -> bytes:
