@@ -87,12 +87,16 @@ class S2App(App[None]):
         self.status_line.detail, self.status_line.reason = f"in {m.retry_in_s:.1f} s", m.reason
 
     def _absorb(self, m: Feed.PredictionReceived | Feed.StatsReceived | Feed.FrameReceived) -> None:
+        if m.node != self.state.node:  # queued before a node switch
+            return
         self.state.apply(m.payload)
         if not self.coalesce:
             self.refresh_panes()
 
     on_feed_prediction_received = on_feed_stats_received = on_feed_frame_received = _absorb
-    on_feed_status_received = _absorb
+
+    def on_feed_status_received(self, m: Feed.StatusReceived) -> None:
+        self.state.apply(m.payload)
 
     def on_feed_malformed(self, m: Feed.Malformed) -> None:
         self.state.count_malformed()
