@@ -47,6 +47,8 @@ def test_parse_message_accepts_own_node_and_any_status():
         ("stats", {"latency_p99_s": -1}),
         ("frame", {"on": [0.5] * 1024}),
         ("frame", {"event_rate_hz": None}),
+        ("frame", {"on": [1] * 1023 + [float("nan")]}),
+        ("stats", {"pe_activity": [0.5, float("inf")]}),
         ("pred/gesture", {"classes": [1, 2]}),
         ("pred/gesture", {"step": "x"}),
         ("status", {"recordings": "one"}),

@@ -69,9 +69,10 @@ def parse_message(topic: str, raw: bytes, node: str) -> Payload | None:
 
 
 def _numbers(values: Any, what: str, kind: str, integer: bool = False) -> None:
-    ok = int if integer else (int, float)
-    if not isinstance(values, list) or not all(
-        isinstance(v, ok) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in values
+    # type() rather than isinstance(): bool is an int subclass, and frames carry thousands of values
+    ok = {int} if integer else {int, float}
+    if not isinstance(values, list) or not all(type(v) in ok for v in values) or (
+        values and not (min(values) >= 0 and math.isfinite(sum(values)))  # the sum is nan/inf if any value is
     ):
         raise PayloadError(f"{kind}: {what} must be a list of non-negative {'integers' if integer else 'numbers'}")
 
