@@ -231,3 +231,17 @@ async def test_works_with_the_amqtt_fallback_broker(amqtt_broker):
         await publish(amqtt_broker.url, NODE, samples.gesture(7))
         await wait_for(pilot, lambda: app.query_one(GesturePane).prediction is not None)
         assert app.query_one(GesturePane).prediction.step == 7
+
+
+async def test_starts_before_the_broker_and_connects_when_it_appears(mosquitto_private):
+    """Started with no broker listening, the app shows it is retrying, then connects once the broker is up."""
+    broker = mosquitto_private
+    broker.stop()  # the port stays reserved for this broker; nothing listens on it now
+    app = S2App(broker.url, NODE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.status_line.state == "disconnected")
+        broker.start()
+        await wait_for(pilot, lambda: app.status_line.state == "connected", timeout_s=15)
+        assert app.status_line.reconnects == 0
+        await publish(broker.url, NODE, samples.gesture(3))
+        await wait_for(pilot, lambda: app.query_one(GesturePane).prediction is not None)

@@ -49,6 +49,7 @@ class S2App(App[None]):
         self.paused, self.speed, self.recording = False, "1", ""
         self._seq = itertools.count()
         self._shown = -1
+        self._was_connected = False  # a first connection after failed attempts is not a reconnect
 
     def compose(self) -> ComposeResult:
         yield StatusLine()
@@ -78,9 +79,9 @@ class S2App(App[None]):
     # -- messages up: the MQTT worker reports; the state absorbs -----------------------------------------
     def on_feed_connected(self, m: Feed.Connected) -> None:
         line = self.status_line
-        if line.state == "disconnected":
+        if line.state == "disconnected" and self._was_connected:
             line.reconnects += 1
-        line.state, line.detail = "connected", ""
+        line.state, line.detail, self._was_connected = "connected", "", True
 
     def on_feed_disconnected(self, m: Feed.Disconnected) -> None:
         self.status_line.state = "disconnected"
