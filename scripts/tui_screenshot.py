@@ -17,7 +17,7 @@ from tui import samples
 from tui.app import S2App
 
 
-async def shoot(out: Path, size: tuple[int, int], node: str = "n0") -> None:
+async def shoot(out: Path, size: tuple[int, int], node: str = "local") -> None:
     async with embedded_broker() as url:
         app = S2App(url, node)
         async with app.run_test(size=size) as pilot:

@@ -157,8 +157,9 @@ async def test_controls_are_published_on_in_control(mosquitto):
         await pilot.press("ctrl+r")
         await pilot.press("down", "enter")  # the second announced recording
         await wait_for(pilot, lambda: len(got) == 4)
-        assert [(m["cmd"], m.get("value")) for m in got] == [
-            ("pause", None), ("resume", None), ("speed", 2.0), ("recording", "davis346-traffic")]
+        assert [(m["cmd"], m.get("speed"), m.get("recording")) for m in got] == [
+            ("pause", None, None), ("resume", None, None), ("speed", 2.0, None),
+            ("recording", None, "davis346-traffic")]
         assert all(m["v"] == 1 and isinstance(m["seq"], int) and isinstance(m["t_wall"], float) for m in got)
         assert "▶ 2x davis346-traffic" in screen_text(app)
 
@@ -245,3 +246,21 @@ async def test_starts_before_the_broker_and_connects_when_it_appears(mosquitto_p
         assert app.status_line.reconnects == 0
         await publish(broker.url, NODE, samples.gesture(3))
         await wait_for(pilot, lambda: app.query_one(GesturePane).prediction is not None)
+
+
+async def test_new_text_resets_the_model_and_clears_the_pane(mosquitto):
+    """ctrl+l empties the input and the answer and sends a reset on in/control."""
+    app = S2App(mosquitto.url, NODE)
+    async with recorder(mosquitto.url, NODE, "in/control") as got, app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot)
+        await pilot.press(*"abc")
+        await publish(mosquitto.url, NODE, samples.text(0, "abc"))
+        await wait_for(pilot, lambda: app.query_one(TextPane).prediction is not None)
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: len(got) == 1)
+        assert got[0]["cmd"] == "reset"
+        await publish(mosquitto.url, NODE, samples.gesture(1))  # any later message must not bring the answer back
+        await wait_for(pilot, lambda: app.query_one(GesturePane).prediction is not None)
+        await pilot.pause(0.2)
+        assert app.query_one(TextPane).prediction is None
+        assert app.query_one("TextPane Input").value == ""

@@ -74,11 +74,13 @@ def test_clean_and_literal_neutralise_network_text():
 
 
 def test_outgoing_messages_follow_the_schema():
-    """in/text decodes as TextIn; in/control has exactly v, seq, t_wall, cmd, value; unknown commands refused."""
+    """in/text decodes as TextIn; in/control carries cmd with speed or recording; unknown commands refused."""
     assert decode("in/text", text_in(4, "é")).text == "é"
-    d = json.loads(control_in(7, "speed", 2.0))
-    assert set(d) == {"v", "seq", "t_wall", "cmd", "value"}
-    assert (d["v"], d["seq"], d["cmd"], d["value"]) == (1, 7, "speed", 2.0)
+    d = json.loads(control_in(7, "speed", 2))
+    assert {"v", "seq", "t_wall", "cmd", "speed"} <= set(d)
+    assert (d["v"], d["seq"], d["cmd"], d["speed"]) == (1, 7, "speed", 2.0)
+    assert json.loads(control_in(8, "recording", "a.aedat4"))["recording"] == "a.aedat4"
+    assert json.loads(control_in(9, "reset"))["cmd"] == "reset"
     with pytest.raises(ValueError):
         control_in(0, "explode")
 

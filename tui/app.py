@@ -17,6 +17,7 @@ from tui.state import FeedState
 from tui.widgets import EventsPane, GesturePane, NodePane, StatusLine, TextPane
 
 SPEEDS = ["0.25", "0.5", "1", "2", "4", "8"]
+DEFAULT_NODE = "local"  # the pipeline's default node id
 REFRESH_HZ = 15.0  # the panes show the latest state at this rate, however fast messages arrive
 
 
@@ -25,10 +26,11 @@ class S2App(App[None]):
     TITLE = "s2egru"
     ENABLE_COMMAND_PALETTE = False  # ctrl+p is pause here
     BINDINGS = [
-        Binding("ctrl+p", "toggle_pause", "pause/resume", priority=True),
+        Binding("ctrl+p", "toggle_pause", "pause", priority=True),
         Binding("ctrl+r", "choose_recording", "recording", priority=True),
         Binding("ctrl+s", "choose_speed", "speed", priority=True),
         Binding("ctrl+n", "choose_node", "node", priority=True),
+        Binding("ctrl+l", "reset_text", "new text", priority=True),
         Binding("f1", "help", "help", key_display="f1/?"),
         Binding("ctrl+q", "quit", "quit", priority=True),
         # the same without ctrl, for when the text input does not have the focus (esc leaves it)
@@ -41,7 +43,7 @@ class S2App(App[None]):
         Binding("escape", "leave_input", show=False),
     ]
 
-    def __init__(self, broker_url: str, node_id: str = "n0", *, coalesce: bool = True) -> None:
+    def __init__(self, broker_url: str, node_id: str = DEFAULT_NODE, *, coalesce: bool = True) -> None:
         super().__init__()
         self.state = FeedState(node_id)
         self.link = MqttLink(broker_url, self.post_message)
@@ -169,6 +171,11 @@ class S2App(App[None]):
 
         self.push_screen(ChoiceScreen("node", nodes, self.state.node), chosen)
 
+    def action_reset_text(self) -> None:
+        self.state.text = None  # or the next refresh would put the old answer back
+        self.query_one(TextPane).clear()
+        self._control("reset")
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
@@ -176,6 +183,6 @@ class S2App(App[None]):
         self.set_focus(None)
 
 
-def run_app(broker_url: str, node_id: str = "n0") -> None:
+def run_app(broker_url: str, node_id: str = DEFAULT_NODE) -> None:
     """Run the UI in this terminal until the user quits."""
     S2App(broker_url, node_id).run()

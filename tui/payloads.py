@@ -20,19 +20,20 @@ from stream.schema import Payload, PayloadError
 
 # Kinds the UI listens to on its node, and the one it also watches on every node (to discover nodes).
 SUBSCRIBED_KINDS = ("pred/gesture", "pred/text", "stats", "frame", "status")
-CONTROL_CMDS = ("pause", "resume", "speed", "recording")
+CONTROL_CMDS = ("pause", "resume", "speed", "recording", "reset")
 SPARK_CHARS = " ▁▂▃▄▅▆▇█"
 _CONTROL_CHARS = {c: "\ufffd" for c in (*range(0, 9), *range(11, 32), 127, *range(0x80, 0xA0))}
 
 
 @dataclass
 class _LocalControlIn(Payload):
-    """in/control as agreed with the pipeline: {"v":1,"seq","t_wall","cmd","value"} (used until schema has it)."""
+    """in/control as the pipeline defines it: {"v","seq","t_wall","cmd","speed"?,"recording"?} (until schema has it)."""
 
     KIND: ClassVar[str] = "in/control"
     REQUIRED: ClassVar[tuple[str, ...]] = ("cmd",)
     cmd: str = ""
-    value: Any = None
+    speed: float | None = None  # for "speed": replay speed factor
+    recording: str | None = None  # for "recording": a name from Status.recordings
 
 
 # Prefer the pipeline's own ControlIn once it lands in stream/schema.py; the wire shape is the same.
@@ -124,11 +125,12 @@ def text_in(seq: int, text: str) -> bytes:
     return schema.TextIn(seq=seq, t_wall=time.time(), text=text).to_json()
 
 
-def control_in(seq: int, cmd: str, value: Any = None) -> bytes:
-    """An in/control message (pause, resume, speed, recording)."""
+def control_in(seq: int, cmd: str, value: float | str | None = None) -> bytes:
+    """An in/control message: pause, resume, reset (the language model's context), speed X, recording NAME."""
     if cmd not in CONTROL_CMDS:
         raise ValueError(f"unknown control command {cmd!r}")
-    return ControlIn(seq=seq, t_wall=time.time(), cmd=cmd, value=value).to_json()  # type: ignore[call-arg]
+    extra = {"speed": float(value)} if cmd == "speed" else {"recording": str(value)} if cmd == "recording" else {}
+    return ControlIn(seq=seq, t_wall=time.time(), cmd=cmd, **extra).to_json()  # type: ignore[call-arg]
 
 
 class SeqTracker:
