@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from tui_helpers import connected, wait_for
 
 from tui.app import S2App
-from tui.widgets import TextPane
+from tui.widgets import GesturePane, TextPane
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_demo_pipeline_feeds_the_ui():
     """The local pipeline announces itself to the UI and answers typed text with the language model."""
-    pytest.importorskip("stream.local", reason="the local pipeline lands with the stream branch")
+    pytest.importorskip("stream.local", reason="the local pipeline lands with the stream branch", exc_type=ImportError)
     from stream.tui_cli import local_demo
 
-    async with local_demo() as (url, pipeline):
+    demo = ROOT / "models" / "demo-gestures.npy"  # the gestures branch's demo recording, where present
+    recordings = [str(demo)] if demo.is_file() else None
+    async with local_demo(recordings=recordings) as (url, pipeline):
         app = S2App(url)
         async with app.run_test(size=(100, 30)) as pilot:
             await connected(pilot)
-            # the node announces itself (retained status); with no recording given only the text half runs
+            # the node announces itself (retained status); without a recording only the text half runs
             await wait_for(pilot, lambda: app.state.status is not None, timeout_s=90)
+            if recordings:
+                await wait_for(pilot, lambda: app.query_one(GesturePane).prediction is not None, timeout_s=90)
             await pilot.press(*"the ")
             await wait_for(pilot, lambda: app.query_one(TextPane).prediction is not None, timeout_s=60)
             assert not pipeline.done()

@@ -61,8 +61,11 @@ class NodePane(Widget):
             out.append("\n")
         used, total = s.sram_bytes_used, s.sram_bytes_total
         frac = used / total if total else 0.0
-        out.append("SRAM ", style="dim").append(f"{frac:.0%}", style="bold")
-        out.append(f" of {si(total, 'B')}  ")
+        out.append("SRAM ", style="dim")
+        if total:
+            out.append(f"{frac:.0%}", style="bold").append(f" of {si(total, 'B')}  ")
+        else:
+            out.append("n/a  ", style="dim")  # the node did not report its placement
         out.append("synops ", style="dim").append(si(s.synops_per_s, "/s"), style="bold").append("\n")
         out.append("sparsity ", style="dim").append(f"{s.activity_sparsity:.1%}", style="bold")
         out.append("  E/inf ", style="dim").append(si(s.energy_per_inference_j, "J"), style="bold").append("\n")
