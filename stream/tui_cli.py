@@ -7,6 +7,7 @@ import argparse
 import contextlib
 
 DEFAULT_NODE = "local"  # the pipeline's default node id
+DEFAULT_RECORDING = "models/demo-gestures.npy"  # the shipped demo recording (gestures branch), used if present
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--broker", metavar="URL", help="an MQTT broker already running (mqtt://host:port)")
     p.add_argument("--node", metavar="ID", default=DEFAULT_NODE, help=f"node id to show (default {DEFAULT_NODE})")
     p.add_argument("--recording", metavar="FILE", action="append",
-                   help="without --broker: event file(s) the local pipeline replays (repeatable; ctrl+r switches)")
+                   help="without --broker: event file(s) the local pipeline replays (repeatable; ctrl+r switches; "
+                   f"default {DEFAULT_RECORDING} when it exists)")
     p.add_argument("--speed", type=float, default=1.0, help="without --broker: replay speed factor (default 1)")
     p.set_defaults(func=_tui)
 
@@ -42,6 +44,10 @@ def _tui(args: argparse.Namespace) -> int:
 def _demo(node: str, recordings: list[str] | None = None, speed: float = 1.0) -> int:
     """Embedded broker + local pipeline + the app, all in this process; everything stops when the UI quits."""
     import asyncio
+    from pathlib import Path
+
+    if not recordings and Path(DEFAULT_RECORDING).is_file():
+        recordings = [DEFAULT_RECORDING]
 
     from stream.errors import PipelineError
     from tui.app import S2App
