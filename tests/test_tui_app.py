@@ -264,3 +264,13 @@ async def test_new_text_resets_the_model_and_clears_the_pane(mosquitto):
         await pilot.pause(0.2)
         assert app.query_one(TextPane).prediction is None
         assert app.query_one("TextPane Input").value == ""
+
+
+async def test_typing_o_goes_to_the_input_not_to_a_binding(mosquitto):
+    """Plain-letter bindings do not steal keys from the text input (only ctrl bindings are global)."""
+    app = S2App(mosquitto.url, NODE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot)
+        await pilot.press(*"pronto?")
+        assert app.query_one("TextPane Input").value == "pronto?"
+        assert not isinstance(app.screen, HelpScreen | ChoiceScreen)

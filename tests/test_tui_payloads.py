@@ -166,3 +166,17 @@ def test_long_pastes_are_split_within_the_text_limit():
     assert "".join(pieces) == text and len(pieces) > 1
     assert all(len(p.encode()) <= 4096 for p in pieces)
     assert all(decode("in/text", text_in(0, p)).text == p for p in pieces)
+
+
+def test_stats_of_two_models_are_kept_apart():
+    """A node serving two models: the pane keeps showing the first until the user asks for the next."""
+    s = FeedState("n0")
+    a, b = samples.stats(1, seq=0), samples.stats(2, seq=1)
+    b.model = "shakespeare-egru"
+    s.apply(a)
+    s.apply(b)
+    assert s.stats is a and s.model_position == (1, 2)
+    s.next_model()
+    assert s.stats is b and s.model_position == (2, 2)
+    s.next_model()
+    assert s.stats is a

@@ -40,6 +40,8 @@ class S2App(App[None]):
         Binding("n", "choose_node", show=False),
         Binding("question_mark", "help", show=False),
         Binding("q", "quit", show=False),
+        Binding("ctrl+o", "next_model", show=False, priority=True),
+        Binding("o", "next_model", show=False),
         Binding("escape", "leave_input", show=False),
     ]
 
@@ -114,7 +116,7 @@ class S2App(App[None]):
         gesture.prediction, gesture.history = s.gesture, tuple(s.history)
         events.frame, events.rates = s.frame, tuple(s.rates)
         text.prediction = s.text
-        node.stats = s.stats
+        node.stats, node.position = s.stats, s.model_position
         line = self.status_line
         line.node, line.node_state = s.node, s.nodes.get(s.node, "")
         line.dropped, line.malformed = s.dropped, s.malformed
@@ -170,6 +172,9 @@ class S2App(App[None]):
                 self.listen()  # exclusive: the old subscription's worker is cancelled
 
         self.push_screen(ChoiceScreen("node", nodes, self.state.node), chosen)
+
+    def action_next_model(self) -> None:
+        self.state.next_model()
 
     def action_reset_text(self) -> None:
         self.state.text = None  # or the next refresh would put the old answer back

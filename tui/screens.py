@@ -21,6 +21,7 @@ Enter sends a newline. Esc leaves the input so plain keys work.
  ctrl+s  s      choose the replay speed
  ctrl+n  n      switch node (nodes seen on the broker)
  ctrl+l         new text: clear the input, reset the model
+ ctrl+o  o      node pane: the next model's figures
  f1      ?      this help
  ctrl+q  q      quit
 
