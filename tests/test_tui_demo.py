@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_demo_pipeline_feeds_the_ui():
-    """The local pipeline announces itself to the UI and answers typed text with the language model."""
+    """The local pipeline announces itself, obeys pause/resume, and answers typed text with the language model."""
     pytest.importorskip("stream.local", reason="the local pipeline lands with the stream branch", exc_type=ImportError)
     from stream.tui_cli import local_demo
 
@@ -29,7 +29,17 @@ async def test_demo_pipeline_feeds_the_ui():
             await wait_for(pilot, lambda: app.state.status is not None, timeout_s=90)
             if recordings:
                 await wait_for(pilot, lambda: app.query_one(GesturePane).prediction is not None, timeout_s=90)
+                await pilot.press("ctrl+p")  # pause: the replay stops, so the gesture steps stop
+                await pilot.pause(1.0)
+                paused_at = app.state.gesture.step
+                await pilot.pause(1.5)
+                assert app.state.gesture.step == paused_at
+                await pilot.press("ctrl+p")  # resume
+                await wait_for(pilot, lambda: app.state.gesture.step > paused_at, timeout_s=30)
             await pilot.press(*"the ")
             await wait_for(pilot, lambda: app.query_one(TextPane).prediction is not None, timeout_s=60)
             assert not pipeline.done()
             assert app.state.malformed == 0
+            # the node counts what it could not accept from us (controls, keystrokes): nothing
+            await wait_for(pilot, lambda: app.state.stats is not None, timeout_s=10)
+            assert all(st.malformed_in == 0 for st in app.state.stats_by_model.values())
