@@ -6,8 +6,9 @@
 For each mode the app runs headless (Textual's run_test, 120x36: all the compositing, no terminal writes) and
 we measure: messages received and lost, screen updates per second and the time between them, widget renders,
 CPU seconds per second, event-loop lag (how late a 20 ms sleep wakes: what a key press would wait), and the
-resident memory growth after the first sixth of the run (the first minute of a 10-minute run). Prints one
-JSON object with per-mode figures and per-message/coalesced ratios.
+resident memory growth after the first minute (or the first sixth of a shorter run). A probe with no app
+running first gives this machine's own loop lag (the floor under the per-mode figures). Prints one JSON object
+with per-mode figures and per-message/coalesced ratios.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ async def run_mode(url: str, coalesce: bool, rate_hz: float, seconds: float) -> 
             await asyncio.wait_for(proc.wait(), 10)
             s = app.state
             gaps = [b - a for a, b in itertools.pairwise(frames)]
-            first = [b for t, b in rss if t >= seconds / 6] or [rss[-1][1]]
+            warm_s = min(60.0, seconds / 6)  # growth is counted after the first minute (or sixth of a short run)
+            first = [b for t, b in rss if t >= warm_s] or [rss[-1][1]]
             expected = int(rate_hz * seconds)
             return {
                 "seconds": round(elapsed, 2),
@@ -138,19 +140,35 @@ async def run_mode(url: str, coalesce: bool, rate_hz: float, seconds: float) -> 
                 "cpu_s_per_s": round(cpu / elapsed, 3),
                 "loop_lag_ms_p50": round(statistics.median(lags) * 1e3, 2) if lags else None,
                 "loop_lag_ms_p99": round(_pct(lags, 0.99) * 1e3, 2),
-                "rss_mb_after_first_sixth": round(first[0] / 2**20, 2),
+                "rss_warmup_s": round(warm_s, 1),
+                "rss_mb_after_warmup": round(first[0] / 2**20, 2),
                 "rss_mb_end": round(rss[-1][1] / 2**20, 2),
-                "rss_growth_pct_after_first_sixth": round((rss[-1][1] - first[0]) / first[0] * 100, 2),
+                "rss_growth_pct_after_warmup": round((rss[-1][1] - first[0]) / first[0] * 100, 2),
+                "rss_mb_by_tenth": [round(b / 2**20, 2) for t, b in rss[:: max(1, len(rss) // 10)]],
             }
     finally:
         for cls, f in originals.items():
             cls.render = f  # type: ignore[method-assign]
 
 
+async def loop_lag_floor(seconds: float) -> dict:
+    """The same 20 ms sleep probe with no app running: how late this machine wakes a loop anyway."""
+    loop = asyncio.get_running_loop()
+    lags = []
+    t_end = loop.time() + seconds
+    while loop.time() < t_end:
+        t = loop.time()
+        await asyncio.sleep(0.02)
+        lags.append(loop.time() - t - 0.02)
+    return {"seconds": seconds, "loop_lag_ms_p50": round(statistics.median(lags) * 1e3, 2),
+            "loop_lag_ms_p99": round(_pct(lags, 0.99) * 1e3, 2)}
+
+
 async def main_async(a: argparse.Namespace) -> dict:
     from stream.broker import embedded_broker
 
     results = {}
+    floor = await loop_lag_floor(min(a.seconds, 10.0))
     async with embedded_broker() as url:
         for mode in a.modes:
             results[mode] = await run_mode(url, mode == "coalesced", a.rate, a.seconds)
@@ -162,6 +180,8 @@ async def main_async(a: argparse.Namespace) -> dict:
         "rate_gesture_hz": a.rate,
         "extra_per_s": {"frame": a.rate / FRAME_EVERY, "stats": a.rate / STATS_EVERY, "pred/text": a.rate / TEXT_EVERY},
         "terminal": "120x36 headless",
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "no_app_baseline": floor,
         "modes": results,
     }
     if {"coalesced", "per_message"} <= results.keys():

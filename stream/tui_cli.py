@@ -4,8 +4,10 @@ local pipeline (demo recording into the gesture model, the character LM answerin
 from __future__ import annotations
 
 import argparse
+import contextlib
 
-DEFAULT_NODE = "n0"
+DEFAULT_NODE = "local"  # the pipeline's default node id
+DEFAULT_RECORDING = "models/demo-gestures.npy"  # the shipped demo recording (gestures branch), used if present
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--broker", metavar="URL", help="an MQTT broker already running (mqtt://host:port)")
     p.add_argument("--node", metavar="ID", default=DEFAULT_NODE, help=f"node id to show (default {DEFAULT_NODE})")
+    p.add_argument("--recording", metavar="FILE", action="append",
+                   help="without --broker: event file(s) the local pipeline replays (repeatable; ctrl+r switches; "
+                   f"default {DEFAULT_RECORDING} when it exists)")
+    p.add_argument("--speed", type=float, default=1.0, help="without --broker: replay speed factor (default 1)")
     p.set_defaults(func=_tui)
 
 
@@ -32,37 +38,51 @@ def _tui(args: argparse.Namespace) -> int:
         except ValueError as e:  # a broker URL the UI cannot parse
             raise PipelineError(str(e)) from e
         return 0
-    return _demo(args.node)
+    return _demo(args.node, args.recording, args.speed)
 
 
-def _demo(node: str) -> int:
+def _demo(node: str, recordings: list[str] | None = None, speed: float = 1.0) -> int:
     """Embedded broker + local pipeline + the app, all in this process; everything stops when the UI quits."""
     import asyncio
-    import contextlib
+    from pathlib import Path
+
+    if not recordings and Path(DEFAULT_RECORDING).is_file():
+        recordings = [DEFAULT_RECORDING]
 
     from stream.errors import PipelineError
-
-    try:
-        from stream.pipeline import run_local_pipeline  # lands with the pipeline
-    except ImportError as e:
-        raise PipelineError(f"the local pipeline is not available ({e}); run `s2 tui --broker URL` instead") from e
-    from stream.broker import embedded_broker
     from tui.app import S2App
 
     async def main() -> None:
-        async with embedded_broker() as url:
+        async with local_demo(node, recordings, speed) as (url, pipeline):
             app = S2App(url, node)
-            pipeline = asyncio.create_task(run_local_pipeline(url, node))
             # a pipeline that dies (missing model, bad recording) ends the UI instead of leaving it waiting
             pipeline.add_done_callback(lambda t: t.cancelled() or t.exception() is None or app.exit(return_code=1))
-            try:
-                await app.run_async()
-            finally:
-                pipeline.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pipeline
+            await app.run_async()
             if pipeline.done() and not pipeline.cancelled() and pipeline.exception():
                 raise PipelineError(f"local pipeline failed: {pipeline.exception()}")
 
     asyncio.run(main())
     return 0
+
+
+@contextlib.asynccontextmanager
+async def local_demo(node: str = DEFAULT_NODE, recordings: list[str] | None = None, speed: float = 1.0):
+    """Yield (broker URL, pipeline task): the embedded broker with the local demo pipeline publishing to it."""
+    import asyncio
+
+    from stream.errors import PipelineError
+
+    try:
+        from stream.local import run_local_pipeline  # the stream branch's demo back end
+    except ImportError as e:
+        raise PipelineError(f"the local pipeline is not available ({e}); run `s2 tui --broker URL` instead") from e
+    from stream.broker import embedded_broker
+
+    async with embedded_broker() as url:
+        pipeline = asyncio.create_task(run_local_pipeline(url, node, recording=recordings or None, speed=speed))
+        try:
+            yield url, pipeline
+        finally:
+            pipeline.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # its failure was reported already
+                await pipeline

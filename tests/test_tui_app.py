@@ -157,8 +157,9 @@ async def test_controls_are_published_on_in_control(mosquitto):
         await pilot.press("ctrl+r")
         await pilot.press("down", "enter")  # the second announced recording
         await wait_for(pilot, lambda: len(got) == 4)
-        assert [(m["cmd"], m.get("value")) for m in got] == [
-            ("pause", None), ("resume", None), ("speed", 2.0), ("recording", "davis346-traffic")]
+        assert [(m["cmd"], m.get("speed"), m.get("recording")) for m in got] == [
+            ("pause", None, None), ("resume", None, None), ("speed", 2.0, None),
+            ("recording", None, "davis346-traffic")]
         assert all(m["v"] == 1 and isinstance(m["seq"], int) and isinstance(m["t_wall"], float) for m in got)
         assert "▶ 2x davis346-traffic" in screen_text(app)
 
@@ -196,3 +197,80 @@ def test_cli_rejects_a_bad_broker_url(capsys):
     assert main(["tui", "--broker", "http://somewhere"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("s2 tui: error:") and "bad broker URL" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("coalesce", [True, False])
+async def test_updates_are_coalesced(mosquitto, coalesce):
+    """A burst of 300 predictions reaches the gesture pane as a few refreshes, not one per message (unless asked)."""
+    app = S2App(mosquitto.url, NODE, coalesce=coalesce)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot)
+        pane = app.query_one(GesturePane)
+        updates = []
+
+        def watch(p) -> None:
+            updates.append(p)
+
+        pane.watch_prediction = watch  # Textual looks watchers up on the instance
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await publish(mosquitto.url, NODE, *(samples.gesture(i) for i in range(300)))
+        await wait_for(pilot, lambda: pane.prediction is not None and pane.prediction.step == 299)
+        elapsed = loop.time() - t0
+        assert app.state.received == 300
+        if coalesce:
+            assert len(updates) <= elapsed * 15 + 3 and len(updates) < 100
+        else:
+            assert len(updates) == 300
+
+
+async def test_works_with_the_amqtt_fallback_broker(amqtt_broker):
+    """Against the in-process amqtt broker (MQTT 3.1.1) the app connects and shows what is published."""
+    app = S2App(amqtt_broker.url, NODE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot)
+        await publish(amqtt_broker.url, NODE, samples.gesture(7))
+        await wait_for(pilot, lambda: app.query_one(GesturePane).prediction is not None)
+        assert app.query_one(GesturePane).prediction.step == 7
+
+
+async def test_starts_before_the_broker_and_connects_when_it_appears(mosquitto_private):
+    """Started with no broker listening, the app shows it is retrying, then connects once the broker is up."""
+    broker = mosquitto_private
+    broker.stop()  # the port stays reserved for this broker; nothing listens on it now
+    app = S2App(broker.url, NODE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.status_line.state == "disconnected")
+        broker.start()
+        await wait_for(pilot, lambda: app.status_line.state == "connected", timeout_s=15)
+        assert app.status_line.reconnects == 0
+        await publish(broker.url, NODE, samples.gesture(3))
+        await wait_for(pilot, lambda: app.query_one(GesturePane).prediction is not None)
+
+
+async def test_new_text_resets_the_model_and_clears_the_pane(mosquitto):
+    """ctrl+l empties the input and the answer and sends a reset on in/control."""
+    app = S2App(mosquitto.url, NODE)
+    async with recorder(mosquitto.url, NODE, "in/control") as got, app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot)
+        await pilot.press(*"abc")
+        await publish(mosquitto.url, NODE, samples.text(0, "abc"))
+        await wait_for(pilot, lambda: app.query_one(TextPane).prediction is not None)
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: len(got) == 1)
+        assert got[0]["cmd"] == "reset"
+        await publish(mosquitto.url, NODE, samples.gesture(1))  # any later message must not bring the answer back
+        await wait_for(pilot, lambda: app.query_one(GesturePane).prediction is not None)
+        await pilot.pause(0.2)
+        assert app.query_one(TextPane).prediction is None
+        assert app.query_one("TextPane Input").value == ""
+
+
+async def test_typing_o_goes_to_the_input_not_to_a_binding(mosquitto):
+    """Plain-letter bindings do not steal keys from the text input (only ctrl bindings are global)."""
+    app = S2App(mosquitto.url, NODE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot)
+        await pilot.press(*"pronto?")
+        assert app.query_one("TextPane Input").value == "pronto?"
+        assert not isinstance(app.screen, HelpScreen | ChoiceScreen)

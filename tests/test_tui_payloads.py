@@ -21,6 +21,7 @@ from tui.payloads import (
     parse_message,
     si,
     sparkline,
+    text_chunks,
     text_in,
 )
 from tui.state import HISTORY, RATE_POINTS, FeedState
@@ -46,6 +47,8 @@ def test_parse_message_accepts_own_node_and_any_status():
         ("stats", {"latency_p99_s": -1}),
         ("frame", {"on": [0.5] * 1024}),
         ("frame", {"event_rate_hz": None}),
+        ("frame", {"on": [1] * 1023 + [float("nan")]}),
+        ("stats", {"pe_activity": [0.5, float("inf")]}),
         ("pred/gesture", {"classes": [1, 2]}),
         ("pred/gesture", {"step": "x"}),
         ("status", {"recordings": "one"}),
@@ -71,11 +74,13 @@ def test_clean_and_literal_neutralise_network_text():
 
 
 def test_outgoing_messages_follow_the_schema():
-    """in/text decodes as TextIn; in/control has exactly v, seq, t_wall, cmd, value; unknown commands refused."""
+    """in/text decodes as TextIn; in/control carries cmd with speed or recording; unknown commands refused."""
     assert decode("in/text", text_in(4, "é")).text == "é"
-    d = json.loads(control_in(7, "speed", 2.0))
-    assert set(d) == {"v", "seq", "t_wall", "cmd", "value"}
-    assert (d["v"], d["seq"], d["cmd"], d["value"]) == (1, 7, "speed", 2.0)
+    d = json.loads(control_in(7, "speed", 2))
+    assert {"v", "seq", "t_wall", "cmd", "speed"} <= set(d)
+    assert (d["v"], d["seq"], d["cmd"], d["speed"]) == (1, 7, "speed", 2.0)
+    assert json.loads(control_in(8, "recording", "a.aedat4"))["recording"] == "a.aedat4"
+    assert json.loads(control_in(9, "reset"))["cmd"] == "reset"
     with pytest.raises(ValueError):
         control_in(0, "explode")
 
@@ -141,3 +146,37 @@ def test_endpoint_parsing():
     assert Endpoint.parse("mqtts://u:p@h").port == 8883 and str(Endpoint.parse("h")) == "mqtt://h:1883"
     with pytest.raises(ValueError):
         Endpoint.parse("http://h")
+
+
+def test_gesture_history_keeps_first_step_and_peak_confidence():
+    """A run of one label is one history entry with the step it began and the highest confidence it reached."""
+    s = FeedState("n0")
+    for i in range(0, 80):
+        s.apply(samples.gesture(i))
+    (s0, l0, c0), (s1, l1, c1) = s.history
+    assert (s0, l0, s1, l1) == (0, "hand_clap", 40, "right_hand_wave")
+    assert c0 == max(max(samples.gesture(i).probs) for i in range(40))
+    assert c1 == max(max(samples.gesture(i).probs) for i in range(40, 80))
+
+
+def test_long_pastes_are_split_within_the_text_limit():
+    """Pieces of a long paste each fit one in/text message, keep every character and never split one."""
+    text = "aé€😀" * 1500
+    pieces = text_chunks(text, 4096)
+    assert "".join(pieces) == text and len(pieces) > 1
+    assert all(len(p.encode()) <= 4096 for p in pieces)
+    assert all(decode("in/text", text_in(0, p)).text == p for p in pieces)
+
+
+def test_stats_of_two_models_are_kept_apart():
+    """A node serving two models: the pane keeps showing the first until the user asks for the next."""
+    s = FeedState("n0")
+    a, b = samples.stats(1, seq=0), samples.stats(2, seq=1)
+    b.model = "shakespeare-egru"
+    s.apply(a)
+    s.apply(b)
+    assert s.stats is a and s.model_position == (1, 2)
+    s.next_model()
+    assert s.stats is b and s.model_position == (2, 2)
+    s.next_model()
+    assert s.stats is a

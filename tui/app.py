@@ -11,12 +11,13 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 
 from tui.feed import Feed, MqttLink
-from tui.payloads import control_in, text_in
+from tui.payloads import control_in, text_chunks, text_in
 from tui.screens import ChoiceScreen, HelpScreen
 from tui.state import FeedState
 from tui.widgets import EventsPane, GesturePane, NodePane, StatusLine, TextPane
 
 SPEEDS = ["0.25", "0.5", "1", "2", "4", "8"]
+DEFAULT_NODE = "local"  # the pipeline's default node id
 REFRESH_HZ = 15.0  # the panes show the latest state at this rate, however fast messages arrive
 
 
@@ -25,10 +26,11 @@ class S2App(App[None]):
     TITLE = "s2egru"
     ENABLE_COMMAND_PALETTE = False  # ctrl+p is pause here
     BINDINGS = [
-        Binding("ctrl+p", "toggle_pause", "pause/resume", priority=True),
+        Binding("ctrl+p", "toggle_pause", "pause", priority=True),
         Binding("ctrl+r", "choose_recording", "recording", priority=True),
         Binding("ctrl+s", "choose_speed", "speed", priority=True),
         Binding("ctrl+n", "choose_node", "node", priority=True),
+        Binding("ctrl+l", "reset_text", "new text", priority=True),
         Binding("f1", "help", "help", key_display="f1/?"),
         Binding("ctrl+q", "quit", "quit", priority=True),
         # the same without ctrl, for when the text input does not have the focus (esc leaves it)
@@ -38,10 +40,12 @@ class S2App(App[None]):
         Binding("n", "choose_node", show=False),
         Binding("question_mark", "help", show=False),
         Binding("q", "quit", show=False),
+        Binding("ctrl+o", "next_model", show=False, priority=True),
+        Binding("o", "next_model", show=False),
         Binding("escape", "leave_input", show=False),
     ]
 
-    def __init__(self, broker_url: str, node_id: str = "n0", *, coalesce: bool = True) -> None:
+    def __init__(self, broker_url: str, node_id: str = DEFAULT_NODE, *, coalesce: bool = True) -> None:
         super().__init__()
         self.state = FeedState(node_id)
         self.link = MqttLink(broker_url, self.post_message)
@@ -49,6 +53,7 @@ class S2App(App[None]):
         self.paused, self.speed, self.recording = False, "1", ""
         self._seq = itertools.count()
         self._shown = -1
+        self._was_connected = False  # a first connection after failed attempts is not a reconnect
 
     def compose(self) -> ComposeResult:
         yield StatusLine()
@@ -78,21 +83,25 @@ class S2App(App[None]):
     # -- messages up: the MQTT worker reports; the state absorbs -----------------------------------------
     def on_feed_connected(self, m: Feed.Connected) -> None:
         line = self.status_line
-        if line.state == "disconnected":
+        if line.state == "disconnected" and self._was_connected:
             line.reconnects += 1
-        line.state, line.detail = "connected", ""
+        line.state, line.detail, self._was_connected = "connected", "", True
 
     def on_feed_disconnected(self, m: Feed.Disconnected) -> None:
         self.status_line.state = "disconnected"
         self.status_line.detail, self.status_line.reason = f"in {m.retry_in_s:.1f} s", m.reason
 
     def _absorb(self, m: Feed.PredictionReceived | Feed.StatsReceived | Feed.FrameReceived) -> None:
+        if m.node != self.state.node:  # queued before a node switch
+            return
         self.state.apply(m.payload)
         if not self.coalesce:
             self.refresh_panes()
 
     on_feed_prediction_received = on_feed_stats_received = on_feed_frame_received = _absorb
-    on_feed_status_received = _absorb
+
+    def on_feed_status_received(self, m: Feed.StatusReceived) -> None:
+        self.state.apply(m.payload)
 
     def on_feed_malformed(self, m: Feed.Malformed) -> None:
         self.state.count_malformed()
@@ -107,15 +116,17 @@ class S2App(App[None]):
         gesture.prediction, gesture.history = s.gesture, tuple(s.history)
         events.frame, events.rates = s.frame, tuple(s.rates)
         text.prediction = s.text
-        node.stats = s.stats
+        node.stats, node.position = s.stats, s.model_position
         line = self.status_line
         line.node, line.node_state = s.node, s.nodes.get(s.node, "")
         line.dropped, line.malformed = s.dropped, s.malformed
 
     # -- the user's side: typed text and playback control go out on in/ topics ----------------------------
     def on_text_pane_typed(self, m: TextPane.Typed) -> None:
-        if not self.link.publish(self.state.node, "in/text", text_in(next(self._seq), m.text)):
-            self.notify("not connected: typed text not sent", severity="warning", timeout=2)
+        for piece in text_chunks(m.text):  # a long paste becomes several messages within the schema's limit
+            if not self.link.publish(self.state.node, "in/text", text_in(next(self._seq), piece)):
+                self.notify("not connected: typed text not sent", severity="warning", timeout=2)
+                return
 
     def _control(self, cmd: str, value: object = None) -> None:
         if not self.link.publish(self.state.node, "in/control", control_in(next(self._seq), cmd, value)):
@@ -162,6 +173,14 @@ class S2App(App[None]):
 
         self.push_screen(ChoiceScreen("node", nodes, self.state.node), chosen)
 
+    def action_next_model(self) -> None:
+        self.state.next_model()
+
+    def action_reset_text(self) -> None:
+        self.state.text = None  # or the next refresh would put the old answer back
+        self.query_one(TextPane).clear()
+        self._control("reset")
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
@@ -169,6 +188,6 @@ class S2App(App[None]):
         self.set_focus(None)
 
 
-def run_app(broker_url: str, node_id: str = "n0") -> None:
+def run_app(broker_url: str, node_id: str = DEFAULT_NODE) -> None:
     """Run the UI in this terminal until the user quits."""
     S2App(broker_url, node_id).run()

@@ -38,14 +38,17 @@ class Feed:
     @dataclass
     class PredictionReceived(Message):
         payload: GesturePrediction | TextPrediction
+        node: str  # the node subscribed to when it arrived (stale ones are dropped after a switch)
 
     @dataclass
     class StatsReceived(Message):
         payload: NodeStats
+        node: str  # the node subscribed to when it arrived (stale ones are dropped after a switch)
 
     @dataclass
     class FrameReceived(Message):
         payload: EventFrame
+        node: str  # the node subscribed to when it arrived (stale ones are dropped after a switch)
 
     @dataclass
     class StatusReceived(Message):
@@ -57,13 +60,13 @@ class Feed:
         reason: str
 
 
-def typed_message(p: Payload) -> Message:
+def typed_message(p: Payload, node: str) -> Message:
     if isinstance(p, GesturePrediction | TextPrediction):
-        return Feed.PredictionReceived(p)
+        return Feed.PredictionReceived(p, node)
     if isinstance(p, NodeStats):
-        return Feed.StatsReceived(p)
+        return Feed.StatsReceived(p, node)
     if isinstance(p, EventFrame):
-        return Feed.FrameReceived(p)
+        return Feed.FrameReceived(p, node)
     if isinstance(p, Status):
         return Feed.StatusReceived(p)
     raise TypeError(f"no message for {type(p).__name__}")
@@ -167,7 +170,7 @@ class MqttLink:
                 self._post(Feed.Malformed(t, str(e)))
                 continue
             if p is not None:
-                self._post(typed_message(p))
+                self._post(typed_message(p, node))
         raise aiomqtt.MqttError("message stream ended")
 
     async def _send(self, client: aiomqtt.Client) -> None:

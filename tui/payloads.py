@@ -6,6 +6,7 @@ how a frame is downsampled) is testable as a plain function.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -19,19 +20,20 @@ from stream.schema import Payload, PayloadError
 
 # Kinds the UI listens to on its node, and the one it also watches on every node (to discover nodes).
 SUBSCRIBED_KINDS = ("pred/gesture", "pred/text", "stats", "frame", "status")
-CONTROL_CMDS = ("pause", "resume", "speed", "recording")
+CONTROL_CMDS = ("pause", "resume", "speed", "recording", "reset")
 SPARK_CHARS = " ▁▂▃▄▅▆▇█"
 _CONTROL_CHARS = {c: "\ufffd" for c in (*range(0, 9), *range(11, 32), 127, *range(0x80, 0xA0))}
 
 
 @dataclass
 class _LocalControlIn(Payload):
-    """in/control as agreed with the pipeline: {"v":1,"seq","t_wall","cmd","value"} (used until schema has it)."""
+    """in/control as the pipeline defines it: {"v","seq","t_wall","cmd","speed"?,"recording"?} (until schema has it)."""
 
     KIND: ClassVar[str] = "in/control"
     REQUIRED: ClassVar[tuple[str, ...]] = ("cmd",)
     cmd: str = ""
-    value: Any = None
+    speed: float | None = None  # for "speed": replay speed factor
+    recording: str | None = None  # for "recording": a name from Status.recordings
 
 
 # Prefer the pipeline's own ControlIn once it lands in stream/schema.py; the wire shape is the same.
@@ -68,9 +70,10 @@ def parse_message(topic: str, raw: bytes, node: str) -> Payload | None:
 
 
 def _numbers(values: Any, what: str, kind: str, integer: bool = False) -> None:
-    ok = int if integer else (int, float)
-    if not isinstance(values, list) or not all(
-        isinstance(v, ok) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in values
+    # type() rather than isinstance(): bool is an int subclass, and frames carry thousands of values
+    ok = {int} if integer else {int, float}
+    if not isinstance(values, list) or not all(type(v) in ok for v in values) or (
+        values and not (min(values) >= 0 and math.isfinite(sum(values)))  # the sum is nan/inf if any value is
     ):
         raise PayloadError(f"{kind}: {what} must be a list of non-negative {'integers' if integer else 'numbers'}")
 
@@ -98,16 +101,36 @@ def _check_shown(p: Payload) -> None:
             raise PayloadError("status: state and node must be strings, models and recordings lists of strings")
 
 
+def text_chunks(text: str, max_bytes: int = schema.MAX_TEXT_BYTES) -> list[str]:
+    """Split a paste into pieces that fit one in/text message (never splitting a character).
+
+    Counted as the larger of the UTF-8 and the JSON-escaped size: the wire carries ASCII-escaped JSON, where
+    one emoji is 12 bytes, and the receiver checks both.
+    """
+    out, cur, size = [], [], 0
+    for ch in text:
+        n = max(len(ch.encode()), len(json.dumps(ch)) - 2)
+        if size + n > max_bytes:
+            out.append("".join(cur))
+            cur, size = [], 0
+        cur.append(ch)
+        size += n
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
 def text_in(seq: int, text: str) -> bytes:
     """An in/text message carrying the characters just typed."""
     return schema.TextIn(seq=seq, t_wall=time.time(), text=text).to_json()
 
 
-def control_in(seq: int, cmd: str, value: Any = None) -> bytes:
-    """An in/control message (pause, resume, speed, recording)."""
+def control_in(seq: int, cmd: str, value: float | str | None = None) -> bytes:
+    """An in/control message: pause, resume, reset (the language model's context), speed X, recording NAME."""
     if cmd not in CONTROL_CMDS:
         raise ValueError(f"unknown control command {cmd!r}")
-    return ControlIn(seq=seq, t_wall=time.time(), cmd=cmd, value=value).to_json()  # type: ignore[call-arg]
+    extra = {"speed": float(value)} if cmd == "speed" else {"recording": str(value)} if cmd == "recording" else {}
+    return ControlIn(seq=seq, t_wall=time.time(), cmd=cmd, **extra).to_json()  # type: ignore[call-arg]
 
 
 class SeqTracker:

@@ -20,6 +20,8 @@ Enter sends a newline. Esc leaves the input so plain keys work.
  ctrl+r  r      choose the recording
  ctrl+s  s      choose the replay speed
  ctrl+n  n      switch node (nodes seen on the broker)
+ ctrl+l         new text: clear the input, reset the model
+ ctrl+o  o      node pane: the next model's figures
  f1      ?      this help
  ctrl+q  q      quit
 

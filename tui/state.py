@@ -11,6 +11,7 @@ from tui.payloads import SeqTracker
 HISTORY = 12  # gesture changes kept
 RATE_POINTS = 120  # event-rate samples kept for the sparkline
 NODES_MAX = 64  # nodes remembered from status messages (a noisy broker cannot grow this without bound)
+MODELS_MAX = 8  # models per node whose stats are kept
 
 
 @dataclass
@@ -31,9 +32,11 @@ class FeedState:
     node: str
     gesture: GesturePrediction | None = None
     text: TextPrediction | None = None
-    stats: NodeStats | None = None
+    stats_by_model: dict[str, NodeStats] = field(default_factory=dict)  # a node serving two models sends both
+    model_shown: str | None = None
     frame: EventFrame | None = None
     status: Status | None = None
+    # gesture changes: (first step, label, peak confidence)
     history: deque[tuple[int, str, float]] = field(default_factory=lambda: deque(maxlen=HISTORY))
     rates: deque[float] = field(default_factory=lambda: deque(maxlen=RATE_POINTS))
     nodes: dict[str, str] = field(default_factory=dict)  # node -> "online" | "offline"
@@ -45,6 +48,25 @@ class FeedState:
     @property
     def dropped(self) -> int:
         return self.seqs.dropped
+
+    @property
+    def stats(self) -> NodeStats | None:
+        """The stats of the model the node pane shows."""
+        return self.stats_by_model.get(self.model_shown) if self.model_shown is not None else None
+
+    @property
+    def model_position(self) -> tuple[int, int]:
+        """(1-based index of the model shown, number of models) for the pane's subtitle."""
+        names = list(self.stats_by_model)
+        return (names.index(self.model_shown) + 1 if self.model_shown in names else 0, len(names))
+
+    def next_model(self) -> None:
+        """Show the next model's stats (in the order they first arrived)."""
+        names = list(self.stats_by_model)
+        if names:
+            i = names.index(self.model_shown) if self.model_shown in names else -1
+            self.model_shown = names[(i + 1) % len(names)]
+            self.version += 1
 
     def apply(self, p: Payload) -> None:
         """Fold one checked payload into the state."""
@@ -59,13 +81,19 @@ class FeedState:
             return  # status is retained and re-sent on reconnect: its seq says nothing about loss
         self.seqs.see(p.KIND, p.seq)
         if isinstance(p, GesturePrediction):
+            conf = max(p.probs, default=0.0)
             if not self.history or self.history[-1][1] != p.label:
-                self.history.append((p.step, p.label, max(p.probs, default=0.0)))
+                self.history.append((p.step, p.label, conf))
+            elif conf > self.history[-1][2]:  # a change is listed with its peak confidence so far
+                self.history[-1] = (self.history[-1][0], p.label, conf)
             self.gesture = p
         elif isinstance(p, TextPrediction):
             self.text = p
         elif isinstance(p, NodeStats):
-            self.stats = p
+            if p.model in self.stats_by_model or len(self.stats_by_model) < MODELS_MAX:
+                self.stats_by_model[p.model] = p
+                if self.model_shown is None:
+                    self.model_shown = p.model
         elif isinstance(p, EventFrame):
             self.frame = p
             self.rates.append(p.event_rate_hz)
@@ -77,7 +105,8 @@ class FeedState:
     def switch(self, node: str) -> None:
         """Start afresh on another node (counters of the link stay)."""
         self.node = node
-        self.gesture = self.text = self.stats = self.frame = self.status = None
+        self.gesture = self.text = self.frame = self.status = self.model_shown = None
+        self.stats_by_model.clear()
         self.history.clear()
         self.rates.clear()
         self.seqs.forget()

@@ -38,13 +38,22 @@ class NodePane(Widget):
     """
 
     stats: reactive[NodeStats | None] = reactive(None)
+    position: reactive[tuple[int, int]] = reactive((0, 0))  # (model shown, models): ctrl+o / o cycles
 
     def on_mount(self) -> None:
         self.border_title = "node"
 
     def watch_stats(self, s: NodeStats | None) -> None:
+        self._subtitle()
+
+    def watch_position(self, _pos: tuple[int, int]) -> None:
+        self._subtitle()
+
+    def _subtitle(self) -> None:
+        s, (i, n) = self.stats, self.position
         # the subtitle is markup: the model name comes from the network, so it must not be read as markup
-        self.border_subtitle = f"{literal(s.model, 24)} · step {s.steps}" if s is not None else ""
+        which = f" {i}/{n}" if n > 1 else ""
+        self.border_subtitle = f"{literal(s.model, 24)}{which} · step {s.steps}" if s is not None else ""
 
     def render(self) -> Text:
         s, width = self.stats, self.size.width
@@ -61,8 +70,11 @@ class NodePane(Widget):
             out.append("\n")
         used, total = s.sram_bytes_used, s.sram_bytes_total
         frac = used / total if total else 0.0
-        out.append("SRAM ", style="dim").append(f"{frac:.0%}", style="bold")
-        out.append(f" of {si(total, 'B')}  ")
+        out.append("SRAM ", style="dim")
+        if total:
+            out.append(f"{frac:.0%}", style="bold").append(f" of {si(total, 'B')}  ")
+        else:
+            out.append("n/a  ", style="dim")  # the node did not report its placement
         out.append("synops ", style="dim").append(si(s.synops_per_s, "/s"), style="bold").append("\n")
         out.append("sparsity ", style="dim").append(f"{s.activity_sparsity:.1%}", style="bold")
         out.append("  E/inf ", style="dim").append(si(s.energy_per_inference_j, "J"), style="bold").append("\n")

@@ -61,6 +61,13 @@ class TextPane(Widget):
         self.post_message(self.Typed("\n"))
         event.input.value = ""  # Changed fires with "" and resets _last
 
+    def clear(self) -> None:
+        """Empty the input and the answer (the model's context is reset by the app)."""
+        self.query_one(Input).value = ""
+        self._last = ""
+        self.prediction = None
+        self.query_one("#answer", Static).update(Text("new text: the model starts afresh", style="dim"))
+
     def watch_prediction(self, p: TextPrediction | None) -> None:
         if p is None:
             return
