@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 
-
-def _optional(module: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
+from s2node import node_cli, train_gesture_cli, train_lm_cli
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a language or gesture model", description="Train a model.")
     tsub = t.add_subparsers(dest="task", metavar="TASK", required=True)
-    for mod in ("s2node.train_lm_cli", "s2node.train_gesture_cli"):
-        m = _optional(mod)
-        if m:
-            m.register(tsub)
+    for m in (train_lm_cli, train_gesture_cli):
+        m.register(tsub)
     e = sub.add_parser(
         "eval",
         help="evaluate a model file (PyTorch reference) and print metrics",
@@ -34,9 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--max-steps", type=int, default=None, help="stop after this many steps/samples")
     e.add_argument("--data-dir", help="corpus cache (default $S2_DATA_DIR or ~/.cache/s2egru)")
     e.set_defaults(func=_eval)
-    m = _optional("s2node.node_cli")
-    if m:
-        m.register(sub)
+    node_cli.register(sub)
 
 
 def _eval(args: argparse.Namespace) -> int:

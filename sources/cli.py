@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from sources.files.cli import register_convert
+from sources.gestures_cli import register_gestures
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="fetch corpora and generate datasets", description=__doc__)
@@ -18,18 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--data-dir", help="cache folder (default: $S2_DATA_DIR or ~/.cache/s2egru)")
     f.add_argument("--force", action="store_true", help="extract again even if present")
     f.set_defaults(func=_fetch)
-    try:
-        from sources.gestures_cli import register_gestures
-    except ImportError:  # the gesture generator lands in its own module
-        pass
-    else:
-        register_gestures(dsub)
-    try:
-        from sources.files.cli import register_convert
-    except ImportError:  # event-file conversion lives in sources/files/
-        pass
-    else:
-        register_convert(dsub)
+    register_gestures(dsub)
+    register_convert(dsub)
 
 
 def _fetch(args: argparse.Namespace) -> int:

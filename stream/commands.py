@@ -1,15 +1,12 @@
-"""The stream package's sub-commands: broker (more land with the pipeline: replay, run, subscribe, tui)."""
+"""The stream package's sub-commands: broker, replay, run, subscribe, tui."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from stream import broker_cli, pipeline_cli, tui_cli
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    for mod in ("stream.broker_cli", "stream.pipeline_cli", "stream.tui_cli"):
-        try:
-            m = importlib.import_module(mod)
-        except ImportError:
-            continue
+    for m in (broker_cli, pipeline_cli, tui_cli):
         m.register(sub)
