@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from s2node import modelfile
+from s2node.compiler import prune
 from s2node.errors import S2NodeError
 from s2node.models import EGRUOptions, LanguageModel
 from sources import corpora
@@ -78,6 +79,8 @@ class TrainConfig:
     lr_threshold: float = 1.0  # threshold learning-rate factor (0 freezes thresholds)
     data_dir: str | None = None
     text_files: tuple[str, str] | None = None  # (train, valid) text files instead of a corpus (tests)
+    init_from: str | None = None  # start from this model file's weights (fine-tuning, e.g. with prune)
+    prune: float | None = None  # magnitude-prune the EGRU/RNN matrices to this sparsity, keep them pruned
 
 
 # ---- sizes -----------------------------------------------------------------------------------------
@@ -248,9 +251,25 @@ def model_config(cfg: TrainConfig, level: str, vocab: Vocab, model: LanguageMode
             "corpus": cfg.corpus, "preset": cfg.preset, "preset_values": asdict(preset), "seed": cfg.seed,
             "egru": asdict(cfg.egru), "activity_reg": cfg.activity_reg, "activity_target": cfg.activity_target,
             "activity_per_unit": cfg.activity_per_unit,
-            "lr_threshold": cfg.lr_threshold,
+            "lr_threshold": cfg.lr_threshold, "init_from": cfg.init_from, "prune": cfg.prune,
         },
     }
+
+
+def _load_weights(model: LanguageModel, path: str, vocab: Vocab) -> None:
+    """Copy a model file's weights into `model` (same arch, sizes and vocabulary), for fine-tuning."""
+    config, tensors = modelfile.load(path)
+    if list(config.get("vocab", [])) != list(vocab.tokens):
+        raise S2NodeError(f"{path}: its vocabulary differs from the corpus's; cannot fine-tune from it")
+    if model.to_tensors().keys() != tensors.keys() or any(
+        model.to_tensors()[k].shape != v.shape for k, v in tensors.items()
+    ):
+        raise S2NodeError(f"{path}: its architecture or sizes differ from this run's (--arch/--hidden)")
+    model.rnn.load_tensors(tensors)
+    with torch.no_grad():
+        model.embedding.weight.copy_(torch.from_numpy(tensors["embedding.weight"]))
+        model.decoder.weight.copy_(torch.from_numpy(tensors["decoder.weight"]))
+        model.decoder.bias.copy_(torch.from_numpy(tensors["decoder.bias"]))
 
 
 # ---- the loop --------------------------------------------------------------------------------------
@@ -271,6 +290,12 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, ckpt_dir: 
     np.random.seed(cfg.seed)
     level, vocab, train_ids, valid_ids = load_corpus(cfg)
     model, hidden = build_model(cfg, preset, len(vocab))
+    if cfg.init_from:
+        _load_weights(model, cfg.init_from, vocab)
+    masks = None
+    if cfg.prune:
+        masks = prune.prune_masks(model, cfg.prune)  # [1] pruned once, re-zeroed after every step
+        log(f"pruned the recurrent matrices to {cfg.prune:.0%} weight sparsity; fine-tuning keeps the mask")
     opt = make_optimizer(model, preset, cfg)
     train_data = batchify(train_ids, preset.batch)
     valid_data = batchify(valid_ids, preset.eval_batch)
@@ -330,6 +355,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, ckpt_dir: 
             full.backward()
             nn.utils.clip_grad_norm_(model.parameters(), preset.clip)
             opt.step()
+            if masks is not None:
+                prune.apply_masks(model, masks)  # [1]
             state["pos"], state["batches"] = pos + preset.bptt, state["batches"] + 1
             run_loss, run_n = run_loss + loss.item(), run_n + 1
             if run_n % 50 == 0:

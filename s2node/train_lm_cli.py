@@ -41,6 +41,10 @@ def register(tsub: argparse._SubParsersAction) -> None:
     g.add_argument("--activity-target", type=float, default=0.1, help="target firing rate of the regulariser")
     g.add_argument("--activity-per-unit", action="store_true",
                    help="regularise each unit's firing rate instead of the layer mean (revives silent units)")
+    p.add_argument("--init", help="start from this model file's weights (fine-tuning)")
+    p.add_argument("--prune", type=float, metavar="P",
+                   help="magnitude-prune the recurrent matrices to weight sparsity P (e.g. 0.95) and fine-tune "
+                        "with the mask kept; use with --init to prune a trained model")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
@@ -70,7 +74,10 @@ def _train(args: argparse.Namespace) -> int:
                          learn_threshold=args.lr_threshold > 0),
         activity_reg=args.activity_reg, activity_target=args.activity_target,
         activity_per_unit=args.activity_per_unit, lr_threshold=args.lr_threshold,
+        init_from=args.init, prune=args.prune,
     )
+    if args.prune is not None and not 0.0 <= args.prune < 1.0:
+        raise S2NodeError(f"--prune must lie in [0, 1), not {args.prune}")
     summary = train(cfg, args.out, resume=args.resume, ckpt_dir=args.ckpt_dir, progress=not args.quiet)
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
     return 0

@@ -152,3 +152,18 @@ def test_activity_loss_per_unit_penalises_silent_units():
     o[..., :2] = 1.0  # rate 1 for two units, 0 for two: mean rate 0.5
     assert activity_loss([o], 0.5).item() == 0.0
     assert activity_loss([o], 0.5, per_unit=True).item() == pytest.approx(0.25)
+
+
+def test_prune_finetune_keeps_the_mask(trained):
+    """--init + --prune 0.9 fine-tunes a trained model with 90 % of each recurrent matrix zero, and saves it so."""
+    import numpy as np
+
+    tmp, _, cfg = trained
+    out = tmp / "pruned"
+    train(TrainConfig(**{**cfg.__dict__, "epochs": 1, "init_from": str(tmp / "model"), "prune": 0.9}), out,
+          ckpt_dir=tmp / "runs-pruned", progress=False, log=lambda _: None)
+    config, tensors = modelfile.load(out)
+    for name, t in tensors.items():
+        if name.startswith("rnn.") and ".weight_" in name:
+            assert abs(float(np.mean(t == 0)) - 0.9) < 0.01, name
+    assert config["training"]["prune"] == 0.9
