@@ -34,7 +34,7 @@ def test_tiny_training_lowers_the_loss_and_saves_a_valid_model(toy_tree, tmp_pat
     """A few epochs on the toy tree lower the training loss and write a model file with classes and input spec."""
     spec = InputSpec(128, 128, downsample=8, bin_us=20_000, scale=0.25)
     cfg = GestureTrainConfig(arch="egru", hidden=(24,), epochs=8, batch_size=11, lr=3e-2, window_s=0.3,
-                             warmup_steps=5, threshold_init=0.1, seed=0)
+                             warmup_steps=5, threshold_init=0.1, shift_cells=0, activity_reg=0.0, seed=0)
     out = tmp_path / "g"
     hist = train(toy_tree, out, cfg, spec, progress=False)["history"]
     assert hist[-1]["loss"] < 0.85 * hist[0]["loss"]
