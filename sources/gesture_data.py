@@ -94,6 +94,8 @@ def generate_dataset(
     """
     if subjects < 2:
         raise SourceError(f"--subjects must be at least 2 (one train, one test subject), not {subjects}")
+    if not 1 <= lightings <= len(LIGHTINGS):
+        raise SourceError(f"--lightings must be 1..{len(LIGHTINGS)}, not {lightings}")
     if duration_s <= 0 or fps <= 0:
         raise SourceError("--duration-s and the render rate must be positive")
     write_aedat4 = None
