@@ -34,8 +34,11 @@ class GestureTrainConfig:
     window_s: float = 1.5
     warmup_steps: int = 10
     dropout: float = 0.1
-    activity_reg: float = 0.5  # λ · mean firing rate per EGRU layer: pushes towards activity sparsity
-    threshold_init: float = 0.3
+    activity_reg: float = 2.0  # λ · max(0, firing rate − target) per EGRU layer: activity sparsity, not silence
+    activity_target: float = 0.1
+    shift_cells: int = 2  # augmentation: random translation by up to this many downsampled cells
+    stretch: float = 1.0  # augmentation: random speed factor in [1/stretch, stretch] (people gesture at own pace)
+    threshold_init: float = 0.1
     trace_alpha: float = 0.9
     seed: int = 0
     max_train: int | None = None  # cap on recordings (tests, quick runs)
@@ -52,16 +55,37 @@ def load_binned(data: str | Path, split: str, spec: InputSpec, limit: int | None
     return out
 
 
-def _batch(items, spec: InputSpec, steps: int | None, rng: np.random.Generator):
+def _shift(x: np.ndarray, spec: InputSpec, dx: int, dy: int) -> np.ndarray:
+    """Translate binned counts [T, 2·gh·gw] by whole cells, zero-filled: subjects stand anywhere."""
+    gw, gh = spec.grid
+    g = x.reshape(len(x), 2, gh, gw)
+    out = np.zeros_like(g)
+    out[:, :, max(dy, 0): gh + min(dy, 0), max(dx, 0): gw + min(dx, 0)] = \
+        g[:, :, max(-dy, 0): gh + min(-dy, 0), max(-dx, 0): gw + min(-dx, 0)]
+    return out.reshape(len(x), -1)
+
+
+def _stretch(x: np.ndarray, factor: float) -> np.ndarray:
+    """Replay binned counts `factor` times faster (nearest bin; counts x factor, as faster motion gives more events)."""
+    idx = np.floor(np.arange(int(len(x) / factor)) * factor).astype(np.int64)
+    return x[idx[idx < len(x)]] * factor
+
+
+def _batch(items, spec: InputSpec, steps: int | None, rng: np.random.Generator, shift: int = 0,
+           stretch: float = 1.0):
     """Stack recordings, random windows of `steps` bins (or whole, zero-padded), -> (x, y, lengths)."""
     if steps is None:
         steps = max(len(x) for x, _ in items)
     xb = np.zeros((len(items), steps, spec.size), np.float32)
     lens = []
     for i, (x, _) in enumerate(items):
+        if stretch > 1.0:
+            x = _stretch(x, float(np.exp(rng.uniform(-np.log(stretch), np.log(stretch)))))
         if steps < len(x):
             s = int(rng.integers(0, len(x) - steps + 1))
             x = x[s: s + steps]
+        if shift:
+            x = _shift(x, spec, *(int(v) for v in rng.integers(-shift, shift + 1, 2)))
         xb[i, : len(x)] = x * spec.scale
         lens.append(len(x))
     return torch.from_numpy(xb), torch.tensor([lab for _, lab in items]), torch.tensor(lens)
@@ -116,12 +140,13 @@ def train(data: str | Path, out: str | Path, cfg: GestureTrainConfig, spec: Inpu
         bar = tqdm(range(n_batches), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", disable=not progress)
         for bi in bar:
             items = [train_set[j] for j in order[bi * cfg.batch_size: (bi + 1) * cfg.batch_size]]
-            x, y, _ = _batch(items, spec, steps, rng)
+            x, y, _ = _batch(items, spec, steps, rng, cfg.shift_cells, cfg.stretch)
             logits, _, events = model(x)
             t_idx = torch.arange(cfg.warmup_steps, logits.shape[1])
             loss = lossf(logits[:, t_idx].reshape(-1, logits.shape[-1]), y.repeat_interleave(len(t_idx)))
-            rate = torch.stack([o.mean() for o in events]).mean() if events else torch.zeros(())
-            total = loss + cfg.activity_reg * rate
+            rates = torch.stack([o.mean() for o in events]) if events else torch.zeros(1)
+            rate = rates.mean()
+            total = loss + cfg.activity_reg * torch.relu(rates - cfg.activity_target).sum()
             opt.zero_grad()
             total.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -24,8 +24,11 @@ def register(tsub: argparse._SubParsersAction) -> None:
     p.add_argument("--downsample", type=int, default=4, help="128 -> 128/d pixels per side (default 4)")
     p.add_argument("--bin-us", type=int, default=20_000, help="time bin (default 20000 µs)")
     p.add_argument("--scale", type=float, default=0.25, help="input = counts x scale (default 0.25)")
-    p.add_argument("--activity-reg", type=float, default=0.5, help="λ x mean firing rate (EGRU)")
-    p.add_argument("--threshold-init", type=float, default=0.3)
+    p.add_argument("--activity-reg", type=float, default=2.0, help="λ x max(0, firing rate - target) (EGRU)")
+    p.add_argument("--activity-target", type=float, default=0.1, help="firing rate above which λ applies")
+    p.add_argument("--threshold-init", type=float, default=0.1)
+    p.add_argument("--stretch", type=float, default=1.0, help="augmentation: random speed in [1/s, s] (default 1)")
+    p.add_argument("--shift-cells", type=int, default=2, help="augmentation: random shift in downsampled cells")
     p.add_argument("--max-train", type=int, help="use at most this many recordings per split")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--quiet", action="store_true")
@@ -52,7 +55,8 @@ def _train(args: argparse.Namespace) -> int:
     cfg = GestureTrainConfig(
         arch=args.arch, hidden=hidden, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         window_s=args.window_s, activity_reg=args.activity_reg if args.arch == "egru" else 0.0,
-        threshold_init=args.threshold_init, seed=args.seed, max_train=args.max_train,
+        activity_target=args.activity_target, threshold_init=args.threshold_init, shift_cells=args.shift_cells,
+        stretch=args.stretch, seed=args.seed, max_train=args.max_train,
     )
     command = "s2 " + " ".join(sys.argv[1:])
     result = train(args.data or default_gesture_dir(), args.out, cfg, spec, progress=not args.quiet, command=command)

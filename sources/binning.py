@@ -63,6 +63,11 @@ class InputSpec:
             raise SourceError(f"model input spec is malformed ({e!r}): needs sensor, downsample, bin_us, scale") from e
 
 
+def as_spec(spec: InputSpec | dict[str, Any]) -> InputSpec:
+    """An InputSpec, or the model JSON's "input" dict turned into one."""
+    return spec if isinstance(spec, InputSpec) else InputSpec.from_config(spec)
+
+
 def _features(events: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
     """(feature index per kept event, mask of kept events)."""
     gw, gh = spec.grid
@@ -73,8 +78,11 @@ def _features(events: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, np.ndarr
     return (p * gh + yd) * gw + xd, ok
 
 
-def bin_events(events: np.ndarray, spec: InputSpec, t0_us: int | None = None, n_bins: int | None = None) -> np.ndarray:
-    """Events -> [T, spec.size] float32. t0 defaults to the first event's time, T to the bin of the last event."""
+def bin_events(
+    events: np.ndarray, spec: InputSpec | dict[str, Any], t0_us: int | None = None, n_bins: int | None = None,
+) -> np.ndarray:
+    """Events -> [T, spec.size] float32. t0 defaults to the first event's time, T to the bin of the last kept event."""
+    spec = as_spec(spec)
     if t0_us is None:
         t0_us = int(events["t"][0]) if events.size else 0
     b = (events["t"].astype(np.int64) - int(t0_us)) // spec.bin_us
@@ -95,7 +103,8 @@ class Binner:
     bin_events(concatenation). Events before the open bin (late) and outside the sensor are dropped and counted.
     """
 
-    def __init__(self, spec: InputSpec, t0_us: int | None = None) -> None:
+    def __init__(self, spec: InputSpec | dict[str, Any], t0_us: int | None = None) -> None:
+        spec = as_spec(spec)
         self.spec, self.t0_us = spec, t0_us
         self.dropped_out_of_range = 0
         self.dropped_late = 0

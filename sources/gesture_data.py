@@ -46,7 +46,7 @@ class GestureSample:
     lighting: str
 
 
-def _clip_rng(seed: int, user: int, light: int, label: int) -> np.random.Generator:
+def clip_rng(seed: int, user: int, light: int, label: int) -> np.random.Generator:
     # one independent stream per clip: the bytes do not depend on order or on the number of workers
     return np.random.default_rng(np.random.SeedSequence([seed, user, light, label]))
 
@@ -68,7 +68,7 @@ def _to_tonic_rows(events: np.ndarray) -> np.ndarray:
 def _recording_jobs(subjects: int, seed: int, lightings: int) -> list[tuple[int, int, str]]:
     jobs = []
     for user in range(1, subjects + 1):
-        order = _clip_rng(seed, user, 999, 999).permutation(len(LIGHTINGS))
+        order = clip_rng(seed, user, 999, 999).permutation(len(LIGHTINGS))
         for j in range(min(lightings, len(LIGHTINGS))):
             jobs.append((user, j, LIGHTINGS[order[j]]))
     return jobs
@@ -77,9 +77,9 @@ def _recording_jobs(subjects: int, seed: int, lightings: int) -> list[tuple[int,
 def render_recording(seed: int, user: int, light_index: int, lighting: str, label: int, duration_s: float,
                      fps: float) -> np.ndarray:
     """Events of one clip: the same subject (body, clothes, room) for every lighting and class of that user."""
-    person = draw_subject(_clip_rng(seed, user, 0, 1000), lighting)
-    subject = with_lighting(person, lighting, _clip_rng(seed, user, light_index, 1001))
-    return render_gesture_events(label, subject, duration_s, _clip_rng(seed, user, light_index, label), fps=fps)
+    person = draw_subject(clip_rng(seed, user, 0, 1000), lighting)
+    subject = with_lighting(person, lighting, clip_rng(seed, user, light_index, 1001))
+    return render_gesture_events(label, subject, duration_s, clip_rng(seed, user, light_index, label), fps=fps)
 
 
 def generate_dataset(
@@ -94,6 +94,8 @@ def generate_dataset(
     """
     if subjects < 2:
         raise SourceError(f"--subjects must be at least 2 (one train, one test subject), not {subjects}")
+    if not 1 <= lightings <= len(LIGHTINGS):
+        raise SourceError(f"--lightings must be 1..{len(LIGHTINGS)}, not {lightings}")
     if duration_s <= 0 or fps <= 0:
         raise SourceError("--duration-s and the render rate must be positive")
     write_aedat4 = None

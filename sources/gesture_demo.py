@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from sources.errors import SourceError
-from sources.gesture_data import render_recording
+from sources.gesture_data import clip_rng
 from sources.gesture_motions import GESTURE_CLASSES
+from sources.gesture_render import draw_subject, render_gesture_events
 
 
 def make_demo(classes: list[int], segment_s: float, seed: int, user: int = 99, fps: float = 250.0):
@@ -20,10 +21,11 @@ def make_demo(classes: list[int], segment_s: float, seed: int, user: int = 99, f
     if segment_s <= 0:
         raise SourceError("--segment-s must be positive")
     parts, spans = [], []
+    person = draw_subject(clip_rng(seed, user, 0, 1000), "lab")
     seg_us = round(segment_s * 1e6)
     for i, c in enumerate(classes):
-        # each segment is its own clip (its own seed stream), shifted to follow the previous one
-        ev = render_recording(seed + i, user, 0, "lab", c, segment_s, fps)
+        # one person throughout; each segment has its own seed stream and ends with the hands at rest
+        ev = render_gesture_events(c, person, segment_s, clip_rng(seed, user, i + 1, c), fps, rest_at_end=True)
         ev = ev[ev["t"] < seg_us]
         ev["t"] += i * seg_us
         parts.append(ev)

@@ -55,8 +55,13 @@ def rest_target(b: Body, side: float, n: int) -> np.ndarray:
     return np.broadcast_to(p, (n, 2)).copy()
 
 
-def hand_targets(label: int, t_s: np.ndarray, b: Body, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(right hand, left hand) targets [n, 2] relative to the shoulder midpoint for class `label` at times t_s."""
+def hand_targets(
+    label: int, t_s: np.ndarray, b: Body, rng: np.random.Generator, rest_at_s: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(right hand, left hand) targets [n, 2] relative to the shoulder midpoint for class `label` at times t_s.
+
+    With `rest_at_s` the hands also return to rest over the 0.3 s before it (gestures performed back to back).
+    """
     s, a = b.scale, b.amplitude
     w = 2.0 * np.pi * b.speed
     ph = b.phase
@@ -114,6 +119,8 @@ def hand_targets(label: int, t_s: np.ndarray, b: Body, rng: np.random.Generator)
                 left = left + off + motion
     # start from rest and blend into the gesture over ~0.3 s, as a person does
     ramp = _smoothstep(t_s / 0.3)[:, None]
+    if rest_at_s is not None:
+        ramp = ramp * _smoothstep((rest_at_s - t_s) / 0.3)[:, None]
     right = rest_target(b, RIGHT, n) + ramp * (right - rest_target(b, RIGHT, n))
     left = rest_target(b, LEFT, n) + ramp * (left - rest_target(b, LEFT, n))
     return right, left

@@ -100,11 +100,12 @@ class _Canvas:
         win += alpha * (val - win)
 
 
-def render_frames(label: int, s: Subject, times_s: np.ndarray, rng: np.random.Generator):
+def render_frames(label: int, s: Subject, times_s: np.ndarray, rng: np.random.Generator,
+                  rest_at_s: float | None = None):
     """Yield one linear-intensity frame [128, 128] float32 per time in times_s."""
     b = s.body
     n = times_s.size
-    right_t, left_t = hand_targets(label, times_s, b, rng)
+    right_t, left_t = hand_targets(label, times_s, b, rng, rest_at_s)
     # camera shake and body sway: a smooth random walk (low-passed noise), shared by all parts and the background
     pad = 4
     # knots at 100 Hz whatever the render rate, so that the same seed shakes the same way at any fps
@@ -155,13 +156,14 @@ def render_frames(label: int, s: Subject, times_s: np.ndarray, rng: np.random.Ge
 
 
 def render_gesture_events(
-    label: int, subject: Subject, duration_s: float, rng: np.random.Generator, fps: float = 500.0,
+    label: int, subject: Subject, duration_s: float, rng: np.random.Generator, fps: float = 250.0,
+    rest_at_end: bool = False,
 ) -> np.ndarray:
     """Events (EVENT_DTYPE, sorted by t, µs from 0) of `subject` doing gesture `label` for duration_s."""
     n = round(duration_s * fps) + 1
     times_s = np.arange(n) / fps
     sim = DVSSimulator(SIZE, SIZE, subject.dvs, rng)
-    frames = render_frames(label, subject, times_s, rng)
+    frames = render_frames(label, subject, times_s, rng, duration_s if rest_at_end else None)
     out = [sim.step(f, round(t * 1e6)) for f, t in zip(frames, times_s, strict=True)]
     return np.concatenate(out) if out else np.empty(0, EVENT_DTYPE)
 

@@ -68,6 +68,8 @@ def test_late_events_are_dropped_and_bins_close_by_event_time():
 def test_input_spec_round_trip_and_errors():
     """InputSpec survives to_config/from_config; malformed or unsupported specs raise SourceError."""
     assert InputSpec.from_config(SPEC.to_config()) == SPEC
+    ev = _random_events(500, 4)
+    np.testing.assert_array_equal(bin_events(ev, SPEC.to_config()), bin_events(ev, SPEC))
     assert SPEC.to_config()["sensor"] == [128, 128] and SPEC.size == 2048
     with pytest.raises(SourceError):
         InputSpec.from_config({"sensor": [128]})

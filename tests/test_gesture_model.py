@@ -34,7 +34,7 @@ def test_tiny_training_lowers_the_loss_and_saves_a_valid_model(toy_tree, tmp_pat
     """A few epochs on the toy tree lower the training loss and write a model file with classes and input spec."""
     spec = InputSpec(128, 128, downsample=8, bin_us=20_000, scale=0.25)
     cfg = GestureTrainConfig(arch="egru", hidden=(24,), epochs=8, batch_size=11, lr=3e-2, window_s=0.3,
-                             warmup_steps=5, threshold_init=0.1, seed=0)
+                             warmup_steps=5, threshold_init=0.1, shift_cells=0, activity_reg=0.0, seed=0)
     out = tmp_path / "g"
     hist = train(toy_tree, out, cfg, spec, progress=False)["history"]
     assert hist[-1]["loss"] < 0.85 * hist[0]["loss"]
@@ -68,3 +68,17 @@ def test_eval_without_data_is_one_line_error(tmp_path, capsys):
     save(build_model(cfg, spec), tmp_path / "m", cfg, spec, [], "")
     assert main(["eval", str(tmp_path / "m"), "--data", str(tmp_path / "nothing")]) == 1
     assert "ibmGestureTest" in capsys.readouterr().err
+
+
+def test_augmentations_move_and_rescale_counts():
+    """Shift moves counts by whole cells without losing them; stretch shortens the sequence and scales counts."""
+    from s2node.train_gesture import _shift, _stretch
+
+    spec = InputSpec(128, 128, downsample=16, bin_us=20_000, scale=1.0)
+    x = np.zeros((3, spec.size), np.float32)
+    x[:, 1 * 8 * 8 + 3 * 8 + 4] = 2.0  # ON channel, y = 3, x = 4
+    moved = _shift(x, spec, dx=2, dy=-1)
+    assert moved[:, 1 * 64 + 2 * 8 + 6].tolist() == [2.0, 2.0, 2.0] and moved.sum() == x.sum()
+    assert _shift(x, spec, dx=8, dy=0).sum() == 0
+    fast = _stretch(np.ones((30, 4), np.float32), 1.5)
+    assert len(fast) == 20 and np.allclose(fast, 1.5)
