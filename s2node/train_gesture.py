@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from s2node import modelfile
+from s2node.compiler import prune
+from s2node.errors import S2NodeError
 from s2node.models import EGRUOptions, GestureModel
 from sources.binning import InputSpec, bin_events
 from sources.gesture_data import iter_dataset
@@ -42,6 +44,8 @@ class GestureTrainConfig:
     trace_alpha: float = 0.9
     seed: int = 0
     max_train: int | None = None  # cap on recordings (tests, quick runs)
+    init_from: str | None = None  # start from this model file's weights (fine-tuning, e.g. with prune)
+    prune: float | None = None  # magnitude-prune the recurrent matrices to this sparsity, keep them pruned
 
 
 def load_binned(data: str | Path, split: str, spec: InputSpec, limit: int | None = None):
@@ -126,6 +130,9 @@ def train(data: str | Path, out: str | Path, cfg: GestureTrainConfig, spec: Inpu
     train_set = load_binned(data, "train", spec, cfg.max_train)
     test_set = load_binned(data, "test", spec, cfg.max_train)
     model = build_model(cfg, spec)
+    if cfg.init_from:
+        _load_weights(model, cfg.init_from)
+    masks = prune.prune_masks(model, cfg.prune) if cfg.prune else None  # [1] re-zeroed after every step
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     n_batches = (len(train_set) + cfg.batch_size - 1) // cfg.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * n_batches, pct_start=0.15)
@@ -151,6 +158,8 @@ def train(data: str | Path, out: str | Path, cfg: GestureTrainConfig, spec: Inpu
             total.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if masks is not None:
+                prune.apply_masks(model, masks)  # [1]
             sched.step()
             tot += float(loss.detach())
             rate_sum += float(rate.detach())
@@ -163,6 +172,18 @@ def train(data: str | Path, out: str | Path, cfg: GestureTrainConfig, spec: Inpu
                   flush=True)
         save(model, out, cfg, spec, history, command)
     return {"history": history, "train_recordings": len(train_set), "test_recordings": len(test_set)}
+
+
+def _load_weights(model: GestureModel, path: str) -> None:
+    """Copy a model file's weights into `model` (same arch and sizes), for fine-tuning."""
+    _, tensors = modelfile.load(path)
+    mine = model.to_tensors()
+    if mine.keys() != tensors.keys() or any(mine[k].shape != v.shape for k, v in tensors.items()):
+        raise S2NodeError(f"{path}: its architecture or sizes differ from this run's (--arch/--hidden/--downsample)")
+    model.rnn.load_tensors(tensors)
+    with torch.no_grad():
+        model.decoder.weight.copy_(torch.from_numpy(tensors["decoder.weight"]))
+        model.decoder.bias.copy_(torch.from_numpy(tensors["decoder.bias"]))
 
 
 def save(model: GestureModel, out: str | Path, cfg: GestureTrainConfig, spec: InputSpec,

@@ -30,6 +30,9 @@ def register(tsub: argparse._SubParsersAction) -> None:
     p.add_argument("--stretch", type=float, default=1.0, help="augmentation: random speed in [1/s, s] (default 1)")
     p.add_argument("--shift-cells", type=int, default=2, help="augmentation: random shift in downsampled cells")
     p.add_argument("--max-train", type=int, help="use at most this many recordings per split")
+    p.add_argument("--init", help="start from this model file's weights (fine-tuning)")
+    p.add_argument("--prune", type=float, metavar="P",
+                   help="magnitude-prune the recurrent matrices to weight sparsity P and fine-tune with the mask kept")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_train)
@@ -56,8 +59,10 @@ def _train(args: argparse.Namespace) -> int:
         arch=args.arch, hidden=hidden, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         window_s=args.window_s, activity_reg=args.activity_reg if args.arch == "egru" else 0.0,
         activity_target=args.activity_target, threshold_init=args.threshold_init, shift_cells=args.shift_cells,
-        stretch=args.stretch, seed=args.seed, max_train=args.max_train,
+        stretch=args.stretch, seed=args.seed, max_train=args.max_train, init_from=args.init, prune=args.prune,
     )
+    if args.prune is not None and not 0.0 <= args.prune < 1.0:
+        raise S2NodeError(f"--prune must lie in [0, 1), not {args.prune}")
     command = "s2 " + " ".join(sys.argv[1:])
     result = train(args.data or default_gesture_dir(), args.out, cfg, spec, progress=not args.quiet, command=command)
     print(json.dumps(result["history"][-1]))

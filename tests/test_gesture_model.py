@@ -44,6 +44,22 @@ def test_tiny_training_lowers_the_loss_and_saves_a_valid_model(toy_tree, tmp_pat
     assert tensors["rnn.0.weight_ih"].shape == (72, spec.size)
 
 
+def test_prune_finetune_keeps_the_mask(toy_tree, tmp_path):
+    """--init + --prune 0.8 fine-tunes a trained gesture model with 80 % of each recurrent matrix zero."""
+    import dataclasses
+
+    import numpy as np
+
+    spec = InputSpec(128, 128, downsample=8, bin_us=20_000, scale=0.25)
+    cfg = GestureTrainConfig(arch="egru", hidden=(16,), epochs=1, batch_size=11, window_s=0.3, warmup_steps=5)
+    train(toy_tree, tmp_path / "m", cfg, spec, progress=False)
+    tuned = dataclasses.replace(cfg, init_from=str(tmp_path / "m"), prune=0.8)
+    train(toy_tree, tmp_path / "p", tuned, spec, progress=False)
+    _, tensors = modelfile.load(tmp_path / "p")
+    for name in ("rnn.0.weight_ih", "rnn.0.weight_hh"):
+        assert abs(float(np.mean(tensors[name] == 0)) - 0.8) < 0.01, name
+
+
 @pytest.mark.parametrize("arch", ["egru", "lstm"])
 def test_eval_json_has_the_documented_fields(toy_tree, tmp_path, capsys, arch):
     """`s2 eval MODEL --data DIR --json` prints accuracy and the NeuroBench-style counters."""
