@@ -1,7 +1,7 @@
 """Save docs/screenshot.svg: the UI under Textual's test driver, fed over a real broker.
 
     python scripts/tui_screenshot.py [--out docs/screenshot.svg] [--size 120x36]
-    python scripts/tui_screenshot.py --demo models/demo-gestures.npy [--seconds 20]
+    python scripts/tui_screenshot.py --demo models/demo-gestures.aedat4 [--seconds 20]
 
 Default: the embedded broker and a replay of tui.samples payloads (needs nothing else). --demo RECORDING: the
 embedded broker and the real local pipeline (shipped models) replaying RECORDING, with text typed into the LM.

@@ -35,12 +35,15 @@ def make_demo(classes: list[int], segment_s: float, seed: int, user: int = 99, f
 
 def write_demo(out: str | Path, classes: list[int], segment_s: float, seed: int, user: int = 99) -> tuple[Path, Path]:
     events, spans = make_demo(classes, segment_s, seed, user)
+    from sources.events import DVS128
+    from sources.files import write_events
+
     npy = Path(out)
     npy.parent.mkdir(parents=True, exist_ok=True)
-    np.save(npy, events, allow_pickle=False)
+    write_events(npy, events, DVS128)  # format by extension: .aedat4 (the shipped demo), .npy, .raw, ...
     side = npy.with_suffix(".json")
     side.write_text(json.dumps({
-        "sensor": [128, 128], "time_unit": "us", "dtype": "EVENT_DTYPE (t int64, x uint16, y uint16, p int8)",
+        "sensor": [128, 128], "time_unit": "us", "file": npy.name,
         "events": int(events.size), "seed": seed, "segment_s": segment_s, "gestures": spans,
         "command": f"s2 data gesture-demo --out {out} --classes {','.join(map(str, classes))} "
                    f"--segment-s {segment_s} --seed {seed} --subject {user}",

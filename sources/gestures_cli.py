@@ -26,11 +26,12 @@ def register_gestures(dsub: argparse._SubParsersAction) -> None:
     g.set_defaults(func=_gestures)
     d = dsub.add_parser(
         "gesture-demo",
-        help="write a short synthetic recording cycling through gestures (.npy of events + .json of spans)",
-        description="One subject performing several gestures in a row, written as an EVENT_DTYPE .npy (t in µs) "
-        "and a sidecar JSON listing each gesture's class and time span.",
+        help="write a short synthetic recording cycling through gestures (event file + .json of spans)",
+        description="One subject performing several gestures in a row, written as an event file (format by "
+        "extension: .aedat4, .npy, .raw, ...) and a sidecar JSON listing each gesture's class and time span.",
     )
-    d.add_argument("--out", default="models/demo-gestures.npy", help="output .npy (default models/demo-gestures.npy)")
+    d.add_argument("--out", default="models/demo-gestures.aedat4",
+                   help="output event file (default models/demo-gestures.aedat4)")
     d.add_argument("--classes", default="1,3,8,0,9,6", help="class indices in order (default 1,3,8,0,9,6)")
     d.add_argument("--segment-s", type=float, default=3.0, help="seconds per gesture (default 3)")
     d.add_argument("--seed", type=int, default=7)

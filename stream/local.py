@@ -59,7 +59,7 @@ def subscribe_control(link: MqttLink, ctl: ReplayControl, counters: PipelineCoun
     link.subscribe("in/control", on_message)
 
 
-DEFAULT_RECORDING = "models/demo-gestures.npy"  # `s2 data gesture-demo` writes it
+DEFAULT_RECORDING = "models/demo-gestures.aedat4"  # `s2 data gesture-demo` writes it
 DEFAULT_GESTURE_MODEL = "models/gesture-egru"
 DEFAULT_TEXT_MODEL = "models/shakespeare-egru"
 

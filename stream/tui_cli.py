@@ -7,7 +7,7 @@ import argparse
 import contextlib
 
 DEFAULT_NODE = "local"  # the pipeline's default node id
-DEFAULT_RECORDING = "models/demo-gestures.npy"  # the shipped demo recording (gestures branch), used if present
+DEFAULT_RECORDING = "models/demo-gestures.aedat4"  # the shipped demo recording (gestures branch), used if present
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -19,7 +19,7 @@ async def test_demo_pipeline_feeds_the_ui():
     pytest.importorskip("stream.local", reason="the local pipeline lands with the stream branch", exc_type=ImportError)
     from stream.tui_cli import local_demo
 
-    demo = ROOT / "models" / "demo-gestures.npy"  # the gestures branch's demo recording, where present
+    demo = ROOT / "models" / "demo-gestures.aedat4"  # the gestures branch's demo recording, where present
     recordings = [str(demo)] if demo.is_file() else None
     async with local_demo(recordings=recordings) as (url, pipeline):
         app = S2App(url)
