@@ -19,7 +19,10 @@ F32 = np.float32
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return F32(1.0) / (F32(1.0) + np.exp(-x))
+    # exp(-x) overflows to inf for x < -88 in float32, which gives the right limit 0; silence the warning
+    # (a stray line on stderr would garble the TUI that runs this node in-process)
+    with np.errstate(over="ignore"):
+        return F32(1.0) / (F32(1.0) + np.exp(-x))
 
 
 # A pruned matrix (density <= SPARSE_DENSITY) keeps a CSC copy; per step, its active columns are applied from
