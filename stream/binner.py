@@ -4,7 +4,7 @@ The one definition is sources.binning (training, `s2 node run` and this pipeline
 [t0 + k·b, t0 + (k+1)·b) µs, feature (p·Hd + y//d)·Wd + x//d with Wd = W//d, Hd = H//d, value count·scale;
 events outside the sensor (or in a partial edge cell) and events older than the open bin are dropped and
 counted. `StreamBinner` wraps sources.binning.Binner for the pipeline (watermarks close bins on time, counters
-for the stats); when sources.binning is absent it runs an identical local implementation.
+for the stats).
 """
 
 from __future__ import annotations
@@ -56,106 +56,27 @@ class Bin(NamedTuple):
     vector: np.ndarray  # float32 [spec.size]
 
 
-def _features(events: np.ndarray, spec: BinSpec) -> tuple[np.ndarray, np.ndarray]:
-    wd, hd = spec.grid
-    d = spec.downsample
-    x = events["x"].astype(np.int64) // d
-    y = events["y"].astype(np.int64) // d
-    ok = (events["x"] < spec.sensor.width) & (events["y"] < spec.sensor.height) & (x < wd) & (y < hd)
-    p = (events["p"] > 0).astype(np.int64)
-    return (p * hd + y) * wd + x, ok
+def _input_spec(spec: BinSpec):
+    from sources.binning import InputSpec
+
+    return InputSpec(spec.sensor.width, spec.sensor.height, spec.downsample, spec.bin_us, spec.scale)
 
 
 def bin_events(events: np.ndarray, spec: BinSpec, t0_us: int | None = None, n_bins: int | None = None) -> np.ndarray:
-    """All events at once -> [n_bins, size] float32 (the offline path; sources.binning.bin_events when present)."""
-    try:
-        from sources.binning import InputSpec
-        from sources.binning import bin_events as canonical
-    except ImportError:
-        pass
-    else:
-        s = InputSpec(spec.sensor.width, spec.sensor.height, spec.downsample, spec.bin_us, spec.scale)
-        return canonical(events, s, t0_us, n_bins)
-    if t0_us is None:
-        t0_us = int(events["t"][0]) if len(events) else 0
-    k = (events["t"].astype(np.int64) - t0_us) // spec.bin_us
-    feat, ok = _features(events, spec)
-    ok &= k >= 0
-    if n_bins is None:
-        n_bins = int(k[ok].max()) + 1 if ok.any() else 0
-    ok &= k < n_bins
-    counts = np.bincount(k[ok] * spec.size + feat[ok], minlength=n_bins * spec.size)
-    return (counts.reshape(n_bins, spec.size) * spec.scale).astype(np.float32)
+    """A whole recording at once: sources.binning.bin_events with this spec."""
+    from sources.binning import bin_events as _bin_events
 
-
-class _LocalBinner:
-    """The same contract as sources.binning.Binner (feed / advance_to / flush, dropped counters)."""
-
-    def __init__(self, spec: BinSpec) -> None:
-        self.spec, self.t0_us = spec, None
-        self.dropped_out_of_range = self.dropped_late = self.events_in = 0
-        self._bin, self._started = 0, False
-        self._acc = np.zeros(spec.size, np.int64)
-
-    def _emit(self, rows: np.ndarray, first: int) -> list[tuple[int, int, np.ndarray]]:
-        s = self.spec
-        return [(first + i, self.t0_us + (first + i + 1) * s.bin_us, (r * s.scale).astype(np.float32))
-                for i, r in enumerate(rows)]
-
-    def feed(self, events: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
-        if not len(events):
-            return []
-        self.events_in += len(events)
-        if self.t0_us is None:
-            self.t0_us = int(events["t"].min())
-        feat, ok = _features(events, self.spec)
-        self.dropped_out_of_range += int(np.count_nonzero(~ok))
-        k = (events["t"].astype(np.int64) - self.t0_us) // self.spec.bin_us
-        late = ok & (k < self._bin)
-        self.dropped_late += int(np.count_nonzero(late))
-        ok &= ~late
-        if not ok.any():
-            return []
-        k, feat = k[ok] - self._bin, feat[ok]
-        n = int(k.max()) + 1
-        rows = np.bincount(k * self.spec.size + feat, minlength=n * self.spec.size).reshape(n, self.spec.size)
-        rows[0] += self._acc
-        out = self._emit(rows[:-1], self._bin)
-        self._acc, self._bin, self._started = rows[-1].copy(), self._bin + n - 1, True
-        return out
-
-    def advance_to(self, t_us: int) -> list[tuple[int, int, np.ndarray]]:
-        if self.t0_us is None:
-            return []
-        last = (int(t_us) - self.t0_us) // self.spec.bin_us
-        if last <= self._bin:
-            return []
-        rows = np.zeros((last - self._bin, self.spec.size), np.int64)
-        rows[0] = self._acc
-        out = self._emit(rows, self._bin)
-        self._acc, self._bin, self._started = np.zeros(self.spec.size, np.int64), last, False
-        return out
-
-    def flush(self) -> list[tuple[int, int, np.ndarray]]:
-        if not self._started:
-            return []
-        out = self._emit(self._acc[None], self._bin)
-        self._acc, self._bin, self._started = np.zeros(self.spec.size, np.int64), self._bin + 1, False
-        return out
+    return _bin_events(events, _input_spec(spec), t0_us, n_bins)
 
 
 class StreamBinner:
     """Fed event batches in time order (with an optional watermark); returns the bins that closed."""
 
     def __init__(self, spec: BinSpec) -> None:
+        from sources.binning import Binner
+
         self.spec = spec
-        try:
-            from sources.binning import Binner, InputSpec
-        except ImportError:
-            self._b: Any = _LocalBinner(spec)
-        else:
-            s = spec.sensor
-            self._b = Binner(InputSpec(s.width, s.height, spec.downsample, spec.bin_us, spec.scale))
+        self._b = Binner(_input_spec(spec))
 
     @property
     def dropped(self) -> int:
