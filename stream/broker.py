@@ -14,46 +14,21 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
+from stream import schema
 from stream.errors import BrokerError
 
-DEFAULT_PORT = 1883
 
-
-@dataclass(frozen=True)
-class BrokerURL:
-    """mqtt://[user[:password]@]host[:port] or mqtts://... (TLS)."""
-
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = None
+class BrokerURL(schema.BrokerURL):
+    """schema.BrokerURL whose parse errors are BrokerError (one line, exit 1 in the CLI)."""
 
     @classmethod
     def parse(cls, url: str) -> BrokerURL:
-        if "://" not in url:
-            url = "mqtt://" + url
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise BrokerError(url, f"unsupported scheme {parts.scheme!r} (use mqtt:// or mqtts://)")
-        tls = parts.scheme in ("mqtts", "ssl")
         try:
-            port = parts.port or (8883 if tls else DEFAULT_PORT)
-        except ValueError as e:
-            raise BrokerError(url, "bad port") from e
-        if not parts.hostname:
-            raise BrokerError(url, "no host")
-        user = unquote(parts.username) if parts.username else None
-        pw = unquote(parts.password) if parts.password else None
-        return cls(parts.hostname, port, tls, user, pw)
-
-    def __str__(self) -> str:  # never prints the password
-        auth = f"{self.username}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
+            return super().parse(url)
+        except schema.BrokerURLError as e:
+            raise BrokerError(url, e.why) from e
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
 
 SCHEMA_VERSION = 1
 PREFIX = f"s2/v{SCHEMA_VERSION}"
@@ -21,6 +22,43 @@ MAX_TEXT_BYTES = 4096  # in/text: at most this much UTF-8 per message
 
 class PayloadError(ValueError):
     """A message that does not follow schema v1 (malformed JSON, wrong types, oversized, bad UTF-8)."""
+
+
+class BrokerURLError(ValueError):
+    def __init__(self, url: str, why: str) -> None:
+        self.url, self.why = url, why
+        super().__init__(f"bad broker URL {url!r}: {why}")
+
+
+@dataclass(frozen=True)
+class BrokerURL:
+    """How a client reaches the broker: mqtt://[user[:password]@]host[:port] or mqtts://... (TLS)."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str):
+        parts = urlsplit(url if "://" in url else "mqtt://" + url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise BrokerURLError(url, f"unsupported scheme {parts.scheme!r} (use mqtt:// or mqtts://)")
+        tls = parts.scheme in ("mqtts", "ssl")
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as e:
+            raise BrokerURLError(url, "bad port") from e
+        if not parts.hostname:
+            raise BrokerURLError(url, "no host")
+        user = unquote(parts.username) if parts.username else None
+        pw = unquote(parts.password) if parts.password else None
+        return cls(parts.hostname, port, tls, user, pw)
+
+    def __str__(self) -> str:  # never prints the password
+        auth = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
 
 
 def topic(node: str, kind: str) -> str:

@@ -8,7 +8,6 @@ import random
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 from textual.message import Message
@@ -72,29 +71,8 @@ def typed_message(p: Payload, node: str) -> Message:
     raise TypeError(f"no message for {type(p).__name__}")
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """mqtt://[user[:password]@]host[:port] or mqtts://...; parsed here because tui/ imports only the schema."""
-
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> Endpoint:
-        parts = urlsplit(url if "://" in url else "mqtt://" + url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
-            raise ValueError(f"bad broker URL {url!r} (use mqtt://host:port)")
-        tls = parts.scheme in ("mqtts", "ssl")
-        port = parts.port or (8883 if tls else 1883)
-        user = unquote(parts.username) if parts.username else None
-        pw = unquote(parts.password) if parts.password else None
-        return cls(parts.hostname, port, tls, user, pw)
-
-    def __str__(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+# Parsed by the schema module (tui/ imports nothing else of ours); a bad URL is a ValueError.
+Endpoint = schema.BrokerURL
 
 
 def _quiet_disconnect(client: aiomqtt.Client) -> None:
