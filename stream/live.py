@@ -118,7 +118,7 @@ async def synthetic_batches(seed: int = 0, segment_s: float = 2.0, chunk_us: int
 
 
 async def run_live(args: argparse.Namespace, url: str, make_link: Callable) -> int:
-    from stream.node_adapter import load_step_model
+    from stream.node_adapter import load_step_model, windowed
     from stream.pipeline import PipelineCounters, stats_loop
     from stream.pipeline_cli import DEFAULT_GESTURE_MODEL, DEFAULT_TEXT_MODEL
     from stream.schema import Status
@@ -128,6 +128,7 @@ async def run_live(args: argparse.Namespace, url: str, make_link: Callable) -> i
     if kind not in ("udp", "dv", "synthetic", "text"):
         raise PipelineError(f"--source {spec!r}: use udp://HOST:PORT, dv://HOST:PORT, synthetic or text")
     model = load_step_model(args.model or (DEFAULT_TEXT_MODEL if kind == "text" else DEFAULT_GESTURE_MODEL))
+    model = windowed(model, getattr(args, "window_s", None))
     link = make_link(args, url, Status(models=[model.name], recordings=[spec]))
     c = PipelineCounters()
     with ThreadPoolExecutor(1, "s2-node") as ex:

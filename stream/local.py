@@ -13,7 +13,7 @@ from pathlib import Path
 from stream.binner import make_binner
 from stream.errors import PipelineError
 from stream.mqtt_link import MqttLink
-from stream.node_adapter import StepModel, load_step_model
+from stream.node_adapter import StepModel, load_step_model, windowed
 from stream.pipeline import PipelineCounters, run_gesture_pipeline, stats_loop
 from stream.queues import BoundedQueue
 from stream.replay import ReplayControl, replay
@@ -79,6 +79,7 @@ async def run_local_pipeline(
     speed: float = 1.0,
     loop: bool = True,
     control: bool = True,
+    window_s: float | None = 2.0,
 ) -> None:
     """Serve the demo until cancelled. `recording`: one event file or a list (the first plays; in/control
     {"cmd": "recording", "recording": NAME} switches). Either model may be None to leave its half out; a half
@@ -94,7 +95,8 @@ async def run_local_pipeline(
     gm: StepModel | None = None
     tm: StepModel | None = None
     if gesture_model is not None and recs and _have_model(gesture_model):
-        gm = await asyncio.to_thread(load_step_model, gesture_model)
+        # sliding-window readout over the gesture model's training window, so a looping demo stays responsive
+        gm = windowed(await asyncio.to_thread(load_step_model, gesture_model), window_s)
     if text_model is not None and _have_model(text_model):
         tm = await asyncio.to_thread(load_step_model, text_model)
     if gm is None and tm is None:

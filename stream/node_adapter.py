@@ -90,6 +90,8 @@ class TorchStepModel:
         self.counters = StepCounters()
         self.reset()
 
+    last_step_logits: np.ndarray | None = None  # gesture: this step's logits before pooling
+
     def reset(self) -> None:
         self._states: list | None = None
         self._trace = None
@@ -120,6 +122,7 @@ class TorchStepModel:
                     self._trace = (1.0 - a) * y if self._trace is None else a * self._trace + (1.0 - a) * y
                     y = self._trace
                 step_logits = self.model.decoder(y)
+                self.last_step_logits = step_logits.double().numpy()
                 if ro["pool"] == "mean":
                     self._logit_sum = step_logits if self._logit_sum is None else self._logit_sum + step_logits
                     self._n += 1
@@ -164,9 +167,14 @@ class NodeStepModel:
             setattr(self.node, k, v)
         self.node.stats, self.node.last = copy.copy(stats), last
 
+    last_step_logits: np.ndarray | None = None  # gesture: this step's logits before pooling
+
     def step(self, x: np.ndarray | int) -> StepResult:
         t0 = time.perf_counter()
+        pool_before = self.node._pool.copy()
         pred = self.node.step(x)
+        # the node keeps a float64 running sum of per-step logits for mean pooling: the difference is this step's
+        self.last_step_logits = (self.node._pool - pool_before) if self.node._pool_mean else np.asarray(pred.logits)
         st = self.node.last
         units = int(sum(self.node.kernel.hidden))
         r = StepResult(_softmax(np.asarray(pred.logits, dtype=np.float64)), int(st.events_out), units, int(st.synops))
@@ -192,6 +200,42 @@ class NodeStepModel:
             lat = np.asarray(s.latencies_s[-1024:])
             out["latency_p50_s"], out["latency_p99_s"] = float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
         return out
+
+
+class WindowedGesture:
+    """Streaming readout for a gesture model: the mean of the per-step logits over the last `window_steps` steps.
+
+    A model trained on windows of a recording pools (mean) over the whole recording when evaluated; on an endless
+    stream that mean since the start grows sluggish (minutes of history outvote the current gesture). This keeps
+    the model's own per-step readout and only bounds the pooling to a sliding window (e.g. the training window).
+    """
+
+    def __init__(self, inner: StepModel, window_steps: int) -> None:
+        from collections import deque
+
+        self.inner, self.window_steps = inner, max(1, int(window_steps))
+        self._recent: deque[np.ndarray] = deque(maxlen=self.window_steps)
+
+    def __getattr__(self, name: str) -> Any:  # config, name, counters, extra_stats, get/set_state ...
+        return getattr(self.inner, name)
+
+    def reset(self) -> None:
+        self.inner.reset()
+        self._recent.clear()
+
+    def step(self, x: np.ndarray | int) -> StepResult:
+        r = self.inner.step(x)
+        self._recent.append(np.asarray(self.inner.last_step_logits, dtype=np.float64))
+        r.probs = _softmax(np.mean(self._recent, axis=0))
+        return r
+
+
+def windowed(model: StepModel, window_s: float | None) -> StepModel:
+    """Wrap a mean-pooled gesture model in a sliding-window readout of window_s seconds (None or 0: as it is)."""
+    cfg = model.config
+    if not window_s or cfg.get("task") != "gesture" or cfg.get("readout", {}).get("pool") != "mean":
+        return model
+    return WindowedGesture(model, round(window_s * 1e6 / cfg["input"]["bin_us"]))
 
 
 def load_step_model(path: str | Path, backend: str | None = None) -> StepModel:

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start-s", type=float, default=0.0, help="skip this many seconds of the recording")
     p.add_argument("--end-s", type=float, default=None, help="stop at this many seconds of the recording")
     p.add_argument("--no-frames", action="store_true", help="do not publish event frames")
+    p.add_argument("--window-s", type=float, default=0.0,
+                   help="gesture readout: mean of the per-step logits over this many seconds (default 0: over the "
+                        "whole recording, as `s2 node run` and `s2 eval`)")
     _broker_args(p)
     p.set_defaults(func=_replay)
 
@@ -50,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--model", help=f"model (default {DEFAULT_GESTURE_MODEL}, or {DEFAULT_TEXT_MODEL} for text)")
     r.add_argument("--buffer", type=int, default=256, help="live buffer in batches; the oldest are dropped")
     r.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds")
+    r.add_argument("--window-s", type=float, default=2.0,
+                   help="gesture readout: mean of per-step logits over the last seconds (default 2; 0 = since start)")
     _broker_args(r)
     r.set_defaults(func=_run)
 
@@ -110,13 +115,13 @@ def _replay(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from stream.binner import make_binner
-    from stream.node_adapter import load_step_model
+    from stream.node_adapter import load_step_model, windowed
     from stream.pipeline import run_gesture_pipeline, stats_loop
     from stream.replay import iter_file, replay
     from stream.schema import Status
 
     next(iter_file(args.file, 1000), None)  # fail fast (one line) on a missing or unreadable file
-    model = load_step_model(args.model)
+    model = windowed(load_step_model(args.model), args.window_s)
     binner = make_binner(model.config)
 
     async def body(url: str) -> int:

@@ -297,3 +297,24 @@ def test_replay_real_aedat4_yields_every_event_in_order(shared_aedat4):
     assert len(ev) == len(ref) and np.all(np.diff(ev["t"]) >= 0)
     np.testing.assert_array_equal(ev["x"], ref["x"])
     assert all(b.events["t"][-1] < b.upto_us for b in out) and (sensor.width, sensor.height) == (346, 260)
+
+
+@pytest.mark.parametrize("backend", ["torch", "node"])
+def test_windowed_gesture_readout_is_the_mean_of_the_last_steps(tmp_path, backend):
+    """The sliding-window readout equals softmax of the mean per-step logits of the last W steps, on both backends."""
+    from stream.node_adapter import _softmax, load_step_model, windowed
+
+    path = gesture_model_file(tmp_path)
+    full, win = load_step_model(path, backend), windowed(load_step_model(path, backend), 0.03)  # 3 bins of 10 ms
+    assert windowed(full, 0) is full
+    rng = np.random.default_rng(0)
+    steps = []
+    for _ in range(8):
+        x = (rng.random(full.config["layers"][0]["input_size"]) < 0.2).astype(np.float32)
+        whole = full.step(x)
+        steps.append(full.last_step_logits.copy())
+        got = win.step(x).probs
+        assert np.allclose(got, _softmax(np.mean(steps[-3:], axis=0)), atol=1e-6)
+    assert np.allclose(whole.probs, _softmax(np.mean(steps, axis=0)), atol=1e-5)  # pooled since start, as before
+    win.reset()
+    assert len(win._recent) == 0
