@@ -18,6 +18,19 @@ from s2node.spec import ModelSpec
 F32 = np.float32
 
 
+# Above n_sources / DENSE_GATHER_RATIO active sources, scattering the payloads into a dense vector and taking one
+# full product beats gathering the active rows (the gather copies each row before the product; measured on the
+# 2048-input gesture layer with ~2,000 active pixels per bin: 1.9 ms gathered). Same sums, up to float rounding.
+DENSE_GATHER_RATIO = 4
+
+
+def scatter(cols: np.ndarray, vals: np.ndarray, n: int, dtype) -> np.ndarray:
+    """Payloads of the active sources as a dense length-n vector (zeros elsewhere; cols are distinct)."""
+    v = np.zeros(n, dtype)
+    v[cols] = vals
+    return v
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     # exp(-x) overflows to inf for x < -88 in float32, which gives the right limit 0; silence the warning
     # (a stray line on stderr would garble the TUI that runs this node in-process)

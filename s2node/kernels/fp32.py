@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2node.kernels.base import F32, Kernel, maybe_sparse
+from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, maybe_sparse, scatter
 from s2node.spec import ModelSpec
 
 
@@ -35,4 +35,6 @@ class Fp32Kernel(Kernel):
             return sparse.matvec(cols, vals).astype(F32)
         if len(cols) == wt.shape[0]:
             return vals.astype(F32, copy=False) @ wt  # every source active (e.g. an embedding vector)
+        if len(cols) * DENSE_GATHER_RATIO > wt.shape[0]:
+            return scatter(cols, vals, wt.shape[0], F32) @ wt
         return vals.astype(F32, copy=False) @ wt[cols]

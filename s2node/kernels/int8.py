@@ -19,7 +19,7 @@ from s2node.compiler.quantize import (
     quantize_payload,
     quantize_rows,
 )
-from s2node.kernels.base import F32, Kernel, maybe_sparse
+from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, maybe_sparse, scatter
 from s2node.spec import ModelSpec
 
 
@@ -61,5 +61,10 @@ class Int8Kernel(Kernel):
         if sparse is not None and sparse.worth_it(cols):
             return (sparse.matvec(cols, p) * (self.scale[group][kind] * sp)).astype(F32)
         p = p.astype(wt.dtype)
-        acc = p @ wt if len(cols) == wt.shape[0] else p @ wt[cols]  # exact integer sums
+        if len(cols) == wt.shape[0]:
+            acc = p @ wt  # exact integer sums
+        elif len(cols) * DENSE_GATHER_RATIO > wt.shape[0]:
+            acc = scatter(cols, p, wt.shape[0], wt.dtype) @ wt
+        else:
+            acc = p @ wt[cols]
         return (acc * (self.scale[group][kind] * sp)).astype(F32)
