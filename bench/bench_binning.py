@@ -34,30 +34,24 @@ def best_of(fn, repeat: int) -> tuple[float, object]:
 
 
 def file_decoding(n_repeat: int) -> dict:
-    """Decoding speed per format, where sources.files (files branch) is installed; else the .npy reader here."""
-    out: dict = {}
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis346-traffic.aedat4"
-    try:
-        from sources.files import read_events
-    except ImportError:
-        read_events = None
-    if read_events is not None and shared.is_file():
-        dt, (ev, _) = best_of(lambda: read_events(shared), n_repeat)
-        out["aedat4"] = {"events": len(ev), "mev_per_s": round(len(ev) / dt / 1e6, 2)}
+    """Decoding speed of the real AEDAT4 clip (where ../shared is present) and of a 1 M-event .npy."""
     import tempfile
 
-    from stream.replay import _read_npy
+    from sources.files import read_events
 
+    out: dict = {}
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis346-traffic.aedat4"
+    if shared.is_file():
+        dt, (ev, _) = best_of(lambda: read_events(shared), n_repeat)
+        out["aedat4"] = {"events": len(ev), "mev_per_s": round(len(ev) / dt / 1e6, 2)}
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "e.npy"
         rng = np.random.default_rng(0)
         n = 1_000_000
         np.save(p, make_events(np.sort(rng.integers(0, 10**7, n)), rng.integers(0, 128, n), rng.integers(0, 128, n),
                                rng.integers(0, 2, n)))
-        dt, _ = best_of(lambda: _read_npy(p), n_repeat)
-        out["npy"] = {"events": n, "mev_per_s": round(n / dt / 1e6, 2), "reader": "stream.replay._read_npy"}
-    if read_events is None:
-        out["note"] = "sources.files not in this tree: AEDAT4/EVT2/EVT3/DAT/ES/CSV decoding not measured here"
+        dt, _ = best_of(lambda: read_events(p), n_repeat)
+        out["npy"] = {"events": n, "mev_per_s": round(n / dt / 1e6, 2), "reader": "sources.files.read_events"}
     return out
 
 
@@ -70,17 +64,11 @@ def main() -> None:
     import tonic
     import tonic.transforms as T
 
-    try:
-        from sources.binning import InputSpec, bin_events  # the gestures branch's binner
+    from sources.binning import InputSpec, bin_events
 
-        cfg_in = {"sensor": [128, 128], "downsample": 4, "bin_us": 10_000, "layout": "p,y,x", "scale": 1.0}
-        spec = InputSpec.from_config(cfg_in)
-        impl = "sources.binning.bin_events"
-    except ImportError:
-        from stream.binner import bin_events
-
-        spec = BinSpec(SensorSize(128, 128), 4, 10_000, 1.0)
-        impl = "stream.binner.bin_events"
+    cfg_in = {"sensor": [128, 128], "downsample": 4, "bin_us": 10_000, "layout": "p,y,x", "scale": 1.0}
+    spec = InputSpec.from_config(cfg_in)
+    impl = "sources.binning.bin_events"
 
     rng = np.random.default_rng(0)
     n = args.events

@@ -1,7 +1,6 @@
 """Inputs for `s2 node run`: text through the model's vocabulary, event files and DVSGesture folders binned.
 
-The corpus, event-file readers and binning live in sources/ (other branches): they are imported here lazily,
-and their absence is a one-line error.
+The corpus, event-file readers and binning live in sources/; each is imported only by the input kind that needs it.
 """
 
 from __future__ import annotations
@@ -28,10 +27,8 @@ def lm_tokens(args: argparse.Namespace, config: dict[str, Any]) -> tuple[np.ndar
     # as `s2 eval`: the corpus the model was trained on, else PTB (word) or Shakespeare (char)
     corpus = config.get("corpus") or (config.get("training") or {}).get("corpus")
     corpus = corpus or ("ptb" if config["level"] == "word" else "shakespeare")
-    try:
-        from sources.corpora import corpus_path
-    except ImportError as e:
-        raise S2NodeError("--split needs sources.corpora (run `s2 data fetch`), or use --text FILE") from e
+    from sources.corpora import corpus_path
+
     path = corpus_path(corpus, args.split, args.data_dir or os.environ.get("S2_DATA_DIR"))
     if not Path(path).is_file():
         raise S2NodeError(f"{path}: corpus split not found (run `s2 data fetch`)")

@@ -16,8 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sources.errors import CorruptFileError, SourceError
-from sources.events import EVENT_DTYPE
+from sources.errors import SourceError
 
 
 class EventBatch(NamedTuple):
@@ -26,38 +25,13 @@ class EventBatch(NamedTuple):
     t_wall: float  # wall clock (time.time()) at which the batch was released (for end-to-end latency)
 
 
-def _read_npy(path: Path) -> np.ndarray:
-    try:
-        ev = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise CorruptFileError(str(path), str(e).splitlines()[0] if str(e) else type(e).__name__) from e
-    if ev.dtype.names is None or not {"t", "x", "y", "p"} <= set(ev.dtype.names):
-        raise CorruptFileError(str(path), f"not an event array (dtype {ev.dtype})")
-    out = np.empty(len(ev), dtype=EVENT_DTYPE)
-    for k in ("t", "x", "y"):
-        out[k] = ev[k]
-    out["p"] = ev["p"] > 0
-    return out
-
-
 def iter_file(path: str | Path, chunk_us: int) -> Iterator[np.ndarray]:
-    """Event batches of a file: sources.files when available, else the .npy fallback."""
+    """Event batches of a file (any format sources.files reads), one window of chunk_us event time each."""
+    from sources.files import iter_events
+
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
-    try:
-        from sources.files import iter_events
-    except ImportError:
-        if path.suffix.lower() != ".npy":
-            raise SourceError(f"{path}: only .npy can be read until sources.files is installed") from None
-        ev = _read_npy(path)
-        if len(ev) and np.any(np.diff(ev["t"]) < 0):
-            ev = ev[np.argsort(ev["t"], kind="stable")]
-        if not len(ev):
-            return
-        k = ev["t"] // chunk_us  # absolute windows, as sources.files does
-        yield from np.split(ev, np.flatnonzero(np.diff(k)) + 1)
-        return
     yield from iter_events(path, chunk_us)
 
 

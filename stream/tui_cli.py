@@ -7,7 +7,7 @@ import argparse
 import contextlib
 
 DEFAULT_NODE = "local"  # the pipeline's default node id
-DEFAULT_RECORDING = "models/demo-gestures.aedat4"  # the shipped demo recording (gestures branch), used if present
+DEFAULT_RECORDING = "models/demo-gestures.aedat4"  # the shipped demo recording, used if present
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,13 +70,8 @@ async def local_demo(node: str = DEFAULT_NODE, recordings: list[str] | None = No
     """Yield (broker URL, pipeline task): the embedded broker with the local demo pipeline publishing to it."""
     import asyncio
 
-    from stream.errors import PipelineError
-
-    try:
-        from stream.local import run_local_pipeline  # the stream branch's demo back end
-    except ImportError as e:
-        raise PipelineError(f"the local pipeline is not available ({e}); run `s2 tui --broker URL` instead") from e
     from stream.broker import embedded_broker
+    from stream.local import run_local_pipeline
 
     async with embedded_broker() as url:
         pipeline = asyncio.create_task(run_local_pipeline(url, node, recording=recordings or None, speed=speed))
