@@ -19,5 +19,5 @@ lint: setup
 data: setup
 	$(BIN)/s2 data fetch
 
-bench: setup
+bench: setup data
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
