@@ -209,7 +209,7 @@ def _truncations(fmt: str, data: bytes) -> list[int]:
     if fmt in ("evt2", "dat"):
         return [len(data) - 3, 20]
     if fmt == "es":
-        return [15]  # inside the fixed header (ES events have variable length, see README-files)
+        return [15]  # inside the fixed header (ES events have variable length, see the README, "Event files")
     if fmt == "csv":
         line_ends = [i for i, c in enumerate(data) if c == ord("\n")]
         return [line_ends[len(line_ends) // 2] + 8]  # in the middle of a line
@@ -415,14 +415,14 @@ def test_stopping_early_closes_the_file(tmp_path: Path, fmt: str):
     assert _open_fds() == before
 
 
-# Real recordings from faery 0.7.1's sdist (LGPL-3.0, so fetched, never committed); see docs/README-files.md.
+# Real recordings from faery 0.7.1's sdist (LGPL-3.0, so fetched, never committed); see the README, "Event files".
 FAERY_DATA = Path(os.environ.get("S2_DATA_DIR", Path.home() / ".cache/s2egru")) / "faery-testdata"
 
 
 @pytest.fixture(scope="module")
 def faery_data() -> Path:
     if not (FAERY_DATA / "evt3.raw").is_file():
-        pytest.skip(f"faery's real test recordings not in {FAERY_DATA} (fetch them as docs/README-files.md says)")
+        pytest.skip(f"faery's real test recordings not in {FAERY_DATA} (README, 'Event files': how to fetch them)")
     return FAERY_DATA
 
 
