@@ -56,7 +56,6 @@ def events_file(d: Path, rate: float, seconds: float) -> Path:
 
 
 async def measure(broker, model_path: Path, rec: Path, speed: float = 1.0) -> dict:
-    import aiomqtt
 
     from stream.binner import make_binner
     from stream.mqtt_link import MqttLink
@@ -66,35 +65,43 @@ async def measure(broker, model_path: Path, rec: Path, speed: float = 1.0) -> di
     from stream.schema import topic
 
     model = load_step_model(model_path)
+    binner = make_binner(model.config)
     bin_s = model.config["input"]["bin_us"] / 1e6
     node = f"bench{int(time.time() * 1000) % 100000}"
     released: list[tuple[int, float]] = []  # (watermark, wall time the batch left the replay)
     received: dict[int, float] = {}  # t_event_us -> wall time the subscriber got it
 
     async def source():
-        async with contextlib.aclosing(replay(rec, speed=speed)) as it:
+        async with contextlib.aclosing(replay(rec, speed=speed, chunk_us=binner.spec.release_chunk_us)) as it:
             async for b in it:
                 released.append((b.upto_us, b.t_wall))
                 yield b
 
-    async def subscriber(ready: asyncio.Event):
-        async with aiomqtt.Client(broker.host, broker.port, identifier=f"{node}-sub") as c:
-            await c.subscribe(topic(node, "pred/gesture"), qos=1)
-            ready.set()
-            async for m in c.messages:
-                now = time.time()
-                received[json.loads(bytes(m.payload))["t_event_us"]] = now
-
     link = MqttLink(broker.url, node)
+    # The subscriber is a separate process, like a user's own client: timing it inside the pipeline's event loop
+    # would charge the loop's own work to the latency (and the loop's wake-ups to the subscriber).
+    sub = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--subscribe", broker.host, str(broker.port), topic(node, "pred/gesture"),
+        stdout=asyncio.subprocess.PIPE)
+
+    async def read_sub(ready: asyncio.Event):
+        assert sub.stdout is not None
+        async for line in sub.stdout:
+            if line.startswith(b"ready"):
+                ready.set()
+                continue
+            t_event, t_recv = line.split()
+            received[int(t_event)] = float(t_recv)
+
     ready = asyncio.Event()
-    sub = asyncio.create_task(subscriber(ready))
+    reader = asyncio.create_task(read_sub(ready))
     run = asyncio.create_task(link.run())
     try:
         await asyncio.wait_for(ready.wait(), 10)
         await link.wait_connected(10)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(1) as ex:
-            c = await run_gesture_pipeline(source(), model, make_binner(model.config), link, executor=ex,
+            c = await run_gesture_pipeline(source(), model, binner, link, executor=ex,
                                            frames=False)
         wall = time.perf_counter() - t0
         await link.drained(10)
@@ -102,9 +109,12 @@ async def measure(broker, model_path: Path, rec: Path, speed: float = 1.0) -> di
         while len(received) < c.predictions and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
     finally:
-        for t in (sub, run):
+        with contextlib.suppress(ProcessLookupError):
+            sub.terminate()
+        await sub.wait()
+        for t in (reader, run):
             t.cancel()
-        await asyncio.gather(sub, run, return_exceptions=True)
+        await asyncio.gather(reader, run, return_exceptions=True)
     ups = np.array([u for u, _ in released])
     walls = np.array([w for _, w in released])
     lat = []
@@ -159,7 +169,23 @@ async def main_async(args) -> dict:
     return out
 
 
+async def subscribe(host: str, port: int, t: str) -> None:
+    """The subscriber process: one line "t_event_us wall_time" per prediction, stamped on arrival."""
+    import aiomqtt
+
+    async with aiomqtt.Client(host, port) as c:
+        await c.subscribe(t, qos=1)
+        print("ready", flush=True)
+        async for m in c.messages:
+            now = time.time()
+            print(json.loads(bytes(m.payload))["t_event_us"], repr(now), flush=True)
+
+
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--subscribe":
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(subscribe(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=4.0, help="recording length per rate (default 4)")
     ap.add_argument("--model", default=str(ROOT / "models" / "gesture-egru"))

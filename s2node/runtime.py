@@ -175,6 +175,9 @@ class Node:
         self._pool = np.zeros(self.spec.n_outputs, np.float64)
         self._t = 0
         self._seq_energy_j = 0.0  # energy since reset(): one gesture
+        self._x_early: np.ndarray | None = None  # input delivered before this timestep's tick (deliver())
+        self._gx_early: np.ndarray | None = None  # its layer-0 accumulation, done on arrival (fp32)
+        self._acct_early: list | None = None  # its layer-0 [synops, packets per PE, active sources]
 
     @property
     def config(self) -> dict[str, Any]:
@@ -217,7 +220,58 @@ class Node:
         return idx, x[idx]
 
     # -- one timestep -----------------------------------------------------------------------------------
+    def deliver(self, inp: Any) -> None:
+        """Input that arrives during the current timestep, before its tick (the next `step`). The PEs take packets
+        on arrival, as SpiNNaker 2 does (synaptic input per packet, the neuron update on the timer tick), so the
+        tick has only the late rest to do: its packets' counts here, and for fp32 their weight sums too.
+        `deliver(a); step(b)` equals `step(a + b)`: the same packets, synops and cost (one packet per active
+        source and timestep, payloads summed); fp32 sums in another order (float rounding); int8 quantises the
+        summed payloads at the tick, so its arithmetic waits for the tick."""
+        if self.spec.task == "lm":
+            raise S2NodeError("deliver() is for event input; a language model takes one token per step")
+        cols, vals = self.input_packets(inp)
+        if not len(cols):
+            return
+        if self._x_early is None:
+            self._x_early = np.zeros(self.spec.n_inputs, F32)
+            self._acct_early = [np.zeros(self.groups[0].n_pes), np.zeros(self.groups[0].n_pes), 0]
+        self._count_new_sources(cols)
+        self._x_early[cols] += vals
+        if self.numerics == "fp32":
+            gx = self.kernel.accumulate(0, "ih", cols, vals)
+            self._gx_early = gx if self._gx_early is None else self._gx_early + gx
+
+    def _count_new_sources(self, cols: np.ndarray) -> None:
+        """Packet and synop counts of the sources that become active this timestep with `cols` (a source active
+        in several deliveries still sends one packet at the tick)."""
+        new = cols[self._x_early[cols] == 0]
+        if len(new):
+            acct, mask = self._acct_early, None
+            if 8 * len(new) > len(self._nnz_in[0]):
+                mask = np.zeros(len(self._nnz_in[0]))
+                mask[new] = 1.0
+            acct[0] += colsum(self._nnz_in[0], new, mask)
+            acct[1] += colsum(self._recv_in[0], new, mask)
+            acct[2] += len(new)
+
+    def _take_early(self, inp: Any) -> tuple[Any, np.ndarray | None, list | None]:
+        """Merge the tick's own input with what was delivered before it: (whole input, layer-0 weight sums so far
+        or None, layer-0 [synops, packets, sources] or None if payloads cancelled and it must be recounted)."""
+        late_cols, late_vals = self.input_packets(inp)
+        self._count_new_sources(late_cols)
+        x, gx, acct = self._x_early, self._gx_early, self._acct_early
+        x[late_cols] += late_vals
+        if gx is not None:
+            gx = gx + self.kernel.accumulate(0, "ih", late_cols, late_vals)
+        if np.count_nonzero(x) != acct[2]:
+            acct = None  # a payload summed to zero: recount from the whole input
+        self._x_early, self._gx_early, self._acct_early = None, None, None
+        return x, gx, acct
+
     def step(self, inp: Any) -> Prediction:
+        gx_early, acct_early = None, None
+        if self._x_early is not None:  # input delivered ahead of this tick (deliver())
+            inp, gx_early, acct_early = self._take_early(inp)
         cols, vals = self.input_packets(inp)
         n = self.n_pes
         syn, pin, pout, dram = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
@@ -227,7 +281,10 @@ class Node:
         for li, g in enumerate(self.groups[:-1]):
             sl = self._slices[li]
             rc, rv = self._y_idx[li], self._y_val[li]
-            if len(cols):
+            if li == 0 and acct_early is not None:
+                syn[sl] += acct_early[0]
+                pin[sl] += acct_early[1]
+            elif len(cols):
                 mask = None
                 if 8 * len(cols) > len(self._nnz_in[li]):
                     mask = np.zeros(len(self._nnz_in[li]))
@@ -240,7 +297,10 @@ class Node:
             if g.spilled:
                 dram[sl] = syn[sl] * g.bytes_per_weight
             b_ih, b_hh = self._bias[li]
-            gx = k.accumulate(li, "ih", cols, vals) + b_ih
+            if li == 0 and gx_early is not None:
+                gx = gx_early + b_ih
+            else:
+                gx = k.accumulate(li, "ih", cols, vals) + b_ih
             gh = k.accumulate(li, "hh", rc, rv) + b_hh
             self._c[li], c_hat, o = k.update_units(li, gx, gh, self._c[li])
             cols, vals = k.emit(c_hat, o)

@@ -81,6 +81,7 @@ class TrainConfig:
     text_files: tuple[str, str] | None = None  # (train, valid) text files instead of a corpus (tests)
     init_from: str | None = None  # start from this model file's weights (fine-tuning, e.g. with prune)
     prune: float | None = None  # magnitude-prune the EGRU/RNN matrices to this sparsity, keep them pruned
+    overrides: dict[str, Any] = field(default_factory=dict)  # Preset fields to replace (optimizer, lr, clip, ...)
 
 
 # ---- sizes -----------------------------------------------------------------------------------------
@@ -285,6 +286,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, ckpt_dir: 
     preset = PRESETS[cfg.preset]
     if cfg.epochs:
         preset = replace(preset, epochs=cfg.epochs)
+    if cfg.overrides:
+        preset = replace(preset, **cfg.overrides)
     out, ckpt_dir = Path(out), Path(ckpt_dir)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)

@@ -29,6 +29,14 @@ def register(tsub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", help="layer sizes, e.g. 256,256 (default: the preset's, parameter-matched)")
     p.add_argument("--no-match", action="store_true", help="use the preset's sizes as they are for gru/egru")
     p.add_argument("--data-dir", help="corpus cache (default $S2_DATA_DIR or ~/.cache/s2egru)")
+    o = p.add_argument_group("optimiser (override the preset)")
+    o.add_argument("--optimizer", choices=["sgd", "adam"], help="optimiser (preset: sgd for ptb, adam for chars)")
+    o.add_argument("--lr", type=float, help="learning rate")
+    o.add_argument("--clip", type=float, help="gradient-norm clip")
+    o.add_argument("--decay-from", type=int,
+                   help="first epoch whose lr is divided by --decay (0: divide on a validation plateau)")
+    o.add_argument("--decay", type=float, help="lr divisor")
+    o.add_argument("--dropout", type=float, help="dropout on the embedding and between layers")
     g = p.add_argument_group("EGRU")
     g.add_argument("--threshold-init", type=float, default=0.1, help="initial threshold of every unit")
     g.add_argument("--threshold-spread", type=float, default=0.0, help="log-normal spread of the initial thresholds")
@@ -65,6 +73,8 @@ def _train(args: argparse.Namespace) -> int:
         hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else None
     except ValueError as e:
         raise S2NodeError(f"--hidden must be comma-separated integers, not {args.hidden!r}") from e
+    overrides = {k: getattr(args, k) for k in ("optimizer", "lr", "clip", "decay_from", "decay", "dropout")
+                 if getattr(args, k) is not None}
     cfg = TrainConfig(
         corpus=args.corpus, arch=args.arch, preset=preset, epochs=args.epochs, seed=args.seed,
         max_minutes=args.max_minutes, max_batches=args.max_batches, max_eval_tokens=args.max_eval_tokens,
@@ -74,7 +84,7 @@ def _train(args: argparse.Namespace) -> int:
                          learn_threshold=args.lr_threshold > 0),
         activity_reg=args.activity_reg, activity_target=args.activity_target,
         activity_per_unit=args.activity_per_unit, lr_threshold=args.lr_threshold,
-        init_from=args.init, prune=args.prune,
+        init_from=args.init, prune=args.prune, overrides=overrides,
     )
     if args.prune is not None and not 0.0 <= args.prune < 1.0:
         raise S2NodeError(f"--prune must lie in [0, 1), not {args.prune}")

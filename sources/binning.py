@@ -141,6 +141,10 @@ class Binner:
         self._acc, self._bin, self._started = rows[-1].copy(), self._bin + n - 1, True
         return out
 
+    def open_bin(self) -> tuple[int, np.ndarray]:
+        """(index, per-feature counts so far) of the open bin (a view: copy it to keep it)."""
+        return self._bin, self._acc
+
     def advance_to(self, t_us: int) -> list[tuple[int, int, np.ndarray]]:
         """Event time has reached t_us (e.g. a source's clock): emit every bin that ends at or before it."""
         if self.t0_us is None:

@@ -40,6 +40,13 @@ class BinSpec:
         return spec
 
     @property
+    def release_chunk_us(self) -> int:
+        """How much event time a replay releases at once for this binning: the largest divisor of the bin up to
+        1 ms, so that releases line up with bin ends (the last release of a bin is due at the bin's end)."""
+        b = self.bin_us
+        return next(d for d in range(min(b, 1_000), 0, -1) if b % d == 0)
+
+    @property
     def grid(self) -> tuple[int, int]:
         """(Wd, Hd): the downsampled sensor (partial edge cells dropped, as sources.binning does)."""
         return self.sensor.width // self.downsample, self.sensor.height // self.downsample
@@ -77,6 +84,9 @@ class StreamBinner:
 
         self.spec = spec
         self._b = Binner(_input_spec(spec))
+        self._early: np.ndarray | None = None  # the open bin's input already handed out by take_early()
+        self._early_bin = -1
+        self._watermark: int | None = None  # event time up to which the stream is complete
 
     @property
     def dropped(self) -> int:
@@ -90,14 +100,47 @@ class StreamBinner:
 
     def feed(self, events: np.ndarray, upto_us: int | None = None) -> list[Bin]:
         """Add events; bins ending at or before upto_us (no later event can fall into them) close too."""
-        out = [Bin(*b) for b in self._b.feed(events)]
+        out = self._b.feed(events)
+        if len(events):
+            self._watermark = max(self._watermark or 0, int(events["t"][-1]))
         if upto_us is not None:
-            out += [Bin(*b) for b in self._b.advance_to(upto_us)]
-        return out
+            out += self._b.advance_to(upto_us)
+            self._watermark = max(self._watermark or 0, int(upto_us))
+        return self._rest(out)
+
+    @property
+    def open_index(self) -> int:
+        return self._b.open_bin()[0]
+
+    def time_left_us(self) -> int | None:
+        """Event time from the watermark to the end of the open bin (None before the first event)."""
+        idx, _ = self._b.open_bin()
+        if self._b.t0_us is None or self._watermark is None:
+            return None
+        return self._b.t0_us + (idx + 1) * self.spec.bin_us - self._watermark
 
     def flush(self) -> list[Bin]:
         """End of a recording: close the open bin if it holds anything."""
-        return [Bin(*b) for b in self._b.flush()]
+        return self._rest(self._b.flush())
+
+    def take_early(self) -> np.ndarray | None:
+        """The open bin's input that arrived since the last call (None if none), for a node that accumulates input
+        before the bin's tick (StepModel.deliver). Once used, a closed bin's vector holds only the rest: what
+        was not taken early, so that early parts + rest = the bin, exactly (counts x scale, no rounding)."""
+        idx, counts = self._b.open_bin()
+        vec = (counts * self.spec.scale).astype(np.float32)
+        delta = vec - self._early if idx == self._early_bin and self._early is not None else vec
+        self._early, self._early_bin = vec, idx
+        return delta if delta.any() else None
+
+    def _rest(self, bins: list[tuple[int, int, np.ndarray]]) -> list[Bin]:
+        out = [Bin(*b) for b in bins]
+        if self._early is not None:
+            for i, b in enumerate(out):
+                if b.index == self._early_bin:
+                    out[i] = b._replace(vector=b.vector - self._early)
+                    self._early, self._early_bin = None, -1
+        return out
 
 
 def make_binner(config: dict[str, Any]) -> StreamBinner:

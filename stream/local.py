@@ -125,7 +125,8 @@ async def run_local_pipeline(
                     binner = make_binner(gm.config)
                     gm.reset()
                     await run_gesture_pipeline(
-                        replay(current, loop=loop, control=ctl), gm, binner, link, executor=gx, counters=counters
+                        replay(current, loop=loop, control=ctl, chunk_us=binner.spec.release_chunk_us), gm, binner,
+                        link, executor=gx, counters=counters
                     )
                     if ctl.switch_to is not None:
                         current = ctl.switch_to

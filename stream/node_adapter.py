@@ -62,6 +62,10 @@ class StepModel(Protocol):
 
     def step(self, x: np.ndarray | int) -> StepResult: ...
 
+    def deliver(self, x: np.ndarray) -> None:
+        """Input of the current timestep that arrived before its end; the next step() adds its own input to it."""
+        ...
+
     def reset(self) -> None: ...
 
     def get_state(self) -> Any: ...
@@ -97,6 +101,11 @@ class TorchStepModel:
         self._trace = None
         self._logit_sum = None
         self._n = 0
+        self._early: np.ndarray | None = None
+
+    def deliver(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float32)
+        self._early = x.copy() if self._early is None else self._early + x
 
     def get_state(self) -> Any:
         return (self._states, self._trace, self._logit_sum, self._n)
@@ -113,7 +122,10 @@ class TorchStepModel:
                 h, self._states, ev = self.model.rnn(emb, self._states)
                 logits = self.model.decoder(h[0, -1])
             else:
-                xt = torch.from_numpy(np.asarray(x, dtype=np.float32)).view(1, 1, -1)
+                x = np.asarray(x, dtype=np.float32)
+                if self._early is not None:
+                    x, self._early = self._early + x, None
+                xt = torch.from_numpy(x).view(1, 1, -1)
                 h, self._states, ev = self.model.rnn(xt, self._states)
                 ro = self.model.readout
                 y = h[0, -1]
@@ -152,6 +164,9 @@ class NodeStepModel:
 
     def reset(self) -> None:
         self.node.reset()
+
+    def deliver(self, x: np.ndarray) -> None:
+        self.node.deliver(x)
 
     def get_state(self) -> Any:
         import copy

@@ -131,7 +131,8 @@ def _replay(args: argparse.Namespace) -> int:
                 run = tg.create_task(link.run())
                 await _connected_or_fail(link, url, run)
                 stats = tg.create_task(stats_loop(link, [model], c := _counters()))
-                src = replay(args.file, speed=args.speed, loop=args.loop, start_s=args.start_s, end_s=args.end_s)
+                src = replay(args.file, speed=args.speed, loop=args.loop, start_s=args.start_s, end_s=args.end_s,
+                             chunk_us=binner.spec.release_chunk_us)
                 try:
                     await run_gesture_pipeline(src, model, binner, link, executor=ex, counters=c,
                                                frames=not args.no_frames)
