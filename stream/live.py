@@ -13,7 +13,7 @@ import itertools
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,14 +36,55 @@ def _host_port(spec: str) -> tuple[str, int, dict[str, list[str]]]:
     return u.hostname, port, parse_qs(u.query)
 
 
-async def udp_batches(src) -> AsyncIterator[EventBatch]:
-    """Live UDP batches with the arrival time as the watermark (bins close as time passes)."""
-    async for ev in src:
-        if len(ev):
-            yield EventBatch(ev, int(ev["t"][-1]) + 1, time.time())
+# A live source that goes quiet (a DVS watching a still scene sends nothing) would leave its open bin open until
+# the next datagram. After this much wall time without input the watermark moves on by the wall time that passed.
+IDLE_S = 0.05
 
 
-async def dv_batches(host: str, port: int) -> AsyncIterator[EventBatch]:
+async def idle_watermarks(get: Callable[[], Awaitable[EventBatch]], idle_s: float = IDLE_S
+                          ) -> AsyncIterator[EventBatch]:
+    """The batches that get() returns (StopAsyncIteration ends them), and while none comes for idle_s, empty ones
+    whose watermark is the last one plus the wall time since it arrived, less idle_s of slack for the network:
+    the binner closes a quiet camera's bins (event time, taken to run with the wall clock while nothing is
+    heard). Events that then arrive behind that watermark are late: the binner drops and counts them. get()
+    must survive cancellation (a queue or an event wait, not an async generator). idle_s 0: never."""
+    last: EventBatch | None = None
+    upto = 0
+    while True:
+        try:
+            if idle_s > 0 and last is not None:
+                async with asyncio.timeout(idle_s):
+                    b = await get()
+            else:
+                b = await get()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            assert last is not None
+            now = time.time()
+            w = last.upto_us + int((now - last.t_wall - idle_s) * 1e6)
+            if w > upto:
+                upto = w
+                yield EventBatch(np.empty(0, EVENT_DTYPE), w, now)
+            continue
+        last, upto = b, max(upto, b.upto_us)
+        yield b
+
+
+async def udp_batches(src, idle_s: float = IDLE_S) -> AsyncIterator[EventBatch]:
+    """Live UDP batches, each with its last event as the watermark; idle_watermarks while the camera is quiet."""
+
+    async def get() -> EventBatch:
+        while True:
+            ev = await anext(src)  # StopAsyncIteration once the source is closed
+            if len(ev):
+                return EventBatch(ev, int(ev["t"][-1]) + 1, time.time())
+
+    async for b in idle_watermarks(get, idle_s):
+        yield b
+
+
+async def dv_batches(host: str, port: int, idle_s: float = IDLE_S) -> AsyncIterator[EventBatch]:
     """A DV software network stream (dv-processing's NetworkReader), read in a thread."""
     try:
         import dv_processing as dv
@@ -72,7 +113,7 @@ async def dv_batches(host: str, port: int) -> AsyncIterator[EventBatch]:
     t = threading.Thread(target=read, args=(reader,), daemon=True)
     t.start()
     try:
-        async for b in q:
+        async for b in idle_watermarks(q.get, idle_s):
             yield b
     finally:
         stop.set()  # the reader thread ends before the reader is destroyed (its destructor needs the GIL free)
@@ -183,12 +224,14 @@ async def _serve(kind, spec, args, model, link, ex, c) -> None:
         host, port, query = _host_port(spec)
         async with UdpEventSource(host, port, (query.get("format") or ["spif"])[0], args.buffer) as src:
             try:
-                await run_gesture_pipeline(udp_batches(src), model, binner, link, executor=ex, counters=c, queue=q2)
+                await run_gesture_pipeline(udp_batches(src, args.idle_s), model, binner, link, executor=ex,
+                                           counters=c, queue=q2)
             finally:
                 c.events_dropped += src.stats.dropped
                 c.malformed_in += src.stats.malformed
     elif kind == "dv":
         host, port, _ = _host_port(spec)
-        await run_gesture_pipeline(dv_batches(host, port), model, binner, link, executor=ex, counters=c, queue=q2)
+        await run_gesture_pipeline(dv_batches(host, port, args.idle_s), model, binner, link, executor=ex,
+                                   counters=c, queue=q2)
     else:
         await run_gesture_pipeline(synthetic_batches(), model, binner, link, executor=ex, counters=c, queue=q2)

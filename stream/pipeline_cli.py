@@ -53,6 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--model", help=f"model (default {DEFAULT_GESTURE_MODEL}, or {DEFAULT_TEXT_MODEL} for text)")
     r.add_argument("--buffer", type=int, default=256, help="live buffer in batches; the oldest are dropped")
     r.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds")
+    r.add_argument("--idle-s", type=float, default=0.05,
+                   help="udp/dv: after this much wall time without events, close bins as if event time ran on "
+                        "with the wall clock (a still scene sends nothing); 0 = wait for the next event "
+                        "(default 0.05)")
     r.add_argument("--window-s", type=float, default=2.0,
                    help="gesture readout: mean of per-step logits over the last seconds (default 2; 0 = since start)")
     _broker_args(r)

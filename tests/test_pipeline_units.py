@@ -223,6 +223,49 @@ def test_udp_malformed_datagram_counted():
     assert st.malformed == 1 and len(got) == 1 and got["x"][0] == 1
 
 
+def test_quiet_udp_camera_still_closes_its_bins(tmp_path):
+    """A live source that goes quiet: after idle_s without datagrams the watermark moves on with the wall clock,
+    so the binner closes the open bin (and the empty ones after it) instead of waiting for the next event; events
+    that come back behind that watermark are late, dropped and counted."""
+    from sources.live_udp import FAERY_DTYPE
+    from stream.live import udp_batches
+
+    spec = _spec(tmp_path)  # 10 ms bins
+
+    def faery(ev):  # faery's UDP records keep the camera's own timestamps (SPIF ones get the arrival time)
+        r = np.zeros(len(ev), FAERY_DTYPE)
+        r["t"], r["x"], r["y"], r["on"] = ev["t"], ev["x"], ev["y"], ev["p"]
+        return r.tobytes()
+
+    async def go():
+        b = StreamBinner(spec)
+        closed, batches = [], []
+        async with UdpEventSource("127.0.0.1", 0, "faery") as src:
+            it = udp_batches(src, idle_s=0.02)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(faery(make_events([1_000, 4_000], [1, 2], [2, 3], [1, 0])), ("127.0.0.1", src.port))
+                async with asyncio.timeout(5):
+                    while len(closed) < 3:  # no more datagrams: only idle watermarks can close bins
+                        batch = await anext(it)
+                        batches.append(batch)
+                        closed += b.feed(batch.events, batch.upto_us)
+                s.sendto(faery(make_events([5_000], [1], [2], [1])), ("127.0.0.1", src.port))
+                async with asyncio.timeout(5):
+                    batch = await anext(it)
+                    while not len(batch.events):
+                        batch = await anext(it)
+                b.feed(batch.events, batch.upto_us)
+            await it.aclose()
+        return closed, batches, b
+
+    closed, batches, b = asyncio.run(go())
+    assert len(batches[0].events) == 2 and all(not len(x.events) for x in batches[1:])
+    ups = [x.upto_us for x in batches]
+    assert ups == sorted(ups) and ups[-1] > 1_000 + 20_000
+    assert [c.index for c in closed[:3]] == [0, 1, 2] and closed[0].vector.sum() > 0
+    assert b._b.dropped_late == 1  # the event at 5 ms came back after its bin had closed
+
+
 def test_control_payload_checked():
     """in/control messages must name a known command with valid arguments."""
     ok = decode("in/control", ControlIn(cmd="speed", speed=2.0).to_json())
