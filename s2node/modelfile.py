@@ -150,20 +150,33 @@ def load(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         t = tensors[name]
         if tuple(t.shape) != shape:
             raise ModelFileError(str(wpath), f"{name} has shape {tuple(t.shape)}, expected {shape}")
-        if t.dtype != np.float32:
-            raise ModelFileError(str(wpath), f"{name} has dtype {t.dtype}, expected float32")
+        if t.dtype not in (np.float32, np.float16):
+            raise ModelFileError(str(wpath), f"{name} has dtype {t.dtype}, expected float32 (or float16)")
         if not np.all(np.isfinite(t)):
             raise ModelFileError(str(wpath), f"{name} holds NaN or infinite values")
-    return config, tensors
+    # float16 is a storage format only (small files): every backend computes from float32
+    return config, {k: v.astype(np.float32) if v.dtype != np.float32 else v for k, v in tensors.items()}
 
 
-def save(path: str | Path, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> Path:
-    """Write NAME.json + NAME.safetensors after checking that they agree; returns the JSON path."""
+# With float16=True, matrices of at least this many values are stored as float16 (biases, thresholds stay float32).
+FLOAT16_MIN_SIZE = 65_536
+
+
+def save(path: str | Path, config: dict[str, Any], tensors: dict[str, np.ndarray], float16: bool = False) -> Path:
+    """Write NAME.json + NAME.safetensors after checking that they agree; returns the JSON path. `float16` stores
+    the large matrices (embedding, decoder, big weight matrices) at half the size; loading turns them back into
+    float32, so the model is the float16-rounded one from then on."""
     from safetensors.numpy import save_file
 
     jpath, wpath = model_paths(path)
     config = validate_config(dict(config, format=FORMAT, version=VERSION), str(jpath))
     arrays = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}
+    if float16:
+        for k, v in arrays.items():
+            if v.size >= FLOAT16_MIN_SIZE:
+                if np.abs(v).max() > np.finfo(np.float16).max:
+                    raise ModelFileError(str(wpath), f"{k} holds values beyond float16's range; save as float32")
+                arrays[k] = v.astype(np.float16)
     expected = expected_tensors(config)
     if set(arrays) != set(expected):
         diff = sorted(set(arrays) ^ set(expected))

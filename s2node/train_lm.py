@@ -82,6 +82,7 @@ class TrainConfig:
     init_from: str | None = None  # start from this model file's weights (fine-tuning, e.g. with prune)
     prune: float | None = None  # magnitude-prune the EGRU/RNN matrices to this sparsity, keep them pruned
     overrides: dict[str, Any] = field(default_factory=dict)  # Preset fields to replace (optimizer, lr, clip, ...)
+    float16: bool = False  # store the finished model's big matrices as float16 (half the file)
 
 
 # ---- sizes -----------------------------------------------------------------------------------------
@@ -379,6 +380,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, ckpt_dir: 
             state["epoch"], state["pos"] = state["epoch"] + 1, 0
         state["seconds"] = time.monotonic() - t0
         save_checkpoint(out, ckpt_dir, model, opt, state)
+    if cfg.float16 and modelfile.model_paths(out)[1].is_file():
+        config, tensors = modelfile.load(out)
+        modelfile.save(out, config, tensors, float16=True)
     summary = {"out": str(modelfile.model_paths(out)[0]), "arch": cfg.arch, "hidden": hidden, "params": n_params,
                "batches": state["batches"], "minutes": state["seconds"] / 60.0, "best_valid_loss": state["best_valid"],
                "history": state["history"]}

@@ -53,6 +53,8 @@ def register(tsub: argparse._SubParsersAction) -> None:
     p.add_argument("--prune", type=float, metavar="P",
                    help="magnitude-prune the recurrent matrices to weight sparsity P (e.g. 0.95) and fine-tune "
                         "with the mask kept; use with --init to prune a trained model")
+    p.add_argument("--float16", action="store_true",
+                   help="store the finished model's large matrices as float16: half the file (e.g. to ship it)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
@@ -84,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
                          learn_threshold=args.lr_threshold > 0),
         activity_reg=args.activity_reg, activity_target=args.activity_target,
         activity_per_unit=args.activity_per_unit, lr_threshold=args.lr_threshold,
-        init_from=args.init, prune=args.prune, overrides=overrides,
+        init_from=args.init, prune=args.prune, overrides=overrides, float16=args.float16,
     )
     if args.prune is not None and not 0.0 <= args.prune < 1.0:
         raise S2NodeError(f"--prune must lie in [0, 1), not {args.prune}")

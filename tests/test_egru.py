@@ -69,6 +69,31 @@ def test_save_load_round_trip(tmp_path, arch):
         assert [layer.zoneout for layer in loaded.rnn.layers] == [0.2, 0.2]
 
 
+def test_float16_storage_round_trip(tmp_path):
+    """float16 storage halves the big matrices; loading gives float32 tensors equal to the float16-rounded ones,
+    and the small ones (biases, thresholds) stay exact. Other dtypes are still refused."""
+    from safetensors.numpy import load_file
+
+    model = tiny_lm()
+    big = {k for k, v in model.to_tensors().items() if v.size >= 200}
+    modelfile.FLOAT16_MIN_SIZE, old = 200, modelfile.FLOAT16_MIN_SIZE
+    try:
+        modelfile.save(tmp_path / "h", lm_config(model), model.to_tensors(), float16=True)
+    finally:
+        modelfile.FLOAT16_MIN_SIZE = old
+    raw = load_file(str(tmp_path / "h.safetensors"))
+    assert big and {k for k, v in raw.items() if v.dtype == np.float16} == big
+    _, t = modelfile.load(tmp_path / "h")
+    for k, v in model.to_tensors().items():
+        assert t[k].dtype == np.float32
+        want = v.astype(np.float16).astype(np.float32) if k in big else v
+        np.testing.assert_array_equal(t[k], want)
+    raw["decoder.bias"] = raw["decoder.bias"].astype(np.int32)
+    _rewrite(tmp_path / "h", raw)
+    with pytest.raises(ModelFileError, match=r"decoder\.bias has dtype int32"):
+        modelfile.load(tmp_path / "h")
+
+
 @pytest.fixture
 def saved(tmp_path):
     model = tiny_lm()
