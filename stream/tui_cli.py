@@ -44,6 +44,7 @@ def _tui(args: argparse.Namespace) -> int:
 def _demo(node: str, recordings: list[str] | None = None, speed: float = 1.0) -> int:
     """Embedded broker + local pipeline + the app, all in this process; everything stops when the UI quits."""
     import asyncio
+    import signal
     from pathlib import Path
 
     if not recordings and Path(DEFAULT_RECORDING).is_file():
@@ -55,6 +56,12 @@ def _demo(node: str, recordings: list[str] | None = None, speed: float = 1.0) ->
     async def main() -> None:
         async with local_demo(node, recordings, speed) as (url, pipeline):
             app = S2App(url, node)
+            # a closed terminal (SIGHUP) or a kill (SIGTERM) ends the app like ctrl+q, so that the broker and the
+            # pipeline are stopped on the way out instead of outliving the process
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+                    loop.add_signal_handler(sig, app.exit)
             # a pipeline that dies (missing model, bad recording) ends the UI instead of leaving it waiting
             pipeline.add_done_callback(lambda t: t.cancelled() or t.exception() is None or app.exit(return_code=1))
             await app.run_async()
