@@ -2,8 +2,10 @@
 
 One run, side by side: replay at 100 k and 1 M events/s (speed 1, real time) of uniform random DVS128 events
 through the gesture model (models/gesture-egru if present, else a random EGRU of the same input shape,
-labelled as such) on the default backend (the chip emulator), a mosquitto on loopback, QoS 1; p50/p99 of the
-latency, then the highest of a rate ladder sustained without drops (predictions keep up with event time).
+labelled as such) on the default backend (the chip emulator), a mosquitto on loopback, QoS 1, a subscriber in
+its own process (mosquitto_sub where installed); p50/p99 of the latency, then the highest of a rate ladder
+sustained without drops (predictions keep up with event time). Beside them, `mqtt_only`: the same link and
+subscriber with no pipeline (a message every 20 ms), the floor that the broker and clients alone set.
 Target: p99 <= 5 ms at 100 k events/s. `python bench/bench_e2e.py [--seconds S] [--model M]`.
 """
 
@@ -15,6 +17,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -55,7 +58,78 @@ def events_file(d: Path, rate: float, seconds: float) -> Path:
     return p
 
 
-async def measure(broker, model_path: Path, rec: Path, speed: float = 1.0) -> dict:
+@contextlib.asynccontextmanager
+async def subscribed(broker, t: str, subscriber: str):
+    """A subscriber in its own process, like a user's client (timing it inside the pipeline's event loop would
+    charge the loop's work to the latency); yields {t_event_us: wall time it arrived}. mosquitto_sub (the
+    reference C client, stamping each message on arrival with %U) where installed, else aiomqtt."""
+    if subscriber == "mosquitto_sub":
+        cmd = ["stdbuf", "-oL", "mosquitto_sub", "-d", "-h", broker.host, "-p", str(broker.port), "-q", "1",
+               "-t", t, "-F", "%U %p"]
+    else:
+        cmd = [sys.executable, __file__, "--subscribe", broker.host, str(broker.port), t]
+    sub = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
+    received: dict[int, float] = {}
+    ready = asyncio.Event()
+
+    async def read():
+        assert sub.stdout is not None
+        async for line in sub.stdout:
+            if line.startswith(b"ready") or b"SUBACK" in line:
+                ready.set()
+            elif line[:1].isdigit():  # "wall_time payload" (mosquitto_sub) or "t_event_us wall_time" (aiomqtt)
+                a, b = line.split(maxsplit=1)
+                if subscriber == "mosquitto_sub":
+                    received[json.loads(b)["t_event_us"]] = float(a)
+                else:
+                    received[int(a)] = float(b)
+
+    reader = asyncio.create_task(read())
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        yield received
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            sub.terminate()
+        await sub.wait()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
+async def measure_mqtt(broker, subscriber: str, n: int = 500, every_s: float = 0.02) -> dict:
+    """The floor under the pipeline's latency, in the same run: a prediction-sized message published through
+    the same MqttLink every bin (no events, no node) -> the same subscriber."""
+    from stream.mqtt_link import MqttLink
+    from stream.schema import GesturePrediction, topic
+
+    node = f"floor{int(time.time() * 1000) % 100000}"
+    link = MqttLink(broker.url, node)
+    run = asyncio.create_task(link.run())
+    sent: dict[int, float] = {}
+    try:
+        async with subscribed(broker, topic(node, "pred/gesture"), subscriber) as received:
+            await link.wait_connected(10)
+            classes = [f"c{i}" for i in range(11)]
+            for i in range(n):
+                await asyncio.sleep(every_s)
+                sent[i] = time.time()
+                link.publish(GesturePrediction(t_event_us=i, label="c0", index=0, probs=[1 / 11] * 11,
+                                               classes=classes, step=i))
+            await link.drained(10)
+            deadline = time.monotonic() + 5
+            while len(received) < n and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+    lat_ms = np.array([received[i] - sent[i] for i in received]) * 1e3
+    return {"messages": n, "received": len(received),
+            "latency_ms_p50": round(float(np.percentile(lat_ms, 50)), 3),
+            "latency_ms_p99": round(float(np.percentile(lat_ms, 99)), 3),
+            "latency_ms_max": round(float(lat_ms.max()), 3)}
+
+
+async def measure(broker, model_path: Path, rec: Path, subscriber: str, speed: float = 1.0) -> dict:
 
     from stream.binner import make_binner
     from stream.mqtt_link import MqttLink
@@ -69,7 +143,6 @@ async def measure(broker, model_path: Path, rec: Path, speed: float = 1.0) -> di
     bin_s = model.config["input"]["bin_us"] / 1e6
     node = f"bench{int(time.time() * 1000) % 100000}"
     released: list[tuple[int, float]] = []  # (watermark, wall time the batch left the replay)
-    received: dict[int, float] = {}  # t_event_us -> wall time the subscriber got it
 
     async def source():
         async with contextlib.aclosing(replay(rec, speed=speed, chunk_us=binner.spec.release_chunk_us)) as it:
@@ -78,43 +151,21 @@ async def measure(broker, model_path: Path, rec: Path, speed: float = 1.0) -> di
                 yield b
 
     link = MqttLink(broker.url, node)
-    # The subscriber is a separate process, like a user's own client: timing it inside the pipeline's event loop
-    # would charge the loop's own work to the latency (and the loop's wake-ups to the subscriber).
-    sub = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--subscribe", broker.host, str(broker.port), topic(node, "pred/gesture"),
-        stdout=asyncio.subprocess.PIPE)
-
-    async def read_sub(ready: asyncio.Event):
-        assert sub.stdout is not None
-        async for line in sub.stdout:
-            if line.startswith(b"ready"):
-                ready.set()
-                continue
-            t_event, t_recv = line.split()
-            received[int(t_event)] = float(t_recv)
-
-    ready = asyncio.Event()
-    reader = asyncio.create_task(read_sub(ready))
     run = asyncio.create_task(link.run())
     try:
-        await asyncio.wait_for(ready.wait(), 10)
-        await link.wait_connected(10)
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(1) as ex:
-            c = await run_gesture_pipeline(source(), model, binner, link, executor=ex,
-                                           frames=False)
-        wall = time.perf_counter() - t0
-        await link.drained(10)
-        deadline = time.monotonic() + 5
-        while len(received) < c.predictions and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        async with subscribed(broker, topic(node, "pred/gesture"), subscriber) as received:
+            await link.wait_connected(10)
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(1) as ex:
+                c = await run_gesture_pipeline(source(), model, binner, link, executor=ex, frames=False)
+            wall = time.perf_counter() - t0
+            await link.drained(10)
+            deadline = time.monotonic() + 5
+            while len(received) < c.predictions and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            sub.terminate()
-        await sub.wait()
-        for t in (reader, run):
-            t.cancel()
-        await asyncio.gather(reader, run, return_exceptions=True)
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
     ups = np.array([u for u, _ in released])
     walls = np.array([w for _, w in released])
     lat = []
@@ -143,6 +194,11 @@ async def main_async(args) -> dict:
     from stream.broker import MosquittoProcess
 
     out: dict = {"bench": "e2e", "target_p99_ms_at_100k": 5.0}
+    # mosquitto_sub under stdbuf: its stdout to a pipe is block-buffered otherwise (the stamps are taken on arrival
+    # either way; the buffering would only hide when it is subscribed)
+    native = shutil.which("mosquitto_sub") and shutil.which("stdbuf")
+    subscriber = "mosquitto_sub" if native and not args.aiomqtt_subscriber else "aiomqtt"
+    out["subscriber"] = subscriber
     with tempfile.TemporaryDirectory() as d, MosquittoProcess() as broker:
         d = Path(d)
         mp = Path(args.model)
@@ -151,13 +207,14 @@ async def main_async(args) -> dict:
             out["model"] = "random stand-in EGRU 2048-128-128-11 (models/gesture-egru not found)"
         else:
             out["model"] = str(mp)
+        out["mqtt_only"] = await measure_mqtt(broker, subscriber)
         for rate in (100_000, 1_000_000):
-            out[f"rate_{rate // 1000}k"] = await measure(broker, mp, events_file(d, rate, args.seconds))
+            out[f"rate_{rate // 1000}k"] = await measure(broker, mp, events_file(d, rate, args.seconds), subscriber)
         sustained = None
         for rate in (2_000_000, 4_000_000):
             if not args.ladder:
                 break
-            r = await measure(broker, mp, events_file(d, rate, args.seconds))
+            r = await measure(broker, mp, events_file(d, rate, args.seconds), subscriber)
             out[f"rate_{rate // 1000}k"] = r
             if not r["kept_up"]:
                 break
@@ -189,6 +246,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=4.0, help="recording length per rate (default 4)")
     ap.add_argument("--model", default=str(ROOT / "models" / "gesture-egru"))
+    ap.add_argument("--aiomqtt-subscriber", action="store_true",
+                    help="time with a Python aiomqtt subscriber even where mosquitto_sub is installed")
     ap.add_argument("--no-ladder", dest="ladder", action="store_false", help="skip the 2 M and 4 M ev/s runs")
     args = ap.parse_args()
     import aiomqtt
