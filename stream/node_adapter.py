@@ -104,6 +104,8 @@ class TorchStepModel:
         self._early: np.ndarray | None = None
 
     def deliver(self, x: np.ndarray) -> None:
+        if self.task == "lm":
+            raise ValueError("deliver() is for event input; a language model takes one token per step")
         x = np.asarray(x, dtype=np.float32)
         self._early = x.copy() if self._early is None else self._early + x
 

@@ -384,3 +384,19 @@ def test_windowed_gesture_readout_is_the_mean_of_the_last_steps(tmp_path, backen
     assert np.allclose(whole.probs, _softmax(np.mean(steps, axis=0)), atol=1e-5)  # pooled since start, as before
     win.reset()
     assert len(win._recent) == 0
+
+
+@pytest.mark.parametrize("backend", ["torch", "node"])
+def test_input_delivered_early_gives_the_same_predictions(tmp_path, backend):
+    """Both backends: delivering parts of a bin before its step gives the predictions of stepping the whole bin."""
+    from stream.node_adapter import load_step_model
+
+    path = gesture_model_file(tmp_path)
+    whole, early = load_step_model(path, backend), load_step_model(path, backend)
+    rng = np.random.default_rng(1)
+    n_in = whole.config["layers"][0]["input_size"]
+    for _ in range(6):
+        x = ((rng.random(n_in) < 0.3) * rng.integers(1, 4, n_in)).astype(np.float32)
+        a = (x * (rng.random(n_in) < 0.5)).astype(np.float32)
+        early.deliver(a)
+        np.testing.assert_allclose(early.step(x - a).probs, whole.step(x).probs, atol=1e-6)
