@@ -167,3 +167,21 @@ def test_prune_finetune_keeps_the_mask(trained):
         if name.startswith("rnn.") and ".weight_" in name:
             assert abs(float(np.mean(t == 0)) - 0.9) < 0.01, name
     assert config["training"]["prune"] == 0.9
+
+
+def test_shipped_ptb_egru_loads_from_its_float16_file():
+    """models/ptb-egru: a word-level EGRU with the PTB vocabulary, big matrices stored as float16, loaded as
+    float32, and its JSON records the recipe that made it."""
+    from pathlib import Path
+
+    from safetensors.numpy import load_file
+
+    from s2node import modelfile
+
+    path = Path(__file__).resolve().parent.parent / "models" / "ptb-egru"
+    config, tensors = modelfile.load(path)
+    assert config["arch"] == "egru" and config["level"] == "word" and len(config["vocab"]) == 10_000
+    assert all(t.dtype == np.float32 for t in tensors.values())
+    raw = load_file(str(path.with_suffix(".safetensors")))
+    assert raw["embedding.weight"].dtype == np.float16 and raw["rnn.0.threshold"].dtype == np.float32
+    assert config["training"]["preset_values"]["optimizer"] == "adam"
