@@ -43,6 +43,7 @@ class Preset:
     decay: float = 4.0
     dropout: float = 0.0
     eval_batch: int = 10
+    weight_decay: float = 0.0  # decoupled (AdamW) with adam, L2 with sgd; never on thresholds
 
 
 PRESETS: dict[str, Preset] = {
@@ -161,7 +162,9 @@ def make_optimizer(model: nn.Module, preset: Preset, cfg: TrainConfig) -> torch.
     for g in groups:
         g["lr"] = preset.lr * g["lr_factor"]
     if preset.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=preset.lr)
+        return torch.optim.SGD(groups, lr=preset.lr, weight_decay=preset.weight_decay)
+    if preset.weight_decay:
+        return torch.optim.AdamW(groups, lr=preset.lr, weight_decay=preset.weight_decay)
     return torch.optim.Adam(groups, lr=preset.lr)
 
 

@@ -37,6 +37,8 @@ def register(tsub: argparse._SubParsersAction) -> None:
                    help="first epoch whose lr is divided by --decay (0: divide on a validation plateau)")
     o.add_argument("--decay", type=float, help="lr divisor")
     o.add_argument("--dropout", type=float, help="dropout on the embedding and between layers")
+    o.add_argument("--weight-decay", type=float,
+                   help="weight decay (AdamW's decoupled form with adam, L2 with sgd; not on thresholds)")
     g = p.add_argument_group("EGRU")
     g.add_argument("--threshold-init", type=float, default=0.1, help="initial threshold of every unit")
     g.add_argument("--threshold-spread", type=float, default=0.0, help="log-normal spread of the initial thresholds")
@@ -75,8 +77,8 @@ def _train(args: argparse.Namespace) -> int:
         hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else None
     except ValueError as e:
         raise S2NodeError(f"--hidden must be comma-separated integers, not {args.hidden!r}") from e
-    overrides = {k: getattr(args, k) for k in ("optimizer", "lr", "clip", "decay_from", "decay", "dropout")
-                 if getattr(args, k) is not None}
+    keys = ("optimizer", "lr", "clip", "decay_from", "decay", "dropout", "weight_decay")
+    overrides = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     cfg = TrainConfig(
         corpus=args.corpus, arch=args.arch, preset=preset, epochs=args.epochs, seed=args.seed,
         max_minutes=args.max_minutes, max_batches=args.max_batches, max_eval_tokens=args.max_eval_tokens,

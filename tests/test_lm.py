@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -185,3 +186,23 @@ def test_shipped_ptb_egru_loads_from_its_float16_file():
     raw = load_file(str(path.with_suffix(".safetensors")))
     assert raw["embedding.weight"].dtype == np.float16 and raw["rnn.0.threshold"].dtype == np.float32
     assert config["training"]["preset_values"]["optimizer"] == "adam"
+
+
+def test_weight_decay_override_spares_thresholds():
+    """--weight-decay: AdamW (decoupled) with adam, L2 with sgd, and never on the EGRU thresholds."""
+    import torch
+
+    from s2node.models import EGRUOptions
+    from s2node.train_lm import PRESETS, TrainConfig, build_model, make_optimizer
+
+    preset = replace(PRESETS["tiny"], weight_decay=0.1)
+    cfg = TrainConfig(corpus="shakespeare", arch="egru", preset="tiny", egru=EGRUOptions())
+    model, _ = build_model(cfg, preset, 20)
+    opt = make_optimizer(model, preset, cfg)
+    assert isinstance(opt, torch.optim.AdamW)
+    thr = {id(p) for n, p in model.named_parameters() if n.endswith("threshold")}
+    for g in opt.param_groups:
+        is_thr = {id(p) for p in g["params"]} <= thr
+        assert g["weight_decay"] == (0.0 if is_thr else 0.1)
+    sgd = make_optimizer(model, replace(preset, optimizer="sgd"), cfg)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["weight_decay"] == 0.1
