@@ -105,6 +105,15 @@ def limit_blas_threads(n: int) -> None:
     threadpool_limits(n, user_api="blas")
 
 
+def source_mask(n: int, cols: np.ndarray) -> np.ndarray | None:
+    """A 0/1 vector over n sources for colsum's mat-vec path, when enough sources are active to take it."""
+    if 8 * len(cols) <= n:
+        return None
+    mask = np.zeros(n)
+    mask[cols] = 1.0
+    return mask
+
+
 def colsum(table: np.ndarray, cols: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Σ over the active sources of a [sources, PEs] table: a gather for few sources, a mat-vec for many."""
     if mask is not None and 8 * len(cols) > table.shape[0]:
@@ -246,10 +255,7 @@ class Node:
         in several deliveries still sends one packet at the tick)."""
         new = cols[self._x_early[cols] == 0]
         if len(new):
-            acct, mask = self._acct_early, None
-            if 8 * len(new) > len(self._nnz_in[0]):
-                mask = np.zeros(len(self._nnz_in[0]))
-                mask[new] = 1.0
+            acct, mask = self._acct_early, source_mask(len(self._nnz_in[0]), new)
             acct[0] += colsum(self._nnz_in[0], new, mask)
             acct[1] += colsum(self._recv_in[0], new, mask)
             acct[2] += len(new)
@@ -285,10 +291,7 @@ class Node:
                 syn[sl] += acct_early[0]
                 pin[sl] += acct_early[1]
             elif len(cols):
-                mask = None
-                if 8 * len(cols) > len(self._nnz_in[li]):
-                    mask = np.zeros(len(self._nnz_in[li]))
-                    mask[cols] = 1.0
+                mask = source_mask(len(self._nnz_in[li]), cols)
                 syn[sl] += colsum(self._nnz_in[li], cols, mask)
                 pin[sl] += colsum(self._recv_in[li], cols, mask)
             if len(rc):
