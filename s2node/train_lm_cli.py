@@ -39,6 +39,9 @@ def register(tsub: argparse._SubParsersAction) -> None:
     o.add_argument("--dropout", type=float, help="dropout on the embedding and between layers")
     o.add_argument("--weight-decay", type=float,
                    help="weight decay (AdamW's decoupled form with adam, L2 with sgd; not on thresholds)")
+    o.add_argument("--embedding-sgd-lr", type=float,
+                   help="with adam: train the embedding and decoder with plain SGD at this lr (e.g. 20) and "
+                        "only the recurrent layers with Adam; the lr schedule scales both")
     g = p.add_argument_group("EGRU")
     g.add_argument("--threshold-init", type=float, default=0.1, help="initial threshold of every unit")
     g.add_argument("--threshold-spread", type=float, default=0.0, help="log-normal spread of the initial thresholds")
@@ -77,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
         hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else None
     except ValueError as e:
         raise S2NodeError(f"--hidden must be comma-separated integers, not {args.hidden!r}") from e
-    keys = ("optimizer", "lr", "clip", "decay_from", "decay", "dropout", "weight_decay")
+    keys = ("optimizer", "lr", "clip", "decay_from", "decay", "dropout", "weight_decay", "embedding_sgd_lr")
     overrides = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     cfg = TrainConfig(
         corpus=args.corpus, arch=args.arch, preset=preset, epochs=args.epochs, seed=args.seed,

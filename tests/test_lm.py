@@ -206,3 +206,35 @@ def test_weight_decay_override_spares_thresholds():
         assert g["weight_decay"] == (0.0 if is_thr else 0.1)
     sgd = make_optimizer(model, replace(preset, optimizer="sgd"), cfg)
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["weight_decay"] == 0.1
+
+
+def test_embedding_sgd_lr_mixes_sgd_and_adam(tmp_path):
+    """--embedding-sgd-lr: the embedding and decoder take plain SGD steps (lr x grad), the EGRU takes Adam
+    steps; set_lr scales both; a run with it trains and resumes from its checkpoint."""
+    import torch
+
+    from s2node.models import EGRUOptions
+    from s2node.train_lm import PRESETS, MixedOptimizer, TrainConfig, build_model, make_optimizer, set_lr
+
+    preset = replace(PRESETS["tiny"], embedding_sgd_lr=2.0)  # tiny: adam, lr 1e-2
+    cfg = TrainConfig(corpus="shakespeare", arch="egru", preset="tiny", egru=EGRUOptions())
+    model, _ = build_model(cfg, preset, 20)
+    opt = make_optimizer(model, preset, cfg)
+    assert isinstance(opt, MixedOptimizer)
+    set_lr(opt, preset.lr / 2)  # the schedule halves both
+    emb0, w0 = model.embedding.weight.detach().clone(), model.rnn.layers[0].weight_hh.detach().clone()
+    logits, _, _ = model(torch.randint(0, 20, (2, 5)))
+    logits.sum().backward()
+    g_emb = model.embedding.weight.grad.clone()
+    opt.step()
+    assert torch.allclose(model.embedding.weight.detach(), emb0 - 1.0 * g_emb, atol=1e-6)  # SGD at 2.0 / 2
+    step = (model.rnn.layers[0].weight_hh.detach() - w0).abs()
+    assert step.max().item() == pytest.approx(preset.lr / 2, rel=1e-3)  # Adam's first step: lr x sign(grad)
+    files = write_corpus(tmp_path)
+    run = TrainConfig(corpus="shakespeare", arch="egru", preset="tiny", epochs=1, text_files=files, seed=1,
+                      overrides={"embedding_sgd_lr": 2.0})
+    first = train(run, tmp_path / "m", ckpt_dir=tmp_path / "runs", progress=False, log=lambda _: None)
+    assert first["history"][-1]["valid_loss"] < math.log(20)
+    more = train(TrainConfig(**{**run.__dict__, "epochs": 2}), tmp_path / "m", resume=True,
+                 ckpt_dir=tmp_path / "runs", progress=False, log=lambda _: None)
+    assert [h["epoch"] for h in more["history"]] == [1, 2] and more["batches"] > first["batches"]
