@@ -21,7 +21,6 @@ from s2node import modelfile
 from s2node.compiler import prune
 from s2node.errors import S2NodeError
 from s2node.models import EGRUOptions, LanguageModel
-from s2node.torch_egru import THRESHOLD_MIN
 from sources import corpora
 from sources.text_data import Vocab, batchify, bptt_windows, build_vocab, n_windows, read_text, tokenize
 
@@ -80,7 +79,6 @@ class TrainConfig:
     activity_target: float = 0.1  # target firing rate of that regulariser
     activity_per_unit: bool = False  # regularise every unit's rate (no dead or always-on units), not the mean
     lr_threshold: float = 1.0  # threshold learning-rate factor (0 freezes thresholds)
-    homeostasis: float = 0.0  # η of the threshold homeostasis θ += η·(rate − activity_target) per batch (0: off)
     data_dir: str | None = None
     text_files: tuple[str, str] | None = None  # (train, valid) text files instead of a corpus (tests)
     init_from: str | None = None  # start from this model file's weights (fine-tuning, e.g. with prune)
@@ -221,16 +219,6 @@ def activity_loss(events: list[Tensor], target: float, per_unit: bool = False) -
 
 
 @torch.no_grad()
-def threshold_homeostasis(model: LanguageModel, events: list[Tensor], eta: float, target: float) -> None:
-    """θ_i += η·(rate_i − target) per EGRU unit, from this batch's events: a unit that fires too often
-    raises its threshold, a silent one lowers it. Why: the per-unit rate regulariser is averaged over units,
-    so its pull on any one unit is tiny; measured on the first shipped PTB EGRU, layer 1 fired at 0.058 and
-    layer 2 at 0.240 under a target of 0.2. This holds every unit at the target whatever the loss does."""
-    for layer, o in zip(model.rnn.layers, events, strict=True):
-        layer.threshold.add_(eta * (o.mean((0, 1)) - target)).clamp_(min=THRESHOLD_MIN)
-
-
-@torch.no_grad()
 def evaluate(model: LanguageModel, data: np.ndarray, bptt: int, max_tokens: int | None = None) -> dict[str, float]:
     """Mean cross-entropy (nats/token) and activity sparsity over a batchified split, state carried."""
     model.eval()
@@ -304,8 +292,7 @@ def model_config(cfg: TrainConfig, level: str, vocab: Vocab, model: LanguageMode
             "corpus": cfg.corpus, "preset": cfg.preset, "preset_values": asdict(preset), "seed": cfg.seed,
             "egru": asdict(cfg.egru), "activity_reg": cfg.activity_reg, "activity_target": cfg.activity_target,
             "activity_per_unit": cfg.activity_per_unit,
-            "lr_threshold": cfg.lr_threshold, "homeostasis": cfg.homeostasis,
-            "init_from": cfg.init_from, "prune": cfg.prune,
+            "lr_threshold": cfg.lr_threshold, "init_from": cfg.init_from, "prune": cfg.prune,
         },
     }
 
@@ -413,8 +400,6 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, ckpt_dir: 
             opt.step()
             if masks is not None:
                 prune.apply_masks(model, masks)  # [1]
-            if cfg.homeostasis and events:
-                threshold_homeostasis(model, events, cfg.homeostasis, cfg.activity_target)
             state["pos"], state["batches"] = pos + preset.bptt, state["batches"] + 1
             run_loss, run_n = run_loss + loss.item(), run_n + 1
             if run_n % 50 == 0:

@@ -54,9 +54,6 @@ def register(tsub: argparse._SubParsersAction) -> None:
     g.add_argument("--activity-target", type=float, default=0.1, help="target firing rate of the regulariser")
     g.add_argument("--activity-per-unit", action="store_true",
                    help="regularise each unit's firing rate instead of the layer mean (revives silent units)")
-    g.add_argument("--homeostasis", type=float, default=0.0, metavar="ETA",
-                   help="threshold homeostasis: after every batch θ += ETA·(unit's firing rate − "
-                        "--activity-target), which holds every unit near the target rate (e.g. 0.05; 0: off)")
     p.add_argument("--init", help="start from this model file's weights (fine-tuning)")
     p.add_argument("--prune", type=float, metavar="P",
                    help="magnitude-prune the recurrent matrices to weight sparsity P (e.g. 0.95) and fine-tune "
@@ -94,7 +91,6 @@ def _train(args: argparse.Namespace) -> int:
                          learn_threshold=args.lr_threshold > 0),
         activity_reg=args.activity_reg, activity_target=args.activity_target,
         activity_per_unit=args.activity_per_unit, lr_threshold=args.lr_threshold,
-        homeostasis=args.homeostasis,
         init_from=args.init, prune=args.prune, overrides=overrides, float16=args.float16,
     )
     if args.prune is not None and not 0.0 <= args.prune < 1.0:
