@@ -185,7 +185,9 @@ def test_shipped_ptb_egru_loads_from_its_float16_file():
     assert all(t.dtype == np.float32 for t in tensors.values())
     raw = load_file(str(path.with_suffix(".safetensors")))
     assert raw["embedding.weight"].dtype == np.float16 and raw["rnn.0.threshold"].dtype == np.float32
-    assert config["training"]["preset_values"]["optimizer"] == "adam"
+    recipe = config["training"]["preset_values"]
+    assert recipe["optimizer"] == "adam" and recipe["embedding_sgd_lr"] == 20.0
+    assert config["training"]["egru"]["gamma"] == 2.0 and config["training"]["egru"]["support"] == 4.0
 
 
 def test_weight_decay_override_spares_thresholds():
