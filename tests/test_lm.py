@@ -188,6 +188,7 @@ def test_shipped_ptb_egru_loads_from_its_float16_file():
     recipe = config["training"]["preset_values"]
     assert recipe["optimizer"] == "adam" and recipe["embedding_sgd_lr"] == 20.0
     assert config["training"]["egru"]["gamma"] == 2.0 and config["training"]["egru"]["support"] == 4.0
+    assert recipe["epochs"] == 10
 
 
 def test_weight_decay_override_spares_thresholds():
