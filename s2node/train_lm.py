@@ -182,7 +182,9 @@ AnyOptimizer = torch.optim.Optimizer | MixedOptimizer
 def make_optimizer(model: nn.Module, preset: Preset, cfg: TrainConfig) -> AnyOptimizer:
     named = list(model.named_parameters())
     thr = [p for n, p in named if n.endswith("threshold")]
-    mixed = preset.optimizer == "adam" and preset.embedding_sgd_lr > 0
+    if preset.embedding_sgd_lr > 0 and preset.optimizer != "adam":
+        raise S2NodeError("--embedding-sgd-lr needs --optimizer adam (with sgd every weight already takes SGD steps)")
+    mixed = preset.embedding_sgd_lr > 0
     outer = [p for n, p in named if n.startswith(("embedding.", "decoder."))] if mixed else []
     outer_ids = {id(p) for p in outer}
     rest = [p for n, p in named if not n.endswith("threshold") and id(p) not in outer_ids]
