@@ -33,7 +33,7 @@ def _save(app: S2App, out: Path) -> None:
     app.save_screenshot(filename=out.name, path=str(out.parent))
 
 
-async def shoot_samples(out: Path, size: tuple[int, int], node: str = "local") -> None:
+async def shoot_samples(out: Path, size: tuple[int, int], node: str = "n0") -> None:
     async with embedded_broker() as url:
         app = S2App(url, node)
         async with app.run_test(size=size) as pilot:
@@ -49,7 +49,8 @@ async def shoot_samples(out: Path, size: tuple[int, int], node: str = "local") -
 
 
 async def shoot_demo(out: Path, size: tuple[int, int], recording: str, seconds: float) -> None:
-    from stream.tui_cli import DEFAULT_NODE, local_demo
+    from stream.local import local_demo
+    from stream.schema import DEFAULT_NODE_ID as DEFAULT_NODE
 
     async with local_demo(DEFAULT_NODE, [recording]) as (url, pipeline):
         app = S2App(url, DEFAULT_NODE)

@@ -1,7 +1,10 @@
-"""The `s2` command line. Each package contributes its sub-commands through a `register(subparsers)`.
+"""The `s2` command line: a thin shell over the packages' command modules.
 
-Sub-command modules import only argparse at registration time; heavy imports (torch, textual, aiomqtt)
-happen inside the command functions so that `s2 --help` is instant.
+Each package contributes its sub-commands through the `s2egru.commands` entry-point group in pyproject.toml
+(`<package>.commands:register`), so no package imports another to reach its commands. Command modules import
+only argparse at registration time; heavy imports (torch, textual, aiomqtt) happen inside the command functions
+so that `s2 --help` is instant. Process-wide settings (BLAS and torch threads, the GIL switch interval) are made
+here, once, in `main`.
 """
 
 from __future__ import annotations
@@ -11,12 +14,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-# (module, attribute): each provides register(subparsers) adding parsers with set_defaults(func=...).
-_CONTRIBUTORS = [
-    "sources.cli",
-    "s2node.cli",
-    "stream.commands",
-]
+COMMAND_GROUP = "s2egru.commands"  # entry points: name = "<package>.commands:register"
+_ORDER = ("sources", "s2node", "stream", "tui")  # help lists the packages floor by floor
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,9 +33,18 @@ def _version() -> str:
         return "0+unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    import importlib
+def _contributors() -> list:
+    """The register(subparsers) functions of the installed packages' command modules, floor by floor."""
+    from importlib.metadata import entry_points
 
+    eps = sorted(entry_points(group=COMMAND_GROUP), key=lambda e: (*_ORDER, e.name).index(e.name))
+    if not eps:
+        raise SystemExit(f"s2: no commands found (entry-point group {COMMAND_GROUP}); install the package with "
+                         "`pip install -e .` or run `make setup`")
+    return [e.load() for e in eps]
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="s2",
         description="s2egru: DVS gestures and text through an emulated SpiNNaker 2 node running EGRU, "
@@ -44,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"s2egru {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in _CONTRIBUTORS:
-        importlib.import_module(name).register(sub)
+    for register in _contributors():
+        register(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ model and the character LM answering on in/text, both publishing to one broker, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from stream.node_adapter import StepModel, load_step_model, windowed
 from stream.pipeline import PipelineCounters, run_gesture_pipeline, stats_loop
 from stream.queues import BoundedQueue
 from stream.replay import ReplayControl, replay
-from stream.schema import ControlIn, PayloadError, Status, decode
+from stream.schema import DEFAULT_NODE_ID, ControlIn, PayloadError, Status, decode
 from stream.text_pipeline import TextLM, run_text_pipeline, subscribe_text
 
 
@@ -72,7 +73,7 @@ def _have_model(path: str | Path) -> bool:
 
 async def run_local_pipeline(
     broker_url: str,
-    node_id: str = "n0",
+    node_id: str = DEFAULT_NODE_ID,
     recording: str | Path | Sequence[str | Path] | None = DEFAULT_RECORDING,
     gesture_model: str | Path | None = DEFAULT_GESTURE_MODEL,
     text_model: str | Path | None = DEFAULT_TEXT_MODEL,
@@ -133,3 +134,18 @@ async def run_local_pipeline(
                         continue
                     break
             await asyncio.Event().wait()  # keep serving text and control until cancelled
+
+
+@contextlib.asynccontextmanager
+async def local_demo(node: str = DEFAULT_NODE_ID, recordings: list[str] | None = None, speed: float = 1.0):
+    """Yield (broker URL, pipeline task): the embedded broker with the local demo pipeline publishing to it."""
+    from stream.broker import embedded_broker
+
+    async with embedded_broker() as url:
+        pipeline = asyncio.create_task(run_local_pipeline(url, node, recording=recordings or None, speed=speed))
+        try:
+            yield url, pipeline
+        finally:
+            pipeline.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # its failure was reported already
+                await pipeline

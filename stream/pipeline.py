@@ -243,10 +243,3 @@ async def run_gesture_pipeline(
         c.events_in = binner.events_in
         c.events_dropped += (binner.dropped - dropped0) + (q.dropped - late0)
     return c
-
-
-async def run_local_pipeline(*args: Any, **kwargs: Any) -> None:
-    """The demo back end (`s2 tui`); see stream.local.run_local_pipeline for the parameters."""
-    from stream.local import run_local_pipeline as run
-
-    await run(*args, **kwargs)

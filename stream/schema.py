@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 SCHEMA_VERSION = 1
 PREFIX = f"s2/v{SCHEMA_VERSION}"
+DEFAULT_NODE_ID = "n0"  # the node id that replay, run and the demo publish as, and the UI shows first
 MAX_PAYLOAD_BYTES = 256 * 1024  # larger messages are refused and counted
 MAX_TEXT_BYTES = 4096  # in/text: at most this much UTF-8 per message
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def test_demo_pipeline_feeds_the_ui():
     """The local pipeline announces itself, obeys pause/resume, and answers typed text with the language model."""
-    from stream.tui_cli import local_demo
+    from stream.local import local_demo
 
     demo = ROOT / "models" / "demo-gestures.aedat4"  # the shipped demo recording
     recordings = [str(demo)] if demo.is_file() else None

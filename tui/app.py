@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 
+from stream.schema import DEFAULT_NODE_ID
 from tui.feed import Feed, MqttLink
 from tui.payloads import control_in, text_chunks, text_in
 from tui.screens import ChoiceScreen, HelpScreen
@@ -17,7 +18,6 @@ from tui.state import FeedState
 from tui.widgets import EventsPane, GesturePane, NodePane, StatusLine, TextPane
 
 SPEEDS = ["0.25", "0.5", "1", "2", "4", "8"]
-DEFAULT_NODE = "local"  # the pipeline's default node id
 REFRESH_HZ = 15.0  # the panes show the latest state at this rate, however fast messages arrive
 
 
@@ -45,7 +45,7 @@ class S2App(App[None]):
         Binding("escape", "leave_input", show=False),
     ]
 
-    def __init__(self, broker_url: str, node_id: str = DEFAULT_NODE, *, coalesce: bool = True) -> None:
+    def __init__(self, broker_url: str, node_id: str = DEFAULT_NODE_ID, *, coalesce: bool = True) -> None:
         super().__init__()
         self.state = FeedState(node_id)
         self.link = MqttLink(broker_url, self.post_message)
@@ -188,6 +188,6 @@ class S2App(App[None]):
         self.set_focus(None)
 
 
-def run_app(broker_url: str, node_id: str = DEFAULT_NODE) -> None:
+def run_app(broker_url: str, node_id: str | None = None) -> None:
     """Run the UI in this terminal until the user quits."""
-    S2App(broker_url, node_id).run()
+    S2App(broker_url, node_id or DEFAULT_NODE_ID).run()

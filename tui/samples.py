@@ -58,7 +58,7 @@ def frame(i: int, size: int = 32, t_wall: float = 1.7e9) -> EventFrame:
                       event_rate_hz=round(rate, 1))
 
 
-def status(node: str = "local", t_wall: float = 1.7e9) -> Status:
+def status(node: str = "n0", t_wall: float = 1.7e9) -> Status:
     return Status(seq=0, t_wall=t_wall, state="online", node=node, models=["gesture-egru", "shakespeare-egru"],
                   recordings=["synthetic-gestures", "davis346-traffic"])
 

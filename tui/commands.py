@@ -1,12 +1,15 @@
 """`s2 tui`: the terminal UI. With --broker it only subscribes; without, it starts the embedded broker and the
-local pipeline (demo recording into the gesture model, the character LM answering typed text) first."""
+local pipeline (demo recording into the gesture model, the character LM answering typed text) first.
+
+The only module of tui/ that reaches past stream's protocol modules: it starts the demo's back end
+(stream.local.local_demo) before handing the broker URL to the app.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 
-DEFAULT_NODE = "local"  # the pipeline's default node id
 DEFAULT_RECORDING = "models/demo-gestures.aedat4"  # the shipped demo recording, used if present
 
 
@@ -19,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "then the UI against it (the one-command demo).",
     )
     p.add_argument("--broker", metavar="URL", help="an MQTT broker already running (mqtt://host:port)")
-    p.add_argument("--node", metavar="ID", default=DEFAULT_NODE, help=f"node id to show (default {DEFAULT_NODE})")
+    p.add_argument("--node", metavar="ID", default=None,
+                   help="node id to show (default: with --broker the first node heard, else the demo's own)")
     p.add_argument("--recording", metavar="FILE", action="append",
                    help="without --broker: event file(s) the local pipeline replays (repeatable; ctrl+r switches; "
                    f"default {DEFAULT_RECORDING} when it exists)")
@@ -29,29 +33,34 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _tui(args: argparse.Namespace) -> int:
     from stream.errors import PipelineError
+    from stream.schema import BrokerURL, BrokerURLError
 
     if args.broker:
         from tui.app import run_app
 
         try:
-            run_app(args.broker, args.node)
-        except ValueError as e:  # a broker URL the UI cannot parse
+            BrokerURL.parse(args.broker)
+        except BrokerURLError as e:
             raise PipelineError(str(e)) from e
+        run_app(args.broker, args.node)
         return 0
     return _demo(args.node, args.recording, args.speed)
 
 
-def _demo(node: str, recordings: list[str] | None = None, speed: float = 1.0) -> int:
+def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 1.0) -> int:
     """Embedded broker + local pipeline + the app, all in this process; everything stops when the UI quits."""
     import asyncio
     import signal
     from pathlib import Path
 
+    from stream.errors import PipelineError
+    from stream.local import local_demo
+    from stream.schema import DEFAULT_NODE_ID
+    from tui.app import S2App
+
+    node = node or DEFAULT_NODE_ID
     if not recordings and Path(DEFAULT_RECORDING).is_file():
         recordings = [DEFAULT_RECORDING]
-
-    from stream.errors import PipelineError
-    from tui.app import S2App
 
     async def main() -> None:
         async with local_demo(node, recordings, speed) as (url, pipeline):
@@ -70,21 +79,3 @@ def _demo(node: str, recordings: list[str] | None = None, speed: float = 1.0) ->
 
     asyncio.run(main())
     return 0
-
-
-@contextlib.asynccontextmanager
-async def local_demo(node: str = DEFAULT_NODE, recordings: list[str] | None = None, speed: float = 1.0):
-    """Yield (broker URL, pipeline task): the embedded broker with the local demo pipeline publishing to it."""
-    import asyncio
-
-    from stream.broker import embedded_broker
-    from stream.local import run_local_pipeline
-
-    async with embedded_broker() as url:
-        pipeline = asyncio.create_task(run_local_pipeline(url, node, recording=recordings or None, speed=speed))
-        try:
-            yield url, pipeline
-        finally:
-            pipeline.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # its failure was reported already
-                await pipeline
