@@ -131,9 +131,9 @@ async def measure_mqtt(broker, subscriber: str, n: int = 500, every_s: float = 0
 
 async def measure(broker, model_path: Path, rec: Path, subscriber: str, speed: float = 1.0) -> dict:
 
+    from s2node.step import load_step_model
     from stream.binner import make_binner
     from stream.mqtt_link import MqttLink
-    from stream.node_adapter import load_step_model
     from stream.pipeline import run_gesture_pipeline
     from stream.replay import replay
     from stream.schema import topic
@@ -253,6 +253,9 @@ def main() -> None:
     import aiomqtt
     import torch
 
+    from stream.process import tune_for_streaming
+
+    tune_for_streaming()  # as `s2 replay` does
     out = asyncio.run(main_async(args))
     out.update({"load_avg_1min": round(os.getloadavg()[0], 2),
                 "cpu_count": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,

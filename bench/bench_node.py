@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from node_models import make_gesture, make_lm, random_counts
 
 from s2node.models import load_torch_model
-from s2node.runtime import Node
+from s2node.runtime import Node, limit_blas_threads
 
 
 def torch_steps_per_s(model, inputs, lm: bool) -> float:
@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    limit_blas_threads(1)
     n = 300 if args.quick else 2000
     rng = np.random.default_rng(0)
     tmp = Path(tempfile.mkdtemp(prefix="bench_node_"))

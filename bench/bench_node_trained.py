@@ -23,7 +23,7 @@ from s2node import modelfile
 from s2node.compiler.prune import apply_masks, prune_masks
 from s2node.models import EGRUOptions, LanguageModel, load_torch_model
 from s2node.node_run import run_lm, tokenize
-from s2node.runtime import Node
+from s2node.runtime import Node, limit_blas_threads
 
 
 def train(model, data: torch.Tensor, seconds: float, masks=None, seed: int = 0) -> int:
@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--eval-chars", type=int, default=5000)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    limit_blas_threads(1)
     torch.manual_seed(0)
     root = Path(os.environ.get("S2_DATA_DIR", Path.home() / ".cache" / "s2egru"))
     train_txt = (root / "shakespeare" / "shakespeare.train.txt").read_text(encoding="utf-8")

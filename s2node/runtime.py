@@ -26,6 +26,7 @@ from s2node.compiler import CompiledModel, compile_model
 from s2node.cost import Cost, CostTable, step_cost
 from s2node.errors import S2NodeError
 from s2node.kernels import make_kernel
+from s2node.readout import ReadoutSpec, Trace
 from s2node.spec import ModelSpec
 
 F32 = np.float32
@@ -38,6 +39,7 @@ class Prediction:
     logits: np.ndarray  # language: this step's logits; gestures: pooled logits
     step: int
     stats: StepStats | None = None  # this step's counters and cost
+    step_logits: np.ndarray | None = None  # this step's logits before pooling
 
 
 @dataclass
@@ -95,9 +97,9 @@ class RunStats:
 
 
 def limit_blas_threads(n: int) -> None:
-    """Cap BLAS threads for the process. The node's mat-vecs are small: a multi-threaded BLAS on a busy
-    machine is up to ~80x slower on them (measured: 2048 x 768 float32 mat-vec 0.17 ms on 1 thread, 14 ms on
-    a shared 2-core box with OpenBLAS's default threads)."""
+    """Cap BLAS threads for the process: for a program's edge (a command, a bench), never a library. The node's
+    mat-vecs are small: a multi-threaded BLAS on a busy machine is up to ~80x slower on them (measured: 2048 x 768
+    float32 mat-vec 0.17 ms on 1 thread, 14 ms on a shared 2-core box with OpenBLAS's default threads)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # optional: without it, set OPENBLAS_NUM_THREADS=1 in the environment
@@ -124,11 +126,7 @@ def colsum(table: np.ndarray, cols: np.ndarray, mask: np.ndarray | None = None) 
 class Node:
     """One emulated SpiNNaker 2 chip running a compiled EGRU model."""
 
-    def __init__(
-        self, compiled: CompiledModel, cost_table: CostTable | None = None, blas_threads: int | None = 1
-    ) -> None:
-        if blas_threads is not None:
-            limit_blas_threads(blas_threads)
+    def __init__(self, compiled: CompiledModel, cost_table: CostTable | None = None) -> None:
         self.compiled = compiled
         self.spec: ModelSpec = compiled.spec
         self.chip: ChipSpec = compiled.chip
@@ -142,10 +140,10 @@ class Node:
         self._updates = np.concatenate([np.diff(g.bounds) for g in self.groups]).astype(np.float64)
         self._bias = [(layer.bias_ih.astype(F32), layer.bias_hh.astype(F32)) for layer in self.spec.layers]
         self._dec_bias = self.spec.decoder_bias.astype(F32)
-        ro = self.spec.readout
-        self._trace = ro.get("source") == "trace" and self.spec.task == "gesture"
-        self._alpha = F32(ro.get("trace_alpha", 0.9))
-        self._pool_mean = ro.get("pool") == "mean" and self.spec.task == "gesture"
+        self.readout = ReadoutSpec.from_config({"task": self.spec.task, "readout": self.spec.readout})
+        # the trace runs on the decoder PEs as W·trace(y) = trace(W·y): the decoder is linear in the events
+        self.trace = Trace(F32(self.readout.trace_alpha)) if self.readout.source == "trace" else None
+        self.pooling = self.readout.pooling()
         # float64 copies of the count tables, for BLAS mat-vecs when many sources are active (exact counts)
         self._nnz_in = [g.nnz_in.astype(np.float64) for g in self.groups]
         self._nnz_rec = [None if g.nnz_rec is None else g.nnz_rec.astype(np.float64) for g in self.groups]
@@ -180,10 +178,10 @@ class Node:
         self._c = [np.zeros(h, F32) for h in self.kernel.hidden]
         self._y_idx = [np.zeros(0, np.int64) for _ in self.kernel.hidden]
         self._y_val = [np.zeros(0, F32) for _ in self.kernel.hidden]
-        self._u = np.zeros(self.spec.n_outputs, F32)
-        self._pool = np.zeros(self.spec.n_outputs, np.float64)
+        if self.trace is not None:
+            self.trace.reset()
+        self.pooling.reset()
         self._t = 0
-        self._seq_energy_j = 0.0  # energy since reset(): one gesture
         self._x_early: np.ndarray | None = None  # input delivered before this timestep's tick (deliver())
         self._gx_early: np.ndarray | None = None  # its layer-0 accumulation, done on arrival (fp32)
         self._acct_early: list | None = None  # its layer-0 [synops, packets per PE, active sources]
@@ -195,12 +193,16 @@ class Node:
     def get_state(self) -> tuple:
         """A snapshot of every unit's state, the pending events and the readout (e.g. to try a continuation)."""
         return ([c.copy() for c in self._c], [i.copy() for i in self._y_idx], [v.copy() for v in self._y_val],
-                self._u.copy(), self._pool.copy(), self._t, self._seq_energy_j)
+                None if self.trace is None or self.trace.u is None else self.trace.u.copy(),
+                self.pooling.get_state(), self._t)
 
     def set_state(self, state: tuple) -> None:
-        c, yi, yv, u, pool, t, e = state
+        c, yi, yv, u, pool, t = state
         self._c, self._y_idx, self._y_val = [x.copy() for x in c], [x.copy() for x in yi], [x.copy() for x in yv]
-        self._u, self._pool, self._t, self._seq_energy_j = u.copy(), pool.copy(), t, e
+        self._t = t
+        if self.trace is not None:
+            self.trace.u = None if u is None else u.copy()
+        self.pooling.set_state(pool)
 
     def reset_stats(self) -> None:
         self.stats = RunStats(pe_synops=np.zeros(self.n_pes))
@@ -323,21 +325,17 @@ class Node:
         pout[dsl] = 1  # local argmax to the host
         st.decoder_synops = int(syn[dsl].sum())
         acc = k.accumulate(di, "ih", cols, vals)
-        if self._trace:
-            self._u = self._alpha * self._u + (F32(1.0) - self._alpha) * acc
-            logits = self._u + self._dec_bias
+        if self.trace is not None:
+            logits = self.trace(acc) + self._dec_bias
         else:
             logits = acc + self._dec_bias
         self._t += 1
-        if self._pool_mean:
-            self._pool += logits
-            out = (self._pool / self._t).astype(F32)
-        else:
-            out = logits
+        out = logits if self.readout.pool == "last" else self.pooling(logits).astype(F32)
         st.cost = step_cost(self.chip, self.cost_table, st)
         self._account(st)
         label = int(np.argmax(out))
-        return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t, st)
+        return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t, st,
+                          logits)
 
     def _account(self, st: StepStats) -> None:
         s = self.stats
@@ -348,7 +346,6 @@ class Node:
         s.decoder_synops += st.decoder_synops
         s.units += sum(self.kernel.hidden)
         s.energy_j += st.cost.energy_j
-        self._seq_energy_j += st.cost.energy_j
         s.latencies_s.append(st.cost.latency_s)
         s.pe_synops += st.pe_synops
         self.last = st
@@ -364,11 +361,12 @@ class Node:
         return out
 
     def node_stats(self) -> dict[str, Any]:
-        """The fields of stream.schema.NodeStats that the node knows (the pipeline adds model, drops)."""
+        """The node's side of the stats topic (the pipeline adds the model name, its input counts and drops):
+        the one formula for PE activity, energy and latency, shown by the UI and reported by `s2 node run`."""
         s = self.stats
         wall = time.monotonic() - self._stats_t0
         lat = s.summary()
-        per_inf = self._seq_energy_j if self.spec.task == "gesture" else (s.energy_j / max(s.steps, 1))
+        per_inf = s.energy_j / max(s.steps, 1)  # a streaming node makes one prediction per step
         return {
             "steps": s.steps,
             "pe_activity": self.pe_activity().round(4).tolist(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,9 +48,19 @@ def in_sensor(events: np.ndarray, sensor: SensorSize) -> np.ndarray:
     return (events["x"] < sensor.width) & (events["y"] < sensor.height)
 
 
+class EventBatch(NamedTuple):
+    """What every event source yields: a batch of events with a watermark and its release time."""
+
+    events: np.ndarray  # EVENT_DTYPE, times increasing across batches (a looped replay shifts them)
+    upto_us: int  # watermark: no later event of this stream has t < upto_us (lets bins close on time)
+    t_wall: float  # wall clock (time.time()) at which the batch was released (for end-to-end latency)
+
+
 @dataclass(frozen=True)
 class TextEvent:
-    """Typed text arriving at time t_us (µs, wall or event clock of the source)."""
+    """Typed text arriving at time t_us (µs, wall or event clock of the source). `reset`: the text starts a new
+    context (the model forgets what came before), so that a reset is ordered with the text around it."""
 
     t_us: int
     text: str
+    reset: bool = False

@@ -1,12 +1,226 @@
-"""The stream package's sub-commands: broker, replay, run, subscribe."""
+"""The stream package's sub-commands: `s2 broker`, `s2 replay`, `s2 run`, `s2 subscribe`.
+
+The one module of stream/ that parses options: each command turns them into one typed call (stream.serve,
+stream.broker) and makes the process-wide settings (stream.process). Without --broker an embedded broker is
+started (mosquitto if installed, else amqtt) and its URL printed on stderr. Heavy imports (torch, aiomqtt)
+happen inside the command functions, so that `s2 --help` is instant.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 
-from stream import broker_cli, pipeline_cli
+from stream.defaults import DEFAULT_GESTURE_MODEL, DEFAULT_TEXT_MODEL
+from stream.schema import DEFAULT_NODE_ID
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    for m in (broker_cli, pipeline_cli):
-        m.register(sub)
+    b = sub.add_parser(
+        "broker",
+        help="run the embedded MQTT broker and print its URL",
+        description="Run a local MQTT broker: a mosquitto subprocess when the binary exists, else an "
+        "in-process amqtt broker (MQTT 3.1.1). Binds to 127.0.0.1 unless --host says otherwise. Ctrl-C stops it.",
+    )
+    b.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    b.add_argument("--port", type=int, default=1883, help="port (default 1883; 0 picks a free one)")
+    b.add_argument("--amqtt", action="store_true", help="use the in-process amqtt broker even if mosquitto exists")
+    b.set_defaults(func=_broker)
+
+    p = sub.add_parser(
+        "replay", help="replay an event file into the gesture model, predictions to MQTT",
+        description="Replay a DVS event file (AEDAT4, EVT2/3, DAT, ES, CSV, NPY) paced by its timestamps into "
+        "the gesture model; publish predictions, stats and event frames on s2/v1/<node>/...",
+    )
+    p.add_argument("file", help="event file")
+    p.add_argument("--model", default=DEFAULT_GESTURE_MODEL, help=f"gesture model (default {DEFAULT_GESTURE_MODEL})")
+    p.add_argument("--speed", type=float, default=1.0, help="replay speed factor; 0 = as fast as possible")
+    p.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C)")
+    p.add_argument("--start-s", type=float, default=0.0, help="skip this many seconds of the recording")
+    p.add_argument("--end-s", type=float, default=None, help="stop at this many seconds of the recording")
+    p.add_argument("--no-frames", action="store_true", help="do not publish event frames")
+    p.add_argument("--window-s", type=float, default=0.0,
+                   help="gesture readout: mean of the per-step logits over this many seconds (default 0: over the "
+                        "whole recording, as `s2 node run` and `s2 eval`)")
+    _broker_args(p)
+    p.set_defaults(func=_replay)
+
+    r = sub.add_parser(
+        "run", help="run a live source (udp://, dv://, synthetic, text) through a model, predictions to MQTT",
+        description="Live sources: udp://HOST:PORT (SPIF 32-bit words as AEStream sends; ?format=faery for "
+        "faery's UDP records), dv://HOST:PORT (DV software network stream, needs dv-processing), synthetic "
+        "(the gesture renderer as a live camera), text (lines of stdin and messages on in/text into the LM).",
+    )
+    r.add_argument("--source", required=True, help="udp://HOST:PORT | dv://HOST:PORT | synthetic | text")
+    r.add_argument("--model", help=f"model (default {DEFAULT_GESTURE_MODEL}, or {DEFAULT_TEXT_MODEL} for text)")
+    r.add_argument("--buffer", type=int, default=256, help="live buffer in batches; the oldest are dropped")
+    r.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds")
+    r.add_argument("--idle-s", type=float, default=0.05,
+                   help="udp/dv: after this much wall time without events, close bins as if event time ran on "
+                        "with the wall clock (a still scene sends nothing); 0 = wait for the next event "
+                        "(default 0.05)")
+    r.add_argument("--window-s", type=float, default=2.0,
+                   help="gesture readout: mean of per-step logits over the last seconds (default 2; 0 = since start)")
+    _broker_args(r)
+    r.set_defaults(func=_run)
+
+    s = sub.add_parser(
+        "subscribe", help="print MQTT messages as one JSON object per line",
+        description="Subscribe and print {\"topic\": ..., \"payload\": ...} per message (payload parsed as JSON "
+        "when it is JSON, else a string).",
+    )
+    s.add_argument("--topic", action="append", help="topic filter (repeatable; default s2/v1/#)")
+    s.add_argument("--count", type=int, default=None, help="exit after this many messages")
+    s.add_argument("--timeout-s", type=float, default=None, help="exit (status 1) if nothing came for this long")
+    _broker_args(s, node=False)
+    s.set_defaults(func=_subscribe)
+
+
+def _broker_args(p: argparse.ArgumentParser, node: bool = True) -> None:
+    p.add_argument("--broker", metavar="URL", help="mqtt://[user[:pw]@]host[:port] or mqtts://... "
+                   "(default: start an embedded broker on a free port)")
+    if node:
+        p.add_argument("--node", default=DEFAULT_NODE_ID,
+                       help=f"node id in the topics s2/v1/<node>/... (default {DEFAULT_NODE_ID})")
+    p.add_argument("--username", help="MQTT user name")
+    p.add_argument("--password", help="MQTT password")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (implied by mqtts://)")
+    p.add_argument("--cafile", help="CA certificate file for TLS")
+    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1, help="QoS of published messages (default 1)")
+
+
+def _run_async(coro) -> int:
+    """asyncio.run, but a user error raised inside task groups surfaces as itself (one line, exit 1); Ctrl-C
+    is exit status 130."""
+    import asyncio
+
+    from stream.cli import user_errors
+
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        return 130
+    except BaseExceptionGroup as eg:
+        leaf: BaseException = eg
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        if isinstance(leaf, KeyboardInterrupt):
+            return 130
+        if isinstance(leaf, user_errors()):
+            raise leaf from None
+        raise
+
+
+async def _with_broker(broker: str | None, body) -> int:
+    """Run body(url) against --broker or an embedded broker."""
+    from stream.broker import BrokerURL, embedded_broker
+
+    if broker:
+        BrokerURL.parse(broker)  # one-line error on a bad URL before anything starts
+        return await body(broker)
+    async with embedded_broker() as url:
+        print(f"s2: embedded broker at {url}", file=sys.stderr, flush=True)
+        return await body(url)
+
+
+def _link_options(args: argparse.Namespace):
+    from stream.serve import LinkOptions
+
+    return LinkOptions(args.node, args.qos, args.username, args.password, args.tls or None, args.cafile)
+
+
+def _broker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from stream.broker import embedded_broker
+
+    async def run() -> None:
+        async with embedded_broker(args.port or None, args.host, "amqtt" if args.amqtt else "auto") as url:
+            kind = "amqtt" if args.amqtt else "mosquitto-or-amqtt"
+            print(f"broker listening at {url} ({kind}); Ctrl-C to stop", flush=True)
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from stream.process import backend_from_env, tune_for_streaming
+    from stream.replay import iter_file
+    from stream.serve import serve_replay
+
+    next(iter_file(args.file, 1000), None)  # fail fast (one line) on a missing or unreadable file
+    backend = backend_from_env()
+    tune_for_streaming()
+
+    async def body(url: str) -> int:
+        s = await serve_replay(url, args.file, model=args.model, link=_link_options(args), speed=args.speed,
+                               loop=args.loop, start_s=args.start_s, end_s=args.end_s, frames=not args.no_frames,
+                               window_s=args.window_s, backend=backend)
+        print(f"s2 replay: {s.predictions} predictions, {s.events_in} events in, {s.events_dropped} dropped, "
+              f"{s.messages_dropped} messages dropped, {s.unsent} unsent", file=sys.stderr)
+        return 0 if s.unsent == 0 else 1
+
+    return _run_async(_with_broker(args.broker, body))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stream.process import backend_from_env, tune_for_streaming
+    from stream.serve import live_kind, serve_live
+
+    live_kind(args.source)  # a one-line error before a broker starts
+    backend = backend_from_env()
+    tune_for_streaming()
+
+    async def body(url: str) -> int:
+        s = await serve_live(url, args.source, model=args.model, link=_link_options(args), buffer=args.buffer,
+                             duration_s=args.duration_s, idle_s=args.idle_s, window_s=args.window_s,
+                             backend=backend)
+        print(f"s2 run: {s.predictions} predictions, {s.events_in} events in, {s.events_dropped} dropped, "
+              f"{s.malformed_in} malformed", file=sys.stderr)
+        return 0
+
+    return _run_async(_with_broker(args.broker, body))
+
+
+def _subscribe(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    import aiomqtt
+
+    from stream.broker import BrokerURL
+    from stream.errors import BrokerError
+
+    async def body(url: str) -> int:
+        u = BrokerURL.parse(url)
+        tls = aiomqtt.TLSParameters(ca_certs=args.cafile) if (args.tls or u.tls) else None
+        n = 0
+        try:
+            async with aiomqtt.Client(u.host, u.port, username=args.username or u.username,
+                                      password=args.password or u.password, tls_params=tls, timeout=5) as c:
+                for t in args.topic or ["s2/v1/#"]:
+                    await c.subscribe(t, qos=args.qos)
+                async with asyncio.timeout(args.timeout_s) as tm:
+                    async for msg in c.messages:
+                        raw = bytes(msg.payload or b"")
+                        try:
+                            payload = json.loads(raw)
+                        except ValueError:
+                            payload = raw.decode("utf-8", errors="replace")
+                        print(json.dumps({"topic": str(msg.topic), "payload": payload}), flush=True)
+                        n += 1
+                        if args.count is not None and n >= args.count:
+                            return 0
+                        if args.timeout_s is not None:
+                            tm.reschedule(asyncio.get_running_loop().time() + args.timeout_s)
+        except TimeoutError:
+            print(f"s2 subscribe: nothing for {args.timeout_s} s ({n} messages)", file=sys.stderr)
+            return 1
+        except aiomqtt.MqttError as e:
+            raise BrokerError(str(u), str(e)) from e
+        return 0
+
+    return _run_async(_with_broker(args.broker, body))

@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from s2node.step import Backend, StepModel, load_step_model
+from sources.live.text import TextInbox
 from stream.binner import make_binner
+from stream.defaults import DEFAULT_GESTURE_MODEL, DEFAULT_RECORDING, DEFAULT_TEXT_MODEL
 from stream.errors import PipelineError
 from stream.mqtt_link import MqttLink
-from stream.node_adapter import StepModel, load_step_model, windowed
 from stream.pipeline import PipelineCounters, run_gesture_pipeline, stats_loop
-from stream.queues import BoundedQueue
 from stream.replay import ReplayControl, replay
 from stream.schema import DEFAULT_NODE_ID, ControlIn, PayloadError, Status, decode
 from stream.text_pipeline import TextLM, run_text_pipeline, subscribe_text
@@ -31,8 +32,9 @@ def _resolve(name: str, recordings: list[Path]) -> Path | None:
 
 
 def subscribe_control(link: MqttLink, ctl: ReplayControl, counters: PipelineCounters, recordings: list[Path],
-                      lm: TextLM | None) -> None:
-    """in/control -> the replay's knobs; bad messages and unknown recordings are counted as malformed."""
+                      text: TextInbox | None) -> None:
+    """in/control -> the replay's knobs, and a reset into the text inbox (the text worker applies it in order);
+    bad messages and unknown recordings are counted as malformed."""
 
     def on_message(_topic: str, raw: bytes) -> None:
         try:
@@ -48,8 +50,8 @@ def subscribe_control(link: MqttLink, ctl: ReplayControl, counters: PipelineCoun
             ctl.resume()
         elif msg.cmd == "speed":
             ctl.set_speed(float(msg.arg()))
-        elif msg.cmd == "reset" and lm is not None:
-            lm.reset()
+        elif msg.cmd == "reset" and text is not None:
+            text.push_reset()
         elif msg.cmd == "recording":
             target = _resolve(str(msg.arg()), recordings)
             if target is None:
@@ -60,9 +62,6 @@ def subscribe_control(link: MqttLink, ctl: ReplayControl, counters: PipelineCoun
     link.subscribe("in/control", on_message)
 
 
-DEFAULT_RECORDING = "models/demo-gestures.aedat4"  # `s2 data gesture-demo` writes it
-DEFAULT_GESTURE_MODEL = "models/gesture-egru"
-DEFAULT_TEXT_MODEL = "models/shakespeare-egru"
 
 
 def _have_model(path: str | Path) -> bool:
@@ -81,6 +80,7 @@ async def run_local_pipeline(
     loop: bool = True,
     control: bool = True,
     window_s: float | None = 2.0,
+    backend: Backend = "node",
 ) -> None:
     """Serve the demo until cancelled. `recording`: one event file or a list (the first plays; in/control
     {"cmd": "recording", "recording": NAME} switches). Either model may be None to leave its half out; a half
@@ -97,9 +97,9 @@ async def run_local_pipeline(
     tm: StepModel | None = None
     if gesture_model is not None and recs and _have_model(gesture_model):
         # sliding-window readout over the gesture model's training window, so a looping demo stays responsive
-        gm = windowed(await asyncio.to_thread(load_step_model, gesture_model), window_s)
+        gm = await asyncio.to_thread(load_step_model, gesture_model, backend, window_s=window_s)
     if text_model is not None and _have_model(text_model):
-        tm = await asyncio.to_thread(load_step_model, text_model)
+        tm = await asyncio.to_thread(load_step_model, text_model, backend)
     if gm is None and tm is None:
         raise PipelineError(f"nothing to serve: not found {', '.join(missing) or 'any model'} "
                             "(train models with `s2 train`, make the recording with `s2 data gesture-demo`)")
@@ -108,17 +108,17 @@ async def run_local_pipeline(
     ctl = ReplayControl(speed=speed)
     counters = PipelineCounters()
     lm = TextLM(tm) if tm is not None else None
+    inbox = TextInbox(256) if lm is not None else None
     if control:
-        subscribe_control(link, ctl, counters, recs, lm)
-    text_q: BoundedQueue = BoundedQueue(256, "drop-oldest")
-    if lm is not None:
-        subscribe_text(link, text_q, lm)
+        subscribe_control(link, ctl, counters, recs, inbox)
+    if lm is not None and inbox is not None:
+        subscribe_text(link, inbox, lm)
     with ThreadPoolExecutor(1, "s2-gesture") as gx, ThreadPoolExecutor(1, "s2-text") as tx:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(link.run())
             tg.create_task(stats_loop(link, [m for m in (gm, tm) if m is not None], counters))
-            if lm is not None:
-                tg.create_task(run_text_pipeline(text_q, lm, link, tx))
+            if lm is not None and inbox is not None:
+                tg.create_task(run_text_pipeline(inbox, lm, link, tx))
             if gm is not None:
                 current = str(recs[0])
                 while True:
@@ -137,12 +137,14 @@ async def run_local_pipeline(
 
 
 @contextlib.asynccontextmanager
-async def local_demo(node: str = DEFAULT_NODE_ID, recordings: list[str] | None = None, speed: float = 1.0):
+async def local_demo(node: str = DEFAULT_NODE_ID, recordings: list[str] | None = None, speed: float = 1.0,
+                     backend: Backend = "node"):
     """Yield (broker URL, pipeline task): the embedded broker with the local demo pipeline publishing to it."""
     from stream.broker import embedded_broker
 
     async with embedded_broker() as url:
-        pipeline = asyncio.create_task(run_local_pipeline(url, node, recording=recordings or None, speed=speed))
+        pipeline = asyncio.create_task(run_local_pipeline(url, node, recording=recordings or None, speed=speed,
+                                                          backend=backend))
         try:
             yield url, pipeline
         finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,14 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from s2node.step import StepModel, StepResult
+from sources.events import EventBatch
 from stream.binner import Bin, StreamBinner
 from stream.mqtt_link import MqttLink
-from stream.node_adapter import StepModel, StepResult
 from stream.queues import BoundedQueue
-from stream.replay import EventBatch
 from stream.schema import EventFrame, GesturePrediction, NodeStats
 
-SWITCH_INTERVAL_S = 0.0005
 # The open bin's input goes to the node ahead of the bin's end at these distances from it (event time), so that
 # the tick at the end has only the last of it to do: the first delivery carries most of the bin and has time to
 # finish, the second is small and finishes soon. Not more often: each delivery costs the node a pass over the
@@ -73,7 +71,7 @@ class PipelineCounters:
             del self.latency_s[:2048]
 
 
-def _closing(it: AsyncIterable):
+def closing(it: AsyncIterable):
     """aclosing for async generators (cancellation closes the chain); other iterables need no closing."""
     return contextlib.aclosing(it) if hasattr(it, "aclose") else contextlib.nullcontext(aiter(it))
 
@@ -81,7 +79,7 @@ def _closing(it: AsyncIterable):
 async def pump(source: AsyncIterable, queue: BoundedQueue) -> None:
     """Move a source into the queue (its policy decides: wait or drop the oldest), then close it."""
     try:
-        async with _closing(source) as it:
+        async with closing(source) as it:
             async for item in it:
                 await queue.put(item)
                 # let the consumer take it now: fetching the next item (a replay decodes its next window before
@@ -99,7 +97,7 @@ async def bin_stage(
     (StepModel.deliver, at EARLY_AT_US before it) and a closed bin carries only the rest, so the work left at
     the bin's end is small."""
     policy = _EarlyPolicy(binner) if early else None
-    async with _closing(batches) as it:
+    async with closing(batches) as it:
         t_wall = time.time()
         async for b in it:
             t_wall = b.t_wall
@@ -127,7 +125,7 @@ async def node_stage(
             model.deliver(partial)
         return out
 
-    async with _closing(bins) as it:
+    async with closing(bins) as it:
         async for items, partial, t_wall in it:
             results = await loop.run_in_executor(executor, run_all, items, partial)
             for b, r in zip(items, results, strict=True):
@@ -170,16 +168,12 @@ class FrameMaker:
 
 
 def node_stats(model: StepModel, c: PipelineCounters, dt_s: float, synops0: int) -> NodeStats:
-    mc = model.counters
-    step_s = np.array(mc.step_s[-512:] or [0.0])
-    extra = model.extra_stats() if hasattr(model, "extra_stats") else {}
-    return NodeStats(**extra,
-        model=model.name, steps=mc.steps, events_in=c.events_in, events_dropped=c.events_dropped,
-        malformed_in=c.malformed_in, activity_sparsity=mc.activity_sparsity,
-        synops_per_s=(mc.synops - synops0) / dt_s if dt_s > 0 else 0.0,
-        **({} if "latency_p50_s" in extra else {
-            "latency_p50_s": float(np.percentile(step_s, 50)), "latency_p99_s": float(np.percentile(step_s, 99))}),
-    )
+    """The node's own figures (StepModel.node_stats: one formula for PE activity, energy, latency) with the
+    pipeline's: the model's name, what came in and what was dropped, and synops per second over the interval."""
+    fields = {**model.node_stats(), "model": model.name, "events_in": c.events_in,
+              "events_dropped": c.events_dropped, "malformed_in": c.malformed_in,
+              "synops_per_s": (model.counters.synops - synops0) / dt_s if dt_s > 0 else 0.0}
+    return NodeStats(**fields)
 
 
 async def stats_loop(link: MqttLink, models: list[StepModel], counters: PipelineCounters, every_s: float = 1.0):
@@ -217,8 +211,6 @@ async def run_gesture_pipeline(
 ) -> PipelineCounters:
     """Source -> queue -> bins -> node -> MQTT until the source ends. Returns the counters."""
     c = counters or PipelineCounters()
-    # the node thread and the loop share the GIL: a 5 ms default switch interval would add up to 5 ms a hop
-    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
     q: BoundedQueue = queue or BoundedQueue(64, "block", weight=lambda b: len(b.events))
     fm = None
     if frames:

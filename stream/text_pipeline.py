@@ -1,25 +1,26 @@
-"""The text pipeline: messages on in/text (or lines of stdin) -> the language model, char by char -> pred/text.
+"""The text pipeline: messages on in/text (or lines of stdin) -> the language model, token by token -> pred/text.
 
 Every character (word, for word-level models) of a message is fed to the LM; after the message a
 TextPrediction goes out with the top-k next tokens, a greedy continuation and the running bits per token.
 Bad messages (malformed JSON, oversized, invalid UTF-8) are rejected and counted, never fatal.
+Text and resets reach the model through one TextInbox and are applied in order on the one worker thread that
+owns the model, so a reset during a stream of text takes effect between two messages, never inside one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from s2node.step import StepModel, bits
 from sources.events import TextEvent
+from sources.live.text import TextInbox
 from stream.mqtt_link import MqttLink
-from stream.node_adapter import StepModel, bits
-from stream.pipeline import _closing
-from stream.queues import BoundedQueue
+from stream.pipeline import closing
 from stream.schema import PayloadError, TextIn, TextPrediction, decode
 
 
@@ -99,8 +100,8 @@ class TextLM:
         self._probs, self.context = None, ""
 
 
-def subscribe_text(link: MqttLink, queue: BoundedQueue, lm: TextLM) -> None:
-    """Route in/text messages into the queue; anything that fails schema.decode is counted and dropped."""
+def subscribe_text(link: MqttLink, inbox: TextInbox, lm: TextLM) -> None:
+    """Route in/text messages into the inbox; anything that fails schema.decode is counted and dropped."""
 
     def on_message(_topic: str, raw: bytes) -> None:
         try:
@@ -109,28 +110,22 @@ def subscribe_text(link: MqttLink, queue: BoundedQueue, lm: TextLM) -> None:
             lm.c.malformed += 1
             return
         if isinstance(msg, TextIn) and msg.text:
-            queue.put_nowait(TextEvent(int(asyncio.get_running_loop().time() * 1e6), msg.text))
+            inbox.push(msg.text)
 
     link.subscribe("in/text", on_message)
-
-
-async def stdin_text(max_line: int = 4096) -> AsyncIterator[TextEvent]:
-    """Lines typed on standard input (read in a thread so the loop never blocks)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await asyncio.to_thread(sys.stdin.readline)
-        if not line:
-            return
-        yield TextEvent(int(loop.time() * 1e6), line[:max_line])
 
 
 async def run_text_pipeline(
     texts: AsyncIterable[TextEvent], lm: TextLM, link: MqttLink, executor: ThreadPoolExecutor
 ) -> None:
-    """Each text event -> the LM (worker thread) -> one TextPrediction on pred/text."""
+    """Each text event -> the LM (worker thread) -> one TextPrediction on pred/text; a reset event resets the
+    LM on the same thread, in its place in the stream."""
     loop = asyncio.get_running_loop()
-    async with _closing(texts) as it:
+    async with closing(texts) as it:
         async for ev in it:
+            if ev.reset:
+                await loop.run_in_executor(executor, lm.reset)
+                continue
             pred = await loop.run_in_executor(executor, lm.feed, ev.text)
             pred.t_event_us = ev.t_us
             lm.c.messages += 1

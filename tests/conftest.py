@@ -17,6 +17,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread():
+    """The suite is a program's edge too: the node's small mat-vecs run on one BLAS thread, as under `s2`."""
+    from s2node.runtime import limit_blas_threads
+
+    limit_blas_threads(1)
+
+
 def _need_mosquitto() -> None:
     if mosquitto_binary() is None:
         if IN_CI:

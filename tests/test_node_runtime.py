@@ -167,7 +167,7 @@ def test_node_stats_fit_the_mqtt_payload(tmp_path):
     assert len(payload.pe_activity) == 152 and 0 < max(payload.pe_activity) <= 1.0
     assert payload.pe_activity[node.n_pes:] == [0.0] * (152 - node.n_pes)
     assert 0 < payload.sram_bytes_used <= payload.sram_bytes_total and payload.steps == 5
-    assert payload.energy_per_inference_j == pytest.approx(node.stats.energy_j)
+    assert payload.energy_per_inference_j == pytest.approx(node.stats.energy_j / 5)  # one prediction a step
 
 
 def test_spread_uses_spare_pes_for_lower_latency_same_outputs(tmp_path):

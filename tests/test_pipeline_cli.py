@@ -158,7 +158,7 @@ def test_s2_run_udp_spif_source_publishes_predictions(mosquitto, tmp_path):
     import time
 
     from sources.events import make_events
-    from sources.live_udp import encode_spif
+    from sources.live.udp import encode_spif
     from stream.broker import free_port
 
     m = gesture_model_file(tmp_path, bin_us=20_000)

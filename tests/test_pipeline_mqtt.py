@@ -14,11 +14,12 @@ import torch
 from stream_helpers import CLASSES, Collector, gesture_model_file, lm_model_file, recording
 
 from s2node.models import load_torch_model
+from s2node.step import load_step_model
+from sources.live.text import TextInbox
 from stream.binner import make_binner
 from stream.broker import MosquittoProcess, mosquitto_binary
 from stream.local import run_local_pipeline
 from stream.mqtt_link import MqttLink
-from stream.node_adapter import load_step_model
 from stream.pipeline import run_gesture_pipeline
 from stream.queues import BoundedQueue
 from stream.replay import replay
@@ -121,7 +122,7 @@ async def test_in_text_bad_payloads_rejected_and_counted(mosquitto, tmp_path):
     """Malformed JSON, oversized and invalid-UTF-8 messages on in/text are counted; good ones get predictions."""
     lm = TextLM(load_step_model(lm_model_file(tmp_path)))
     link = MqttLink(mosquitto.url, "txt")
-    q: BoundedQueue = BoundedQueue(64, "drop-oldest")
+    q = TextInbox(64)
     subscribe_text(link, q, lm)
     col = Collector(mosquitto.host, mosquitto.port, [topic("txt", "pred/text")], "col-txt")
     with ThreadPoolExecutor(1) as ex:
@@ -183,14 +184,37 @@ async def test_local_pipeline_serves_text_and_obeys_control(mosquitto, tmp_path)
         assert len(gstats[-1]["pe_activity"]) == 152 and gstats[-1]["energy_per_inference_j"] > 0
 
 
+async def test_reset_during_a_stream_of_text_takes_effect(mosquitto, tmp_path):
+    """A reset on in/control between two texts on in/text clears the context: the LM's thread applies it in order."""
+    col = Collector(mosquitto.host, mosquitto.port, ["s2/v1/rst/pred/text"], "col-rst")
+    async with running(col.run()):
+        await asyncio.wait_for(col.subscribed.wait(), 5)
+        lm = lm_model_file(tmp_path)
+        async with running(run_local_pipeline(mosquitto.url, "rst", None, None, lm)), \
+                aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
+            for _ in range(50):  # until the pipeline is subscribed
+                await c.publish(topic("rst", "in/text"), TextIn(text="x").to_json(), qos=1)
+                if await col.wait_for(lambda: len(col.of("pred/text")) >= 1, 0.2):
+                    break
+            n = len(col.of("pred/text"))
+            # a stream of text with a reset in the middle, sent back to back
+            for i in range(20):
+                await c.publish(topic("rst", "in/text"), TextIn(text=f"a{i} ").to_json(), qos=1)
+            await c.publish(topic("rst", "in/control"), ControlIn(cmd="reset").to_json(), qos=1)
+            await c.publish(topic("rst", "in/text"), TextIn(text="to be").to_json(), qos=1)
+            assert await col.wait_for(lambda: len(col.of("pred/text")) >= n + 21, 20)
+    last = col.of("pred/text")[-1]
+    assert last["context"] == "to be"  # nothing from before the reset survived, not even through predict()
+
+
 async def test_udp_flood_through_pipeline_drops_and_counts(mosquitto, tmp_path):
     """A UDP flood beyond what the node can take is dropped oldest-first and counted, in bounded buffers."""
     import socket
     import threading
 
     from sources.events import make_events
-    from sources.live_udp import UdpEventSource, encode_spif
-    from stream.live import udp_batches
+    from sources.live import udp_batches
+    from sources.live.udp import UdpEventSource, encode_spif
 
     model = load_step_model(gesture_model_file(tmp_path, bin_us=10))  # 100 k timesteps per second of arrival
     link = MqttLink(mosquitto.url, "flood")

@@ -14,7 +14,7 @@ import pytest
 from stream_helpers import gesture_model_file, recording
 
 from sources.events import EVENT_DTYPE, make_events
-from sources.live_udp import UdpEventSource, decode_spif, encode_spif
+from sources.live.udp import UdpEventSource, decode_spif, encode_spif
 from stream.binner import BinSpec, StreamBinner, bin_events
 from stream.queues import BoundedQueue
 from stream.replay import ReplayControl, replay
@@ -227,8 +227,8 @@ def test_quiet_udp_camera_still_closes_its_bins(tmp_path):
     """A live source that goes quiet: after idle_s without datagrams the watermark moves on with the wall clock,
     so the binner closes the open bin (and the empty ones after it) instead of waiting for the next event; events
     that come back behind that watermark are late, dropped and counted."""
-    from sources.live_udp import FAERY_DTYPE
-    from stream.live import udp_batches
+    from sources.live import udp_batches
+    from sources.live.udp import FAERY_DTYPE
 
     spec = _spec(tmp_path)  # 10 ms bins
 
@@ -300,7 +300,7 @@ def test_replay_start_end_offsets_and_window_watermarks(tmp_path):
 async def test_synthetic_camera_paced_with_watermarks():
     """The synthetic live camera yields DVS128 events in real time, each window closed by its watermark."""
     pytest.importorskip("sources.gesture_data")
-    from stream.live import synthetic_batches
+    from sources.live import synthetic_batches
 
     loop = asyncio.get_running_loop()
     t0, out = loop.time(), []
@@ -318,8 +318,8 @@ async def test_synthetic_camera_paced_with_watermarks():
 async def test_dv_network_stream_source():
     """Events served by dv-processing's NetworkWriter arrive through the dv:// source unchanged and in order."""
     dv = pytest.importorskip("dv_processing")
+    from sources.live import dv_batches
     from stream.broker import free_port
-    from stream.live import dv_batches
 
     port = free_port()
     writer = dv.io.NetworkWriter("127.0.0.1", port, dv.io.Stream.EventStream(0, "events", "TEST", (128, 96)))
@@ -368,28 +368,30 @@ def test_replay_real_aedat4_yields_every_event_in_order(shared_aedat4):
 @pytest.mark.parametrize("backend", ["torch", "node"])
 def test_windowed_gesture_readout_is_the_mean_of_the_last_steps(tmp_path, backend):
     """The sliding-window readout equals softmax of the mean per-step logits of the last W steps, on both backends."""
-    from stream.node_adapter import _softmax, load_step_model, windowed
+    from s2node.runtime import Node
+    from s2node.step import load_step_model, softmax
 
     path = gesture_model_file(tmp_path)
-    full, win = load_step_model(path, backend), windowed(load_step_model(path, backend), 0.03)  # 3 bins of 10 ms
-    assert windowed(full, 0) is full
+    ref, win = Node.load(path), load_step_model(path, backend, window_s=0.03)  # 3 bins of 10 ms
+    full = load_step_model(path, backend, window_s=0)  # the model's own mean since the start
     rng = np.random.default_rng(0)
     steps = []
     for _ in range(8):
-        x = (rng.random(full.config["layers"][0]["input_size"]) < 0.2).astype(np.float32)
+        x = (rng.random(win.config["layers"][0]["input_size"]) < 0.2).astype(np.float32)
+        steps.append(ref.step(x).step_logits.astype(np.float64))
+        assert np.allclose(win.step(x).probs, softmax(np.mean(steps[-3:], axis=0)), atol=1e-5)
         whole = full.step(x)
-        steps.append(full.last_step_logits.copy())
-        got = win.step(x).probs
-        assert np.allclose(got, _softmax(np.mean(steps[-3:], axis=0)), atol=1e-6)
-    assert np.allclose(whole.probs, _softmax(np.mean(steps, axis=0)), atol=1e-5)  # pooled since start, as before
+    assert np.allclose(whole.probs, softmax(np.mean(steps, axis=0)), atol=1e-5)  # pooled since start, as before
     win.reset()
-    assert len(win._recent) == 0
+    ref.reset()
+    x = np.ones(win.config["layers"][0]["input_size"], np.float32)
+    assert np.allclose(win.step(x).probs, softmax(ref.step(x).step_logits.astype(np.float64)), atol=1e-5)
 
 
 @pytest.mark.parametrize("backend", ["torch", "node"])
 def test_input_delivered_early_gives_the_same_predictions(tmp_path, backend):
     """Both backends: delivering parts of a bin before its step gives the predictions of stepping the whole bin."""
-    from stream.node_adapter import load_step_model
+    from s2node.step import load_step_model
 
     path = gesture_model_file(tmp_path)
     whole, early = load_step_model(path, backend), load_step_model(path, backend)

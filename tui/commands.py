@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-DEFAULT_RECORDING = "models/demo-gestures.aedat4"  # the shipped demo recording, used if present
+from stream.defaults import DEFAULT_RECORDING
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,15 +55,18 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
 
     from stream.errors import PipelineError
     from stream.local import local_demo
+    from stream.process import backend_from_env, tune_for_streaming
     from stream.schema import DEFAULT_NODE_ID
     from tui.app import S2App
 
     node = node or DEFAULT_NODE_ID
+    backend = backend_from_env()
+    tune_for_streaming()
     if not recordings and Path(DEFAULT_RECORDING).is_file():
         recordings = [DEFAULT_RECORDING]
 
     async def main() -> None:
-        async with local_demo(node, recordings, speed) as (url, pipeline):
+        async with local_demo(node, recordings, speed, backend) as (url, pipeline):
             app = S2App(url, node)
             # a closed terminal (SIGHUP) or a kill (SIGTERM) ends the app like ctrl+q, so that the broker and the
             # pipeline are stopped on the way out instead of outliving the process

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from sources.errors import SourceError
-from sources.events import EVENT_DTYPE
+from sources.events import EVENT_DTYPE, EventBatch
+from sources.live.watermarks import IDLE_S, idle_watermarks
 
 FAERY_DTYPE = np.dtype([("t", "<u8"), ("x", "<u2"), ("y", "<u2"), ("on", "u1")])
 FORMATS = ("spif", "faery")
@@ -134,3 +136,16 @@ class UdpEventSource:
             self._ready.clear()
             await self._ready.wait()
         return self._buf.popleft()
+
+
+async def udp_batches(src: UdpEventSource, idle_s: float = IDLE_S) -> AsyncIterator[EventBatch]:
+    """Live UDP batches, each with its last event as the watermark; idle watermarks while the camera is quiet."""
+
+    async def get() -> EventBatch:
+        while True:
+            ev = await anext(src)  # StopAsyncIteration once the source is closed
+            if len(ev):
+                return EventBatch(ev, int(ev["t"][-1]) + 1, time.time())
+
+    async for b in idle_watermarks(get, idle_s):
+        yield b

@@ -1,0 +1,175 @@
+"""Serving a model over MQTT: a recording replayed (`s2 replay`) or a live source (`s2 run`), until it ends.
+
+Live sources come from sources.live (drop-oldest buffers: fresh data wins, drops counted); a replay blocks
+instead (nothing is lost). Each serve function connects the one MQTT link, publishes stats every second, runs
+its pipeline and returns what it counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from s2node.step import Backend, load_step_model
+from sources.live import IDLE_S, TextInbox, UdpEventSource, dv_batches, stdin_text, synthetic_batches, udp_batches
+from stream.binner import make_binner
+from stream.defaults import DEFAULT_GESTURE_MODEL, DEFAULT_TEXT_MODEL
+from stream.errors import BrokerError, PipelineError
+from stream.mqtt_link import MqttLink
+from stream.pipeline import PipelineCounters, run_gesture_pipeline, stats_loop
+from stream.queues import BoundedQueue
+from stream.replay import replay
+from stream.schema import DEFAULT_NODE_ID, Status
+from stream.text_pipeline import TextLM, run_text_pipeline, subscribe_text
+
+LIVE_KINDS = ("udp", "dv", "synthetic", "text")
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    """How a node publishes: its id, QoS and credentials (the broker URL comes separately)."""
+
+    node: str = DEFAULT_NODE_ID
+    qos: int = 1
+    username: str | None = None
+    password: str | None = None
+    tls: bool | None = None
+    cafile: str | None = None
+
+    def link(self, url: str, status: Status) -> MqttLink:
+        return MqttLink(url, self.node, qos=self.qos, username=self.username, password=self.password,
+                        tls=self.tls, cafile=self.cafile, status=status)
+
+
+@dataclass(frozen=True)
+class ServeSummary:
+    predictions: int
+    events_in: int
+    events_dropped: int
+    malformed_in: int
+    messages_dropped: int
+    unsent: int
+
+
+@contextlib.asynccontextmanager
+async def connected(link: MqttLink, url: str, models: list, counters: PipelineCounters,
+                    close_timeout_s: float = 5.0) -> AsyncIterator[None]:
+    """Run the link and the stats loop around the body; a broker that cannot be reached at the start is a
+    one-line BrokerError (later outages are waited out); on the way out the offline status is sent."""
+    async with asyncio.TaskGroup() as tg:
+        run = tg.create_task(link.run())
+        if not await link.wait_connected(10.0):
+            run.cancel()
+            raise BrokerError(url, f"cannot connect ({link.stats.last_error or 'no answer'})")
+        stats = tg.create_task(stats_loop(link, models, counters))
+        try:
+            yield
+        finally:
+            stats.cancel()
+            await link.close(timeout_s=close_timeout_s)
+            run.cancel()
+
+
+def _summary(c: PipelineCounters, link: MqttLink) -> ServeSummary:
+    return ServeSummary(c.predictions, c.events_in, c.events_dropped, c.malformed_in, link.stats.dropped,
+                        link.pending)
+
+
+async def serve_replay(url: str, path: str, *, model: str = DEFAULT_GESTURE_MODEL, link: LinkOptions = LinkOptions(),
+                       speed: float = 1.0, loop: bool = False, start_s: float = 0.0, end_s: float | None = None,
+                       frames: bool = True, window_s: float | None = None, backend: Backend = "node",
+                       ) -> ServeSummary:
+    """Replay an event file paced by its timestamps into a gesture model, predictions to the broker at url."""
+    m = load_step_model(model, backend, window_s=window_s)
+    binner = make_binner(m.config)
+    mqtt = link.link(url, Status(models=[m.name], recordings=[path]))
+    c = PipelineCounters()
+    with ThreadPoolExecutor(1, "s2-node") as ex:
+        async with connected(mqtt, url, [m], c):
+            src = replay(path, speed=speed, loop=loop, start_s=start_s, end_s=end_s,
+                         chunk_us=binner.spec.release_chunk_us)
+            await run_gesture_pipeline(src, m, binner, mqtt, executor=ex, counters=c, frames=frames)
+    return _summary(c, mqtt)
+
+
+def live_kind(source: str) -> str:
+    """"udp://h:p" -> "udp"; PipelineError (one line) for a source we do not serve."""
+    kind = source.split("://", 1)[0] if "://" in source else source
+    if kind not in LIVE_KINDS:
+        raise PipelineError(f"--source {source!r}: use udp://HOST:PORT, dv://HOST:PORT, synthetic or text")
+    return kind
+
+
+def _host_port(spec: str) -> tuple[str, int, dict[str, list[str]]]:
+    u = urlsplit(spec)
+    try:
+        port = u.port
+    except ValueError as e:
+        raise PipelineError(f"{spec}: bad port") from e
+    if not u.hostname or port is None:
+        raise PipelineError(f"{spec}: expected {u.scheme}://HOST:PORT")
+    return u.hostname, port, parse_qs(u.query)
+
+
+async def serve_live(url: str, source: str, *, model: str | None = None, link: LinkOptions = LinkOptions(),
+                     buffer: int = 256, duration_s: float | None = None, idle_s: float = IDLE_S,
+                     window_s: float | None = 2.0, backend: Backend = "node") -> ServeSummary:
+    """A live source (udp://, dv://, synthetic, text) through a model until it ends or duration_s passes."""
+    kind = live_kind(source)
+    m = load_step_model(model or (DEFAULT_TEXT_MODEL if kind == "text" else DEFAULT_GESTURE_MODEL), backend,
+                        window_s=window_s)
+    mqtt = link.link(url, Status(models=[m.name], recordings=[source]))
+    c = PipelineCounters()
+    with ThreadPoolExecutor(1, "s2-node") as ex:
+        async with connected(mqtt, url, [m], c, close_timeout_s=3.0):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(duration_s):
+                    if kind == "text":
+                        await _serve_text(m, mqtt, ex, c)
+                    else:
+                        await _serve_events(kind, source, m, mqtt, ex, c, buffer, idle_s)
+    return _summary(c, mqtt)
+
+
+async def _serve_text(model, link: MqttLink, ex: ThreadPoolExecutor, c: PipelineCounters) -> None:
+    lm = TextLM(model)
+    inbox = TextInbox(256)
+    subscribe_text(link, inbox, lm)
+
+    async def stdin_pump() -> None:  # ends at EOF; in/text keeps being served
+        async with contextlib.aclosing(stdin_text()) as it:
+            async for ev in it:
+                inbox.push(ev.text, ev.t_us)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(stdin_pump())
+            tg.create_task(run_text_pipeline(inbox, lm, link, ex))
+    finally:
+        c.malformed_in = lm.c.malformed
+        c.events_dropped = inbox.stats.dropped
+
+
+async def _serve_events(kind: str, source: str, model, link: MqttLink, ex: ThreadPoolExecutor,
+                        c: PipelineCounters, buffer: int, idle_s: float) -> None:
+    binner = make_binner(model.config)
+    q: BoundedQueue = BoundedQueue(buffer, "drop-oldest", weight=lambda b: len(b.events))
+    if kind == "udp":
+        host, port, query = _host_port(source)
+        async with UdpEventSource(host, port, (query.get("format") or ["spif"])[0], buffer) as src:
+            try:
+                await run_gesture_pipeline(udp_batches(src, idle_s), model, binner, link, executor=ex, counters=c,
+                                           queue=q)
+            finally:
+                c.events_dropped += src.stats.dropped
+                c.malformed_in += src.stats.malformed
+    elif kind == "dv":
+        host, port, _ = _host_port(source)
+        await run_gesture_pipeline(dv_batches(host, port, idle_s), model, binner, link, executor=ex, counters=c,
+                                   queue=q)
+    else:
+        await run_gesture_pipeline(synthetic_batches(), model, binner, link, executor=ex, counters=c, queue=q)
