@@ -9,9 +9,12 @@ setup:
 demo: setup
 	$(BIN)/s2 tui
 
+# ResourceWarnings (a file or socket left open) fail the suite, also when raised in a finaliser (unraisable)
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -p no:cacheprovider -W error::ResourceWarning \
+		-W error::pytest.PytestUnraisableExceptionWarning
 
 lint: setup
 	$(BIN)/ruff check .

@@ -7,12 +7,10 @@ Stages are pure functions of the spec and the ChipSpec: `prune.prune_spec`, `par
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 
 from s2node.chip import ChipSpec
+from s2node.compiler.compiled import CompiledModel
 from s2node.compiler.partition import (
     INDEX_BYTES,
     SRAM_KINDS,
@@ -22,7 +20,7 @@ from s2node.compiler.partition import (
     place_group,
 )
 from s2node.compiler.prune import prune_spec
-from s2node.compiler.routing import RoutingTable, build_routing
+from s2node.compiler.routing import build_routing
 from s2node.compiler.rules import check_rules
 from s2node.errors import CompileError
 from s2node.spec import ModelSpec
@@ -30,66 +28,6 @@ from s2node.spec import ModelSpec
 NUMERICS = ("fp32", "int8")
 
 __all__ = ["NUMERICS", "CompiledModel", "compile_model"]
-
-
-@dataclass(frozen=True)
-class CompiledModel:
-    spec: ModelSpec
-    chip: ChipSpec
-    numerics: str
-    groups: tuple[GroupPlacement, ...]  # EGRU layers in order, then the decoder
-    routing: RoutingTable
-    recv_in: tuple[np.ndarray, ...]  # per group: bool [n_in, n_pes] delivery of input sources
-    recv_rec: tuple[np.ndarray | None, ...]  # per group: bool [H, n_pes] delivery of recurrent sources
-    rules_passed: tuple[str, ...] = field(default=())
-
-    @property
-    def n_pes_used(self) -> int:
-        return sum(g.n_pes for g in self.groups)
-
-    @property
-    def sram_total_per_pe(self) -> np.ndarray:
-        return np.concatenate([sum(g.sram[k] for k in SRAM_KINDS) for g in self.groups])
-
-    @property
-    def dram_bytes(self) -> int:
-        return sum(g.dram_bytes for g in self.groups)
-
-    @property
-    def pe_group(self) -> np.ndarray:
-        """Group index (layer; the decoder last) of every used PE."""
-        return np.concatenate([np.full(g.n_pes, i) for i, g in enumerate(self.groups)])
-
-    def report(self, per_pe: bool = False) -> dict[str, Any]:
-        """What `s2 node inspect` prints: PEs, SRAM by kind, routing, DRAM."""
-        sram = {k: np.concatenate([g.sram[k] for g in self.groups]) for k in SRAM_KINDS}
-        total = self.sram_total_per_pe
-        nnz = sum(layer.nnz for layer in self.spec.layers)
-        weights = sum(layer.n_weights for layer in self.spec.layers)
-        out: dict[str, Any] = {
-            "numerics": self.numerics,
-            "pes_used": self.n_pes_used,
-            "pes_available": self.chip.usable_pes,
-            "groups": [
-                {"name": g.name, "pes": g.n_pes, "first_pe": g.pe_start, "units": int(g.bounds[-1]),
-                 "units_per_pe_max": int(np.diff(g.bounds).max()), "weights_in_dram": g.spilled}
-                for g in self.groups
-            ],
-            "weight_sparsity": 1.0 - nnz / weights if weights else 0.0,
-            "nonzero_weights": int(nnz),
-            "sram_bytes_per_pe": {"max": int(total.max()), "mean": float(total.mean()), "min": int(total.min()),
-                                  "limit": self.chip.sram_bytes_per_pe},
-            "sram_bytes_by_kind": {k: int(v.sum()) for k, v in sram.items()},
-            "sram_bytes_by_kind_max_pe": {k: int(v[int(np.argmax(total))]) for k, v in sram.items()},
-            "routing_entries": self.routing.entries,
-            "routing_entries_limit": self.chip.router_entries,
-            "routing_key_space": self.routing.key_space,
-            "dram_bytes": self.dram_bytes,
-            "rules_passed": list(self.rules_passed),
-        }
-        if per_pe:
-            out["sram_bytes_per_pe_by_kind"] = {k: v.tolist() for k, v in sram.items()}
-        return out
 
 
 def _groups(spec: ModelSpec):

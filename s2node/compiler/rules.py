@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from s2node.compiler.compiled import CompiledModel
 from s2node.errors import CompileError
 
-if TYPE_CHECKING:
-    from s2node.compiler import CompiledModel
-
-Rule = Callable[["CompiledModel"], CompileError | None]
+Rule = Callable[[CompiledModel], CompileError | None]
 
 
 def pes_available(m: CompiledModel) -> CompileError | None:
