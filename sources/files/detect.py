@@ -20,7 +20,7 @@ FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
 # Formats the writers produce (write_events picks by extension; .raw means EVT3).
 WRITABLE = ("aedat4", "evt3", "evt2", "dat", "es", "csv", "npy")
 
-_HEADER_BYTES = 64 * 1024
+HEADER_BYTES = 64 * 1024
 
 
 def supported() -> str:
@@ -48,7 +48,7 @@ def prophesee_header(head: bytes) -> tuple[dict[str, str], int, bool]:
     return fields, pos, True
 
 
-def _prophesee_kind(fields: dict[str, str]) -> str | None:
+def prophesee_kind(fields: dict[str, str]) -> str | None:
     evt = fields.get("evt", "")
     fmt = fields.get("format", "").upper()
     if evt.startswith("3") or fmt.startswith("EVT3"):
@@ -81,7 +81,7 @@ def detect_format(path: str | os.PathLike) -> str:
     ext = p.suffix.lower()
     try:
         with open(p, "rb") as f:
-            head = f.read(_HEADER_BYTES)
+            head = f.read(HEADER_BYTES)
     except FileNotFoundError as e:
         raise SourceError(f"{p}: no such file") from e
     except OSError as e:
@@ -95,7 +95,7 @@ def detect_format(path: str | os.PathLike) -> str:
     if head.startswith(b"\x93NUMPY"):
         return "npy"
     if head.startswith(b"%"):
-        kind = _prophesee_kind(prophesee_header(head)[0])
+        kind = prophesee_kind(prophesee_header(head)[0])
         if kind == "evt2.1":  # faery 0.7.1 panics "not yet implemented"; expelliarmus has no EVT 2.1 either
             raise SourceError(f"{p}: Prophesee EVT 2.1 is not supported (no decoder for it); supported: {supported()}")
         if kind is not None:

@@ -12,7 +12,7 @@ from sources.errors import CorruptFileError, SourceError
 from sources.events import SensorSize
 from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, decoding, to_events
 from sources.files._write import faery_write
-from sources.files.detect import _HEADER_BYTES, _prophesee_kind, prophesee_header
+from sources.files.detect import HEADER_BYTES, prophesee_kind, prophesee_header
 
 # Bytes per word of the event payload after the header: a file whose body is not a whole number of words
 # was cut mid-word (a cut exactly on a word boundary is a valid, shorter recording and cannot be told apart).
@@ -22,7 +22,7 @@ _FALLBACK_SIZE = (1280, 720)  # what Prophesee Gen4 headers say when a file has 
 
 def _header(p: Path) -> tuple[dict[str, str], int]:
     with open(p, "rb") as f:
-        head = f.read(_HEADER_BYTES)
+        head = f.read(HEADER_BYTES)
     fields, end, complete = prophesee_header(head)
     if not complete:
         raise CorruptFileError(str(p), "file ends inside its '%' header", offset=end)
@@ -34,7 +34,7 @@ def _open_evt(path: str | os.PathLike, version: str) -> tuple[Path, str, SensorS
 
     p = check_file(path)
     fields, end = _header(p)
-    if _prophesee_kind(fields) == "evt2.1":  # faery would panic (printing a Rust backtrace) on its first packet
+    if prophesee_kind(fields) == "evt2.1":  # faery would panic (printing a Rust backtrace) on its first packet
         raise SourceError(f"{p}: Prophesee EVT 2.1 is not supported (no decoder for it)")
     with decoding(p), evt.Decoder(p, _FALLBACK_SIZE, version) as d:
         version, (w, h) = d.version, d.dimensions
