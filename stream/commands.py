@@ -16,6 +16,20 @@ from stream.defaults import DEFAULT_GESTURE_MODEL, DEFAULT_TEXT_MODEL
 from stream.schema import DEFAULT_NODE_ID
 
 
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {v}")
+    return v
+
+
+def _non_negative(text: str) -> float:
+    v = float(text)
+    if not v >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return v
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser(
         "broker",
@@ -35,12 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", help="event file")
     p.add_argument("--model", default=DEFAULT_GESTURE_MODEL, help=f"gesture model (default {DEFAULT_GESTURE_MODEL})")
-    p.add_argument("--speed", type=float, default=1.0, help="replay speed factor; 0 = as fast as possible")
+    p.add_argument("--speed", type=_non_negative, default=1.0, help="replay speed factor; 0 = as fast as possible")
     p.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C)")
     p.add_argument("--start-s", type=float, default=0.0, help="skip this many seconds of the recording")
     p.add_argument("--end-s", type=float, default=None, help="stop at this many seconds of the recording")
     p.add_argument("--no-frames", action="store_true", help="do not publish event frames")
-    p.add_argument("--window-s", type=float, default=0.0,
+    p.add_argument("--window-s", type=_non_negative, default=0.0,
                    help="gesture readout: mean of the per-step logits over this many seconds (default 0: over the "
                         "whole recording, as `s2 node run` and `s2 eval`)")
     _broker_args(p)
@@ -54,13 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--source", required=True, help="udp://HOST:PORT | dv://HOST:PORT | synthetic | text")
     r.add_argument("--model", help=f"model (default {DEFAULT_GESTURE_MODEL}, or {DEFAULT_TEXT_MODEL} for text)")
-    r.add_argument("--buffer", type=int, default=256, help="live buffer in batches; the oldest are dropped")
+    r.add_argument("--buffer", type=_positive_int, default=256, help="live buffer in batches; the oldest are dropped")
     r.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds")
-    r.add_argument("--idle-s", type=float, default=0.05,
+    r.add_argument("--idle-s", type=_non_negative, default=0.05,
                    help="udp/dv: after this much wall time without events, close bins as if event time ran on "
                         "with the wall clock (a still scene sends nothing); 0 = wait for the next event "
                         "(default 0.05)")
-    r.add_argument("--window-s", type=float, default=2.0,
+    r.add_argument("--window-s", type=_non_negative, default=2.0,
                    help="gesture readout: mean of per-step logits over the last seconds (default 2; 0 = since start)")
     _broker_args(r)
     r.set_defaults(func=_run)

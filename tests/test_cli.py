@@ -34,3 +34,21 @@ def test_bad_option_is_one_line_exit_2():
     r = run("eval", "--no-such-option")
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_out_of_range_numbers_are_one_line_exit_2():
+    """A zero buffer or a NaN speed is refused by the parser with one line, before anything starts."""
+    for args in (("run", "--source", "synthetic", "--buffer", "0"), ("replay", "x.npy", "--speed", "nan")):
+        r = run(*args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_commands_come_from_every_package_through_entry_points():
+    """`s2 --help` lists the commands of all four packages, found through the s2egru.commands entry points."""
+    from importlib.metadata import entry_points
+
+    names = {e.name for e in entry_points(group="s2egru.commands")}
+    assert names == {"sources", "s2node", "stream", "tui"}
+    out = run("--help").stdout
+    for cmd in ("data", "node", "replay", "subscribe", "tui"):
+        assert cmd in out

@@ -12,7 +12,7 @@ from sources.errors import CorruptFileError, SourceError
 from sources.events import SensorSize
 from sources.files._common import DEFAULT_CHUNK_US, EventChunks, check_file, decoding, to_events
 from sources.files._write import faery_write
-from sources.files.detect import HEADER_BYTES, prophesee_kind, prophesee_header
+from sources.files.detect import HEADER_BYTES, prophesee_header, prophesee_kind
 
 # Bytes per word of the event payload after the header: a file whose body is not a whole number of words
 # was cut mid-word (a cut exactly on a word boundary is a valid, shorter recording and cannot be told apart).
