@@ -154,6 +154,7 @@ def run_entry(e: Entry, st: dict[str, str]) -> bool:
     except ValueError:
         print(f"results: {e.name}: printed no JSON (previous result kept)", file=sys.stderr)
         return False
+    result = json.loads(json.dumps(result).replace(str(ROOT) + "/", ""))  # repository paths, not this checkout's
     doc = {"name": e.name, "command": shlex.join(e.argv), "wall_s": round(wall, 1), "stamp": st, "result": result}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{e.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -284,34 +285,62 @@ def section_inspect(res: dict[str, dict[str, Any]]) -> list[str]:
     return ["## Placement on the chip (`s2 node inspect`)", "", *_table(head, rows), "", _stamp_line(docs), ""]
 
 
-def _flat(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out += _flat(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(d, list) and d and all(isinstance(x, int | float) for x in d) and len(d) <= 8:
-        out.append((prefix, ", ".join(_f(x) for x in d)))
-    elif isinstance(d, list):
-        if d and all(isinstance(x, dict) for x in d) and len(d) <= 12:
-            for i, x in enumerate(d):
-                out += _flat(x, f"{prefix}[{i}]")
-        else:
-            out.append((prefix, f"({len(d)} values)"))
-    else:
-        out.append((prefix, d))
+def _is_scalar(v: Any) -> bool:
+    if isinstance(v, dict):
+        return False
+    return not isinstance(v, list) or (len(v) <= 8 and all(isinstance(x, int | float | str) for x in v))
+
+
+def _cell(v: Any) -> str:
+    return ", ".join(_f(x) for x in v) if isinstance(v, list) else _f(v)
+
+
+SKIP_KEYS = {"versions", "python", "machine", "cpu_count", "torch", "numpy", "note", "bench", "platform",
+             "tonic_version", "aiomqtt"}
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    return cols
+
+
+def _bench_tables(d: dict[str, Any], title: str) -> list[str]:
+    """One JSON object -> markdown tables: its scalars as field/value rows, sibling objects of scalars (and lists of
+    them) as one table each with a row per object, deeper objects recursively under their own heading."""
+    kv = [(k, v) for k, v in d.items() if k not in SKIP_KEYS and _is_scalar(v)]
+    groups = {k: v for k, v in d.items() if k not in SKIP_KEYS and isinstance(v, dict) and v
+              and all(_is_scalar(x) for x in v.values())}
+    done = {k for k, _ in kv}
+    if len(groups) == 1:  # a single object of scalars reads better as field/value rows
+        (gk, gv), groups = next(iter(groups.items())), {}
+        kv += [(f"{gk}.{k}", v) for k, v in gv.items()]
+        done.add(gk)
+    out: list[str] = []
+    if kv:
+        out += [f"**{title}**", "", *_table(["field", "value"], [[f"`{k}`", _cell(v)] for k, v in kv]), ""]
+    if groups:
+        cols = _columns(list(groups.values()))
+        rows = [[f"`{k}`", *(_cell(g.get(c)) for c in cols)] for k, g in groups.items()]
+        out += [f"**{title}**", "", *_table(["", *cols], rows), ""]
+    for k, v in d.items():
+        if k in SKIP_KEYS or k in groups or k in done:
+            continue
+        if isinstance(v, dict):
+            out += _bench_tables(v, f"{title}.{k}")
+        elif isinstance(v, list) and v and all(isinstance(x, dict) and all(map(_is_scalar, x.values())) for x in v):
+            cols = _columns(v)
+            out += [f"**{title}.{k}**", "", *_table(cols, [[_cell(x.get(c)) for c in cols] for x in v]), ""]
     return out
-
-
-SKIP_KEYS = re.compile(r"(^|\.)(versions|python|machine|cpu_count|torch|numpy|note|platform|bench)(\.|$)")
 
 
 def section_bench(res: dict[str, dict[str, Any]]) -> list[str]:
     out = ["## Benchmarks (`bench/`)", "",
            "Each benchmark compares alternatives side by side in one run: compare the ratios, not absolute "
-           "figures across machines. [Benchmarks](benchmarks.md) says what each one measures.", ""]
+           "figures across machines or loads. [Benchmarks](benchmarks.md) says what each one measures.", ""]
     for d in _pick(res, "bench-"):
-        rows = [[f"`{k}`", _f(v)] for k, v in _flat(d["result"]) if not SKIP_KEYS.search(k)]
-        out += [f"### `{d['command']}`", "", *_table(["field", "value"], rows), "", _stamp_line([d]), ""]
+        out += [f"### `{d['command']}`", "", *_bench_tables(d["result"], d["name"]), _stamp_line([d]), ""]
     return out
 
 
@@ -341,8 +370,12 @@ def render_readme_table(res: dict[str, dict[str, Any]]) -> str:
             e = ev["result"]
             quality = f"{_f(e['value'], 4)} {e['metric']} ({e['data'].split(':')[-1]} split)"
             sparsity = _f(e["activity_sparsity"])
-        else:
-            quality, sparsity = "see [gestures](docs/gestures.md)", _f(r.get("activity_sparsity"))
+        else:  # no labelled gesture data offline: the test accuracy the model file's training record holds
+            hist = json.loads((ROOT / "models" / f"{name}.json").read_text()).get("training", {}).get("history", [])
+            acc = hist[-1].get("test_accuracy") if hist else None
+            quality = (f"{acc:.1%} accuracy ([synthetic test split](docs/gestures.md), training record)"
+                       if acc is not None else "–")
+            sparsity = _f(r.get("activity_sparsity"))
         dense = r.get("dense_equivalent", {})
         unit = "token" if r["task"] == "lm" else "step"
         rows.append([f"`models/{name}`", quality, sparsity,

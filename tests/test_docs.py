@@ -113,3 +113,21 @@ def test_mqtt_api_snippet_prints_gesture_predictions(mosquitto, tmp_path: Path):
         proc.wait(10)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_model_format_snippet_runs_without_our_code(tmp_path: Path):
+    """The NumPy-only EGRU of docs/model-format.md runs the shipped character model and agrees with s2node."""
+    text = (ROOT / "docs" / "model-format.md").read_text()
+    section = text.split("## Running a model without s2egru", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    script = tmp_path / "run_model.py"
+    script.write_text(code)
+    out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+    from s2node.runtime import Node
+
+    node = Node.load(ROOT / "models" / "shakespeare-egru", numerics="fp32")
+    for ch in "to be or not to b":
+        p = node.step(node.names.index(ch))
+    assert out.stdout.strip() == repr(p.name), (out.stdout, p.name)
