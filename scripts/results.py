@@ -419,12 +419,13 @@ def main() -> None:
         return
     if a.check:
         sys.exit(0 if render(check=True) else 1)
+    failed: list[str] = []
     if a.run is not None:
         names = {e.name for e in ENTRIES}
         unknown = [n for n in a.run if n not in names]
         if unknown:
             sys.exit(f"results: unknown entry {unknown[0]!r}; see --list")
-        st, t0, failed = stamp(), time.monotonic(), []
+        st, t0 = stamp(), time.monotonic()
         for e in ENTRIES:
             if (not a.run or e.name in a.run) and not run_entry(e, st):
                 failed.append(e.name)
@@ -432,6 +433,8 @@ def main() -> None:
               file=sys.stderr)
     render()
     print(f"results: rendered {DOC.relative_to(ROOT)} and the README's table", file=sys.stderr)
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
