@@ -58,6 +58,10 @@ ENTRIES: tuple[Entry, ...] = (
                                             "--max-steps", "20000", "--json"), 600),
     Entry("node-shakespeare-egru-int8", _s2("node", "run", "models/shakespeare-egru", "--split", "test",
                                             "--max-steps", "20000", "--numerics", "int8", "--json"), 600),
+    Entry("node-shakespeare-egru-fp32-calibrated", _s2("node", "run", "models/shakespeare-egru", "--split", "test",
+                                                      "--max-steps", "20000", "--cost-table",
+                                                      "scripts/calibrated-cost-table.json", "--chip-config",
+                                                      "scripts/calibrated-chip.json", "--json"), 600),
     Entry("node-gesture-egru-fp32", _s2("node", "run", "models/gesture-egru", "--events", DEMO, "--json"), 300),
     Entry("node-gesture-egru-int8", _s2("node", "run", "models/gesture-egru", "--events", DEMO,
                                         "--numerics", "int8", "--json"), 300),
@@ -249,7 +253,8 @@ def _node_row(d: dict[str, Any]) -> list[str]:
         inp = f"demo recording, {r['steps']:,} steps"
     dense = r.get("dense_equivalent", {})
     gpu = r.get("gpu_estimate", {})
-    return [f"`{_model(d)}`", r["numerics"], inp, quality, _f(r.get("agreement")), _f(r.get("activity_sparsity")),
+    numerics = r["numerics"] + (", costs from the chip's measured power" if "--cost-table" in d["command"] else "")
+    return [f"`{_model(d)}`", numerics, inp, quality, _f(r.get("agreement")), _f(r.get("activity_sparsity")),
             f"{_f(r.get('synops_per_step'))} ({_f(dense.get('synops_per_step'))})", _f(r.get("pes_used")),
             f"{_si(r.get('latency_s_p50'), 's')} / {_si(r.get('latency_s_p99'), 's')}", energy,
             f"{_f(dense.get('energy_gain'))}x", f"{_f(gpu.get('gpu_over_node_energy'))}x", _f(r.get("steps_per_s"))]
