@@ -1,6 +1,6 @@
 """Run the fixed list of evaluations and benchmarks, store their JSON in results/, render docs/results.md.
 
-    python scripts/results.py --run            # run every entry (a few minutes on 2 cores), then render
+    python scripts/results.py --run            # run every entry (about 10 minutes on 2 cores), then render
     python scripts/results.py --run NAME ...   # run only these entries, then render
     python scripts/results.py                  # render docs/results.md and the README's table from results/*.json
     python scripts/results.py --check          # exit 1 if docs/results.md or the README table is out of date
