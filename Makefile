@@ -31,5 +31,5 @@ bench: setup data
 results: setup data
 	$(BIN)/python scripts/results.py --run
 
-results-render:
-	python3 scripts/results.py
+results-render: setup
+	$(BIN)/python scripts/results.py
