@@ -13,12 +13,12 @@ from pathlib import Path
 
 from stream.binner import make_binner
 from stream.errors import PipelineError
-from stream.mqtt_link import MqttLink
+from stream.mqtt import MqttLink
 from stream.node_adapter import StepModel, load_step_model, windowed
 from stream.pipeline import PipelineCounters, run_gesture_pipeline, stats_loop
 from stream.queues import BoundedQueue
 from stream.replay import ReplayControl, replay
-from stream.schema import DEFAULT_NODE_ID, ControlIn, PayloadError, Status, decode
+from stream.schema import DEFAULT_NODE_ID, ControlIn, PayloadError, Status, decode, topic
 from stream.text_pipeline import TextLM, run_text_pipeline, subscribe_text
 
 
@@ -57,7 +57,7 @@ def subscribe_control(link: MqttLink, ctl: ReplayControl, counters: PipelineCoun
             else:
                 ctl.switch(str(target))
 
-    link.subscribe("in/control", on_message)
+    link.subscribe(topic(link.node, "in/control"), on_message)
 
 
 DEFAULT_RECORDING = "models/demo-gestures.aedat4"  # `s2 data gesture-demo` writes it

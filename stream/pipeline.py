@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from stream.binner import Bin, StreamBinner
-from stream.mqtt_link import MqttLink
+from stream.mqtt import MqttLink
 from stream.node_adapter import StepModel, StepResult
 from stream.queues import BoundedQueue
 from stream.replay import EventBatch

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from sources.events import TextEvent
-from stream.mqtt_link import MqttLink
+from stream.mqtt import MqttLink
 from stream.node_adapter import StepModel, bits
 from stream.pipeline import _closing
 from stream.queues import BoundedQueue
-from stream.schema import PayloadError, TextIn, TextPrediction, decode
+from stream.schema import PayloadError, TextIn, TextPrediction, decode, topic
 
 
 @dataclass
@@ -111,7 +111,7 @@ def subscribe_text(link: MqttLink, queue: BoundedQueue, lm: TextLM) -> None:
         if isinstance(msg, TextIn) and msg.text:
             queue.put_nowait(TextEvent(int(asyncio.get_running_loop().time() * 1e6), msg.text))
 
-    link.subscribe("in/text", on_message)
+    link.subscribe(topic(link.node, "in/text"), on_message)
 
 
 async def stdin_text(max_line: int = 4096) -> AsyncIterator[TextEvent]:
