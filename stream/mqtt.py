@@ -24,7 +24,7 @@ import random
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiomqtt
 
@@ -61,13 +61,13 @@ class Backoff:
         return self.nominal_s(failures) * rng.uniform(1 - self.jitter, 1 + self.jitter)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ConnectSettings:
     """Everything needed to open a connection; credentials given explicitly win over those in the URL."""
 
     url: BrokerURL
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
+    password: str | None = None
     tls: bool = False
     cafile: str | None = None  # TLS: verify the broker against this CA file (default: the system's CAs)
     client_id: str = ""
@@ -93,6 +93,10 @@ class ConnectSettings:
                 client_id or f"{client_prefix}-{random.getrandbits(32):08x}", keepalive_s)
         s.ssl_context()  # a missing or bad CA file fails here, not at every reconnect
         return s
+
+    def __repr__(self) -> str:  # the URL's own repr would show the password
+        return (f"ConnectSettings({str(self.url)!r}, username={self.username!r}, tls={self.tls}, "
+                f"cafile={self.cafile!r}, client_id={self.client_id!r}, keepalive_s={self.keepalive_s})")
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The one TLS set-up: certificate and host name verified, against `cafile` or the system's CAs."""
