@@ -200,6 +200,7 @@ class MqttLink:
         self._subs_changed = asyncio.Event()
         self._synced = asyncio.Event()
         self._connected = asyncio.Event()
+        self._last_exc: aiomqtt.MqttError | None = None
 
     # --- producer side (never waits) ---
     def publish(self, payload: Payload, kind: str | None = None, retain: bool = False) -> int:
@@ -264,6 +265,12 @@ class MqttLink:
         """Wait until connected, subscribed and (when announcing) announced; False on timeout."""
         return await _wait(self._connected, timeout_s)
 
+    async def ensure_connected(self, timeout_s: float) -> None:
+        """wait_connected, or BrokerError naming the last failure (chained to aiomqtt's error) after timeout_s."""
+        if not await self.wait_connected(timeout_s):
+            why = self.stats.last_error or "no answer"
+            raise BrokerError(str(self.url), f"cannot connect ({why})") from self._last_exc
+
     async def synced(self, timeout_s: float | None = None) -> bool:
         """Wait until connected and every subscribe/unsubscribe so far is acknowledged by the broker."""
         return await _wait(self._connected, timeout_s) and await _wait(self._synced, timeout_s)
@@ -319,7 +326,7 @@ class MqttLink:
                         tg.create_task(self._subscriptions(client, active))
                         tg.create_task(self._recv(client))
             except* aiomqtt.MqttError as eg:
-                e = eg.exceptions[0]
+                self._last_exc = e = eg.exceptions[0]
                 self.stats.last_error = str(e) or type(e).__name__
             finally:
                 self.stats.connected = False

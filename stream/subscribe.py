@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from stream.errors import BrokerError
 from stream.mqtt import MqttLink
 from stream.schema import PREFIX
 
@@ -49,7 +48,7 @@ async def print_messages(
 ) -> SubscribeResult:
     """Print one JSON line per message on `topics` until `count` messages, or until nothing came for `timeout_s`
     (counted from the connection), or forever. Reconnects and resubscribes when the broker goes away.
-    BrokerError when the broker cannot be reached within connect_timeout_s at the start."""
+    BrokerError (from the client) when the broker cannot be reached within connect_timeout_s at the start."""
     out = out or sys.stdout
     n = 0
     enough = asyncio.Event()
@@ -71,8 +70,7 @@ async def print_messages(
         link.subscribe(t, on_message, qos=qos)
     run = asyncio.create_task(link.run())
     try:
-        if not await link.wait_connected(connect_timeout_s):
-            raise BrokerError(str(link.url), f"cannot connect ({link.stats.last_error or 'no answer'})")
+        await link.ensure_connected(connect_timeout_s)
         try:
             async with asyncio.timeout(timeout_s) as idle:
                 await enough.wait()

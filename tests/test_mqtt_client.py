@@ -84,6 +84,18 @@ def test_settings_put_credentials_and_tls_in_one_place(tmp_path):
     assert isinstance(e.value, PipelineError)
 
 
+async def test_unreachable_broker_is_a_broker_error_chained_to_the_cause():
+    """ensure_connected() on a port nobody listens on is a BrokerError naming the failure, chained with `from`."""
+    from stream.broker import free_port
+
+    link = MqttLink(f"mqtt://127.0.0.1:{free_port()}")
+    async with running(link):
+        with pytest.raises(BrokerError, match="cannot connect") as e:
+            await link.ensure_connected(0.5)
+    assert e.value.__cause__ is not None and link.stats.last_error in str(e.value)
+    assert not link.stats.connected and link.stats.reconnects == 0
+
+
 @pytest.mark.broker
 async def test_reconnect_waits_follow_the_jittered_backoff(mosquitto_private):
     """With the broker down the link retries after growing jittered waits, and reconnects once it is back."""
