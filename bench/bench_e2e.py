@@ -99,7 +99,7 @@ async def subscribed(broker, t: str, subscriber: str):
 async def measure_mqtt(broker, subscriber: str, n: int = 500, every_s: float = 0.02) -> dict:
     """The floor under the pipeline's latency, in the same run: a prediction-sized message published through
     the same MqttLink every bin (no events, no node) -> the same subscriber."""
-    from stream.mqtt_link import MqttLink
+    from stream.mqtt import MqttLink
     from stream.schema import GesturePrediction, topic
 
     node = f"floor{int(time.time() * 1000) % 100000}"
@@ -133,7 +133,7 @@ async def measure(broker, model_path: Path, rec: Path, subscriber: str, speed: f
 
     from s2node.step import load_step_model
     from stream.binner import make_binner
-    from stream.mqtt_link import MqttLink
+    from stream.mqtt import MqttLink
     from stream.pipeline import run_gesture_pipeline
     from stream.replay import replay
     from stream.schema import topic

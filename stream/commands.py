@@ -200,41 +200,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _subscribe(args: argparse.Namespace) -> int:
-    import asyncio
-    import json
-
-    import aiomqtt
-
-    from stream.broker import BrokerURL
-    from stream.errors import BrokerError
+    from stream.subscribe import DEFAULT_TOPICS, print_messages
 
     async def body(url: str) -> int:
-        u = BrokerURL.parse(url)
-        tls = aiomqtt.TLSParameters(ca_certs=args.cafile) if (args.tls or u.tls) else None
-        n = 0
-        try:
-            async with aiomqtt.Client(u.host, u.port, username=args.username or u.username,
-                                      password=args.password or u.password, tls_params=tls, timeout=5) as c:
-                for t in args.topic or ["s2/v1/#"]:
-                    await c.subscribe(t, qos=args.qos)
-                async with asyncio.timeout(args.timeout_s) as tm:
-                    async for msg in c.messages:
-                        raw = bytes(msg.payload or b"")
-                        try:
-                            payload = json.loads(raw)
-                        except ValueError:
-                            payload = raw.decode("utf-8", errors="replace")
-                        print(json.dumps({"topic": str(msg.topic), "payload": payload}), flush=True)
-                        n += 1
-                        if args.count is not None and n >= args.count:
-                            return 0
-                        if args.timeout_s is not None:
-                            tm.reschedule(asyncio.get_running_loop().time() + args.timeout_s)
-        except TimeoutError:
-            print(f"s2 subscribe: nothing for {args.timeout_s} s ({n} messages)", file=sys.stderr)
+        r = await print_messages(url, args.topic or DEFAULT_TOPICS, count=args.count, timeout_s=args.timeout_s,
+                                 qos=args.qos, username=args.username, password=args.password,
+                                 tls=args.tls or None, cafile=args.cafile)
+        if r.timed_out:
+            print(f"s2 subscribe: nothing for {args.timeout_s} s ({r.received} messages)", file=sys.stderr)
             return 1
-        except aiomqtt.MqttError as e:
-            raise BrokerError(str(u), str(e)) from e
         return 0
 
     return _run_async(_with_broker(args.broker, body))

@@ -16,10 +16,10 @@ from sources.live.text import TextInbox
 from stream.binner import make_binner
 from stream.defaults import DEFAULT_GESTURE_MODEL, DEFAULT_RECORDING, DEFAULT_TEXT_MODEL
 from stream.errors import PipelineError
-from stream.mqtt_link import MqttLink
+from stream.mqtt import MqttLink
 from stream.pipeline import PipelineCounters, run_gesture_pipeline, stats_loop
 from stream.replay import ReplayControl, replay
-from stream.schema import DEFAULT_NODE_ID, ControlIn, PayloadError, Status, decode
+from stream.schema import DEFAULT_NODE_ID, ControlIn, PayloadError, Status, decode, topic
 from stream.text_pipeline import TextLM, run_text_pipeline, subscribe_text
 
 
@@ -59,7 +59,7 @@ def subscribe_control(link: MqttLink, ctl: ReplayControl, counters: PipelineCoun
             else:
                 ctl.switch(str(target))
 
-    link.subscribe("in/control", on_message)
+    link.subscribe(topic(link.node, "in/control"), on_message)
 
 
 

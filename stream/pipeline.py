@@ -22,7 +22,7 @@ import numpy as np
 from s2node.step import StepModel, StepResult
 from sources.events import EventBatch
 from stream.binner import Bin, StreamBinner
-from stream.mqtt_link import MqttLink
+from stream.mqtt import MqttLink
 from stream.queues import BoundedQueue
 from stream.schema import EventFrame, GesturePrediction, NodeStats
 

@@ -19,7 +19,7 @@ from sources.live import IDLE_S, TextInbox, UdpEventSource, dv_batches, stdin_te
 from stream.binner import make_binner
 from stream.defaults import DEFAULT_GESTURE_MODEL, DEFAULT_TEXT_MODEL
 from stream.errors import BrokerError, PipelineError
-from stream.mqtt_link import MqttLink
+from stream.mqtt import MqttLink
 from stream.pipeline import PipelineCounters, run_gesture_pipeline, stats_loop
 from stream.queues import BoundedQueue
 from stream.replay import replay
@@ -62,9 +62,11 @@ async def connected(link: MqttLink, url: str, models: list, counters: PipelineCo
     one-line BrokerError (later outages are waited out); on the way out the offline status is sent."""
     async with asyncio.TaskGroup() as tg:
         run = tg.create_task(link.run())
-        if not await link.wait_connected(10.0):
+        try:
+            await link.ensure_connected(10.0)
+        except BrokerError:
             run.cancel()
-            raise BrokerError(url, f"cannot connect ({link.stats.last_error or 'no answer'})")
+            raise
         stats = tg.create_task(stats_loop(link, models, counters))
         try:
             yield

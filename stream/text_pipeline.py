@@ -19,9 +19,9 @@ import numpy as np
 from s2node.step import StepModel, bits
 from sources.events import TextEvent
 from sources.live.text import TextInbox
-from stream.mqtt_link import MqttLink
+from stream.mqtt import MqttLink
 from stream.pipeline import closing
-from stream.schema import PayloadError, TextIn, TextPrediction, decode
+from stream.schema import PayloadError, TextIn, TextPrediction, decode, topic
 
 
 @dataclass
@@ -112,7 +112,7 @@ def subscribe_text(link: MqttLink, inbox: TextInbox, lm: TextLM) -> None:
         if isinstance(msg, TextIn) and msg.text:
             inbox.push(msg.text)
 
-    link.subscribe("in/text", on_message)
+    link.subscribe(topic(link.node, "in/text"), on_message)
 
 
 async def run_text_pipeline(

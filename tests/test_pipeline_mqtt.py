@@ -19,7 +19,7 @@ from sources.live.text import TextInbox
 from stream.binner import make_binner
 from stream.broker import MosquittoProcess, mosquitto_binary
 from stream.local import run_local_pipeline
-from stream.mqtt_link import MqttLink
+from stream.mqtt import Backoff, MqttLink
 from stream.pipeline import run_gesture_pipeline
 from stream.queues import BoundedQueue
 from stream.replay import replay
@@ -85,7 +85,7 @@ async def test_broker_restart_mid_replay_loses_no_prediction(tmp_path):
         mpath = gesture_model_file(tmp_path, bin_us=5_000)
         rec = recording(tmp_path / "r.npy", n=12000, duration_us=1_200_000)
         col = Collector(broker.host, broker.port, [topic("rs", "pred/gesture")], "col-restart")
-        link = MqttLink(broker.url, "rs", backoff_s=(0.02, 0.2))
+        link = MqttLink(broker.url, "rs", backoff=Backoff(0.02, 0.2))
         model = load_step_model(mpath)
         async with running(col.run(), link.run()):
             await asyncio.wait_for(col.subscribed.wait(), 5)

@@ -278,3 +278,36 @@ async def test_typing_o_goes_to_the_input_not_to_a_binding(mosquitto):
         await pilot.press(*"pronto?")
         assert app.query_one("TextPane Input").value == "pronto?"
         assert not isinstance(app.screen, HelpScreen | ChoiceScreen)
+
+
+async def test_without_a_node_follows_the_first_node_announced_online(mosquitto_private):
+    """With no node given the app follows the first node whose retained status says online, and shows its data."""
+    broker = mosquitto_private
+    await publish(broker.url, "a0", samples.status("a0"), retain=True)
+    gone = samples.status("a0")
+    gone.state = "offline"
+    await publish(broker.url, "a0", gone, retain=True)  # an offline node is not followed
+    await publish(broker.url, NODE, samples.status(NODE), retain=True)
+    app = S2App(broker.url)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state.node == NODE and app.status_line.state == "connected")
+        assert app.state.nodes == {"a0": "offline", NODE: "online"} and app.state.status.node == NODE
+        g = samples.gesture(75)
+        await publish(broker.url, NODE, g)
+        await wait_for(pilot, lambda: app.query_one(GesturePane).prediction == g)
+        await pilot.pause(0.15)
+        text = screen_text(app)
+        assert "▶ right_hand_wave" in text and f"{NODE} online" in text
+
+
+async def test_without_a_node_typed_text_is_refused_until_one_is_heard(mosquitto_private):
+    """Before any node has announced itself there is nowhere to send typed text: it is refused, not queued."""
+    app = S2App(mosquitto_private.url)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot)
+        assert app.state.node == "" and not app.feed.send("in/text", b"x")
+        await pilot.press("ctrl+n")
+        assert not isinstance(app.screen, ChoiceScreen)  # no node to choose from yet
+        await publish(mosquitto_private.url, "n7", samples.status("n7"))
+        await wait_for(pilot, lambda: app.state.node == "n7" and app.status_line.state == "connected")
+        assert app.feed.send("in/text", b"x")

@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from stream.schema import PayloadError, decode, topic
+from stream.schema import BrokerURL, PayloadError, decode, topic
 from tui import samples
-from tui.feed import Endpoint
 from tui.payloads import (
     SeqTracker,
     bar,
@@ -142,10 +141,10 @@ def test_si_prefixes():
 
 def test_endpoint_parsing():
     """Broker URLs parse to host, port and TLS; nonsense is a ValueError."""
-    assert Endpoint.parse("mqtt://h:1900") == Endpoint("h", 1900)
-    assert Endpoint.parse("mqtts://u:p@h").port == 8883 and str(Endpoint.parse("h")) == "mqtt://h:1883"
+    assert BrokerURL.parse("mqtt://h:1900") == BrokerURL("h", 1900)
+    assert BrokerURL.parse("mqtts://u:p@h").port == 8883 and str(BrokerURL.parse("h")) == "mqtt://h:1883"
     with pytest.raises(ValueError):
-        Endpoint.parse("http://h")
+        BrokerURL.parse("http://h")
 
 
 def test_gesture_history_keeps_first_step_and_peak_confidence():

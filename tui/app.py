@@ -10,8 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 
-from stream.schema import DEFAULT_NODE_ID
-from tui.feed import Feed, MqttLink
+from tui.feed import Feed, NodeFeed, open_link
 from tui.payloads import control_in, text_chunks, text_in
 from tui.screens import ChoiceScreen, HelpScreen
 from tui.state import FeedState
@@ -19,6 +18,7 @@ from tui.widgets import EventsPane, GesturePane, NodePane, StatusLine, TextPane
 
 SPEEDS = ["0.25", "0.5", "1", "2", "4", "8"]
 REFRESH_HZ = 15.0  # the panes show the latest state at this rate, however fast messages arrive
+NO_NODE = "…"  # shown as the node until the first one announces itself
 
 
 class S2App(App[None]):
@@ -45,10 +45,12 @@ class S2App(App[None]):
         Binding("escape", "leave_input", show=False),
     ]
 
-    def __init__(self, broker_url: str, node_id: str = DEFAULT_NODE_ID, *, coalesce: bool = True) -> None:
+    def __init__(self, broker_url: str, node_id: str | None = None, *, coalesce: bool = True) -> None:
+        """With node_id None the app follows the first node that announces itself online."""
         super().__init__()
-        self.state = FeedState(node_id)
-        self.link = MqttLink(broker_url, self.post_message)
+        self.state = FeedState(node_id or "")
+        self.link = open_link(broker_url, self.post_message)
+        self.feed = NodeFeed(self.link, self.post_message, self.state.node)
         self.coalesce = coalesce  # False repaints on every message (the bench's baseline)
         self.paused, self.speed, self.recording = False, "1", ""
         self._seq = itertools.count()
@@ -67,8 +69,8 @@ class S2App(App[None]):
 
     def on_mount(self) -> None:
         self.status_line = self.query_one(StatusLine)
-        self.status_line.broker = str(self.link.endpoint)
-        self.status_line.node = self.state.node
+        self.status_line.broker = str(self.link.url)
+        self.status_line.node = self.state.node or NO_NODE
         self._panes = (self.query_one(GesturePane), self.query_one(EventsPane), self.query_one(TextPane),
                        self.query_one(NodePane))
         self._show_playback()
@@ -78,7 +80,19 @@ class S2App(App[None]):
 
     @work(exclusive=True, group="mqtt")
     async def listen(self) -> None:
-        await self.link.run(self.state.node)
+        await self.link.run()
+
+    def _follow(self, node: str) -> None:
+        """Show another node: the state starts afresh and the subscriptions move (same connection)."""
+        self.state.switch(node)
+        self.feed.follow(node)
+        self.status_line.node, self.status_line.state = node, "connecting"
+        self._await_subscribed()
+
+    @work(exclusive=True, group="follow")
+    async def _await_subscribed(self) -> None:
+        if await self.link.synced() and self.status_line.state == "connecting":
+            self.status_line.state = "connected"
 
     # -- messages up: the MQTT worker reports; the state absorbs -----------------------------------------
     def on_feed_connected(self, m: Feed.Connected) -> None:
@@ -101,7 +115,10 @@ class S2App(App[None]):
     on_feed_prediction_received = on_feed_stats_received = on_feed_frame_received = _absorb
 
     def on_feed_status_received(self, m: Feed.StatusReceived) -> None:
-        self.state.apply(m.payload)
+        p = m.payload
+        if not self.state.node and p.state == "online" and p.node:  # no node given: the first one heard
+            self._follow(p.node)
+        self.state.apply(p)
 
     def on_feed_malformed(self, m: Feed.Malformed) -> None:
         self.state.count_malformed()
@@ -118,20 +135,26 @@ class S2App(App[None]):
         text.prediction = s.text
         node.stats, node.position = s.stats, s.model_position
         line = self.status_line
-        line.node, line.node_state = s.node, s.nodes.get(s.node, "")
+        line.node, line.node_state = s.node or NO_NODE, s.nodes.get(s.node, "")
         line.dropped, line.malformed = s.dropped, s.malformed
 
     # -- the user's side: typed text and playback control go out on in/ topics ----------------------------
     def on_text_pane_typed(self, m: TextPane.Typed) -> None:
         for piece in text_chunks(m.text):  # a long paste becomes several messages within the schema's limit
-            if not self.link.publish(self.state.node, "in/text", text_in(next(self._seq), piece)):
-                self.notify("not connected: typed text not sent", severity="warning", timeout=2)
+            if not self._send("in/text", text_in(next(self._seq), piece), "typed text"):
                 return
 
     def _control(self, cmd: str, value: object = None) -> None:
-        if not self.link.publish(self.state.node, "in/control", control_in(next(self._seq), cmd, value)):
-            self.notify(f"not connected: {cmd} not sent", severity="warning", timeout=2)
+        self._send("in/control", control_in(next(self._seq), cmd, value), cmd)
         self._show_playback()
+
+    def _send(self, kind: str, payload: bytes, what: str) -> bool:
+        """Publish to the node shown; refused (and said so) with no node yet, or while disconnected."""
+        if self.feed.send(kind, payload):
+            return True
+        why = "no node yet" if not self.state.node else "not connected"
+        self.notify(f"{why}: {what} not sent", severity="warning", timeout=2)
+        return False
 
     def _show_playback(self) -> None:
         self.status_line.playback = f"{'⏸ paused' if self.paused else '▶'} {self.speed}x {self.recording}".rstrip()
@@ -163,13 +186,14 @@ class S2App(App[None]):
         self.push_screen(ChoiceScreen("recording", recs, self.recording), chosen)
 
     def action_choose_node(self) -> None:
-        nodes = sorted({*self.state.nodes, self.state.node})
+        nodes = sorted({*self.state.nodes, self.state.node} - {""})
+        if not nodes:
+            self.notify("no node has announced itself yet", timeout=3)
+            return
 
         def chosen(v: str | None) -> None:
             if v is not None and v != self.state.node:
-                self.state.switch(v)
-                self.status_line.state = "connecting"
-                self.listen()  # exclusive: the old subscription's worker is cancelled
+                self._follow(v)
 
         self.push_screen(ChoiceScreen("node", nodes, self.state.node), chosen)
 
@@ -190,4 +214,4 @@ class S2App(App[None]):
 
 def run_app(broker_url: str, node_id: str | None = None) -> None:
     """Run the UI in this terminal until the user quits."""
-    S2App(broker_url, node_id or DEFAULT_NODE_ID).run()
+    S2App(broker_url, node_id).run()

@@ -1,25 +1,29 @@
-"""The MQTT link: one aiomqtt client, re-entered with jittered backoff, posting typed messages up to the app."""
+"""The app's side of stream's one MQTT client: which topics it follows, and typed messages posted up to the app.
+
+Connection, reconnects, TLS and the bounded incoming queue are `stream.mqtt.MqttLink`'s; here the link is made
+a pure subscriber (no announce), its connect/disconnect events become Feed messages, and each message on the
+followed node's topics (or any node's status) is parsed by tui.payloads and posted as a typed message.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import random
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiomqtt
 from textual.message import Message
 
-from stream import schema
-from stream.schema import EventFrame, GesturePrediction, NodeStats, Payload, PayloadError, Status, TextPrediction
+from stream.mqtt import MqttLink
+from stream.schema import (
+    EventFrame,
+    GesturePrediction,
+    NodeStats,
+    Payload,
+    PayloadError,
+    Status,
+    TextPrediction,
+    topic,
+)
 from tui.payloads import SUBSCRIBED_KINDS, parse_message
-
-BACKOFF_FIRST_S = 0.25
-BACKOFF_MAX_S = 5.0
-OUTBOX_MAX = 256  # typed characters waiting for the sender; more while stuck are refused, not queued
-INCOMING_MAX = 10_000  # aiomqtt's queue of received messages (bounded so a flood cannot grow memory)
 
 
 class Feed:
@@ -71,89 +75,45 @@ def typed_message(p: Payload, node: str) -> Message:
     raise TypeError(f"no message for {type(p).__name__}")
 
 
-# Parsed by the schema module (tui/ imports nothing else of ours); a bad URL is a ValueError.
-Endpoint = schema.BrokerURL
+def open_link(url: str, post: Callable[[Message], object]) -> MqttLink:
+    """The app's one client: a pure subscriber whose connection events are posted as Feed messages."""
+    return MqttLink(url, announce=False,
+                    on_connect=lambda u: post(Feed.Connected(u)),
+                    on_disconnect=lambda reason, retry_in_s: post(Feed.Disconnected(reason, retry_in_s)))
 
 
-def _quiet_disconnect(client: aiomqtt.Client) -> None:
-    """Mark aiomqtt's disconnect future as observed: when the app quits mid-connection, the broker's later close
-    sets an exception on it that nobody awaits, and asyncio would print "Future exception was never retrieved"."""
-    fut = getattr(client, "_disconnected", None)
-    if isinstance(fut, asyncio.Future):
-        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+class NodeFeed:
+    """Every node's status, plus one followed node's predictions, stats and frames, posted as typed messages.
 
+    `node` "" follows no node yet (only statuses arrive); `follow()` moves the subscriptions to another node.
+    """
 
-class MqttLink:
-    """Subscribes to one node's topics and publishes what the user types, surviving broker restarts."""
+    def __init__(self, link: MqttLink, post: Callable[[Message], object], node: str = "") -> None:
+        self.link, self._post, self.node = link, post, ""
+        link.subscribe(topic("+", "status"), self._on_message, qos=0)  # discovers nodes, and the followed one's
+        self.follow(node)
 
-    def __init__(self, url: str, post: Callable[[Message], object]) -> None:
-        self.endpoint = Endpoint.parse(url)
-        self._post = post
-        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(OUTBOX_MAX)
-        self.connected = False
+    def _filters(self, node: str) -> list[str]:
+        return [topic(node, kind) for kind in SUBSCRIBED_KINDS if kind != "status"] if node else []
 
-    def publish(self, node: str, kind: str, payload: bytes) -> bool:
-        """Queue a message for the broker; False (nothing queued) while disconnected or stuck."""
-        if not self.connected:
-            return False
+    def follow(self, node: str) -> None:
+        for f in self._filters(self.node):
+            self.link.unsubscribe(f)
+        self.node = node
+        for f in self._filters(node):
+            self.link.subscribe(f, self._on_message, qos=0)
+
+    def send(self, kind: str, payload: bytes) -> bool:
+        """Publish on the followed node's `kind` topic; False (nothing queued) with no node, while disconnected
+        or while the outbox is full."""
+        return bool(self.node) and self.link.try_publish_raw(topic(self.node, kind), payload, qos=0)
+
+    def _on_message(self, t: str, raw: bytes) -> None:
+        node = self.node
         try:
-            self._outbox.put_nowait((schema.topic(node, kind), payload))
-        except asyncio.QueueFull:
-            return False
-        return True
-
-    async def run(self, node: str) -> None:
-        """Connect, subscribe, read until the link breaks, back off, repeat; returns only when cancelled."""
-        backoff = BACKOFF_FIRST_S
-        ep = self.endpoint
-        while True:
-            try:
-                client = aiomqtt.Client(
-                    ep.host, ep.port, username=ep.username, password=ep.password, keepalive=10,
-                    tls_context=ssl.create_default_context() if ep.tls else None,
-                    max_queued_incoming_messages=INCOMING_MAX,
-                )
-                _quiet_disconnect(client)
-                async with client:
-                    for kind in SUBSCRIBED_KINDS:
-                        await client.subscribe(schema.topic(node, kind))
-                    await client.subscribe(schema.topic("+", "status"))
-                    self.connected, backoff = True, BACKOFF_FIRST_S
-                    self._post(Feed.Connected(str(ep)))
-                    sender = asyncio.create_task(self._send(client))
-                    try:
-                        await self._read(client, node)
-                    finally:
-                        sender.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await sender
-            except aiomqtt.MqttError as e:
-                reason = str(e) or type(e).__name__
-            finally:
-                self.connected = False
-                while not self._outbox.empty():  # keystrokes typed into a dead link are not replayed later
-                    self._outbox.get_nowait()
-            delay = backoff * random.uniform(0.8, 1.2)  # jitter: many UIs must not reconnect in lockstep
-            self._post(Feed.Disconnected(reason, delay))
-            await asyncio.sleep(delay)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
-
-    async def _read(self, client: aiomqtt.Client, node: str) -> None:
-        async for m in client.messages:
-            t = str(m.topic)
-            raw = m.payload if isinstance(m.payload, bytes | bytearray) else str(m.payload or "").encode()
-            try:
-                p = parse_message(t, bytes(raw), node)
-            except PayloadError as e:
-                self._post(Feed.Malformed(t, str(e)))
-                continue
-            if p is not None:
-                self._post(typed_message(p, node))
-        raise aiomqtt.MqttError("message stream ended")
-
-    async def _send(self, client: aiomqtt.Client) -> None:
-        while True:
-            t, payload = await self._outbox.get()
-            # a failed publish means the link is going down; the reader notices and reconnects
-            with contextlib.suppress(aiomqtt.MqttError, ValueError):
-                await client.publish(t, payload, qos=0)
+            p = parse_message(t, raw, node)
+        except PayloadError as e:
+            self._post(Feed.Malformed(t, str(e)))
+            return
+        if p is not None:
+            self._post(typed_message(p, node))

@@ -65,16 +65,23 @@ def status(node: str = "n0", t_wall: float = 1.7e9) -> Status:
 
 async def replay(url: str, node: str, steps: int, text_context: str = "to be or not to b") -> None:
     """Publish a short replay to a broker: status, `steps` gestures and frames, stats every 5 steps, one answer."""
-    import aiomqtt
+    import asyncio
+    import contextlib
 
-    from tui.feed import Endpoint
+    from stream.mqtt import MqttLink
 
-    ep = Endpoint.parse(url)
-    async with aiomqtt.Client(ep.host, ep.port, username=ep.username, password=ep.password) as c:
-        await c.publish(topic(node, "status"), status(node).to_json())
+    link = MqttLink(url, announce=False)
+    run = asyncio.create_task(link.run())
+    try:
+        link.publish_raw(topic(node, "status"), status(node).to_json(), qos=0)
         for i in range(steps):
-            await c.publish(topic(node, "pred/gesture"), gesture(i).to_json())
-            await c.publish(topic(node, "frame"), frame(i).to_json())
+            link.publish_raw(topic(node, "pred/gesture"), gesture(i).to_json(), qos=0)
+            link.publish_raw(topic(node, "frame"), frame(i).to_json(), qos=0)
             if i % 5 == 0:
-                await c.publish(topic(node, "stats"), stats(i, seq=i // 5).to_json())
-        await c.publish(topic(node, "pred/text"), text(0, text_context).to_json())
+                link.publish_raw(topic(node, "stats"), stats(i, seq=i // 5).to_json(), qos=0)
+        link.publish_raw(topic(node, "pred/text"), text(0, text_context).to_json(), qos=0)
+        await link.drained(10)
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run

@@ -1,0 +1,410 @@
+"""The one MQTT client of s2egru (the pipeline, `s2 subscribe` and the UI all use it), over one aiomqtt.Client.
+
+Connection set-up lives in `ConnectSettings` (broker URL, credentials, TLS, client id, keepalive) and the
+reconnect policy in `Backoff`; both are plain values, built in one place and testable without a broker.
+
+`MqttLink.publish()` never blocks: it stamps the payload (per-topic seq, wall time) and appends it to a bounded
+buffer; `run()` owns the connection: connect (with the retained last will "offline" when it announces a node),
+subscribe, publish the retained "online" status, then drain the buffer in order. A message leaves the buffer
+only after the broker acknowledged it (QoS 1 PUBACK), so a broker restart loses nothing the buffer holds; a
+message whose PUBACK was lost is sent again, and its repeated seq tells the subscriber it is a duplicate.
+Overflow drops the oldest, counted. `try_publish_raw()` is the UI's form: refused while disconnected or
+backed up, and discarded rather than replayed when the connection drops. Subscriptions (MQTT wildcards
+allowed) are kept across reconnects. On a broken connection the client is re-entered after a jittered
+exponential backoff; aiomqtt's MqttError never leaves this module (set-up errors are `BrokerError`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiomqtt
+
+from stream.errors import BrokerError
+from stream.schema import BrokerURL, BrokerURLError, Payload, Status, offline_status, topic
+
+BACKOFF_FIRST_S = 0.1  # first wait after a lost connection or a failed attempt
+BACKOFF_MAX_S = 5.0  # the wait doubles per consecutive failure up to this
+BACKOFF_FACTOR = 2.0
+BACKOFF_JITTER = 0.25  # each wait is scaled by uniform(1 - j, 1 + j): restarted brokers are not stampeded
+KEEPALIVE_S = 10  # a silent broker is noticed within 1.5x this
+TIMEOUT_S = 5.0  # connect, subscribe and publish acknowledgements
+BUFFER_MAX = 100_000  # messages buffered while the broker is away; the oldest are dropped beyond
+TRY_MAX = 256  # try_publish_raw messages waiting at once; more are refused, not queued
+INCOMING_MAX = 10_000  # received messages waiting for dispatch; more are dropped (counted): a flood cannot grow memory
+
+Handler = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with multiplicative jitter, one policy for every client."""
+
+    first_s: float = BACKOFF_FIRST_S
+    max_s: float = BACKOFF_MAX_S
+    factor: float = BACKOFF_FACTOR
+    jitter: float = BACKOFF_JITTER
+
+    def nominal_s(self, failures: int) -> float:
+        """The wait before the next attempt after `failures` consecutive failures (>= 1), before jitter."""
+        return min(self.first_s * self.factor ** min(max(failures - 1, 0), 64), self.max_s)
+
+    def delay_s(self, failures: int, rng: random.Random) -> float:
+        return self.nominal_s(failures) * rng.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+@dataclass(frozen=True, repr=False)
+class ConnectSettings:
+    """Everything needed to open a connection; credentials given explicitly win over those in the URL."""
+
+    url: BrokerURL
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    cafile: str | None = None  # TLS: verify the broker against this CA file (default: the system's CAs)
+    client_id: str = ""
+    keepalive_s: int = KEEPALIVE_S
+    timeout_s: float = TIMEOUT_S
+
+    @classmethod
+    def make(cls, url: str | BrokerURL, *, username: str | None = None, password: str | None = None,
+             tls: bool | None = None, cafile: str | None = None, client_id: str | None = None,
+             client_prefix: str = "s2", keepalive_s: int = KEEPALIVE_S) -> ConnectSettings:
+        """Settings from a broker URL and options; BrokerError (one line) for anything unusable."""
+        if isinstance(url, BrokerURL):
+            u = url
+        else:
+            try:
+                u = BrokerURL.parse(url)
+            except BrokerURLError as e:
+                raise BrokerError(url, e.why) from e
+        use_tls = u.tls if tls is None else (tls or u.tls)
+        if cafile is not None and not use_tls:
+            raise BrokerError(str(u), f"CA file {cafile} given without TLS (use mqtts:// or --tls)")
+        s = cls(u, username or u.username, password or u.password, use_tls, cafile,
+                client_id or f"{client_prefix}-{random.getrandbits(32):08x}", keepalive_s)
+        s.ssl_context()  # a missing or bad CA file fails here, not at every reconnect
+        return s
+
+    def __repr__(self) -> str:  # the URL's own repr would show the password
+        return (f"ConnectSettings({str(self.url)!r}, username={self.username!r}, tls={self.tls}, "
+                f"cafile={self.cafile!r}, client_id={self.client_id!r}, keepalive_s={self.keepalive_s})")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The one TLS set-up: certificate and host name verified, against `cafile` or the system's CAs."""
+        if not self.tls:
+            return None
+        try:
+            return ssl.create_default_context(cafile=self.cafile)
+        except (OSError, ssl.SSLError) as e:
+            raise BrokerError(str(self.url), f"CA file {self.cafile}: {e.strerror or e}") from e
+
+    def client_kwargs(self) -> dict:
+        """Keyword arguments of aiomqtt.Client for these settings (will, queue and TLS context added by the link)."""
+        return {"hostname": self.url.host, "port": self.url.port, "username": self.username,
+                "password": self.password, "identifier": self.client_id, "keepalive": self.keepalive_s,
+                "timeout": self.timeout_s}
+
+
+@dataclass
+class LinkStats:
+    published: int = 0
+    dropped: int = 0  # oldest messages dropped because the buffer was full while the broker was away
+    received: int = 0
+    dropped_incoming: int = 0  # received messages dropped because dispatch fell INCOMING_MAX behind
+    reconnects: int = 0  # connections re-established after one was lost
+    connected: bool = False
+    last_error: str = ""
+
+
+@dataclass
+class _Msg:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    volatile: bool = False  # from try_publish_raw: discarded, not replayed, when the connection drops
+
+
+def _payload_bytes(p: object) -> bytes:
+    if isinstance(p, bytes | bytearray):
+        return bytes(p)
+    return b"" if p is None else str(p).encode()
+
+
+def _quiet_disconnect(client: aiomqtt.Client) -> None:
+    """Mark aiomqtt's disconnect future as observed: when a task is cancelled mid-connection, the broker's later
+    close sets an exception on it that nobody awaits, and asyncio would print "Future exception was never
+    retrieved"."""
+    fut = getattr(client, "_disconnected", None)
+    if isinstance(fut, asyncio.Future):
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+class MqttLink:
+    """One broker connection kept up until cancelled: buffered publishing, subscriptions, optional announce.
+
+    With `node` the link publishes payloads on s2/v1/<node>/<kind> and, unless `announce=False`, announces the
+    node (retained "online" status, last will "offline"). Without `node` it is a pure client (the UI,
+    `s2 subscribe`). `on_connect(url)` is called once subscriptions are active; `on_disconnect(reason,
+    retry_in_s)` after each lost connection or failed attempt.
+    """
+
+    def __init__(
+        self,
+        url: str | BrokerURL,
+        node: str | None = None,
+        *,
+        announce: bool | None = None,
+        status: Status | None = None,
+        qos: int = 1,
+        buffer_size: int = BUFFER_MAX,
+        username: str | None = None,
+        password: str | None = None,
+        tls: bool | None = None,
+        cafile: str | None = None,
+        client_id: str | None = None,
+        backoff: Backoff = Backoff(),
+        window: int = 32,
+        incoming_max: int = INCOMING_MAX,
+        on_connect: Callable[[str], object] | None = None,
+        on_disconnect: Callable[[str, float], object] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = ConnectSettings.make(url, username=username, password=password, tls=tls, cafile=cafile,
+                                             client_id=client_id, client_prefix=f"s2-{node or 'sub'}")
+        self.url = self.settings.url
+        self.node, self.qos, self.buffer_size = node, qos, buffer_size
+        self.announce = node is not None if announce is None else announce
+        if self.announce and node is None:
+            raise ValueError("announce needs a node")
+        self.status = status or Status(node=node or "")
+        self.backoff, self.window, self.incoming_max = backoff, window, incoming_max
+        self.on_connect, self.on_disconnect = on_connect, on_disconnect
+        self.stats = LinkStats()
+        self._rng = rng or random.Random()
+        self._ssl = self.settings.ssl_context()
+        self._buf: collections.deque[_Msg] = collections.deque()
+        self._volatile = 0
+        self._wake = asyncio.Event()
+        self._seq: dict[str, int] = collections.defaultdict(int)
+        self._subs: dict[str, tuple[Handler, int]] = {}
+        self._subs_changed = asyncio.Event()
+        self._synced = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._last_exc: aiomqtt.MqttError | None = None
+
+    # --- producer side (never waits) ---
+    def publish(self, payload: Payload, kind: str | None = None, retain: bool = False) -> int:
+        """Stamp seq and t_wall, buffer for sending on s2/v1/<node>/<kind>; returns the seq."""
+        if self.node is None:
+            raise ValueError("publish() needs a link with a node; use publish_raw()")
+        kind = kind or payload.KIND
+        payload.seq = self._seq[kind]
+        self._seq[kind] += 1
+        payload.t_wall = time.time()
+        self.publish_raw(topic(self.node, kind), payload.to_json(), retain=retain)
+        return payload.seq
+
+    def publish_raw(self, topic_name: str, data: bytes, qos: int | None = None, retain: bool = False) -> None:
+        """Buffer bytes for a topic (sent in order once connected; the oldest dropped when the buffer is full)."""
+        _check_topic(topic_name)
+        while len(self._buf) >= self.buffer_size:
+            self._drop_front()
+            self.stats.dropped += 1
+        self._buf.append(_Msg(topic_name, data, self.qos if qos is None else qos, retain))
+        self._wake.set()
+
+    def try_publish_raw(self, topic_name: str, data: bytes, qos: int = 0, retain: bool = False) -> bool:
+        """Queue only while connected and not backed up (TRY_MAX waiting); False, nothing queued, otherwise.
+        What is still unsent when the connection drops is discarded, not sent after the reconnect."""
+        _check_topic(topic_name)
+        if not self.stats.connected or self._volatile >= TRY_MAX or len(self._buf) >= self.buffer_size:
+            return False
+        self._buf.append(_Msg(topic_name, data, qos, retain, volatile=True))
+        self._volatile += 1
+        self._wake.set()
+        return True
+
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+        """Call handler(topic, payload) for messages matching the filter (`+` and `#` allowed); kept across
+        reconnects, active at once when connected (see `synced`). A message matching several filters reaches
+        each distinct handler once."""
+        aiomqtt.Wildcard(topic_filter)  # ValueError for a malformed filter
+        self._subs[topic_filter] = (handler, qos)
+        self._synced.clear()
+        self._subs_changed.set()
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        if self._subs.pop(topic_filter, None) is not None:
+            self._synced.clear()
+            self._subs_changed.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    async def drained(self, timeout_s: float | None = None) -> bool:
+        """Wait until every buffered message was acknowledged; False on timeout."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self._buf:
+                    await asyncio.sleep(0.005)
+                return True
+        return False
+
+    async def wait_connected(self, timeout_s: float | None = None) -> bool:
+        """Wait until connected, subscribed and (when announcing) announced; False on timeout."""
+        return await _wait(self._connected, timeout_s)
+
+    async def ensure_connected(self, timeout_s: float) -> None:
+        """wait_connected, or BrokerError naming the last failure (chained to aiomqtt's error) after timeout_s."""
+        if not await self.wait_connected(timeout_s):
+            why = self.stats.last_error or "no answer"
+            raise BrokerError(str(self.url), f"cannot connect ({why})") from self._last_exc
+
+    async def synced(self, timeout_s: float | None = None) -> bool:
+        """Wait until connected and every subscribe/unsubscribe so far is acknowledged by the broker."""
+        return await _wait(self._connected, timeout_s) and await _wait(self._synced, timeout_s)
+
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """Publish the offline status when announcing (a clean exit does not fire the will), then drain."""
+        if self.announce and self.node is not None:
+            self.status.state = "offline"
+            self.publish_raw(topic(self.node, "status"), offline_status(self.node), qos=1, retain=True)
+        await self.drained(timeout_s)
+
+    # --- connection side ---
+    def _client(self) -> aiomqtt.Client:
+        stats = self.stats
+
+        class CountingQueue(asyncio.Queue):
+            """aiomqtt's incoming queue: bounded, and what a full queue refuses is counted (not logged)."""
+
+            def put_nowait(self, item) -> None:
+                try:
+                    super().put_nowait(item)
+                except asyncio.QueueFull:
+                    stats.dropped_incoming += 1
+
+        will = None
+        if self.announce and self.node is not None:
+            will = aiomqtt.Will(topic(self.node, "status"), offline_status(self.node), qos=1, retain=True)
+        client = aiomqtt.Client(**self.settings.client_kwargs(), will=will, tls_context=self._ssl,
+                                queue_type=CountingQueue, max_queued_incoming_messages=self.incoming_max)
+        _quiet_disconnect(client)
+        return client
+
+    async def run(self) -> None:
+        """Keep connected, subscribed and draining until cancelled; a broker that goes away is waited for."""
+        failures, ever = 0, False
+        while True:
+            try:
+                async with self._client() as client:
+                    active: set[str] = set()
+                    await self._sync_subs(client, active)  # before "online": senders may act on it at once
+                    if self.announce and self.node is not None:
+                        st = self.status
+                        st.state, st.node, st.t_wall = "online", self.node, time.time()
+                        await client.publish(topic(self.node, "status"), st.to_json(), qos=1, retain=True)
+                    if ever:
+                        self.stats.reconnects += 1
+                    failures, ever, self.stats.connected, self.stats.last_error = 0, True, True, ""
+                    self._connected.set()
+                    if self.on_connect is not None:
+                        self.on_connect(str(self.url))
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._send(client))
+                        tg.create_task(self._subscriptions(client, active))
+                        tg.create_task(self._recv(client))
+            except* aiomqtt.MqttError as eg:
+                self._last_exc = e = eg.exceptions[0]
+                self.stats.last_error = str(e) or type(e).__name__
+            finally:
+                self.stats.connected = False
+                self._connected.clear()
+                self._synced.clear()
+                self._forget_volatile()
+            failures += 1
+            delay = self.backoff.delay_s(failures, self._rng)
+            if self.on_disconnect is not None:
+                self.on_disconnect(self.stats.last_error, delay)
+            await asyncio.sleep(delay)
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        """Drain the buffer front first, up to `window` messages in flight (paho keeps them in order)."""
+        while True:
+            if not self._buf:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = list(itertools.islice(self._buf, self.window))
+            async with asyncio.TaskGroup() as tg:
+                for m in batch:
+                    tg.create_task(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=10))
+            for m in batch:  # acknowledged: leave the buffer (unless overflow already dropped them)
+                if self._buf and self._buf[0] is m:
+                    self._drop_front()
+            self.stats.published += len(batch)
+
+    def _drop_front(self) -> None:
+        if self._buf.popleft().volatile:
+            self._volatile -= 1
+
+    def _forget_volatile(self) -> None:
+        if self._volatile:
+            self._buf = collections.deque(m for m in self._buf if not m.volatile)
+            self._volatile = 0
+
+    async def _sync_subs(self, client: aiomqtt.Client, active: set[str]) -> None:
+        """Make the broker's subscriptions match the registered filters (repeated while they change)."""
+        while True:
+            self._subs_changed.clear()
+            for f in sorted(set(self._subs) - active):
+                await client.subscribe(f, qos=self._subs[f][1])
+                active.add(f)
+            for f in sorted(active - set(self._subs)):
+                await client.unsubscribe(f)
+                active.discard(f)
+            if not self._subs_changed.is_set():
+                self._synced.set()
+                return
+
+    async def _subscriptions(self, client: aiomqtt.Client, active: set[str]) -> None:
+        """Filters registered or dropped while connected take effect at once."""
+        while True:
+            await self._subs_changed.wait()
+            await self._sync_subs(client, active)
+
+    async def _recv(self, client: aiomqtt.Client) -> None:
+        async for msg in client.messages:
+            self.stats.received += 1
+            t = str(msg.topic)
+            raw = _payload_bytes(msg.payload)
+            called: list[Handler] = []
+            for f, (h, _qos) in list(self._subs.items()):
+                if msg.topic.matches(f) and not any(h is c for c in called):
+                    called.append(h)
+                    h(t, raw)
+        raise aiomqtt.MqttError("message stream ended")
+
+
+def _check_topic(t: str) -> None:
+    if not t or "+" in t or "#" in t:
+        raise ValueError(f"cannot publish on {t!r}: a topic name has no wildcards and is not empty")
+
+
+async def _wait(ev: asyncio.Event, timeout_s: float | None) -> bool:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await ev.wait()
+            return True
+    return False
