@@ -1,14 +1,17 @@
-"""Text as token ids for language models: tokenisation, vocabularies, unknown tokens, BPTT batches.
+"""Text as token ids for language models: tokenisation, `encode` into a model's vocabulary, BPTT batches.
 
-Word level (PTB convention): split each line on whitespace and end it with `<eos>`.
+Word level (the PTB convention): whitespace-separated words, and `<eos>` at every line end. A line end is a
+line break (as `str.splitlines` sees them); the text's last line ends too, newline or not, unless the caller
+says the text is a piece of a stream (`final_eos=False`), where a last line without a line break is still open.
 Character level: every character is a token, the newline included (it ends a PTB-char sentence).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,20 +22,44 @@ UNK = "<unk>"
 LEVELS = ("word", "char")
 
 
-def tokenize(text: str, level: str) -> list[str]:
-    """Text -> tokens: words plus `<eos>` per line, or characters."""
+def tokenize(text: str, level: str, *, final_eos: bool = True) -> list[str]:
+    """Text -> tokens: words plus `<eos>` at every line end, or characters. With `final_eos=False` a last line
+    without a trailing line break gets no `<eos>` (streamed text: the next piece continues that line)."""
     if level == "word":
         out: list[str] = []
-        for line in text.splitlines():
-            out.extend(line.split())
-            out.append(EOS)
+        for line in text.splitlines(keepends=True):
+            words = line.split()
+            out.extend(words)
+            if final_eos or line.splitlines()[0] != line:  # the line ends in a line break
+                out.append(EOS)
         return out
     if level == "char":
         return list(text)
     raise SourceError(f"level must be one of {LEVELS}, not {level!r}")
 
 
+def encode(text: str, config: Mapping[str, Any], *, final_eos: bool = True) -> tuple[np.ndarray, int]:
+    """Text -> (int64 ids in a language model's vocabulary, number of tokens outside it).
+
+    `config` is the model file's config (`level`, `vocab`, `unk`). Tokens as `tokenize`, except that word level
+    emits `<eos>` only when the vocabulary has it. A token outside the vocabulary becomes `unk` when the config
+    names one, else it is dropped; either way it is counted. `final_eos=False` for a piece of streamed text.
+    """
+    index = {t: i for i, t in enumerate(config["vocab"])}
+    unk = index[config["unk"]] if config.get("unk") is not None else -1
+    tokens = tokenize(text, config["level"], final_eos=final_eos)
+    if config["level"] == "word" and EOS not in index:
+        tokens = [t for t in tokens if t != EOS]
+    ids = np.fromiter((index.get(t, -2) for t in tokens), dtype=np.int64, count=len(tokens))
+    outside = ids == -2
+    n_outside = int(outside.sum())
+    if n_outside:
+        ids = ids[~outside] if unk < 0 else np.where(outside, unk, ids)
+    return ids, n_outside
+
+
 def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's content; SourceError naming the file when it is missing or not text."""
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as e:
