@@ -34,3 +34,21 @@ def test_bad_option_is_one_line_exit_2():
     r = run("eval", "--no-such-option")
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_argparse_lives_only_in_the_command_modules():
+    """In sources/ and s2node/ only commands.py parses options; no library module imports argparse."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for package in ("sources", "s2node"):
+        users = {p.relative_to(root).as_posix() for p in (root / package).rglob("*.py") if "argparse" in p.read_text()}
+        assert users == {f"{package}/commands.py"}
+
+
+def test_lm_preset_choices_are_the_training_presets():
+    """`s2 train lm --preset` offers exactly the presets the trainer knows."""
+    from s2node.commands import LM_PRESETS
+    from s2node.train_lm import PRESETS
+
+    assert set(LM_PRESETS) == set(PRESETS)
