@@ -72,40 +72,28 @@ def read_text(path: str | Path) -> str:
 
 @dataclass(frozen=True)
 class Vocab:
-    """An ordered token list with its index; `unk` is the token unknown inputs map to (None: refuse them)."""
+    """A training vocabulary: an ordered token list with its index; tokens outside it map to `unk`."""
 
     tokens: tuple[str, ...]
-    unk: str | None = None
+    unk: str = UNK
     index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(set(self.tokens)) != len(self.tokens):
             raise SourceError("vocabulary has duplicate tokens")
-        if self.unk is not None and self.unk not in self.tokens:
+        if self.unk not in self.tokens:
             raise SourceError(f"unk {self.unk!r} is not in the vocabulary")
         self.index.update({t: i for i, t in enumerate(self.tokens)})
 
     def __len__(self) -> int:
         return len(self.tokens)
 
-    @property
-    def unk_id(self) -> int | None:
-        return None if self.unk is None else self.index[self.unk]
-
     def encode(self, tokens: list[str]) -> tuple[np.ndarray, int]:
-        """Tokens -> (int64 ids, number mapped to unk). Unknown tokens without an unk raise SourceError."""
-        get, unk = self.index.get, self.unk_id
-        ids = np.fromiter((get(t, -1) for t in tokens), dtype=np.int64, count=len(tokens))
+        """Tokens -> (int64 ids, number mapped to unk)."""
+        ids = np.fromiter((self.index.get(t, -1) for t in tokens), dtype=np.int64, count=len(tokens))
         oov = ids < 0
-        n_oov = int(oov.sum())
-        if n_oov:
-            if unk is None:
-                first = tokens[int(np.flatnonzero(oov)[0])]
-                raise SourceError(
-                    f"{n_oov} tokens are outside the vocabulary (first {first!r}) and the model has no unk"
-                )
-            ids[oov] = unk
-        return ids, n_oov
+        ids[oov] = self.index[self.unk]
+        return ids, int(oov.sum())
 
     def decode(self, ids) -> list[str]:
         return [self.tokens[int(i)] for i in ids]

@@ -30,11 +30,10 @@ def test_word_tokens_end_lines_with_eos_and_map_unknowns():
     assert n_unk == 1 and vocab.decode(ids) == ["the", "<unk>", EOS]
 
 
-def test_unknown_without_unk_is_a_clear_error():
-    """A vocabulary without unk refuses unknown tokens, naming the first one."""
-    vocab = Vocab(("a", "b"), None)
-    with pytest.raises(SourceError, match=r"first 'z'.*no unk"):
-        vocab.encode(list("abz"))
+def test_vocab_needs_its_unk_token():
+    """A training vocabulary whose unk token is missing is a SourceError naming it."""
+    with pytest.raises(SourceError, match="'<unk>' is not in the vocabulary"):
+        Vocab(("a", "b"))
 
 
 def test_encode_ends_every_line_with_eos_at_word_level():
