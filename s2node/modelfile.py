@@ -134,6 +134,8 @@ def load(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         config = json.loads(jpath.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFileError(str(jpath), f"bad JSON: {e}") from e
+    except OSError as e:
+        raise ModelFileError(str(jpath), f"cannot read config: {e.strerror}") from e
     config = validate_config(config, str(jpath))
     check_safetensors_header(wpath)
     try:
