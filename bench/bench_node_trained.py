@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from s2node import modelfile
 from s2node.compiler.prune import apply_masks, prune_masks
 from s2node.models import EGRUOptions, LanguageModel, load_torch_model
-from s2node.node_run import run_lm, tokenize
+from s2node.node_run import run_lm
 from s2node.runtime import Node, limit_blas_threads
+from sources.text_data import encode
 
 
 def train(model, data: torch.Tensor, seconds: float, masks=None, seed: int = 0) -> int:
@@ -64,7 +65,7 @@ def main() -> None:
     vocab = sorted(set(train_txt))
     cfg = {"task": "lm", "arch": "egru", "level": "char", "vocab": vocab, "corpus": "shakespeare",
            "readout": {"source": "y", "trace_alpha": 0.9, "pool": "last"}}
-    data = torch.from_numpy(tokenize(train_txt, cfg)[0])
+    data = torch.from_numpy(encode(train_txt, cfg)[0])
     out_dir = root / "node-bench"
     opts = EGRUOptions(threshold_init=0.01, gamma=3.6, support=3.6, learn_threshold=False)
     model = LanguageModel("egru", len(vocab), 32, [128, 128], egru=opts)
@@ -75,7 +76,7 @@ def main() -> None:
     n_ft = train(model, data, args.finetune_s, masks=masks, seed=1)
     pruned_path = modelfile.save(out_dir / f"char2x128-p{args.prune}", {**cfg, "layers": model.rnn.layer_configs()},
                                  model.to_tensors())
-    ids, _ = tokenize(test_txt[: args.eval_chars], cfg)
+    ids, _ = encode(test_txt[: args.eval_chars], cfg)
     keys = ("bpc", "bpc_pytorch", "agreement", "activity_sparsity", "synops_per_step", "energy_j_per_token",
             "latency_s_p50", "pes_used", "steps_per_s")
     result: dict = {"train_updates": n_dense, "finetune_updates": n_ft, "eval_tokens": len(ids) - 1}

@@ -1,17 +1,191 @@
-"""`s2 train`, `s2 eval`, `s2 node`: training, evaluation and the emulated chip."""
+"""`s2 train`, `s2 eval`, `s2 node`: training, evaluation and the emulated chip.
+
+The only place s2node/ parses options. Each command turns its options into one typed library call and prints;
+only argparse and json are imported at registration time, numpy, torch and the node inside the command
+functions. Process-wide settings (torch threads) are made here, at the program's edge, never in the libraries.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from s2node import node_cli, train_gesture_cli, train_lm_cli
+LM_PRESETS = ("small", "char", "tiny")  # the keys of s2node.train_lm.PRESETS, without importing torch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a language or gesture model", description="Train a model.")
     tsub = t.add_subparsers(dest="task", metavar="TASK", required=True)
-    for m in (train_lm_cli, train_gesture_cli):
-        m.register(tsub)
+    _register_train_lm(tsub)
+    _register_train_gesture(tsub)
+    _register_eval(sub)
+    _register_node(sub)
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    from s2node.errors import S2NodeError
+
+    try:
+        return tuple(int(h) for h in text.split(","))
+    except ValueError as e:
+        raise S2NodeError(f"--hidden must be comma-separated integers, not {text!r}") from e
+
+
+def _print(result: dict, as_json: bool, width: int) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    for k, v in result.items():
+        print(f"{k:>{width}}: {json.dumps(v) if isinstance(v, dict | list) else v}")
+
+
+# s2 train lm
+
+def _register_train_lm(tsub: argparse._SubParsersAction) -> None:
+    p = tsub.add_parser(
+        "lm",
+        help="language model on PTB (word) or Shakespeare / PTB characters",
+        description="Train a language model and write OUT.json + OUT.safetensors (the best model on the "
+        "validation split). Checkpoints go to --ckpt-dir; --resume continues from there.",
+    )
+    p.add_argument("--corpus", required=True, choices=["ptb", "ptb-char", "shakespeare"])
+    p.add_argument("--arch", required=True, choices=["egru", "lstm", "gru"])
+    p.add_argument("--preset", default=None, choices=LM_PRESETS,
+                   help="recipe (default: small for ptb, char for character corpora)")
+    p.add_argument("--out", required=True, help="model file to write, e.g. models/ptb-egru")
+    p.add_argument("--epochs", type=int, help="override the preset's epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --ckpt-dir")
+    p.add_argument("--ckpt-dir", default="runs", help="checkpoint folder (default runs/)")
+    p.add_argument("--max-minutes", type=float, help="stop after this much training time (budget)")
+    p.add_argument("--max-batches", type=int, help="stop after this many training batches (equal-data budget)")
+    p.add_argument("--max-eval-tokens", type=int, help="cap each validation pass to this many tokens")
+    p.add_argument("--hidden", help="layer sizes, e.g. 256,256 (default: the preset's, parameter-matched)")
+    p.add_argument("--no-match", action="store_true", help="use the preset's sizes as they are for gru/egru")
+    p.add_argument("--data-dir", help="corpus cache (default $S2_DATA_DIR or ~/.cache/s2egru)")
+    o = p.add_argument_group("optimiser (override the preset)")
+    o.add_argument("--optimizer", choices=["sgd", "adam"], help="optimiser (preset: sgd for ptb, adam for chars)")
+    o.add_argument("--lr", type=float, help="learning rate")
+    o.add_argument("--clip", type=float, help="gradient-norm clip")
+    o.add_argument("--decay-from", type=int,
+                   help="first epoch whose lr is divided by --decay (0: divide on a validation plateau)")
+    o.add_argument("--decay", type=float, help="lr divisor")
+    o.add_argument("--dropout", type=float, help="dropout on the embedding and between layers")
+    o.add_argument("--weight-decay", type=float,
+                   help="weight decay (AdamW's decoupled form with adam, L2 with sgd; not on thresholds)")
+    o.add_argument("--embedding-sgd-lr", type=float,
+                   help="with adam: train the embedding and decoder with plain SGD at this lr (e.g. 20) and "
+                        "only the recurrent layers with Adam; the lr schedule scales both")
+    g = p.add_argument_group("EGRU")
+    g.add_argument("--threshold-init", type=float, default=0.1, help="initial threshold of every unit")
+    g.add_argument("--threshold-spread", type=float, default=0.0, help="log-normal spread of the initial thresholds")
+    g.add_argument("--lr-threshold", type=float, default=1.0, help="threshold lr factor (0 freezes them)")
+    g.add_argument("--gamma", type=float, default=0.7, help="pseudo-derivative height")
+    g.add_argument("--support", type=float, default=1.0, help="pseudo-derivative 1/half-width")
+    g.add_argument("--dropconnect", type=float, default=0.0)
+    g.add_argument("--zoneout", type=float, default=0.0)
+    g.add_argument("--activity-reg", type=float, default=0.0, help="λ of (firing rate − target)² per layer")
+    g.add_argument("--activity-target", type=float, default=0.1, help="target firing rate of the regulariser")
+    g.add_argument("--activity-per-unit", action="store_true",
+                   help="regularise each unit's firing rate instead of the layer mean (revives silent units)")
+    p.add_argument("--init", help="start from this model file's weights (fine-tuning)")
+    p.add_argument("--prune", type=float, metavar="P",
+                   help="magnitude-prune the recurrent matrices to weight sparsity P (e.g. 0.95) and fine-tune "
+                        "with the mask kept; use with --init to prune a trained model")
+    p.add_argument("--float16", action="store_true",
+                   help="store the finished model's large matrices as float16: half the file (e.g. to ship it)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train_lm)
+
+
+def _train_lm(args: argparse.Namespace) -> int:
+    import torch
+
+    from s2node.models import EGRUOptions
+    from s2node.train_lm import TrainConfig, train
+
+    torch.set_num_threads(args.threads)
+    keys = ("optimizer", "lr", "clip", "decay_from", "decay", "dropout", "weight_decay", "embedding_sgd_lr")
+    cfg = TrainConfig(
+        corpus=args.corpus, arch=args.arch, preset=args.preset or ("small" if args.corpus == "ptb" else "char"),
+        epochs=args.epochs, seed=args.seed, max_minutes=args.max_minutes, max_batches=args.max_batches,
+        max_eval_tokens=args.max_eval_tokens, hidden=_hidden(args.hidden) if args.hidden else None,
+        match_params=not args.no_match, data_dir=args.data_dir,
+        egru=EGRUOptions(dropconnect=args.dropconnect, zoneout=args.zoneout, gamma=args.gamma, support=args.support,
+                         threshold_init=args.threshold_init, threshold_spread=args.threshold_spread,
+                         learn_threshold=args.lr_threshold > 0),
+        activity_reg=args.activity_reg, activity_target=args.activity_target,
+        activity_per_unit=args.activity_per_unit, lr_threshold=args.lr_threshold,
+        init_from=args.init, prune=args.prune, float16=args.float16,
+        overrides={k: getattr(args, k) for k in keys if getattr(args, k) is not None},
+    )
+    summary = train(cfg, args.out, resume=args.resume, ckpt_dir=args.ckpt_dir, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+    return 0
+
+
+# s2 train gesture
+
+def _register_train_gesture(tsub: argparse._SubParsersAction) -> None:
+    p = tsub.add_parser(
+        "gesture",
+        help="gesture model on DVS128 Gesture (synthetic or real, tonic layout)",
+        description="Bin events (sensor 128x128, --downsample, --bin-us), train a recurrent model with a "
+        "trace readout, write OUT.json + OUT.safetensors after every epoch.",
+    )
+    p.add_argument("--data", help="folder in tonic's DVSGesture layout (default $S2_DATA_DIR/gestures)")
+    p.add_argument("--arch", required=True, choices=["egru", "lstm", "gru"])
+    p.add_argument("--out", required=True, help="model file to write, e.g. models/gesture-egru")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden", default="128", help="layer sizes, e.g. 128 or 128,128 (default 128)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--window-s", type=float, default=1.5, help="training window per recording (s)")
+    p.add_argument("--downsample", type=int, default=4, help="128 -> 128/d pixels per side (default 4)")
+    p.add_argument("--bin-us", type=int, default=20_000, help="time bin (default 20000 µs)")
+    p.add_argument("--scale", type=float, default=0.25, help="input = counts x scale (default 0.25)")
+    p.add_argument("--activity-reg", type=float, default=2.0, help="λ x max(0, firing rate - target) (EGRU)")
+    p.add_argument("--activity-target", type=float, default=0.1, help="firing rate above which λ applies")
+    p.add_argument("--threshold-init", type=float, default=0.1)
+    p.add_argument("--stretch", type=float, default=1.0, help="augmentation: random speed in [1/s, s] (default 1)")
+    p.add_argument("--shift-cells", type=int, default=2, help="augmentation: random shift in downsampled cells")
+    p.add_argument("--max-train", type=int, help="use at most this many recordings per split")
+    p.add_argument("--init", help="start from this model file's weights (fine-tuning)")
+    p.add_argument("--prune", type=float, metavar="P",
+                   help="magnitude-prune the recurrent matrices to weight sparsity P and fine-tune with the mask kept")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_train_gesture)
+
+
+def _train_gesture(args: argparse.Namespace) -> int:
+    import sys
+
+    import torch
+
+    from s2node.train_gesture import GestureTrainConfig, train
+    from sources.binning import InputSpec
+    from sources.gesture_data import default_gesture_dir
+
+    torch.set_num_threads(args.threads)
+    cfg = GestureTrainConfig(
+        arch=args.arch, hidden=_hidden(args.hidden), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        window_s=args.window_s, activity_reg=args.activity_reg if args.arch == "egru" else 0.0,
+        activity_target=args.activity_target, threshold_init=args.threshold_init, shift_cells=args.shift_cells,
+        stretch=args.stretch, seed=args.seed, max_train=args.max_train, init_from=args.init, prune=args.prune,
+    )
+    spec = InputSpec(128, 128, args.downsample, args.bin_us, args.scale)
+    result = train(args.data or default_gesture_dir(), args.out, cfg, spec, progress=not args.quiet,
+                   command="s2 " + " ".join(sys.argv[1:]))
+    print(json.dumps(result["history"][-1]))
+    return 0
+
+
+# s2 eval
+
+def _register_eval(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "eval",
         help="evaluate a model file (PyTorch reference) and print metrics",
@@ -26,23 +200,100 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--max-steps", type=int, default=None, help="stop after this many steps/samples")
     e.add_argument("--data-dir", help="corpus cache (default $S2_DATA_DIR or ~/.cache/s2egru)")
     e.set_defaults(func=_eval)
-    node_cli.register(sub)
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import json
+    import torch
 
     from s2node import modelfile
 
-    config, _ = modelfile.load(args.model)
+    torch.set_num_threads(1)
+    config, tensors = modelfile.load(args.model)
     if config["task"] == "lm":
-        from s2node.eval_lm import evaluate_cli
+        from s2node.eval_lm import evaluate_lm
+
+        result = {"model": str(args.model), **evaluate_lm(config, tensors, text_path=args.text, split=args.split,
+                                                          max_steps=args.max_steps, data_dir=args.data_dir)}
     else:
-        from s2node.eval_gesture import evaluate_cli
-    result = evaluate_cli(args, config)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f"{k:>22}: {v}")
+        from s2node.eval_gesture import evaluate_gesture
+        from sources.gesture_data import default_gesture_dir
+
+        result = evaluate_gesture(config, tensors, data=args.data or default_gesture_dir(), split=args.split,
+                                  max_samples=args.max_steps)
+    _print(result, args.json, width=22)
+    return 0
+
+
+# s2 node inspect | run
+
+def _node_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model file (NAME, NAME.json or NAME.safetensors)")
+    p.add_argument("--numerics", choices=["fp32", "int8"], default="fp32", help="PE arithmetic (default fp32)")
+    p.add_argument("--prune", type=float, default=None, metavar="P", help="magnitude-prune EGRU weights to P")
+    p.add_argument("--chip-config", metavar="FILE", help="JSON object overriding ChipSpec fields")
+    p.add_argument("--cost-table", metavar="FILE", help="JSON object overriding CostTable fields")
+    p.add_argument("--dram", action="store_true", help="spill weights to LPDDR4 when SRAM is not enough")
+    p.add_argument("--spread", action="store_true", help="use the spare PEs too (lower latency)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _register_node(sub: argparse._SubParsersAction) -> None:
+    n = sub.add_parser("node", help="the emulated SpiNNaker 2 node: inspect a placement, run inputs",
+                       description="Compile a model onto the emulated SpiNNaker 2 chip and inspect or run it.")
+    nsub = n.add_subparsers(dest="node_command", metavar="COMMAND", required=True)
+    i = nsub.add_parser("inspect", help="PEs used, SRAM per PE by kind, routing entries, DRAM bytes",
+                        description="Compile MODEL and report its placement on the chip.")
+    _node_options(i)
+    i.add_argument("--per-pe", action="store_true", help="include every PE's SRAM bytes by kind")
+    i.set_defaults(func=_node_inspect)
+    r = nsub.add_parser("run", help="run inputs through the node beside the PyTorch model",
+                        description="Run MODEL on the emulated chip: quality, agreement with PyTorch, activity, "
+                        "synops, latency, energy, dense-equivalent figures, steps/s.")
+    _node_options(r)
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--split", choices=["train", "valid", "test"], help="language models: corpus split")
+    src.add_argument("--text", metavar="FILE", help="language models: a text file")
+    src.add_argument("--data", metavar="DIR", help="gesture models: recordings in tonic's DVSGesture layout")
+    src.add_argument("--events", metavar="FILE", help="gesture models: one event file (any supported format)")
+    r.add_argument("--max-steps", type=int, default=None, help="stop after this many timesteps")
+    r.add_argument("--data-dir", help="corpus cache (default $S2_DATA_DIR or ~/.cache/s2egru)")
+    r.set_defaults(func=_node_run)
+
+
+def _chip(args: argparse.Namespace):
+    from s2node.chip import ChipSpec
+
+    return ChipSpec.from_json(args.chip_config) if args.chip_config else ChipSpec()
+
+
+def _node_inspect(args: argparse.Namespace) -> int:
+    from s2node import modelfile
+    from s2node.compiler import compile_model
+    from s2node.spec import ModelSpec
+
+    chip = _chip(args)
+    compiled = compile_model(ModelSpec.from_model(*modelfile.load(args.model)), chip, args.numerics,
+                             prune=args.prune, dram=args.dram, spread=args.spread)
+    _print(compiled.report(per_pe=args.per_pe), args.json, width=28)
+    return 0
+
+
+def _node_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from s2node import modelfile
+    from s2node.cost import CostTable
+    from s2node.node_run import NodeOptions, run_model
+    from s2node.runtime import limit_blas_threads
+
+    torch.set_num_threads(1)  # batch 1, small mat-vecs: more threads only contend (s2node.runtime)
+    limit_blas_threads(1)
+
+    options = NodeOptions(numerics=args.numerics, prune=args.prune, dram=args.dram, spread=args.spread,
+                          chip=_chip(args),
+                          cost_table=CostTable.from_json(args.cost_table) if args.cost_table else CostTable())
+    config, tensors = modelfile.load(args.model)
+    result = run_model(config, tensors, options, text_path=args.text, split=args.split, data=args.data,
+                       events_path=args.events, max_steps=args.max_steps, data_dir=args.data_dir)
+    _print(result, args.json, width=28)
     return 0

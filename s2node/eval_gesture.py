@@ -1,28 +1,26 @@
-"""`s2 eval MODEL` for gesture models: accuracy and NeuroBench-style activity counters on a DVSGesture folder."""
+"""Evaluation of gesture models: accuracy and NeuroBench-style activity counters on a DVSGesture folder."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from s2node import modelfile
 from s2node.metrics import ActivityCounter, count_params
-from s2node.models import GestureModel, load_torch_model
+from s2node.models import GestureModel, build_torch_model
 from sources.binning import InputSpec, bin_events
-from sources.gesture_data import default_gesture_dir, iter_dataset
+from sources.gesture_data import iter_dataset
 
 
 @torch.no_grad()
-def evaluate(model_path: str | Path, data: str | Path, split: str = "test",
-             max_samples: int | None = None) -> dict[str, Any]:
-    """Accuracy (per-step logits pooled as the model's readout says) plus activity counters over all steps."""
-    model, config = load_torch_model(model_path)
-    assert isinstance(model, GestureModel)
-    _, tensors = modelfile.load(model_path)
+def evaluate_gesture(config: dict[str, Any], tensors: dict[str, np.ndarray], *, data: str | Path,
+                     split: str = "test", max_samples: int | None = None) -> dict[str, Any]:
+    """Accuracy of a loaded model file on one split of a DVSGesture folder (per-step logits pooled as the model's
+    readout says) plus activity counters over all steps. DVSGesture has no validation split: "valid" reads test."""
+    split = "train" if split == "train" else "test"
+    model = build_torch_model(config, tensors)
     spec = InputSpec.from_config(config["input"])
     n_layers = len(config["layers"])
     counter = ActivityCounter(tensors, n_layers)
@@ -53,11 +51,3 @@ def evaluate(model_path: str | Path, data: str | Path, split: str = "test",
         "synops_per_sample": counter.synops / max(1, samples), "params": count_params(tensors),
         "steps": summary["steps"], "arch": config["arch"], "data": str(data),
     }
-
-
-def evaluate_cli(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
-    """`s2 eval MODEL [--data DIR] [--split test] [--max-steps N]` for gesture models (N caps recordings)."""
-    torch.set_num_threads(1)
-    split = "train" if args.split == "train" else "test"
-    data = args.data or default_gesture_dir()
-    return evaluate(args.model, data, split, args.max_steps)

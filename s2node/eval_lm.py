@@ -1,4 +1,4 @@
-"""`s2 eval` for language models: perplexity or bits per character, plus NeuroBench-style activity counters.
+"""Evaluation of language models: perplexity or bits per character, plus NeuroBench-style activity counters.
 
 The text is read as ONE stream (batch 1, state carried across windows), as a streaming node would see it;
 synops count non-zero inputs x non-zero weights of every recurrent layer (s2node.metrics).
@@ -6,8 +6,8 @@ synops count non-zero inputs x non-zero weights of every recurrent layer (s2node
 
 from __future__ import annotations
 
-import argparse
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,9 +16,9 @@ from torch import nn
 
 from s2node.errors import S2NodeError
 from s2node.metrics import ActivityCounter, count_params
-from s2node.models import LanguageModel, load_torch_model
+from s2node.models import LanguageModel, build_torch_model
 from sources import corpora
-from sources.text_data import Vocab, read_text, tokenize
+from sources.text_data import encode, read_text
 
 WINDOW = 100  # steps per forward call; the state is carried, so this only trades memory for speed
 
@@ -68,34 +68,34 @@ def evaluate_ids(model: LanguageModel, tensors: dict[str, np.ndarray], ids: np.n
     return {"loss": total / limit, "counter": counter, "steps": limit}
 
 
-def text_ids(text: str, config: dict[str, Any]) -> tuple[np.ndarray, int]:
-    """Text -> ids in the model's vocabulary (unknowns -> unk, or a clear error when the model has none)."""
-    vocab = Vocab(tuple(config["vocab"]), config.get("unk"))
-    return vocab.encode(tokenize(text, config["level"]))
+def lm_text(config: dict[str, Any], *, text_path: str | Path | None = None, split: str = "test",
+            data_dir: str | Path | None = None) -> tuple[str, str]:
+    """(name, text) to run a language model on: the text file, else one split of the corpus the model was trained
+    on (PTB for word level, Shakespeare for character level when the config does not say)."""
+    if text_path is not None:
+        return str(text_path), read_text(text_path)
+    corpus = config.get("corpus") or (config.get("training") or {}).get("corpus")
+    corpus = corpus or ("ptb" if config["level"] == "word" else "shakespeare")
+    return f"{corpus}:{split}", read_text(corpora.corpus_path(corpus, split, data_dir))
 
 
-def evaluate_cli(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
-    torch.set_num_threads(1)
-    model, config = load_torch_model(args.model)
-    from s2node import modelfile
-
-    _, tensors = modelfile.load(args.model)
-    if getattr(args, "text", None):
-        source = args.text
-        text = read_text(args.text)
-    else:
-        corpus = config.get("training", {}).get("corpus") or ("ptb" if config["level"] == "word" else "shakespeare")
-        path = corpora.corpus_path(corpus, args.split, getattr(args, "data_dir", None))
-        source, text = f"{corpus}:{args.split}", read_text(path)
-    ids, n_unk = text_ids(text, config)
-    r = evaluate_ids(model, tensors, ids, getattr(args, "max_steps", None))
+def evaluate_lm(config: dict[str, Any], tensors: dict[str, np.ndarray], *, text_path: str | Path | None = None,
+                split: str = "test", max_steps: int | None = None,
+                data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Perplexity (word) or bits per character (char) of a loaded model file on a text file or a corpus split,
+    plus activity counters. Tokens outside the vocabulary map to unk; without unk they are an S2NodeError."""
+    source, text = lm_text(config, text_path=text_path, split=split, data_dir=data_dir)
+    ids, n_outside = encode(text, config)
+    if n_outside and config.get("unk") is None:
+        raise S2NodeError(f"{source}: {n_outside} tokens are outside the vocabulary and the model has no unk")
+    r = evaluate_ids(build_torch_model(config, tensors), tensors, ids, max_steps)
     word = config["level"] == "word"
     value = math.exp(min(r["loss"], 700.0)) if word else r["loss"] / math.log(2)
     summary = r["counter"].summary()
     return {
-        "model": str(args.model), "arch": config["arch"], "level": config["level"], "data": source,
+        "arch": config["arch"], "level": config["level"], "data": source,
         "metric": "perplexity" if word else "bpc", "value": value,
         "activity_sparsity": summary["activity_sparsity"], "synops_per_step": summary["synops_per_step"],
         "dense_ops_per_step": summary["dense_ops_per_step"], "params": count_params(tensors),
-        "steps": r["steps"], "unk_mapped": n_unk,
+        "steps": r["steps"], "unk_mapped": n_outside,
     }

@@ -107,10 +107,11 @@ def validate_config(config: Any, where: str) -> dict[str, Any]:
     return config
 
 
-def _check_safetensors_header(path: Path) -> None:
+def check_safetensors_header(path: Path) -> None:
     """Refuse anything that is not a safetensors file (a pickle, a zip from torch.save) before parsing."""
     try:
-        head = path.open("rb").read(16)
+        with path.open("rb") as f:
+            head = f.read(16)
     except OSError as e:
         raise ModelFileError(str(path), f"cannot read weights: {e.strerror}") from e
     if head[:1] == b"\x80" or head[:2] == b"PK":
@@ -133,8 +134,10 @@ def load(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         config = json.loads(jpath.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFileError(str(jpath), f"bad JSON: {e}") from e
+    except OSError as e:
+        raise ModelFileError(str(jpath), f"cannot read config: {e.strerror}") from e
     config = validate_config(config, str(jpath))
-    _check_safetensors_header(wpath)
+    check_safetensors_header(wpath)
     try:
         tensors = load_file(str(wpath))
     except (SafetensorError, ValueError, OSError) as e:

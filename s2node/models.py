@@ -1,8 +1,8 @@
 """PyTorch models built on the EGRU layer (and LSTM/GRU baselines), and their model-file round trip.
 
 `LanguageModel`: embedding -> recurrent stack -> decoder. `GestureModel`: binned event counts -> recurrent
-stack -> readout (y or trace, pooled last or mean over steps) -> decoder. Both convert to and from the
-tensors of DESIGN.md with `to_tensors()` / `load_torch_model()`.
+stack -> readout (y or trace, pooled last or mean over steps) -> decoder. Both convert to the tensors of
+DESIGN.md with `to_tensors()` and back with `build_torch_model(config, tensors)` / `load_torch_model(path)`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from s2node import modelfile
+from s2node.errors import S2NodeError
 from s2node.torch_egru import EGRU, EGRUState
 
 
@@ -40,7 +41,7 @@ class RecurrentStack(nn.Module):
     ) -> None:
         super().__init__()
         if arch not in modelfile.ARCHS:
-            raise ValueError(f"arch must be one of {modelfile.ARCHS}")
+            raise S2NodeError(f"arch must be one of {modelfile.ARCHS}, not {arch!r}")
         self.arch, self.sizes = arch, list(sizes)
         opts = egru or EGRUOptions()
         layers: list[nn.Module] = []
@@ -137,7 +138,8 @@ class LanguageModel(nn.Module):
         nn.init.zeros_(self.decoder.bias)
         if tie:
             if emb_size != hidden[-1]:
-                raise ValueError("tying needs the embedding size to equal the last hidden size")
+                raise S2NodeError(f"tying needs the embedding size ({emb_size}) to equal the last hidden size "
+                                  f"({hidden[-1]})")
             self.decoder.weight = self.embedding.weight
 
     def forward(self, tokens: Tensor, states: list | None = None):
@@ -198,6 +200,11 @@ class GestureModel(nn.Module):
 def load_torch_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Model file -> (PyTorch model in eval mode, config). Shapes and names are checked by modelfile.load."""
     config, tensors = modelfile.load(path)
+    return build_torch_model(config, tensors), config
+
+
+def build_torch_model(config: dict[str, Any], tensors: dict[str, np.ndarray]) -> nn.Module:
+    """A loaded model file (config, tensors as modelfile.load returns them) -> PyTorch model in eval mode."""
     sizes = [config["layers"][0]["input_size"]] + [layer["hidden_size"] for layer in config["layers"]]
     zoneout = float(config["layers"][0].get("zoneout", 0.0))
     opts = EGRUOptions(zoneout=zoneout)
@@ -218,4 +225,4 @@ def load_torch_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     with torch.no_grad():
         model.decoder.weight.copy_(torch.from_numpy(tensors["decoder.weight"]))
         model.decoder.bias.copy_(torch.from_numpy(tensors["decoder.bias"]))
-    return model.eval(), config
+    return model.eval()

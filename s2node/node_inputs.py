@@ -1,12 +1,10 @@
-"""Inputs for `s2 node run`: text through the model's vocabulary, event files and DVSGesture folders binned.
+"""Inputs for the node runs: text through the model's vocabulary, event files and DVSGesture folders binned.
 
 The corpus, event-file readers and binning live in sources/; each is imported only by the input kind that needs it.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +13,16 @@ import numpy as np
 from s2node.errors import S2NodeError
 
 
-def lm_tokens(args: argparse.Namespace, config: dict[str, Any]) -> tuple[np.ndarray, int]:
-    from s2node.node_run import tokenize
+def lm_token_ids(config: dict[str, Any], *, text_path: str | Path | None = None, split: str = "test",
+                 data_dir: str | Path | None = None) -> tuple[np.ndarray, int]:
+    """(ids, tokens dropped) of a text file, else of a split of the model's corpus (as `s2 eval` picks it).
+    Tokens outside the vocabulary map to unk; a model without unk drops them."""
+    from s2node.eval_lm import lm_text
+    from sources.text_data import encode
 
-    if args.text:
-        try:
-            text = Path(args.text).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise S2NodeError(f"{args.text}: cannot read text: {e}") from e
-        return tokenize(text, config)
-    # as `s2 eval`: the corpus the model was trained on, else PTB (word) or Shakespeare (char)
-    corpus = config.get("corpus") or (config.get("training") or {}).get("corpus")
-    corpus = corpus or ("ptb" if config["level"] == "word" else "shakespeare")
-    from sources.corpora import corpus_path
-
-    path = corpus_path(corpus, args.split, args.data_dir or os.environ.get("S2_DATA_DIR"))
-    if not Path(path).is_file():
-        raise S2NodeError(f"{path}: corpus split not found (run `s2 data fetch`)")
-    return tokenize(Path(path).read_text(encoding="utf-8"), config)
+    _, text = lm_text(config, text_path=text_path, split=split, data_dir=data_dir)
+    ids, n_outside = encode(text, config)
+    return ids, n_outside if config.get("unk") is None else 0
 
 
 def _bin(events: np.ndarray, config: dict[str, Any]) -> np.ndarray:
@@ -44,12 +34,17 @@ def _bin(events: np.ndarray, config: dict[str, Any]) -> np.ndarray:
     return x
 
 
-def gesture_samples(args: argparse.Namespace, config: dict[str, Any]) -> list[tuple[np.ndarray, int | None]]:
-    if args.events:
+def gesture_samples(config: dict[str, Any], *, events_path: str | Path | None = None,
+                    data: str | Path | None = None) -> list[tuple[np.ndarray, int | None]]:
+    """Binned inputs [T, I] with their labels: one unlabelled event file, or the test split of a DVSGesture
+    folder."""
+    if events_path is not None:
         from sources.files import read_events
 
-        events, _sensor = read_events(args.events)
+        events, _sensor = read_events(events_path)
         return [(_bin(events, config), None)]
+    if data is None:
+        raise S2NodeError("gesture inputs need an event file or a DVSGesture folder")
     from sources.gesture_data import iter_dataset
 
-    return [(_bin(ev, config), label) for ev, label, _ in iter_dataset(Path(args.data), "test")]
+    return [(_bin(ev, config), label) for ev, label, _ in iter_dataset(Path(data), "test")]

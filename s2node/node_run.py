@@ -1,4 +1,4 @@
-"""`s2 node run`: drive the emulated node over a text or gesture recordings, beside the PyTorch model.
+"""Node runs: drive the emulated node over a token stream or gesture recordings, beside the PyTorch model.
 
 Reports quality (the metric of `s2 eval`: bits per character, perplexity, or accuracy), agreement with the
 PyTorch model (fraction of steps with the same prediction), activity sparsity, synops, per-PE load, latency
@@ -10,38 +10,62 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from s2node.cost import gpu_step_estimate, min_clock_hz
+from s2node.chip import ChipSpec
+from s2node.cost import CostTable, gpu_step_estimate, min_clock_hz
 from s2node.errors import S2NodeError
 from s2node.runtime import Node
 
 LN2 = math.log(2.0)
 
 
-def tokenize(text: str, config: dict[str, Any]) -> tuple[np.ndarray, int]:
-    """Text -> token ids with the model's own vocabulary; unknown tokens map to `unk` or are dropped (counted)."""
-    vocab = {w: i for i, w in enumerate(config["vocab"])}
-    unk = vocab.get(config.get("unk")) if config.get("unk") is not None else None
-    if config["level"] == "char":
-        toks: list[str] = list(text)
+@dataclass(frozen=True)
+class NodeOptions:
+    """How a model goes onto the chip: PE arithmetic, magnitude pruning, DRAM spill, spare PEs, chip and costs."""
+
+    numerics: str = "fp32"
+    prune: float | None = None
+    dram: bool = False
+    spread: bool = False
+    chip: ChipSpec = field(default_factory=ChipSpec)
+    cost_table: CostTable = field(default_factory=CostTable)
+
+
+def run_model(config: dict[str, Any], tensors: dict[str, np.ndarray], options: NodeOptions, *,
+              text_path: str | Path | None = None, split: str | None = None, data: str | Path | None = None,
+              events_path: str | Path | None = None, max_steps: int | None = None,
+              data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Compile a loaded model file onto the node and run it beside the PyTorch model (pruned alike) on its inputs:
+    language models on a text file or a corpus split, gesture models on an event file or a DVSGesture folder."""
+    from s2node.models import build_torch_model
+    from s2node.node_inputs import gesture_samples, lm_token_ids
+    from s2node.spec import ModelSpec
+
+    lm = config["task"] == "lm"
+    if lm and (data is not None or events_path is not None):
+        raise S2NodeError("this is a language model: --data/--events are for gesture models; use --text or --split")
+    if not lm and (text_path is not None or split is not None):
+        raise S2NodeError("this is a gesture model: --text/--split are for language models; use --events or --data")
+    node = Node.from_spec(ModelSpec.from_model(config, tensors), options.chip, options.numerics, options.prune,
+                          dram=options.dram, spread=options.spread, cost_table=options.cost_table)
+    torch_model = build_torch_model(config, tensors)
+    if options.prune:  # the reference runs the same pruned weights
+        pruned = node.spec.to_tensors()
+        torch_model.rnn.load_tensors({k: v for k, v in pruned.items() if k.startswith("rnn.")})
+    if lm:
+        ids, dropped = lm_token_ids(config, text_path=text_path, split=split or "test", data_dir=data_dir)
+        result = run_lm(node, torch_model, ids, max_steps)
+        result["tokens_dropped"] = dropped
     else:
-        eos = "<eos>" if "<eos>" in vocab else None
-        toks = []
-        for line in text.splitlines():
-            toks.extend(line.split())
-            if eos:
-                toks.append(eos)
-    ids, dropped = [], 0
-    for t in toks:
-        i = vocab.get(t, unk)
-        if i is None:
-            dropped += 1
-        else:
-            ids.append(i)
-    return np.asarray(ids, np.int64), dropped
+        result = run_gesture(node, torch_model, gesture_samples(config, events_path=events_path, data=data),
+                             max_steps)
+    result["prune"] = options.prune
+    return result
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -158,5 +182,7 @@ def _figures(node: Node, wall_s: float, steps: int, per: str, n_items: int | Non
         "pes_used": node.n_pes,
         "numerics": node.numerics,
         "steps_per_s": steps / wall_s if wall_s > 0 else None,
+        # the stats topic's node fields, by the same formula the pipeline publishes and the UI shows
+        "node_stats": {k: v for k, v in node.node_stats().items() if k != "synops_per_s"},
     }
     return out

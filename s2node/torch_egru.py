@@ -23,6 +23,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from s2node.errors import S2NodeError
+
 # Thresholds are clamped to this floor in every forward, and saved clamped, so that file and layer agree.
 THRESHOLD_MIN = 1e-3
 
@@ -77,7 +79,7 @@ class EGRU(nn.Module):
     ) -> None:
         super().__init__()
         if not 0.0 <= dropconnect < 1.0 or not 0.0 <= zoneout < 1.0:
-            raise ValueError("dropconnect and zoneout must lie in [0, 1)")
+            raise S2NodeError(f"dropconnect and zoneout must lie in [0, 1), not {dropconnect} and {zoneout}")
         self.input_size, self.hidden_size = input_size, hidden_size
         self.dropconnect, self.zoneout = dropconnect, zoneout
         self.gamma, self.support = gamma, support

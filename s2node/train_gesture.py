@@ -47,6 +47,10 @@ class GestureTrainConfig:
     init_from: str | None = None  # start from this model file's weights (fine-tuning, e.g. with prune)
     prune: float | None = None  # magnitude-prune the recurrent matrices to this sparsity, keep them pruned
 
+    def __post_init__(self) -> None:
+        if self.prune is not None and not 0.0 <= self.prune < 1.0:
+            raise S2NodeError(f"prune must lie in [0, 1), not {self.prune}")
+
 
 def load_binned(data: str | Path, split: str, spec: InputSpec, limit: int | None = None):
     """[(counts int16 [T, I], label)] of a split; counts unscaled (x scale at batch time)."""

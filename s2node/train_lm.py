@@ -86,6 +86,10 @@ class TrainConfig:
     overrides: dict[str, Any] = field(default_factory=dict)  # Preset fields to replace (optimizer, lr, clip, ...)
     float16: bool = False  # store the finished model's big matrices as float16 (half the file)
 
+    def __post_init__(self) -> None:
+        if self.prune is not None and not 0.0 <= self.prune < 1.0:
+            raise S2NodeError(f"prune must lie in [0, 1), not {self.prune}")
+
 
 # ---- sizes -----------------------------------------------------------------------------------------
 
@@ -271,7 +275,7 @@ def load_checkpoint(out: Path, ckpt_dir: Path, model: nn.Module, opt: AnyOptimiz
     wpath, jpath = _ckpt_paths(out, ckpt_dir)
     if not (wpath.is_file() and jpath.is_file()):
         return None
-    modelfile._check_safetensors_header(wpath)
+    modelfile.check_safetensors_header(wpath)
     tensors = load_file(str(wpath))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     params = [p for g in opt.param_groups for p in g["params"]]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sources.errors import SourceError
 from sources.events import EVENT_DTYPE
 
 
@@ -55,7 +56,7 @@ class DVSSimulator:
     def _log(self, frame: np.ndarray) -> np.ndarray:
         f = np.asarray(frame, dtype=np.float64)
         if f.shape != (self.height, self.width):
-            raise ValueError(f"frame shape {f.shape} is not (height, width) = {(self.height, self.width)}")
+            raise SourceError(f"frame shape {f.shape} is not (height, width) = {(self.height, self.width)}")
         return np.log(np.maximum(f, 0.0) + self.config.log_eps).ravel()
 
     def step(self, frame: np.ndarray, t_us: int) -> np.ndarray:
@@ -66,7 +67,7 @@ class DVSSimulator:
             return np.empty(0, EVENT_DTYPE)
         t0, t1 = self.prev_t_us, int(t_us)
         if t1 <= t0:
-            raise ValueError(f"frame time {t1} µs is not after the previous one ({t0} µs)")
+            raise SourceError(f"frame time {t1} µs is not after the previous one ({t0} µs)")
         parts = [self._crossings(log_now, t0, t1, on) for on in (True, False)]
         parts.append(self._noise(t0, t1))
         self.prev_log, self.prev_t_us = log_now, t1

@@ -4,7 +4,7 @@ Each package contributes its sub-commands through the `s2egru.commands` entry-po
 (`<package>.commands:register`), so no package imports another to reach its commands. Command modules import
 only argparse at registration time; heavy imports (torch, textual, aiomqtt) happen inside the command functions
 so that `s2 --help` is instant. Process-wide settings (BLAS and torch threads, the GIL switch interval) are made
-here, once, in `main`.
+by the command functions, the program's edge, never by a library (stream.process).
 """
 
 from __future__ import annotations

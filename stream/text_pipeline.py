@@ -19,6 +19,7 @@ import numpy as np
 from s2node.step import StepModel, bits
 from sources.events import TextEvent
 from sources.live.text import TextInbox
+from sources.text_data import encode
 from stream.mqtt import MqttLink
 from stream.pipeline import closing
 from stream.schema import PayloadError, TextIn, TextPrediction, decode, topic
@@ -28,7 +29,7 @@ from stream.schema import PayloadError, TextIn, TextPrediction, decode, topic
 class TextCounters:
     messages: int = 0
     malformed: int = 0
-    oov: int = 0  # characters/words outside the vocabulary and without an unk token
+    oov: int = 0  # characters/words outside the vocabulary (read as unk, or dropped when the model has none)
     tokens: int = 0
     bits: float = 0.0
     scored: int = 0
@@ -41,29 +42,17 @@ class TextLM:
         cfg = model.config
         self.model, self.k, self.n_cont, self.n_ctx = model, topk, continuation, context
         self.vocab: list[str] = list(cfg["vocab"])
-        self.index = {w: i for i, w in enumerate(self.vocab)}
         self.word = cfg.get("level") == "word"
-        self.unk = self.index.get(cfg["unk"]) if cfg.get("unk") is not None else None
         self.c = TextCounters()
         self.context = ""
         self._probs: np.ndarray | None = None  # prediction for the next token
 
     def tokens(self, text: str) -> list[int]:
-        if self.word:  # as sources.text_data.tokenize: words, and <eos> where a line ends
-            lines = text.split("\n")
-            parts = []
-            for i, line in enumerate(lines):
-                parts += line.split() + (["<eos>"] if i < len(lines) - 1 else [])
-        else:
-            parts = list(text)
-        out = []
-        for w in parts:
-            i = self.index.get(w, self.unk)
-            if i is None:
-                self.c.oov += 1
-            else:
-                out.append(i)
-        return out
+        """The model's token ids for a piece of streamed text (sources.text_data.encode: the one tokenizer; a
+        piece without a final newline ends without <eos>)."""
+        ids, outside = encode(text, self.model.config, final_eos=False)
+        self.c.oov += outside
+        return ids.tolist()
 
     def feed(self, text: str) -> TextPrediction:
         """Consume the text, then predict; synchronous (called in the worker thread)."""

@@ -52,3 +52,21 @@ def test_commands_come_from_every_package_through_entry_points():
     out = run("--help").stdout
     for cmd in ("data", "node", "replay", "subscribe", "tui"):
         assert cmd in out
+
+
+def test_argparse_lives_only_in_the_command_modules():
+    """In every package only commands.py parses options (stream: and cli.py, the entry point); no library does."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for package in ("sources", "s2node", "stream", "tui"):
+        users = {p.relative_to(root).as_posix() for p in (root / package).rglob("*.py") if "argparse" in p.read_text()}
+        assert users - {"stream/cli.py"} == {f"{package}/commands.py"}
+
+
+def test_lm_preset_choices_are_the_training_presets():
+    """`s2 train lm --preset` offers exactly the presets the trainer knows."""
+    from s2node.commands import LM_PRESETS
+    from s2node.train_lm import PRESETS
+
+    assert set(LM_PRESETS) == set(PRESETS)

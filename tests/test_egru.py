@@ -13,7 +13,7 @@ import torch
 
 from s2node import modelfile
 from s2node.errors import ModelFileError
-from s2node.models import EGRUOptions, LanguageModel, load_torch_model
+from s2node.models import EGRUOptions, LanguageModel, build_torch_model, load_torch_model
 from s2node.torch_egru import EGRU, spike
 
 
@@ -67,6 +67,34 @@ def test_save_load_round_trip(tmp_path, arch):
     assert torch.allclose(model(tokens)[0], loaded(tokens)[0], atol=1e-6)
     if arch == "egru":
         assert [layer.zoneout for layer in loaded.rnn.layers] == [0.2, 0.2]
+
+
+def test_build_from_a_loaded_file_equals_loading_the_path(tmp_path):
+    """build_torch_model on (config, tensors) already read gives the model load_torch_model reads from the path."""
+    model = tiny_lm()
+    modelfile.save(tmp_path / "m", lm_config(model), model.to_tensors())
+    config, tensors = modelfile.load(tmp_path / "m")
+    built, (loaded, _) = build_torch_model(config, tensors), load_torch_model(tmp_path / "m")
+    tokens = torch.randint(0, 11, (1, 9))
+    assert torch.equal(built(tokens)[0], loaded(tokens)[0])
+
+
+def test_load_leaves_no_file_open(tmp_path):
+    """Loading a model file, or refusing a pickled one, closes every file it opened (no ResourceWarning)."""
+    import gc
+    import warnings
+
+    model = tiny_lm()
+    modelfile.save(tmp_path / "m", lm_config(model), model.to_tensors())
+    (tmp_path / "p.json").write_text((tmp_path / "m.json").read_text())
+    (tmp_path / "p.safetensors").write_bytes(pickle.dumps({"x": 1}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        modelfile.load(tmp_path / "m")
+        with pytest.raises(ModelFileError, match="pickle"):
+            modelfile.load(tmp_path / "p")
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 def test_float16_storage_round_trip(tmp_path):

@@ -16,6 +16,7 @@ from sources.files import (
     FORMATS,
     WRITABLE,
     ChunkStats,
+    convert_file,
     count_outside,
     detect_format,
     iter_events,
@@ -320,6 +321,16 @@ def test_writer_refuses_unsorted_events(tmp_path: Path):
     ev = synthetic(seed=2)[::-1]
     with pytest.raises(SourceError, match="sorted"):
         write_events(tmp_path / "x.raw", ev, SENSOR)
+
+
+def test_convert_file_drops_and_counts_events_outside_the_sensor(tmp_path: Path):
+    """convert_file writes only the events inside the given sensor and reports how many it dropped."""
+    ev = synthetic(seed=9)
+    write_npy(tmp_path / "in.npy", ev)
+    r = convert_file(tmp_path / "in.npy", tmp_path / "out.csv", sensor=SensorSize(32, 48))
+    inside = int(np.count_nonzero((ev["x"] < 32) & (ev["y"] < 48)))
+    assert (r.events, r.dropped_outside, r.format, r.sensor) == (inside, len(ev) - inside, "csv", SensorSize(32, 48))
+    assert len(read_events(tmp_path / "out.csv", sensor=SensorSize(32, 48))[0]) == inside
 
 
 def test_cli_convert_round_trip(tmp_path: Path):

@@ -16,7 +16,9 @@ from s2node.errors import S2NodeError
 from s2node.models import LanguageModel
 from s2node.train_lm import TrainConfig, matched_hidden, total_params, train
 from sources.errors import SourceError
-from sources.text_data import EOS, Vocab, batchify, bptt_windows, build_vocab, tokenize
+from sources.text_data import EOS, UNK, Vocab, batchify, bptt_windows, build_vocab, encode, tokenize
+
+WORDS = {"task": "lm", "level": "word", "vocab": ["the", "cat", "sat", EOS, UNK], "unk": UNK}
 
 
 def test_word_tokens_end_lines_with_eos_and_map_unknowns():
@@ -28,11 +30,75 @@ def test_word_tokens_end_lines_with_eos_and_map_unknowns():
     assert n_unk == 1 and vocab.decode(ids) == ["the", "<unk>", EOS]
 
 
-def test_unknown_without_unk_is_a_clear_error():
-    """A vocabulary without unk refuses unknown tokens, naming the first one."""
-    vocab = Vocab(("a", "b"), None)
-    with pytest.raises(SourceError, match=r"first 'z'.*no unk"):
-        vocab.encode(list("abz"))
+def test_vocab_needs_its_unk_token():
+    """A training vocabulary whose unk token is missing is a SourceError naming it."""
+    with pytest.raises(SourceError, match="'<unk>' is not in the vocabulary"):
+        Vocab(("a", "b"))
+
+
+def test_encode_ends_every_line_with_eos_at_word_level():
+    """Word level puts <eos> at every line end, the text's last line included whether or not a newline follows."""
+    ids, n = encode("the cat\nsat\n", WORDS)
+    assert ids.tolist() == [0, 1, 3, 2, 3] and n == 0
+    assert encode("the cat\nsat", WORDS)[0].tolist() == [0, 1, 3, 2, 3]
+    assert encode("the\r\n\ncat\n", WORDS)[0].tolist() == [0, 3, 3, 1, 3]
+
+
+def test_encode_streamed_pieces_leave_the_last_line_open():
+    """With final_eos=False a piece without a trailing newline gets no <eos>, so pieces encode as the whole text."""
+    assert encode("the cat", WORDS, final_eos=False)[0].tolist() == [0, 1]
+    assert encode("sat\n", WORDS, final_eos=False)[0].tolist() == [2, 3]
+    pieces = ["the ", "cat\nsat ", "the", " cat\n"]
+    streamed = np.concatenate([encode(p, WORDS, final_eos=False)[0] for p in pieces])
+    assert streamed.tolist() == encode("".join(pieces), WORDS)[0].tolist()
+
+
+def test_encode_unknowns_go_to_unk_or_are_dropped_and_counted():
+    """Tokens outside the vocabulary become unk when the model has one, else are dropped; both are counted."""
+    ids, n = encode("the dog sat\n", WORDS)
+    assert ids.tolist() == [0, 4, 2, 3] and n == 1
+    no_unk = dict(WORDS, vocab=["the", "cat", "sat", EOS], unk=None)
+    ids, n = encode("the dog sat\n", no_unk)
+    assert ids.tolist() == [0, 2, 3] and n == 1
+
+
+def test_encode_emits_eos_only_when_the_vocabulary_has_it():
+    """A word vocabulary without <eos> gets no <eos> tokens (neither as unk nor counted as unknown)."""
+    ids, n = encode("the cat\nsat\n", dict(WORDS, vocab=["the", "cat", "sat", UNK]))
+    assert ids.tolist() == [0, 1, 2] and n == 0
+
+
+def test_encode_char_level_keeps_every_character():
+    """Character level: every character is a token, the newline included, and no <eos>."""
+    cfg = {"level": "char", "vocab": ["a", "b", "\n", UNK], "unk": UNK}
+    ids, n = encode("ab\nzb", cfg)
+    assert ids.tolist() == [0, 1, 2, 3, 1] and n == 1
+    assert encode("ab\nzb", dict(cfg, vocab=["a", "b", "\n"], unk=None))[0].tolist() == [0, 1, 2, 1]
+
+
+def test_encode_agrees_with_training_tokens():
+    """For a training vocabulary (with <eos> and <unk>) encode gives the ids training computes from tokenize."""
+    train_tokens = tokenize("the cat sat\nthe mat\n", "word")
+    vocab = build_vocab(train_tokens, "word")
+    cfg = {"level": "word", "vocab": list(vocab.tokens), "unk": vocab.unk}
+    text = "the dog sat\non the mat"
+    ids, n = encode(text, cfg)
+    ref, n_ref = vocab.encode(tokenize(text, "word"))
+    assert ids.tolist() == ref.tolist() and n == n_ref == 2
+
+
+def test_encode_agrees_with_the_streamed_text_pipeline():
+    """stream's TextLM turns each message into the ids that encode gives with final_eos=False (shipped PTB model)."""
+    from pathlib import Path
+
+    from stream.node_adapter import TorchStepModel
+
+    from stream.text_pipeline import TextLM
+
+    model = TorchStepModel(Path(__file__).resolve().parent.parent / "models" / "ptb-egru")
+    lm = TextLM(model)
+    for message in ("the market fell", "sharply today\n", "qqzzx rose\n\nagain", "\n"):
+        assert lm.tokens(message) == encode(message, model.config, final_eos=False)[0].tolist()
 
 
 def test_batchify_and_windows_shift_targets_by_one():

@@ -5,10 +5,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from node_models import make_gesture, make_lm, random_counts
 
+from s2node import modelfile
+from s2node.errors import S2NodeError
 from s2node.models import load_torch_model
-from s2node.node_run import run_gesture
+from s2node.node_inputs import gesture_samples, lm_token_ids
+from s2node.node_run import NodeOptions, run_gesture, run_model
 from s2node.runtime import Node
 
 
@@ -102,3 +106,22 @@ def test_run_split_reads_the_corpus_cache(tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["steps"] == 100 and out["agreement"] >= 0.999 and out["bpc"] > 0
+
+
+def test_lm_token_ids_drop_and_count_unknowns_without_unk(tmp_path):
+    """A text file for a model without unk: characters outside the vocabulary are dropped and counted."""
+    config, _ = modelfile.load(make_lm(tmp_path / "lm", hidden=(16,)))
+    text = tmp_path / "t.txt"
+    text.write_text("ab\u00e9c\n")
+    ids, dropped = lm_token_ids(config, text_path=text)
+    assert [config["vocab"][i] for i in ids] == ["a", "b", "c", "\n"] and dropped == 1
+
+
+def test_run_model_refuses_inputs_of_the_other_task(tmp_path):
+    """run_model on a language model with an event file, or on a gesture model with no input, is an S2NodeError."""
+    lm = modelfile.load(make_lm(tmp_path / "lm", hidden=(16,)))
+    with pytest.raises(S2NodeError, match="language model"):
+        run_model(*lm, NodeOptions(), events_path=tmp_path / "x.npy")
+    config, _ = modelfile.load(make_gesture(tmp_path / "g", n_in=512, hidden=(16,)))
+    with pytest.raises(S2NodeError, match="event file or a DVSGesture folder"):
+        gesture_samples(config)

@@ -2,7 +2,7 @@
 
 `read_<format>(path) -> (events, SensorSize)` loads a whole file; `iter_<format>(path, chunk_us=...)` returns
 an EventChunks (its `.sensor` known at once) yielding EVENT_DTYPE batches, sorted by t, one per window of
-chunk_us µs. read_events / iter_events / write_events choose the format by magic bytes and extension.
+chunk_us µs. read_events / iter_events / write_events / convert_file choose the format by magic bytes and extension.
 Corrupt or truncated files raise CorruptFileError; unknown formats a SourceError listing the supported ones.
 """
 
@@ -10,7 +10,7 @@ from sources.files._common import DEFAULT_CHUNK_US, ChunkStats, EventChunks, cou
 from sources.files.aedat4 import iter_aedat4, read_aedat4, write_aedat4
 from sources.files.csv_events import iter_csv, read_csv, write_csv
 from sources.files.detect import FORMATS, WRITABLE, detect_format, supported
-from sources.files.dispatch import format_for_writing, iter_events, read_events, write_events
+from sources.files.dispatch import Conversion, convert_file, format_for_writing, iter_events, read_events, write_events
 from sources.files.eventstream import iter_es, read_es, write_es
 from sources.files.npy import iter_npy, read_npy, write_npy
 from sources.files.prophesee import (
@@ -30,7 +30,9 @@ __all__ = [
     "FORMATS",
     "WRITABLE",
     "ChunkStats",
+    "Conversion",
     "EventChunks",
+    "convert_file",
     "count_outside",
     "detect_format",
     "format_for_writing",

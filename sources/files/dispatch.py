@@ -1,9 +1,10 @@
-"""One entry point for every format: read_events / iter_events / write_events pick the format for you."""
+"""One entry point for every format: read_events / iter_events / write_events / convert_file pick the format."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 from sources.errors import SourceError
 from sources.events import SensorSize
 from sources.files import aedat4, csv_events, eventstream, npy, prophesee
-from sources.files._common import DEFAULT_CHUNK_US, EventChunks
+from sources.files._common import DEFAULT_CHUNK_US, EventChunks, count_outside
 from sources.files.detect import FORMATS, WRITABLE, detect_format, supported
 
 _ITERS: dict[str, Callable[..., EventChunks]] = {
@@ -95,3 +96,26 @@ def write_events(path: str | os.PathLike, events: np.ndarray, sensor: SensorSize
     f = format_for_writing(path, fmt)
     _WRITES[f](path, events, sensor)
     return f
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What convert_file wrote: events kept, the sensor, the output format, and events dropped outside the sensor."""
+
+    events: int
+    sensor: SensorSize
+    format: str
+    dropped_outside: int
+
+
+def convert_file(src: str | os.PathLike, dst: str | os.PathLike, *, to_format: str | None = None,
+                 sensor: SensorSize | None = None, t_unit: str = "us") -> Conversion:
+    """Re-encode an event file: read src (format by magic bytes, then extension), drop events outside the sensor
+    (counted), write dst in the format of `to_format` or its extension. `sensor` and `t_unit` as read_events."""
+    out_fmt = format_for_writing(dst, to_format)  # fail before decoding a large input
+    events, sensor = read_events(src, sensor=sensor, t_unit=t_unit)
+    outside = count_outside(events, sensor)
+    if outside:
+        events = events[(events["x"] < sensor.width) & (events["y"] < sensor.height)]
+    write_events(dst, events, sensor, out_fmt)
+    return Conversion(len(events), sensor, out_fmt, outside)
