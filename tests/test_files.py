@@ -210,7 +210,7 @@ def _truncations(fmt: str, data: bytes) -> list[int]:
     if fmt in ("evt2", "dat"):
         return [len(data) - 3, 20]
     if fmt == "es":
-        return [15]  # inside the fixed header (ES events have variable length, see the README, "Event files")
+        return [15]  # inside the fixed header (ES events have variable length, see docs/event-files.md)
     if fmt == "csv":
         line_ends = [i for i, c in enumerate(data) if c == ord("\n")]
         return [line_ends[len(line_ends) // 2] + 8]  # in the middle of a line

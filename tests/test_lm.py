@@ -91,8 +91,7 @@ def test_encode_agrees_with_the_streamed_text_pipeline():
     """stream's TextLM turns each message into the ids that encode gives with final_eos=False (shipped PTB model)."""
     from pathlib import Path
 
-    from stream.node_adapter import TorchStepModel
-
+    from s2node.step import TorchStepModel
     from stream.text_pipeline import TextLM
 
     model = TorchStepModel(Path(__file__).resolve().parent.parent / "models" / "ptb-egru")

@@ -23,6 +23,18 @@ def s2(*args: str, **kw) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=ENV, **kw)
 
 
+def stop(*procs: subprocess.Popen) -> None:
+    """End the processes if still running and close their pipes (an open pipe is a ResourceWarning)."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+        try:
+            p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+
+
 def s2_run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "stream.cli", *args], capture_output=True, text=True, env=ENV,
                           timeout=timeout)
@@ -80,8 +92,7 @@ def test_mosquitto_sub_sees_replayed_predictions_and_s2_subscribe_prints_json(mo
         out, _ = sub.communicate(timeout=30)
         ours_out, _ = ours.communicate(timeout=30)
     finally:
-        sub.kill()
-        ours.kill()
+        stop(sub, ours)
     got = [json.loads(line) for line in out.splitlines()]
     assert [g["seq"] for g in got] == list(range(40))
     assert all(g["v"] == 1 and g["label"] in g["classes"] and abs(sum(g["probs"]) - 1) < 1e-4 for g in got)
@@ -116,8 +127,7 @@ def test_mosquitto_pub_text_gets_text_prediction_back(mosquitto, tmp_path):
         subprocess.run([pub_bin, "-h", h, "-p", p, "-t", "s2/v1/tx/in/text", "-m", "{broken"], check=True)
         out, _ = sub.communicate(timeout=40)
     finally:
-        node.terminate()
-        node.wait(10)
+        stop(node, *([sub] if "sub" in locals() else []))
     pred = json.loads(out)
     assert pred["context"] == "hello" and len(pred["continuation"]) == 20 and len(pred["topk"]) == 5
     assert np.isclose(pred["bpc"], pred["bpc"]) and pred["bpc"] > 0
@@ -145,7 +155,7 @@ def test_replay_matches_s2_node_run_on_the_same_file(mosquitto, tmp_path):
         assert r.returncode == 0, r.stderr
         out, _ = sub.communicate(timeout=30)
     finally:
-        sub.kill()
+        stop(sub)
     preds = [json.loads(line)["payload"] for line in out.splitlines()]
     assert [p["step"] for p in preds] == list(range(n))
     assert preds[-1]["label"] == ref_json["predictions"][-1]
@@ -179,9 +189,7 @@ def test_s2_run_udp_spif_source_publishes_predictions(mosquitto, tmp_path):
                 time.sleep(0.001)
         out, _ = sub.communicate(timeout=40)
     finally:
-        node.terminate()
-        sub.kill()
-        node.wait(10)
+        stop(node, sub)
     preds = [json.loads(line)["payload"] for line in out.splitlines()]
     assert len(preds) == 5 and [p["seq"] for p in preds] == list(range(5))
     assert all(abs(sum(p["probs"]) - 1) < 1e-4 for p in preds)

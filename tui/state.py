@@ -15,17 +15,6 @@ MODELS_MAX = 8  # models per node whose stats are kept
 
 
 @dataclass
-class Connection:
-    """The broker link as the status line shows it."""
-
-    url: str = ""
-    state: str = "connecting"  # "connecting" | "connected" | "disconnected"
-    reason: str = ""
-    retry_in_s: float = 0.0
-    reconnects: int = 0
-
-
-@dataclass
 class FeedState:
     """The latest payload of each kind plus bounded histories and loss counters, for one node."""
 
