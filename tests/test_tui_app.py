@@ -311,3 +311,26 @@ async def test_without_a_node_typed_text_is_refused_until_one_is_heard(mosquitto
         await publish(mosquitto_private.url, "n7", samples.status("n7"))
         await wait_for(pilot, lambda: app.state.node == "n7" and app.status_line.state == "connected")
         assert app.feed.send("in/text", b"x")
+
+
+async def test_replay_of_the_demo_recording_shows_in_a_ui_given_no_node(mosquitto):
+    """`s2 replay models/demo-gestures.aedat4 --broker URL` and `s2 tui --broker URL` (no --node) meet: the UI
+    follows the replay's node and shows its gestures, with the defaults on both sides."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    rec = root / "models" / "demo-gestures.aedat4"
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "replay", str(rec), "--broker", mosquitto.url,
+                             "--loop"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=root)
+    try:
+        app = S2App(mosquitto.url)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: app.state.node == "n0", timeout_s=60)
+            await wait_for(pilot, lambda: app.query_one(GesturePane).prediction is not None, timeout_s=30)
+            assert app.query_one(GesturePane).prediction.label in app.query_one(GesturePane).prediction.classes
+    finally:
+        proc.terminate()
+        err = proc.communicate(timeout=20)[1]
+    assert "Traceback" not in err, err
