@@ -1,7 +1,6 @@
 """File replay paced by event timestamps: `--speed X` (0 = as fast as possible), `--loop`, start/end offsets.
 
-Decoding belongs to sources.files (`iter_events(path, chunk_us)`); only the timing policy lives here. Until
-sources.files is merged, NumPy files (EVENT_DTYPE .npy, with a sidecar-free sensor guess) are read here.
+Decoding belongs to sources.files (`iter_events(path, chunk_us)`); only the timing policy lives here.
 Pacing uses the event loop's clock, so a virtual-clock test loop replays a minute of events in no time.
 """
 
