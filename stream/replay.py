@@ -11,17 +11,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from sources.errors import SourceError
-
-
-class EventBatch(NamedTuple):
-    events: np.ndarray  # EVENT_DTYPE, times shifted so that loops keep time increasing
-    upto_us: int  # watermark: no later event of this stream has t < upto_us (lets bins close on time)
-    t_wall: float  # wall clock (time.time()) at which the batch was released (for end-to-end latency)
+from sources.events import EventBatch
 
 
 def iter_file(path: str | Path, chunk_us: int) -> Iterator[np.ndarray]:
