@@ -334,3 +334,40 @@ async def test_replay_of_the_demo_recording_shows_in_a_ui_given_no_node(mosquitt
         proc.terminate()
         err = proc.communicate(timeout=20)[1]
     assert "Traceback" not in err, err
+
+
+async def test_after_a_chooser_plain_keys_stay_commands(mosquitto):
+    """Esc leaves the input; after a chooser closes the focus stays off the input, so `p` pauses, not types."""
+    app = S2App(mosquitto.url, NODE)
+    async with recorder(mosquitto.url, NODE, "in/control") as got, app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot)
+        await publish(mosquitto.url, NODE, samples.status(NODE))
+        await wait_for(pilot, lambda: app.state.nodes.get(NODE) == "online")
+        await pilot.press("escape", "s")
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("down", "enter")
+        await pilot.pause(0.1)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: [m["cmd"] for m in got] == ["speed", "pause"])
+        assert app.query_one("TextPane Input").value == ""
+        await pilot.press("f1")
+        await pilot.press("escape", "p")  # the help closes, focus stays off the input
+        await wait_for(pilot, lambda: [m["cmd"] for m in got] == ["speed", "pause", "resume"])
+
+
+async def test_papercuts_footer_help_class_names_and_text_hint(mosquitto):
+    """ctrl+o is in the footer, the help says how to close it, class names are whole, and the text pane says
+    the model takes text once the node is online."""
+    app = S2App(mosquitto.url, NODE)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await connected(pilot)
+        footer = {k: b.binding for k, b in app.active_bindings.items() if b.binding.show}
+        assert "ctrl+o" in footer and footer["ctrl+o"].description == "model"
+        assert "waiting for the node" in screen_text(app)
+        await publish(mosquitto.url, NODE, samples.status(NODE), samples.gesture(3))
+        await wait_for(pilot, lambda: app.query_one(GesturePane).prediction is not None)
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        assert "right_hand_wave " in text and "language model" in text  # 15 characters, not cut
+        await pilot.press("f1")
+        assert "(esc closes)" in screen_text(app)

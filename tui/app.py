@@ -40,7 +40,7 @@ class S2App(App[None]):
         Binding("n", "choose_node", show=False),
         Binding("question_mark", "help", show=False),
         Binding("q", "quit", show=False),
-        Binding("ctrl+o", "next_model", show=False, priority=True),
+        Binding("ctrl+o", "next_model", "model", priority=True),
         Binding("o", "next_model", show=False),
         Binding("escape", "leave_input", show=False),
     ]
@@ -133,6 +133,7 @@ class S2App(App[None]):
         gesture.prediction, gesture.history = s.gesture, tuple(s.history)
         events.frame, events.rates = s.frame, tuple(s.rates)
         text.prediction = s.text
+        text.node_online = s.nodes.get(s.node) == "online"
         node.stats, node.position = s.stats, s.model_position
         line = self.status_line
         line.node, line.node_state = s.node or NO_NODE, s.nodes.get(s.node, "")
@@ -169,7 +170,7 @@ class S2App(App[None]):
                 self.speed = v
                 self._control("speed", float(v))
 
-        self.push_screen(ChoiceScreen("replay speed (x real time)", SPEEDS, self.speed), chosen)
+        self._choose(ChoiceScreen("replay speed (x real time)", SPEEDS, self.speed), chosen)
 
     def action_choose_recording(self) -> None:
         recs = list(self.state.status.recordings) if self.state.status else []
@@ -183,7 +184,7 @@ class S2App(App[None]):
                 self.recording = v
                 self._control("recording", v)
 
-        self.push_screen(ChoiceScreen("recording", recs, self.recording), chosen)
+        self._choose(ChoiceScreen("recording", recs, self.recording), chosen)
 
     def action_choose_node(self) -> None:
         nodes = sorted({*self.state.nodes, self.state.node} - {""})
@@ -195,7 +196,7 @@ class S2App(App[None]):
             if v is not None and v != self.state.node:
                 self._follow(v)
 
-        self.push_screen(ChoiceScreen("node", nodes, self.state.node), chosen)
+        self._choose(ChoiceScreen("node", nodes, self.state.node), chosen)
 
     def action_next_model(self) -> None:
         self.state.next_model()
@@ -206,7 +207,19 @@ class S2App(App[None]):
         self._control("reset")
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self._choose(HelpScreen())
+
+    def _choose(self, screen: ChoiceScreen | HelpScreen, chosen=None) -> None:
+        """Open a chooser (or the help); when it closes the focus goes back where it was, so that after Esc
+        plain keys stay commands instead of going to the language model."""
+        before = self.focused
+
+        def done(value: str | None) -> None:
+            if chosen is not None:
+                chosen(value)
+            self.call_after_refresh(self.set_focus, before)
+
+        self.push_screen(screen, done)
 
     def action_leave_input(self) -> None:
         self.set_focus(None)

@@ -11,7 +11,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 HELP = """\
-s2egru — live view of an emulated SpiNNaker 2 node over MQTT
+s2egru: a live view of an emulated SpiNNaker 2 node (esc closes)
 
 Type in the text pane: every key goes to the node (in/text);
 Enter sends a newline. Esc leaves the input so plain keys work.

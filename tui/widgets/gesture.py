@@ -9,7 +9,7 @@ from textual.widget import Widget
 from stream.schema import GesturePrediction
 from tui.payloads import bar, clean
 
-NAME_W = 14
+NAME_W_MAX = 24  # class names longer than this are cut (with an ellipsis)
 
 
 class GesturePane(Widget):
@@ -35,12 +35,16 @@ class GesturePane(Widget):
         out.append("▶ ", style="bold yellow")
         out.append(clean(p.label, 40) or "?", style="bold reverse")
         out.append(f"  {conf:5.1%}\n", style="bold")
-        bar_w = max(4, width - NAME_W - 7)
+        names = [clean(c, 40) for c in p.classes[:32]]
+        name_w = min(NAME_W_MAX, max((len(n) for n in names), default=8), max(8, width // 2)) + 1
+        bar_w = max(4, width - name_w - 7)
         best = p.probs.index(conf) if p.probs else -1
         for i, prob in enumerate(p.probs[:32]):
-            name = clean(p.classes[i], 40) if i < len(p.classes) else f"class {i}"
+            name = names[i] if i < len(names) else f"class {i}"
+            if len(name) >= name_w:
+                name = name[: name_w - 2] + "…"
             style = "bold green" if i == best else "cyan"
-            out.append(f"{name[: NAME_W - 1]:<{NAME_W}}", style="bold" if i == best else "")
+            out.append(f"{name:<{name_w}}", style="bold" if i == best else "")
             out.append(bar(prob, bar_w), style=style)
             out.append(f" {prob:5.1%}\n")
         if self.history:

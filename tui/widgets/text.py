@@ -36,6 +36,7 @@ class TextPane(Widget):
         text: str
 
     prediction: reactive[TextPrediction | None] = reactive(None)
+    node_online: reactive[bool] = reactive(False)  # the node announced itself: its language model takes text
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -47,7 +48,15 @@ class TextPane(Widget):
 
     def on_mount(self) -> None:
         self.border_title = "text"
-        self.query_one(Static).update(Text("waiting for the language model…", style="dim"))
+        self._placeholder()
+
+    def _placeholder(self) -> None:
+        hint = "type to talk to the node's language model" if self.node_online else "waiting for the node…"
+        self.query_one("#answer", Static).update(Text(hint, style="dim"))
+
+    def watch_node_online(self, online: bool) -> None:
+        if self.prediction is None and self.is_mounted:
+            self._placeholder()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
