@@ -199,6 +199,9 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--max-steps", type=int, default=None, help="stop after this many steps/samples")
     e.add_argument("--data-dir", help="corpus cache (default $S2_DATA_DIR or ~/.cache/s2egru)")
+    e.add_argument("--baseline", metavar="ngram[:N[:kn|wb]]",
+                   help="language models: also score a count-based N-gram (default 5, Kneser-Ney) built from the "
+                        "model's training split in its vocabulary, on the same tokens")
     e.set_defaults(func=_eval)
 
 
@@ -212,9 +215,25 @@ def _eval(args: argparse.Namespace) -> int:
     if config["task"] == "lm":
         from s2node.eval_lm import evaluate_lm
 
+        baseline = None
+        if args.baseline:
+            from s2node.eval_lm import Baseline
+
+            baseline = Baseline.parse(args.baseline)  # a bad spec fails before the model runs
         result = {"model": str(args.model), **evaluate_lm(config, tensors, text_path=args.text, split=args.split,
                                                           max_steps=args.max_steps, data_dir=args.data_dir)}
+        if baseline is not None:
+            from s2node.eval_lm import ngram_baseline
+
+            b = ngram_baseline(config, baseline, text_path=args.text, split=args.split, max_steps=args.max_steps,
+                               data_dir=args.data_dir)
+            result.update({"baseline": b["baseline"], "baseline_value": b["value"],
+                           "value_over_baseline": result["value"] / b["value"] if b["value"] else None})
     else:
+        if args.baseline:
+            from s2node.errors import S2NodeError
+
+            raise S2NodeError("--baseline is for language models")
         from s2node.eval_gesture import evaluate_gesture
         from sources.gesture_data import default_gesture_dir
 

@@ -7,6 +7,7 @@ synops count non-zero inputs x non-zero weights of every recurrent layer (s2node
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch import nn
 from s2node.errors import S2NodeError
 from s2node.metrics import ActivityCounter, count_params
 from s2node.models import LanguageModel, build_torch_model
+from s2node.ngram import bits_to_metric, evaluate_ngram
 from sources import corpora
 from sources.text_data import encode, read_text
 
@@ -99,3 +101,42 @@ def evaluate_lm(config: dict[str, Any], tensors: dict[str, np.ndarray], *, text_
         "dense_ops_per_step": summary["dense_ops_per_step"], "params": count_params(tensors),
         "steps": r["steps"], "unk_mapped": n_outside,
     }
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """`ngram[:N[:kn|wb]]`: an interpolated N-gram (default 5, Kneser-Ney) from the model's training split."""
+
+    order: int = 5
+    smoothing: str = "kn"
+
+    @classmethod
+    def parse(cls, spec: str) -> Baseline:
+        kind, *rest = spec.split(":")
+        if kind != "ngram" or len(rest) > 2:
+            raise S2NodeError(f"baseline {spec!r}: use ngram, ngram:N or ngram:N:kn|wb")
+        try:
+            order = int(rest[0]) if rest else cls.order
+        except ValueError as e:
+            raise S2NodeError(f"baseline {spec!r}: the order must be a whole number") from e
+        return cls(order, rest[1] if len(rest) > 1 else cls.smoothing)
+
+    @property
+    def name(self) -> str:
+        return f"{self.order}-gram {'Kneser-Ney' if self.smoothing == 'kn' else 'Witten-Bell'}"
+
+
+def ngram_baseline(config: dict[str, Any], baseline: Baseline, *, text_path: str | Path | None = None,
+                   split: str = "test", max_steps: int | None = None,
+                   data_dir: str | Path | None = None) -> dict[str, Any]:
+    """The baseline's figure on the same text and tokens as evaluate_lm, counted from the model's training split
+    in the model's own vocabulary (s2node.ngram)."""
+    source, text = lm_text(config, text_path=text_path, split=split, data_dir=data_dir)
+    _, train_text = lm_text(config, split="train", data_dir=data_dir)
+    ids, _ = encode(text, config)
+    if max_steps is not None:
+        ids = ids[: max_steps + 1]
+    train, _ = encode(train_text, config)
+    r = evaluate_ngram(train, ids, len(config["vocab"]), baseline.order, baseline.smoothing)
+    return {"baseline": baseline.name, "data": source, "value": bits_to_metric(r.bits_per_token, config["level"]),
+            "train_tokens": r.train_tokens, "steps": r.tokens}
