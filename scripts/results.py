@@ -48,8 +48,9 @@ def _s2(*a: str) -> tuple[str, ...]:
 
 DEMO = "models/demo-gestures.aedat4"
 ENTRIES: tuple[Entry, ...] = (
-    Entry("eval-ptb-egru", _s2("eval", "models/ptb-egru", "--split", "test", "--json"), 600),
-    Entry("eval-shakespeare-egru", _s2("eval", "models/shakespeare-egru", "--split", "test", "--json"), 900),
+    Entry("eval-ptb-egru", _s2("eval", "models/ptb-egru", "--split", "test", "--baseline", "ngram:5", "--json"), 600),
+    Entry("eval-shakespeare-egru", _s2("eval", "models/shakespeare-egru", "--split", "test", "--baseline", "ngram:6",
+                                       "--json"), 900),
     Entry("node-ptb-egru-fp32", _s2("node", "run", "models/ptb-egru", "--split", "test", "--max-steps", "2000",
                                     "--json"), 600),
     Entry("node-ptb-egru-int8", _s2("node", "run", "models/ptb-egru", "--split", "test", "--max-steps", "2000",
@@ -228,11 +229,12 @@ def section_eval(res: dict[str, dict[str, Any]]) -> list[str]:
     rows = []
     for d in docs:
         r = d["result"]
-        rows.append([f"`{_model(d)}`", r.get("data", "–"), _f(r.get("steps")), r["metric"], _f(r["value"], 5),
+        base = f"{_f(r['baseline_value'], 5)} ({r['baseline']})" if "baseline_value" in r else "–"
+        rows.append([f"`{_model(d)}`", r.get("data", "–"), _f(r.get("steps")), r["metric"], _f(r["value"], 5), base,
                      _f(r.get("activity_sparsity")), _f(r.get("synops_per_step")),
                      _f(r.get("dense_ops_per_step")), _f(r.get("params"))])
-    head = ["model", "data", "steps", "metric", "value", "activity sparsity", "synops / step", "dense ops / step",
-            "params"]
+    head = ["model", "data", "steps", "metric", "value", "n-gram baseline (same tokens)", "activity sparsity",
+            "synops / step", "dense ops / step", "params"]
     return ["## Models with the PyTorch reference (`s2 eval`)", "",
             "One stream, batch 1, state carried; synops: NeuroBench effective synaptic operations of the "
             "recurrent layers (decoder not counted).", "", *_table(head, rows), "", _stamp_line(docs), ""]
@@ -374,6 +376,8 @@ def render_readme_table(res: dict[str, dict[str, Any]]) -> str:
         if ev is not None:
             e = ev["result"]
             quality = f"{_f(e['value'], 4)} {e['metric']} ({e['data'].split(':')[-1]} split)"
+            if "baseline_value" in e:
+                quality += f"; {e['baseline']}: {_f(e['baseline_value'], 4)}"
             sparsity = _f(e["activity_sparsity"])
         else:  # no labelled gesture data offline: the test accuracy the model file's training record holds
             hist = json.loads((ROOT / "models" / f"{name}.json").read_text()).get("training", {}).get("history", [])
