@@ -158,7 +158,7 @@ async def _serve_text(model, link: MqttLink, ex: ThreadPoolExecutor, c: Pipeline
 
 async def _serve_events(kind: str, source: str, model, link: MqttLink, ex: ThreadPoolExecutor,
                         c: PipelineCounters, buffer: int, idle_s: float) -> None:
-    binner = make_binner(model.config)
+    binner = make_binner(model.config, live=True)
     q: BoundedQueue = BoundedQueue(buffer, "drop-oldest", weight=lambda b: len(b.events))
     if kind == "udp":
         host, port, query = _host_port(source)

@@ -11,7 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 
 from tui.feed import Feed, NodeFeed, open_link
-from tui.payloads import control_in, text_chunks, text_in
+from stream.schema import is_node_id
+from tui.payloads import control_in, literal, text_chunks, text_in
 from tui.screens import ChoiceScreen, HelpScreen
 from tui.state import FeedState
 from tui.widgets import EventsPane, GesturePane, NodePane, StatusLine, TextPane
@@ -116,7 +117,7 @@ class S2App(App[None]):
 
     def on_feed_status_received(self, m: Feed.StatusReceived) -> None:
         p = m.payload
-        if not self.state.node and p.state == "online" and p.node:  # no node given: the first one heard
+        if not self.state.node and p.state == "online" and is_node_id(p.node):  # no node given: the first one heard
             self._follow(p.node)
         self.state.apply(p)
 
@@ -175,7 +176,7 @@ class S2App(App[None]):
         recs = list(self.state.status.recordings) if self.state.status else []
         recs = [r for r in recs if isinstance(r, str)]
         if not recs:
-            self.notify(f"node {self.state.node} has not announced any recordings", timeout=3)
+            self.notify(f"node {literal(self.state.node, 64)} has not announced any recordings", timeout=3)
             return
 
         def chosen(v: str | None) -> None:
@@ -186,7 +187,7 @@ class S2App(App[None]):
         self.push_screen(ChoiceScreen("recording", recs, self.recording), chosen)
 
     def action_choose_node(self) -> None:
-        nodes = sorted({*self.state.nodes, self.state.node} - {""})
+        nodes = sorted(n for n in {*self.state.nodes, self.state.node} if is_node_id(n))
         if not nodes:
             self.notify("no node has announced itself yet", timeout=3)
             return

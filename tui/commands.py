@@ -33,8 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _tui(args: argparse.Namespace) -> int:
     from stream.errors import PipelineError
-    from stream.schema import BrokerURL, BrokerURLError
+    from stream.schema import BrokerURL, BrokerURLError, is_node_id
 
+    if args.node is not None and not is_node_id(args.node):
+        raise PipelineError(f"--node {args.node!r}: a node id is 1 to 64 printable characters without / + #")
     if args.broker:
         from tui.app import run_app
 

@@ -21,6 +21,7 @@ from stream.schema import (
     PayloadError,
     Status,
     TextPrediction,
+    is_node_id,
     topic,
 )
 from tui.payloads import SUBSCRIBED_KINDS, parse_message
@@ -97,6 +98,8 @@ class NodeFeed:
         return [topic(node, kind) for kind in SUBSCRIBED_KINDS if kind != "status"] if node else []
 
     def follow(self, node: str) -> None:
+        if node and not is_node_id(node):  # "#" or "a/b" would make a filter for other topics, or none at all
+            raise ValueError(f"not a node id: {node!r}")
         for f in self._filters(self.node):
             self.link.unsubscribe(f)
         self.node = node
