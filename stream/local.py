@@ -114,6 +114,7 @@ async def run_local_pipeline(
         subscribe_control(link, ctl, counters, recs, inbox)
     if lm is not None and inbox is not None:
         subscribe_text(link, inbox, lm)
+        counters.sources.append(lambda: (inbox.stats.dropped, lm.c.malformed))
     with ThreadPoolExecutor(1, "s2-gesture") as gx, ThreadPoolExecutor(1, "s2-text") as tx:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(link.run())

@@ -25,11 +25,13 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 
 from stream.errors import BrokerError
-from stream.schema import BrokerURL, BrokerURLError, Payload, Status, offline_status, topic
+from stream.schema import BrokerURL, BrokerURLError, Payload, Status, mask_url, offline_status, topic
 
 BACKOFF_FIRST_S = 0.1  # first wait after a lost connection or a failed attempt
 BACKOFF_MAX_S = 5.0  # the wait doubles per consecutive failure up to this
@@ -85,7 +87,7 @@ class ConnectSettings:
             try:
                 u = BrokerURL.parse(url)
             except BrokerURLError as e:
-                raise BrokerError(url, e.why) from e
+                raise BrokerError(mask_url(url), e.why) from e
         use_tls = u.tls if tls is None else (tls or u.tls)
         if cafile is not None and not use_tls:
             raise BrokerError(str(u), f"CA file {cafile} given without TLS (use mqtts:// or --tls)")
@@ -102,6 +104,8 @@ class ConnectSettings:
         """The one TLS set-up: certificate and host name verified, against `cafile` or the system's CAs."""
         if not self.tls:
             return None
+        if self.cafile is not None and not Path(self.cafile).is_file():
+            raise BrokerError(str(self.url), f"CA file {self.cafile}: not a file (missing, or a directory)")
         try:
             return ssl.create_default_context(cafile=self.cafile)
         except (OSError, ssl.SSLError) as e:
@@ -200,6 +204,7 @@ class MqttLink:
         self._subs_changed = asyncio.Event()
         self._synced = asyncio.Event()
         self._connected = asyncio.Event()
+        self._refused = asyncio.Event()  # the last attempt failed for a reason that retrying will not change
         self._last_exc: aiomqtt.MqttError | None = None
 
     # --- producer side (never waits) ---
@@ -266,8 +271,16 @@ class MqttLink:
         return await _wait(self._connected, timeout_s)
 
     async def ensure_connected(self, timeout_s: float) -> None:
-        """wait_connected, or BrokerError naming the last failure (chained to aiomqtt's error) after timeout_s."""
-        if not await self.wait_connected(timeout_s):
+        """wait_connected, or BrokerError naming the last failure (chained to aiomqtt's error) after timeout_s, or
+        at once when the broker refused for good (bad credentials, not authorised, a certificate that fails)."""
+        waits = [asyncio.ensure_future(self._connected.wait()), asyncio.ensure_future(self._refused.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        if not self._connected.is_set():
             why = self.stats.last_error or "no answer"
             raise BrokerError(str(self.url), f"cannot connect ({why})") from self._last_exc
 
@@ -327,7 +340,9 @@ class MqttLink:
                         tg.create_task(self._recv(client))
             except* aiomqtt.MqttError as eg:
                 self._last_exc = e = eg.exceptions[0]
-                self.stats.last_error = str(e) or type(e).__name__
+                self.stats.last_error = _mask(str(e) or type(e).__name__, self.settings.password)
+                if permanent(e):
+                    self._refused.set()
             finally:
                 self.stats.connected = False
                 self._connected.clear()
@@ -395,6 +410,27 @@ class MqttLink:
                     called.append(h)
                     h(t, raw)
         raise aiomqtt.MqttError("message stream ended")
+
+
+# CONNACK codes that retrying cannot change: MQTT 3.1.1 (1 protocol, 2 client id, 4 user name or password,
+# 5 not authorised) and MQTT 5 (0x84 protocol, 0x85 client id, 0x86 user name or password, 0x87 not authorised,
+# 0x8C authentication method)
+PERMANENT_CODES = {1, 2, 4, 5, 0x84, 0x85, 0x86, 0x87, 0x8C}
+# TLS failures aiomqtt reports as text only: a certificate that does not verify, TLS against a plain port
+PERMANENT_TLS = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "certificate verify failed",
+                 "Hostname mismatch")
+
+
+def permanent(e: aiomqtt.MqttError) -> bool:
+    """Whether a connection failure will recur on every retry (the broker refused us, or TLS cannot succeed)."""
+    if isinstance(e, MqttConnectError):
+        rc = getattr(e.rc, "value", e.rc)
+        return rc in PERMANENT_CODES
+    return any(m in str(e) for m in PERMANENT_TLS)
+
+
+def _mask(text: str, password: str | None) -> str:
+    return text.replace(password, "***") if password else text
 
 
 def _check_topic(t: str) -> None:

@@ -73,7 +73,7 @@ class ReplayStats:
     skipped_us: int = 0
 
 
-def _windows(
+def replay_windows(
     path: str | Path, chunk_us: int, start_us: int, end_us: int | None, gap_max_us: int = GAP_MAX_US,
     stats: ReplayStats | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -152,7 +152,7 @@ async def replay(
     while True:
         out_base: int | None = None
         last_upto: int | None = None
-        for n, (base, k, ev) in enumerate(_windows(path, chunk_us, start_us, end_us, stats=stats)):
+        for n, (base, k, ev) in enumerate(replay_windows(path, chunk_us, start_us, end_us, stats=stats)):
             if out_base is None:
                 out_base = base if next_base is None else next_base
             ev = ev.copy()

@@ -9,7 +9,6 @@ the epoch) and, where it applies, "t_event_us" (event time of the data that caus
 from __future__ import annotations
 
 import json
-import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -175,7 +174,7 @@ def _is(v: Any, tp: Any) -> bool:
             kinds = {type(x) for x in v}
             if not kinds <= ({int} if args[0] is int else {int, float}):
                 return False
-            return -NUM_MAX <= min(v) and max(v) <= (INT_MAX if args[0] is int else NUM_MAX) and (
+            return min(v) >= -NUM_MAX and max(v) <= (INT_MAX if args[0] is int else NUM_MAX) and (
                 args[0] is float or min(v) >= -INT_MAX - 1)
         return all(_is(x, args[0]) for x in v)
     if origin in (typing.Union, types.UnionType):

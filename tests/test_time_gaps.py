@@ -3,6 +3,7 @@ file with an hour-long (and an absurd) jump under a peak-RSS limit."""
 
 from __future__ import annotations
 
+import itertools
 import resource
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from stream_helpers import gesture_model_file
 
 from sources.binning import Binner, InputSpec
 from sources.events import make_events
-from stream.replay import ReplayStats, _windows
+from stream.replay import ReplayStats, replay_windows
 
 SPEC = InputSpec(32, 32, downsample=4, bin_us=10_000, scale=1.0)
 
@@ -61,15 +62,15 @@ def test_without_a_bound_short_gaps_are_kept_as_they_are():
     assert [k for k, _, _ in out] == [0, 1, 2, 3, 4] and b.gaps == 0
 
 
-def test_replay_windows_cut_jumps(tmp_path):
+def test_replayreplay_windows_cut_jumps(tmp_path):
     """A file jumping an hour ahead, twice, replays as windows at most the gap bound apart in event time, counted."""
     t = [0, 1_000, 3_600_000_000, 3_600_001_000, 7_200_000_000, 7_200_000_500]
     np.save(tmp_path / "jump.npy", _ev(t))
     st = ReplayStats()
-    wins = list(_windows(tmp_path / "jump.npy", 1000, 0, None, gap_max_us=50_000, stats=st))
+    wins = list(replay_windows(tmp_path / "jump.npy", 1000, 0, None, gap_max_us=50_000, stats=st))
     ks = [k for _, k, _ in wins]  # the replay's output clock: window k ends at (k + 1) ms
     assert sum(len(e) for _, _, e in wins) == len(t)
-    assert all(0 < b - a <= 50 for a, b in zip(ks, ks[1:], strict=False))
+    assert all(0 < b - a <= 50 for a, b in itertools.pairwise(ks))
     assert all(((e["t"] - base) // 1000 == k).all() for base, k, e in wins)  # each event in its window
     assert st.gaps_cut == 2
 

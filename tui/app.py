@@ -10,8 +10,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 
-from tui.feed import Feed, NodeFeed, open_link
+from stream.mqtt import ConnectSettings
 from stream.schema import is_node_id
+from tui.feed import Feed, NodeFeed, open_link
 from tui.payloads import control_in, literal, text_chunks, text_in
 from tui.screens import ChoiceScreen, HelpScreen
 from tui.state import FeedState
@@ -46,11 +47,13 @@ class S2App(App[None]):
         Binding("escape", "leave_input", show=False),
     ]
 
-    def __init__(self, broker_url: str, node_id: str | None = None, *, coalesce: bool = True) -> None:
-        """With node_id None the app follows the first node that announces itself online."""
+    def __init__(self, broker_url: str, node_id: str | None = None, *, coalesce: bool = True,
+                 settings: ConnectSettings | None = None) -> None:
+        """With node_id None the app follows the first node that announces itself online; `settings` carry
+        credentials and TLS (default: what the URL says)."""
         super().__init__()
         self.state = FeedState(node_id or "")
-        self.link = open_link(broker_url, self.post_message)
+        self.link = open_link(settings or broker_url, self.post_message)
         self.feed = NodeFeed(self.link, self.post_message, self.state.node)
         self.coalesce = coalesce  # False repaints on every message (the bench's baseline)
         self.paused, self.speed, self.recording = False, "1", ""
@@ -213,6 +216,6 @@ class S2App(App[None]):
         self.set_focus(None)
 
 
-def run_app(broker_url: str, node_id: str | None = None) -> None:
+def run_app(broker_url: str, node_id: str | None = None, settings: ConnectSettings | None = None) -> None:
     """Run the UI in this terminal until the user quits."""
-    S2App(broker_url, node_id).run()
+    S2App(broker_url, node_id, settings=settings).run()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from stream.mqtt import MqttLink
+from stream.mqtt import ConnectSettings, MqttLink
 from stream.schema import (
     EventFrame,
     GesturePrediction,
@@ -76,8 +76,13 @@ def typed_message(p: Payload, node: str) -> Message:
     raise TypeError(f"no message for {type(p).__name__}")
 
 
-def open_link(url: str, post: Callable[[Message], object]) -> MqttLink:
+def open_link(url: str | ConnectSettings, post: Callable[[Message], object]) -> MqttLink:
     """The app's one client: a pure subscriber whose connection events are posted as Feed messages."""
+    if isinstance(url, ConnectSettings):
+        s = url
+        return MqttLink(s.url, announce=False, username=s.username, password=s.password, tls=s.tls, cafile=s.cafile,
+                        on_connect=lambda u: post(Feed.Connected(u)),
+                        on_disconnect=lambda reason, retry_in_s: post(Feed.Disconnected(reason, retry_in_s)))
     return MqttLink(url, announce=False,
                     on_connect=lambda u: post(Feed.Connected(u)),
                     on_disconnect=lambda reason, retry_in_s: post(Feed.Disconnected(reason, retry_in_s)))
