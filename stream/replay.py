@@ -17,8 +17,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sources.errors import SourceError
-
 
 class EventBatch(NamedTuple):
     events: np.ndarray  # EVENT_DTYPE, times shifted so that loops keep time increasing
@@ -28,12 +26,9 @@ class EventBatch(NamedTuple):
 
 def iter_file(path: str | Path, chunk_us: int) -> Iterator[np.ndarray]:
     """Event batches of a file (any format sources.files reads), one window of chunk_us event time each."""
-    from sources.files import iter_events
+    from sources.files import check_file, iter_events
 
-    path = Path(path)
-    if not path.is_file():
-        raise SourceError(f"{path}: no such file")
-    yield from iter_events(path, chunk_us)
+    yield from iter_events(check_file(path), chunk_us)
 
 
 @dataclass

@@ -112,7 +112,7 @@ async def serve_replay(url: str, path: str, *, model: str = DEFAULT_GESTURE_MODE
             async with connected(mqtt, url, [m], c):
                 src = replay(path, speed=speed, loop=loop, start_s=start_s, end_s=end_s,
                              chunk_us=binner.spec.release_chunk_us)
-                await run_gesture_pipeline(_paced_by(mqtt, src), m, binner, mqtt, executor=ex, counters=c,
+                await run_gesture_pipeline(paced_by(mqtt, src), m, binner, mqtt, executor=ex, counters=c,
                                            frames=frames)
     finally:
         if report is not None:
@@ -120,7 +120,7 @@ async def serve_replay(url: str, path: str, *, model: str = DEFAULT_GESTURE_MODE
     return _summary(c, mqtt)
 
 
-async def _paced_by(link: MqttLink, batches: AsyncIterator[EventBatch]) -> AsyncIterator[EventBatch]:
+async def paced_by(link: MqttLink, batches: AsyncIterator[EventBatch]) -> AsyncIterator[EventBatch]:
     """The batches, each held back while the link's backlog exceeds PUBLISH_BACKLOG (a replay can wait; a live
     source cannot, and keeps the link's drop-oldest bound)."""
     async with contextlib.aclosing(batches) as it:
