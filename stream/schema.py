@@ -277,7 +277,7 @@ class EventFrame(Payload):
 
     def check(self) -> None:
         super().check()
-        n = self.width * self.height if isinstance(self.width, int) and isinstance(self.height, int) else -1
+        n = self.width * self.height if self.width > 0 and self.height > 0 else -1
         if n <= 0 or len(self.on) != n or len(self.off) != n:
             raise PayloadError("frame: on/off must hold width*height counts")
 
