@@ -6,6 +6,7 @@ Fast by default; `make fuzz` sets S2_FUZZ_EXAMPLES for a longer run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tracemalloc
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from sources.errors import SourceError
 from sources.events import SensorSize, make_events
-from sources.files import WRITABLE, FORMATS, iter_events, read_events, write_events
+from sources.files import FORMATS, WRITABLE, iter_events, read_events, write_events
 from stream.schema import KINDS, PayloadError, decode, topic
 from tui import samples
 from tui.payloads import clean, literal, parse_message
@@ -54,10 +55,8 @@ def _dumps(v) -> bytes:
 def test_decode_raises_only_payload_error_on_any_json(kind, value):
     """Any JSON value (and any mutation of a valid payload's fields) decodes or raises PayloadError."""
     for raw in (_dumps(value), _dumps({"v": 1, "seq": 0, "t_wall": 0, "cmd": "pause", "text": "", "x": value})):
-        try:
+        with contextlib.suppress(PayloadError):
             decode(kind, raw)
-        except PayloadError:
-            pass
 
 
 @FUZZ
@@ -81,10 +80,8 @@ def test_every_ui_payload_with_any_field_value_parses_or_is_malformed(kind, fiel
 @given(raw=st.binary(max_size=300), kind=st.sampled_from(sorted(SAMPLES)), node=_texts)
 def test_arbitrary_bytes_on_any_topic(raw, kind, node):
     """Random bytes on any kind, for any node id (wildcards and controls included), parse or are malformed."""
-    try:
+    with contextlib.suppress(PayloadError):
         parse_message(f"s2/v1/{node}/{kind}", raw, "n0")
-    except PayloadError:
-        pass
 
 
 @FUZZ
@@ -119,10 +116,10 @@ def _render_all(state: FeedState) -> None:
     if state.text is not None:
         for tok, prob in state.text.topk[:5]:
             show_token(tok)
-            f"{prob:.0%}"  # noqa: B018 - the pane formats it so
+            f"{prob:.0%}"
     if state.gesture is not None:
         str(state.gesture.step)
-        f"{max(state.gesture.probs, default=0.0):5.1%}"  # noqa: B018
+        f"{max(state.gesture.probs, default=0.0):5.1%}"
 
 
 # --- event files -------------------------------------------------------------------------------------------
@@ -177,10 +174,8 @@ def test_mutated_event_files_give_events_or_a_source_error(event_files, tmp_path
     t0 = time.monotonic()
     try:
         for reader in (lambda: read_events(p), lambda: [len(c) for c in iter_events(p, 10_000)]):
-            try:
+            with contextlib.suppress(SourceError):
                 reader()
-            except SourceError:
-                pass
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
