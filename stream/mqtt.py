@@ -125,6 +125,8 @@ class LinkStats:
     received: int = 0
     dropped_incoming: int = 0  # received messages dropped because dispatch fell INCOMING_MAX behind
     reconnects: int = 0  # connections re-established after one was lost
+    handler_errors: int = 0  # exceptions raised by subscription handlers (counted; the message is skipped)
+    last_handler_error: str = ""
     connected: bool = False
     last_error: str = ""
 
@@ -314,6 +316,9 @@ class MqttLink:
         client = aiomqtt.Client(**self.settings.client_kwargs(), will=will, tls_context=self._ssl,
                                 queue_type=CountingQueue, max_queued_incoming_messages=self.incoming_max)
         _quiet_disconnect(client)
+        # the send window keeps up to `window` publishes waiting by design (and counts what it drops): aiomqtt's
+        # "pending publish calls" warning above 10 would be logged for every batch
+        client.pending_calls_threshold = self.window + TRY_MAX
         return client
 
     async def run(self) -> None:
@@ -408,7 +413,11 @@ class MqttLink:
             for f, (h, _qos) in list(self._subs.items()):
                 if msg.topic.matches(f) and not any(h is c for c in called):
                     called.append(h)
-                    h(t, raw)
+                    try:
+                        h(t, raw)
+                    except Exception as e:  # a handler's bug must not take the connection (and the node) down
+                        self.stats.handler_errors += 1
+                        self.stats.last_handler_error = f"{type(e).__name__}: {e}"[:200]
         raise aiomqtt.MqttError("message stream ended")
 
 
