@@ -155,3 +155,29 @@ async def test_a_node_id_that_is_a_wildcard_is_never_followed(mosquitto_private)
         assert app.is_running
         await publish(mosquitto.url, "good", samples.status("good"))
         await wait_for(pilot, lambda: app.state.node == "good")
+
+
+async def test_a_handler_that_raises_is_counted_and_the_link_stays_up(mosquitto):
+    """An exception in a subscription handler is counted; the connection and later messages are unaffected."""
+    from stream.mqtt import MqttLink
+
+    got: list[bytes] = []
+
+    def handler(_t: str, raw: bytes) -> None:
+        if raw == b"boom":
+            raise RuntimeError("handler bug")
+        got.append(raw)
+
+    link = MqttLink(mosquitto.url)
+    link.subscribe("s2/v1/hx/in/text", handler)
+    async with serving(link.run()):
+        assert await link.synced(5)
+        async with client(mosquitto.url) as c:
+            await c.publish("s2/v1/hx/in/text", b"boom", qos=1)
+            await c.publish("s2/v1/hx/in/text", b"after", qos=1)
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.05)
+        assert got == [b"after"] and link.stats.handler_errors == 1 and link.stats.reconnects == 0
+        assert "handler bug" in link.stats.last_handler_error

@@ -89,3 +89,51 @@ def test_replay_of_an_hour_gap_file_stays_small(mosquitto, tmp_path):
     n = int(r.stderr.split("s2 replay: ")[1].split(" predictions")[0])
     assert n <= 2 * (10_000_000 // 10_000 + 2)  # two jumps, each cut to 10 s of 10 ms bins
     assert max(peak_kib, before) < 700 * 1024, f"peak RSS {peak_kib / 1024:.0f} MiB"
+
+
+@pytest.mark.broker
+async def test_udp_clock_jumps_cost_a_few_bins_and_kernel_drops_are_counted(mosquitto, tmp_path):
+    """faery datagrams at now, now + 1 h and 2**62 µs give a bounded number of predictions through the live binner;
+    datagrams the kernel dropped while the loop was busy are counted, so every datagram sent is accounted for."""
+    import asyncio
+    import socket
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from s2node.step import load_step_model
+    from sources.live import udp_batches
+    from sources.live.udp import FAERY_DTYPE, UdpEventSource
+    from stream.binner import make_binner
+    from stream.mqtt import MqttLink
+    from stream.pipeline import run_gesture_pipeline
+
+    model = load_step_model(gesture_model_file(tmp_path, sensor=(32, 24)))
+    link = MqttLink(mosquitto.url, "udpgap")
+    run = asyncio.create_task(link.run())
+    now = time.time_ns() // 1000
+
+    def datagram(t_us: int, n: int = 8) -> bytes:
+        r = np.zeros(n, FAERY_DTYPE)
+        r["t"], r["x"], r["y"], r["on"] = t_us, np.arange(n) % 32, np.arange(n) % 24, 1
+        return r.tobytes()
+
+    async with UdpEventSource("127.0.0.1", 0, "faery", max_batches=100_000) as src:
+        with ThreadPoolExecutor(1) as ex:
+            pipe = asyncio.create_task(run_gesture_pipeline(
+                udp_batches(src, idle_s=0), model, make_binner(model.config, live=True), link, executor=ex,
+                frames=False))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for t in (now, now + 3_600_000_000, 2**62):
+                    s.sendto(datagram(t), ("127.0.0.1", src.port))
+                    await asyncio.sleep(0.05)
+                flood = 20_000  # sent while this loop does not read: the kernel's buffer overflows
+                for _ in range(flood):
+                    s.sendto(datagram(2**62, 64), ("127.0.0.1", src.port))
+            await asyncio.sleep(0.5)
+            drops = src.kernel_drops()
+            src.close()
+            c = await asyncio.wait_for(pipe, 60)
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    assert c.predictions <= 3 * (1 + 10) + 2
+    assert drops > 0 and src.stats.datagrams + drops == 3 + flood
