@@ -286,6 +286,11 @@ class MqttLink:
             why = self.stats.last_error or "no answer"
             raise BrokerError(str(self.url), f"cannot connect ({why})") from self._last_exc
 
+    @property
+    def refused(self) -> bool:
+        """Whether the last attempt failed for good (bad credentials, not authorised, TLS that cannot verify)."""
+        return self._refused.is_set()
+
     async def synced(self, timeout_s: float | None = None) -> bool:
         """Wait until connected and every subscribe/unsubscribe so far is acknowledged by the broker."""
         return await _wait(self._connected, timeout_s) and await _wait(self._synced, timeout_s)
@@ -336,6 +341,7 @@ class MqttLink:
                     if ever:
                         self.stats.reconnects += 1
                     failures, ever, self.stats.connected, self.stats.last_error = 0, True, True, ""
+                    self._refused.clear()
                     self._connected.set()
                     if self.on_connect is not None:
                         self.on_connect(str(self.url))
@@ -445,6 +451,22 @@ def _mask(text: str, password: str | None) -> str:
 def _check_topic(t: str) -> None:
     if not t or "+" in t or "#" in t:
         raise ValueError(f"cannot publish on {t!r}: a topic name has no wildcards and is not empty")
+
+
+async def refusal(settings: ConnectSettings, timeout_s: float = 3.0) -> None:
+    """BrokerError when the broker refuses these settings for good (bad password, not authorised, a certificate
+    that fails) within timeout_s; returns otherwise, also when the broker did not answer (it may come later)."""
+    link = MqttLink(settings.url, username=settings.username, password=settings.password, tls=settings.tls,
+                    cafile=settings.cafile)
+    task = asyncio.create_task(link.run())
+    try:
+        await link.ensure_connected(timeout_s)
+    except BrokerError:
+        if link.refused:
+            raise
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _wait(ev: asyncio.Event, timeout_s: float | None) -> bool:

@@ -178,3 +178,13 @@ def test_status_names_the_recording_not_its_path(mosquitto, tmp_path):
             sub.communicate()
     assert r.returncode == 0, r.stderr
     assert json.loads(out)["recordings"] == ["secret-dir-rec.npy"]
+
+
+@pytest.mark.broker
+def test_tui_with_a_refused_password_fails_at_once(auth_broker, tmp_path):
+    """`s2 tui --broker` with a wrong password file exits 1 with the broker's reason before taking the screen."""
+    pw = tmp_path / "pw"
+    pw.write_text("wrong\n")
+    r = s2_run("tui", "--broker", f"mqtt://{auth_broker.host}:{auth_broker.port}", "--username", "alice",
+               "--password-file", str(pw), timeout=30)
+    assert r.returncode == 1 and "Not authorized" in r.stderr and len(r.stderr.splitlines()) == 1

@@ -216,6 +216,8 @@ class S2App(App[None]):
         self.set_focus(None)
 
 
-def run_app(broker_url: str, node_id: str | None = None, settings: ConnectSettings | None = None) -> None:
-    """Run the UI in this terminal until the user quits."""
-    S2App(broker_url, node_id, settings=settings).run()
+def run_app(broker_url: str, node_id: str | None = None, settings: ConnectSettings | None = None) -> int:
+    """Run the UI in this terminal until the user quits; the exit status (non-zero when the app failed)."""
+    app = S2App(broker_url, node_id, settings=settings)
+    app.run()
+    return app.return_code or 0

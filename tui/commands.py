@@ -45,7 +45,7 @@ def _tui(args: argparse.Namespace) -> int:
         raise PipelineError(f"--node {args.node!r}: a node id is 1 to 64 printable characters without / + #")
     if args.broker:
         from stream.credentials import resolve_password
-        from stream.mqtt import ConnectSettings
+        from stream.mqtt import ConnectSettings, refusal
         from tui.app import run_app
 
         try:
@@ -56,8 +56,10 @@ def _tui(args: argparse.Namespace) -> int:
         settings = ConnectSettings.make(args.broker, username=args.username,
                                         password=resolve_password(args.password, args.password_file),
                                         tls=args.tls or None, cafile=args.cafile, client_prefix="s2-tui")
-        run_app(args.broker, args.node, settings=settings)
-        return 0
+        import asyncio
+
+        asyncio.run(refusal(settings))  # a refused password is a one-line error, not a UI that retries forever
+        return run_app(args.broker, args.node, settings=settings)
     return _demo(args.node, args.recording, args.speed)
 
 
@@ -79,7 +81,7 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
     if not recordings and Path(DEFAULT_RECORDING).is_file():
         recordings = [DEFAULT_RECORDING]
 
-    async def main() -> None:
+    async def main() -> int:
         async with local_demo(node, recordings, speed, backend) as (url, pipeline):
             app = S2App(url, node)
             # a closed terminal (SIGHUP) or a kill (SIGTERM) ends the app like ctrl+q, so that the broker and the
@@ -93,6 +95,6 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
             await app.run_async()
             if pipeline.done() and not pipeline.cancelled() and pipeline.exception():
                 raise PipelineError(f"local pipeline failed: {pipeline.exception()}")
+            return app.return_code or 0  # non-zero when the app itself failed
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())
