@@ -108,6 +108,7 @@ async def run_local_pipeline(
     link = MqttLink(broker_url, node_id, status=status)
     ctl = ReplayControl(speed=speed)
     counters = PipelineCounters()
+    counters.sources.append(lambda: (link.stats.dropped_incoming, 0))  # in/ messages a flood pushed out
     lm = TextLM(tm) if tm is not None else None
     inbox = TextInbox(256) if lm is not None else None
     if control:

@@ -72,6 +72,7 @@ async def connected(link: MqttLink, url: str, models: list, counters: PipelineCo
                     close_timeout_s: float = 5.0) -> AsyncIterator[None]:
     """Run the link and the stats loop around the body; a broker that cannot be reached at the start is a
     one-line BrokerError (later outages are waited out); on the way out the offline status is sent."""
+    counters.sources.append(lambda: (link.stats.dropped_incoming, 0))  # in/ messages a flood pushed out
     async with asyncio.TaskGroup() as tg:
         run = tg.create_task(link.run())
         try:
