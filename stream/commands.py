@@ -180,12 +180,13 @@ def _broker(args: argparse.Namespace) -> int:
     check_exposure(args.host, args.allow_anonymous)
 
     async def run() -> None:
+        _cancel_on_sigterm()  # SIGTERM stops the mosquitto child too, instead of leaving it running
         async with embedded_broker(args.port or None, args.host, "amqtt" if args.amqtt else "auto") as url:
             kind = "amqtt" if args.amqtt else "mosquitto-or-amqtt"
             print(f"broker listening at {url} ({kind}); Ctrl-C to stop", flush=True)
             await asyncio.Event().wait()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(run())
     return 0
 

@@ -188,3 +188,25 @@ def test_tui_with_a_refused_password_fails_at_once(auth_broker, tmp_path):
     r = s2_run("tui", "--broker", f"mqtt://{auth_broker.host}:{auth_broker.port}", "--username", "alice",
                "--password-file", str(pw), timeout=30)
     assert r.returncode == 1 and "Not authorized" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.broker
+def test_sigterm_to_s2_broker_stops_its_mosquitto(tmp_path):
+    """`s2 broker` ended by SIGTERM takes its mosquitto child with it (no orphan keeps the port)."""
+    from stream.broker import mosquitto_binary, wait_port
+
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto not installed")
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "broker", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        line = proc.stdout.readline()
+        host, port = line.split("mqtt://", 1)[1].split(" ", 1)[0].rsplit(":", 1)
+        assert wait_port(host, int(port), 5)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert proc.returncode == 0 and not wait_port(host, int(port), 1.0)
