@@ -16,6 +16,12 @@ test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider -W error::ResourceWarning \
 		-W error::pytest.PytestUnraisableExceptionWarning
 
+# Longer property-based runs (tests/test_fuzz.py): many more mutated files and hostile payloads than `make test`
+.PHONY: fuzz
+fuzz: setup
+	S2_FUZZ_EXAMPLES=$${S2_FUZZ_EXAMPLES:-3000} $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py \
+		-W error::ResourceWarning -W error::pytest.PytestUnraisableExceptionWarning
+
 lint: setup
 	$(BIN)/ruff check .
 

@@ -95,28 +95,51 @@ def bin_events(
     return (counts.reshape(n_bins, spec.size) * spec.scale).astype(np.float32)
 
 
+T_LIMIT_US = 2**60  # event times beyond ±this (36,000 years) are clipped to it: differences stay within int64
+
+
 class Binner:
     """Streaming bin_events: feed event batches in any chunking, get each bin once it is complete.
 
     A bin is complete when an event at or after its end arrives (event time, never wall time), or on
     `advance_to(t_us)` / `flush()`. Feeding a recording in any chunks, then flush(), yields exactly
     bin_events(concatenation). Events before the open bin (late) and outside the sensor are dropped and counted.
+
+    Gaps (the rule that bounds a jump in event time): with `max_gap_bins` g, a stretch of more than g empty bins,
+    within a batch or up to an `advance_to`, is emitted as g empty bins, after which the bin clock is re-anchored
+    so that the next bin holds the events after the gap (`gaps` counts the cuts, `skipped_bins` the bins left
+    out; bin indices stay consecutive, t_end_us stays the true event time). One call emits at most g empty bins
+    in all, so a call costs at most (bins holding events + g) rows whatever the timestamps. None: no bound (the
+    whole-recording equivalence above holds only then, or for recordings without such gaps).
     """
 
-    def __init__(self, spec: InputSpec | dict[str, Any], t0_us: int | None = None) -> None:
+    def __init__(self, spec: InputSpec | dict[str, Any], t0_us: int | None = None,
+                 max_gap_bins: int | None = None) -> None:
         spec = as_spec(spec)
-        self.spec, self.t0_us = spec, t0_us
+        self.spec, self.t0_us, self.max_gap_bins = spec, t0_us, max_gap_bins
         self.dropped_out_of_range = 0
         self.dropped_late = 0
         self.events_in = 0
+        self.gaps = 0
+        self.skipped_bins = 0  # the bin clock's offset: bin k ends at t0 + (k + skipped_bins + 1)·bin_us
         self._bin = 0  # index of the open bin
         self._acc = np.zeros(spec.size, np.int64)
         self._started = False  # whether the open bin has seen anything (flush emits it only then)
 
-    def _emit(self, rows: np.ndarray, first: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    def _emit(self, rows: np.ndarray, first: int, skips: np.ndarray | None = None
+              ) -> Iterator[tuple[int, int, np.ndarray]]:
         for i, row in enumerate(rows):
             k = first + i
-            yield k, int(self.t0_us) + (k + 1) * self.spec.bin_us, (row * self.spec.scale).astype(np.float32)
+            skip = self.skipped_bins if skips is None else int(skips[i])
+            yield k, int(self.t0_us) + (k + skip + 1) * self.spec.bin_us, (row * self.spec.scale).astype(np.float32)
+
+    def open_end_us(self) -> int | None:
+        """Event time at which the open bin closes (None before the first event)."""
+        return None if self.t0_us is None else self.t0_us + (self._bin + self.skipped_bins + 1) * self.spec.bin_us
+
+    def _bins_of(self, t: np.ndarray) -> np.ndarray:
+        t = np.clip(t.astype(np.int64), -T_LIMIT_US, T_LIMIT_US)
+        return (t - int(self.t0_us)) // self.spec.bin_us - self.skipped_bins
 
     def feed(self, events: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
         """Add a batch; return the (bin_index, t_end_us, vector) of every bin it completes, in order."""
@@ -124,37 +147,74 @@ class Binner:
             return []
         self.events_in += int(events.size)
         if self.t0_us is None:
-            self.t0_us = int(events["t"].min())
+            self.t0_us = int(np.clip(events["t"].min(), -T_LIMIT_US, T_LIMIT_US))
         feat, ok = _features(events, self.spec)
         self.dropped_out_of_range += int(np.count_nonzero(~ok))
-        b = (events["t"].astype(np.int64) - self.t0_us) // self.spec.bin_us
+        b = self._bins_of(events["t"])
         late = ok & (b < self._bin)
         self.dropped_late += int(np.count_nonzero(late))
         ok &= ~late
         if not ok.any():
             return []
         b, feat = b[ok] - self._bin, feat[ok]
+        skips = None
+        if self.max_gap_bins is not None:
+            b, skips = self._cut_gaps(b)
         n = int(b.max()) + 1
         rows = np.bincount(b * self.spec.size + feat, minlength=n * self.spec.size).reshape(n, self.spec.size)
         rows[0] += self._acc
-        out = list(self._emit(rows[:-1], self._bin))
+        out = list(self._emit(rows[:-1], self._bin, skips))
+        if skips is not None:
+            self.skipped_bins = int(skips[-1])
         self._acc, self._bin, self._started = rows[-1].copy(), self._bin + n - 1, True
         return out
+
+    def _cut_gaps(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bins relative to the open bin (>= 0) -> the same with gaps cut as the class says, and per output row
+        the bin clock's offset (an empty bin of a gap takes the offset of the events before it)."""
+        g = int(self.max_gap_bins or 0)
+        u, inv = np.unique(b, return_inverse=True)
+        prev = np.r_[0, u[:-1]]
+        empty = np.maximum(u - prev - 1, 0)  # empty bins before each occupied one (the open bin counts as occupied)
+        kept = np.minimum(empty, g)
+        kept = np.diff(np.minimum(np.cumsum(kept), g), prepend=0)  # and at most g in all per call
+        step = np.where(u > prev, kept + 1, 0)
+        pos = np.cumsum(step)  # compressed index of each occupied bin
+        cut = u - pos
+        self.gaps += int(np.count_nonzero(np.diff(cut, prepend=0)))
+        skips = np.full(int(pos[-1]) + 1, self.skipped_bins, np.int64)
+        # a row takes the offset of the last occupied bin at or before it
+        owner = np.searchsorted(pos, np.arange(len(skips)), side="right") - 1
+        has = owner >= 0
+        skips[has] += cut[owner[has]]
+        return pos[inv], skips
 
     def open_bin(self) -> tuple[int, np.ndarray]:
         """(index, per-feature counts so far) of the open bin (a view: copy it to keep it)."""
         return self._bin, self._acc
 
     def advance_to(self, t_us: int) -> list[tuple[int, int, np.ndarray]]:
-        """Event time has reached t_us (e.g. a source's clock): emit every bin that ends at or before it."""
+        """Event time has reached t_us (e.g. a source's clock): emit every bin that ends at or before it (with
+        max_gap_bins g: the open bin and at most g empty ones, then the clock is re-anchored at t_us)."""
         if self.t0_us is None:
             return []
-        last = (int(t_us) - self.t0_us) // self.spec.bin_us  # bins < last are complete
+        t_us = max(-T_LIMIT_US, min(T_LIMIT_US, int(t_us)))
+        last = int(self._bins_of(np.array([t_us]))[0])  # bins < last are complete
         if last <= self._bin:
             return []
-        rows = np.zeros((last - self._bin, self.spec.size), np.int64)
-        rows[0] = self._acc
-        out = list(self._emit(rows, self._bin))
+        count = last - self._bin
+        if self.max_gap_bins is not None and count > 1 + self.max_gap_bins:
+            emitted = 1 + self.max_gap_bins
+            rows = np.zeros((emitted, self.spec.size), np.int64)
+            rows[0] = self._acc
+            out = list(self._emit(rows, self._bin))
+            self.gaps += 1
+            self.skipped_bins += count - emitted
+            last = self._bin + emitted
+        else:
+            rows = np.zeros((count, self.spec.size), np.int64)
+            rows[0] = self._acc
+            out = list(self._emit(rows, self._bin))
         self._acc, self._bin, self._started = np.zeros(self.spec.size, np.int64), last, False
         return out
 

@@ -4,7 +4,10 @@ The one definition is sources.binning (training, `s2 node run` and this pipeline
 [t0 + k·b, t0 + (k+1)·b) µs, feature (p·Hd + y//d)·Wd + x//d with Wd = W//d, Hd = H//d, value count·scale;
 events outside the sensor (or in a partial edge cell) and events older than the open bin are dropped and
 counted. `StreamBinner` wraps sources.binning.Binner for the pipeline (watermarks close bins on time, counters
-for the stats).
+for the stats) and always bounds the cost of a jump in event time (sources.binning.Binner's gap rule): a file
+replay keeps quiet stretches up to GAP_FILE_US as they are, a live source turns any quiet stretch beyond
+GAP_LIVE_BINS bins into that many empty bins and re-anchors its bin clock (a live camera's idle watermarks close
+its bins with the wall clock anyway; a jump in its own clock is a glitch, not a pause to replay).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import numpy as np
 
 from sources.events import SensorSize
 from stream.errors import PipelineError
+
+GAP_FILE_US = 10_000_000  # as stream.replay.GAP_MAX_US: the longest quiet stretch of a file binned as it is
+GAP_LIVE_BINS = 10  # a live source's quiet stretch or clock jump: at most this many empty bins
 
 
 @dataclass(frozen=True)
@@ -79,11 +85,12 @@ def bin_events(events: np.ndarray, spec: BinSpec, t0_us: int | None = None, n_bi
 class StreamBinner:
     """Fed event batches in time order (with an optional watermark); returns the bins that closed."""
 
-    def __init__(self, spec: BinSpec) -> None:
+    def __init__(self, spec: BinSpec, max_gap_bins: int | None = None) -> None:
         from sources.binning import Binner
 
         self.spec = spec
-        self._b = Binner(_input_spec(spec))
+        gap = max(1, GAP_FILE_US // spec.bin_us) if max_gap_bins is None else max_gap_bins
+        self._b = Binner(_input_spec(spec), max_gap_bins=gap)
         self._early: np.ndarray | None = None  # the open bin's input already handed out by take_early()
         self._early_bin = -1
         self._watermark: int | None = None  # event time up to which the stream is complete
@@ -92,6 +99,11 @@ class StreamBinner:
     def dropped(self) -> int:
         """Events dropped: outside the sensor (or partial edge cells) and late ones."""
         return self._b.dropped_out_of_range + self._b.dropped_late
+
+    @property
+    def gaps(self) -> int:
+        """Jumps in event time cut to the gap bound (see the module's rule)."""
+        return self._b.gaps
 
     @property
     def events_in(self) -> int:
@@ -114,10 +126,10 @@ class StreamBinner:
 
     def time_left_us(self) -> int | None:
         """Event time from the watermark to the end of the open bin (None before the first event)."""
-        idx, _ = self._b.open_bin()
-        if self._b.t0_us is None or self._watermark is None:
+        end = self._b.open_end_us()
+        if end is None or self._watermark is None:
             return None
-        return self._b.t0_us + (idx + 1) * self.spec.bin_us - self._watermark
+        return end - self._watermark
 
     def flush(self) -> list[Bin]:
         """End of a recording: close the open bin if it holds anything."""
@@ -143,5 +155,6 @@ class StreamBinner:
         return out
 
 
-def make_binner(config: dict[str, Any]) -> StreamBinner:
-    return StreamBinner(BinSpec.from_config(config))
+def make_binner(config: dict[str, Any], live: bool = False) -> StreamBinner:
+    """The pipeline's binner for a model: with `live`, quiet stretches are cut to GAP_LIVE_BINS empty bins."""
+    return StreamBinner(BinSpec.from_config(config), GAP_LIVE_BINS if live else None)

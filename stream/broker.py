@@ -56,7 +56,9 @@ def mosquitto_binary() -> str | None:
 class MosquittoProcess:
     """A mosquitto subprocess on one port, with stop/restart on the same port (for fault tests)."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", persistence: bool = False) -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", persistence: bool = False,
+                 users: dict[str, str] | None = None) -> None:
+        """`users` (name -> password): only they may connect (mosquitto_passwd writes the hashed file)."""
         binary = mosquitto_binary()
         if binary is None:
             raise BrokerError(f"mqtt://{host}", "mosquitto is not installed (apt-get install mosquitto)")
@@ -64,13 +66,22 @@ class MosquittoProcess:
         self.port = port or free_port(host)
         self._dir = Path(tempfile.mkdtemp(prefix="s2-mosquitto-"))
         self._proc: subprocess.Popen | None = None
+        auth = "allow_anonymous true\n"
+        if users:
+            pw = self._dir / "passwd"
+            pw.touch(mode=0o600)
+            for name, secret in users.items():
+                subprocess.run([shutil.which("mosquitto_passwd") or "mosquitto_passwd", "-b", str(pw), name, secret],
+                               check=True, capture_output=True)
+            # as root, mosquitto would drop to user "mosquitto", who cannot read our private temp folder
+            auth = f"allow_anonymous false\npassword_file {pw}\nuser {getpass.getuser()}\n"
         conf = self._dir / "mosquitto.conf"
         conf.write_text(
-            f"listener {self.port} {self.host}\nallow_anonymous true\n"
+            f"listener {self.port} {self.host}\n{auth}"
             # persistence keeps sessions (subscriptions, queued QoS-1 messages) across stop/restart
             # (as root, mosquitto would drop to user "mosquitto", who cannot write our private temp folder)
-            + (f"persistence true\npersistence_location {self._dir}/\nuser {getpass.getuser()}\n"
-               if persistence else "persistence false\n")
+            + (f"persistence true\npersistence_location {self._dir}/\n" if persistence else "persistence false\n")
+            + (f"user {getpass.getuser()}\n" if persistence and not users else "")
             + "max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
         )
         self._conf = conf
@@ -163,6 +174,27 @@ class AmqttBroker:
 
     async def __aexit__(self, *exc) -> None:
         await self.stop()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding to `host` keeps the broker to this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, allow_anonymous: bool) -> None:
+    """BrokerError unless the embedded (anonymous) broker stays on loopback or the caller accepts the exposure."""
+    if not is_loopback(host) and not allow_anonymous:
+        raise BrokerError(f"mqtt://{host}", "the embedded broker takes anonymous clients, and on a non-loopback "
+                          "address anyone who reaches it could steer the node (in/control, in/text) and read its "
+                          "predictions; give --allow-anonymous to accept that, or run a broker with credentials "
+                          "(docs/security.md)")
 
 
 @contextlib.asynccontextmanager

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     b.add_argument("--port", type=int, default=1883, help="port (default 1883; 0 picks a free one)")
     b.add_argument("--amqtt", action="store_true", help="use the in-process amqtt broker even if mosquitto exists")
+    b.add_argument("--allow-anonymous", action="store_true",
+                   help="with a --host other than loopback: run anyway (the embedded broker has no credentials)")
     b.set_defaults(func=_broker)
 
     p = sub.add_parser(
@@ -97,11 +99,37 @@ def _broker_args(p: argparse.ArgumentParser, node: bool = True) -> None:
     if node:
         p.add_argument("--node", default=DEFAULT_NODE_ID,
                        help=f"node id in the topics s2/v1/<node>/... (default {DEFAULT_NODE_ID})")
+    credential_args(p)
+    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1, help="QoS of published messages (default 1)")
+
+
+def credential_args(p: argparse.ArgumentParser) -> None:
+    """--username, --password, --password-file, --tls, --cafile (tui.commands declares the same)."""
     p.add_argument("--username", help="MQTT user name")
-    p.add_argument("--password", help="MQTT password")
+    p.add_argument("--password", help="MQTT password (visible to other users of this machine in the process "
+                   "list: prefer --password-file or the S2_MQTT_PASSWORD environment variable)")
+    p.add_argument("--password-file", metavar="FILE", help="read the MQTT password from the first line of FILE")
     p.add_argument("--tls", action="store_true", help="connect with TLS (implied by mqtts://)")
     p.add_argument("--cafile", help="CA certificate file for TLS")
-    p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1, help="QoS of published messages (default 1)")
+
+
+def password(args: argparse.Namespace) -> str | None:
+    """The password from --password, --password-file or $S2_MQTT_PASSWORD (in that order); None if none."""
+    from stream.credentials import resolve_password
+
+    return resolve_password(args.password, args.password_file)
+
+
+def _cancel_on_sigterm() -> None:
+    """SIGTERM ends the command as Ctrl-C does: the main task is cancelled, so the summary is printed and the
+    offline status sent on the way out."""
+    import asyncio
+    import signal
+
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
 def _run_async(coro) -> int:
@@ -113,7 +141,7 @@ def _run_async(coro) -> int:
 
     try:
         return asyncio.run(coro)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM's cancellation
         return 130
     except BaseExceptionGroup as eg:
         leaf: BaseException = eg
@@ -141,21 +169,24 @@ async def _with_broker(broker: str | None, body) -> int:
 def _link_options(args: argparse.Namespace):
     from stream.serve import LinkOptions
 
-    return LinkOptions(args.node, args.qos, args.username, args.password, args.tls or None, args.cafile)
+    return LinkOptions(args.node, args.qos, args.username, password(args), args.tls or None, args.cafile)
 
 
 def _broker(args: argparse.Namespace) -> int:
     import asyncio
 
-    from stream.broker import embedded_broker
+    from stream.broker import check_exposure, embedded_broker
+
+    check_exposure(args.host, args.allow_anonymous)
 
     async def run() -> None:
+        _cancel_on_sigterm()  # SIGTERM stops the mosquitto child too, instead of leaving it running
         async with embedded_broker(args.port or None, args.host, "amqtt" if args.amqtt else "auto") as url:
             kind = "amqtt" if args.amqtt else "mosquitto-or-amqtt"
             print(f"broker listening at {url} ({kind}); Ctrl-C to stop", flush=True)
             await asyncio.Event().wait()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(run())
     return 0
 
@@ -169,12 +200,17 @@ def _replay(args: argparse.Namespace) -> int:
     backend = backend_from_env()
     tune_for_streaming()
 
-    async def body(url: str) -> int:
-        s = await serve_replay(url, args.file, model=args.model, link=_link_options(args), speed=args.speed,
-                               loop=args.loop, start_s=args.start_s, end_s=args.end_s, frames=not args.no_frames,
-                               window_s=args.window_s, backend=backend)
+    def report(s) -> None:
         print(f"s2 replay: {s.predictions} predictions, {s.events_in} events in, {s.events_dropped} dropped, "
-              f"{s.messages_dropped} messages dropped, {s.unsent} unsent", file=sys.stderr)
+              f"{s.messages_dropped} messages dropped, {s.unsent} unsent", file=sys.stderr, flush=True)
+
+    opts = _link_options(args)
+
+    async def body(url: str) -> int:
+        _cancel_on_sigterm()
+        s = await serve_replay(url, args.file, model=args.model, link=opts, speed=args.speed,
+                               loop=args.loop, start_s=args.start_s, end_s=args.end_s, frames=not args.no_frames,
+                               window_s=args.window_s, backend=backend, report=report)
         return 0 if s.unsent == 0 else 1
 
     return _run_async(_with_broker(args.broker, body))
@@ -188,12 +224,17 @@ def _run(args: argparse.Namespace) -> int:
     backend = backend_from_env()
     tune_for_streaming()
 
-    async def body(url: str) -> int:
-        s = await serve_live(url, args.source, model=args.model, link=_link_options(args), buffer=args.buffer,
-                             duration_s=args.duration_s, idle_s=args.idle_s, window_s=args.window_s,
-                             backend=backend)
+    def report(s) -> None:
         print(f"s2 run: {s.predictions} predictions, {s.events_in} events in, {s.events_dropped} dropped, "
-              f"{s.malformed_in} malformed", file=sys.stderr)
+              f"{s.malformed_in} malformed", file=sys.stderr, flush=True)
+
+    opts = _link_options(args)
+
+    async def body(url: str) -> int:
+        _cancel_on_sigterm()
+        await serve_live(url, args.source, model=args.model, link=opts, buffer=args.buffer,
+                         duration_s=args.duration_s, idle_s=args.idle_s, window_s=args.window_s,
+                         backend=backend, report=report)
         return 0
 
     return _run_async(_with_broker(args.broker, body))
@@ -202,9 +243,11 @@ def _run(args: argparse.Namespace) -> int:
 def _subscribe(args: argparse.Namespace) -> int:
     from stream.subscribe import DEFAULT_TOPICS, print_messages
 
+    pw = password(args)
+
     async def body(url: str) -> int:
         r = await print_messages(url, args.topic or DEFAULT_TOPICS, count=args.count, timeout_s=args.timeout_s,
-                                 qos=args.qos, username=args.username, password=args.password,
+                                 qos=args.qos, username=args.username, password=pw,
                                  tls=args.tls or None, cafile=args.cafile)
         if r.timed_out:
             print(f"s2 subscribe: nothing for {args.timeout_s} s ({r.received} messages)", file=sys.stderr)

@@ -9,5 +9,7 @@ class PipelineError(Exception):
 
 class BrokerError(PipelineError):
     def __init__(self, url: str, reason: str) -> None:
-        self.url, self.reason = url, reason
-        super().__init__(f"broker {url}: {reason}")
+        from stream.schema import mask_url  # a password in the URL never reaches a message
+
+        self.url, self.reason = mask_url(url), reason
+        super().__init__(f"broker {self.url}: {reason}")

@@ -24,17 +24,18 @@ from stream.text_pipeline import TextLM, run_text_pipeline, subscribe_text
 
 
 def _resolve(name: str, recordings: list[Path]) -> Path | None:
+    """One of the recordings this pipeline announced, by its name (or stem); a path sent over the network is
+    never opened, nor looked up: its existence would otherwise be an answer to whoever sent it."""
     for r in recordings:
-        if name in (str(r), r.name, r.stem):
+        if name in (r.name, r.stem):
             return r
-    p = Path(name)
-    return p if p.is_file() else None
+    return None
 
 
 def subscribe_control(link: MqttLink, ctl: ReplayControl, counters: PipelineCounters, recordings: list[Path],
                       text: TextInbox | None) -> None:
     """in/control -> the replay's knobs, and a reset into the text inbox (the text worker applies it in order);
-    bad messages and unknown recordings are counted as malformed."""
+    bad messages (speed outside schema's bounds included) and recordings not announced are counted as malformed."""
 
     def on_message(_topic: str, raw: bytes) -> None:
         try:
@@ -107,12 +108,14 @@ async def run_local_pipeline(
     link = MqttLink(broker_url, node_id, status=status)
     ctl = ReplayControl(speed=speed)
     counters = PipelineCounters()
+    counters.sources.append(lambda: (link.stats.dropped_incoming, 0))  # in/ messages a flood pushed out
     lm = TextLM(tm) if tm is not None else None
     inbox = TextInbox(256) if lm is not None else None
     if control:
         subscribe_control(link, ctl, counters, recs, inbox)
     if lm is not None and inbox is not None:
         subscribe_text(link, inbox, lm)
+        counters.sources.append(lambda: (inbox.stats.dropped, lm.c.malformed))
     with ThreadPoolExecutor(1, "s2-gesture") as gx, ThreadPoolExecutor(1, "s2-text") as tx:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(link.run())

@@ -25,11 +25,13 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 
 from stream.errors import BrokerError
-from stream.schema import BrokerURL, BrokerURLError, Payload, Status, offline_status, topic
+from stream.schema import BrokerURL, BrokerURLError, Payload, Status, mask_url, offline_status, topic
 
 BACKOFF_FIRST_S = 0.1  # first wait after a lost connection or a failed attempt
 BACKOFF_MAX_S = 5.0  # the wait doubles per consecutive failure up to this
@@ -85,7 +87,7 @@ class ConnectSettings:
             try:
                 u = BrokerURL.parse(url)
             except BrokerURLError as e:
-                raise BrokerError(url, e.why) from e
+                raise BrokerError(mask_url(url), e.why) from e
         use_tls = u.tls if tls is None else (tls or u.tls)
         if cafile is not None and not use_tls:
             raise BrokerError(str(u), f"CA file {cafile} given without TLS (use mqtts:// or --tls)")
@@ -102,6 +104,8 @@ class ConnectSettings:
         """The one TLS set-up: certificate and host name verified, against `cafile` or the system's CAs."""
         if not self.tls:
             return None
+        if self.cafile is not None and not Path(self.cafile).is_file():
+            raise BrokerError(str(self.url), f"CA file {self.cafile}: not a file (missing, or a directory)")
         try:
             return ssl.create_default_context(cafile=self.cafile)
         except (OSError, ssl.SSLError) as e:
@@ -121,6 +125,8 @@ class LinkStats:
     received: int = 0
     dropped_incoming: int = 0  # received messages dropped because dispatch fell INCOMING_MAX behind
     reconnects: int = 0  # connections re-established after one was lost
+    handler_errors: int = 0  # exceptions raised by subscription handlers (counted; the message is skipped)
+    last_handler_error: str = ""
     connected: bool = False
     last_error: str = ""
 
@@ -200,6 +206,7 @@ class MqttLink:
         self._subs_changed = asyncio.Event()
         self._synced = asyncio.Event()
         self._connected = asyncio.Event()
+        self._refused = asyncio.Event()  # the last attempt failed for a reason that retrying will not change
         self._last_exc: aiomqtt.MqttError | None = None
 
     # --- producer side (never waits) ---
@@ -266,10 +273,23 @@ class MqttLink:
         return await _wait(self._connected, timeout_s)
 
     async def ensure_connected(self, timeout_s: float) -> None:
-        """wait_connected, or BrokerError naming the last failure (chained to aiomqtt's error) after timeout_s."""
-        if not await self.wait_connected(timeout_s):
+        """wait_connected, or BrokerError naming the last failure (chained to aiomqtt's error) after timeout_s, or
+        at once when the broker refused for good (bad credentials, not authorised, a certificate that fails)."""
+        waits = [asyncio.ensure_future(self._connected.wait()), asyncio.ensure_future(self._refused.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        if not self._connected.is_set():
             why = self.stats.last_error or "no answer"
             raise BrokerError(str(self.url), f"cannot connect ({why})") from self._last_exc
+
+    @property
+    def refused(self) -> bool:
+        """Whether the last attempt failed for good (bad credentials, not authorised, TLS that cannot verify)."""
+        return self._refused.is_set()
 
     async def synced(self, timeout_s: float | None = None) -> bool:
         """Wait until connected and every subscribe/unsubscribe so far is acknowledged by the broker."""
@@ -301,6 +321,9 @@ class MqttLink:
         client = aiomqtt.Client(**self.settings.client_kwargs(), will=will, tls_context=self._ssl,
                                 queue_type=CountingQueue, max_queued_incoming_messages=self.incoming_max)
         _quiet_disconnect(client)
+        # the send window keeps up to `window` publishes waiting by design (and counts what it drops): aiomqtt's
+        # "pending publish calls" warning above 10 would be logged for every batch
+        client.pending_calls_threshold = self.window + TRY_MAX
         return client
 
     async def run(self) -> None:
@@ -318,6 +341,7 @@ class MqttLink:
                     if ever:
                         self.stats.reconnects += 1
                     failures, ever, self.stats.connected, self.stats.last_error = 0, True, True, ""
+                    self._refused.clear()
                     self._connected.set()
                     if self.on_connect is not None:
                         self.on_connect(str(self.url))
@@ -327,7 +351,9 @@ class MqttLink:
                         tg.create_task(self._recv(client))
             except* aiomqtt.MqttError as eg:
                 self._last_exc = e = eg.exceptions[0]
-                self.stats.last_error = str(e) or type(e).__name__
+                self.stats.last_error = _mask(str(e) or type(e).__name__, self.settings.password)
+                if permanent(e):
+                    self._refused.set()
             finally:
                 self.stats.connected = False
                 self._connected.clear()
@@ -393,13 +419,54 @@ class MqttLink:
             for f, (h, _qos) in list(self._subs.items()):
                 if msg.topic.matches(f) and not any(h is c for c in called):
                     called.append(h)
-                    h(t, raw)
+                    try:
+                        h(t, raw)
+                    except Exception as e:  # a handler's bug must not take the connection (and the node) down
+                        self.stats.handler_errors += 1
+                        self.stats.last_handler_error = f"{type(e).__name__}: {e}"[:200]
         raise aiomqtt.MqttError("message stream ended")
+
+
+# CONNACK codes that retrying cannot change: MQTT 3.1.1 (1 protocol, 2 client id, 4 user name or password,
+# 5 not authorised) and MQTT 5 (0x84 protocol, 0x85 client id, 0x86 user name or password, 0x87 not authorised,
+# 0x8C authentication method)
+PERMANENT_CODES = {1, 2, 4, 5, 0x84, 0x85, 0x86, 0x87, 0x8C}
+# TLS failures aiomqtt reports as text only: a certificate that does not verify, TLS against a plain port
+PERMANENT_TLS = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "certificate verify failed",
+                 "Hostname mismatch")
+
+
+def permanent(e: aiomqtt.MqttError) -> bool:
+    """Whether a connection failure will recur on every retry (the broker refused us, or TLS cannot succeed)."""
+    if isinstance(e, MqttConnectError):
+        rc = getattr(e.rc, "value", e.rc)
+        return rc in PERMANENT_CODES
+    return any(m in str(e) for m in PERMANENT_TLS)
+
+
+def _mask(text: str, password: str | None) -> str:
+    return text.replace(password, "***") if password else text
 
 
 def _check_topic(t: str) -> None:
     if not t or "+" in t or "#" in t:
         raise ValueError(f"cannot publish on {t!r}: a topic name has no wildcards and is not empty")
+
+
+async def refusal(settings: ConnectSettings, timeout_s: float = 3.0) -> None:
+    """BrokerError when the broker refuses these settings for good (bad password, not authorised, a certificate
+    that fails) within timeout_s; returns otherwise, also when the broker did not answer (it may come later)."""
+    link = MqttLink(settings.url, username=settings.username, password=settings.password, tls=settings.tls,
+                    cafile=settings.cafile)
+    task = asyncio.create_task(link.run())
+    try:
+        await link.ensure_connected(timeout_s)
+    except BrokerError:
+        if link.refused:
+            raise
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _wait(ev: asyncio.Event, timeout_s: float | None) -> bool:

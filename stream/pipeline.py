@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +64,17 @@ class PipelineCounters:
     predictions: int = 0
     t_event_us: int = 0
     latency_s: list[float] = field(default_factory=list)  # batch release -> prediction handed to the publisher
+    # live (dropped, malformed) counts of the push sources feeding the pipeline (UDP socket, text inbox), read
+    # whenever stats or a summary are made, so that they are current while the process runs
+    sources: list[Callable[[], tuple[int, int]]] = field(default_factory=list)
+
+    @property
+    def dropped_total(self) -> int:
+        return self.events_dropped + sum(f()[0] for f in self.sources)
+
+    @property
+    def malformed_total(self) -> int:
+        return self.malformed_in + sum(f()[1] for f in self.sources)
 
     def note_latency(self, s: float) -> None:
         self.latency_s.append(s)
@@ -171,7 +182,7 @@ def node_stats(model: StepModel, c: PipelineCounters, dt_s: float, synops0: int)
     """The node's own figures (StepModel.node_stats: one formula for PE activity, energy, latency) with the
     pipeline's: the model's name, what came in and what was dropped, and synops per second over the interval."""
     fields = {**model.node_stats(), "model": model.name, "events_in": c.events_in,
-              "events_dropped": c.events_dropped, "malformed_in": c.malformed_in,
+              "events_dropped": c.dropped_total, "malformed_in": c.malformed_total,
               "synops_per_s": (model.counters.synops - synops0) / dt_s if dt_s > 0 else 0.0}
     return NodeStats(**fields)
 

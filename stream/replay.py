@@ -7,6 +7,7 @@ Pacing uses the event loop's clock, so a virtual-clock test loop replays a minut
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -14,18 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from sources.errors import SourceError
 from sources.events import EventBatch
 
 
 def iter_file(path: str | Path, chunk_us: int) -> Iterator[np.ndarray]:
     """Event batches of a file (any format sources.files reads), one window of chunk_us event time each."""
-    from sources.files import iter_events
+    from sources.files import check_file, iter_events
 
-    path = Path(path)
-    if not path.is_file():
-        raise SourceError(f"{path}: no such file")
-    yield from iter_events(path, chunk_us)
+    yield from iter_events(check_file(path), chunk_us)
 
 
 @dataclass
@@ -54,15 +51,32 @@ class ReplayControl:
         self.changed.set()
 
 
-def _windows(
-    path: str | Path, chunk_us: int, start_us: int, end_us: int | None
+GAP_MAX_US = 10_000_000  # a jump in a file's event time beyond this (either way) is cut to it, counted
+
+
+@dataclass
+class ReplayStats:
+    """What a replay skipped: jumps in the file's event time longer than GAP_MAX_US, cut to GAP_MAX_US."""
+
+    gaps_cut: int = 0
+    skipped_us: int = 0
+
+
+def replay_windows(
+    path: str | Path, chunk_us: int, start_us: int, end_us: int | None, gap_max_us: int = GAP_MAX_US,
+    stats: ReplayStats | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """(base, k, events) for the windows [base + k·chunk_us, base + (k+1)·chunk_us) that hold events, where
     base = first event + start_us: windows (and so bin ends, when chunk_us divides bin_us) line up with the
-    recording's own start. Empty windows are skipped."""
+    recording's own start. Empty windows are skipped. A jump of more than gap_max_us between consecutive windows,
+    forward (a quiet hour, a corrupt timestamp) or back (a clock reset), moves base so that the jump is
+    gap_max_us forward: the replay's pacing and binning never pay for more than that per jump."""
+    st = stats if stats is not None else ReplayStats()
+    gap_w = max(1, gap_max_us // chunk_us)
     base: int | None = None
+    shift = 0  # windows cut out so far (negative after a jump back)
     pending: np.ndarray | None = None
-    pk = -1
+    pk, pbase = -1, 0
     for chunk in iter_file(path, chunk_us):
         if base is None:
             base = int(chunk["t"][0]) + start_us
@@ -74,16 +88,33 @@ def _windows(
         if len(ev):
             cuts = np.flatnonzero(np.diff(k)) + 1
             for g, kg in zip(np.split(ev, cuts), k[np.r_[0, cuts]], strict=True):
-                if pending is not None and kg == pk:
+                kw = int(kg) - shift
+                if pending is not None and kw == pk:
                     pending = np.concatenate([pending, g])
                     continue
+                if pending is not None and not -gap_w <= kw - pk <= gap_w:
+                    st.gaps_cut += 1
+                    st.skipped_us += abs(kw - pk - gap_w) * chunk_us
+                    shift += kw - pk - gap_w
+                    kw = pk + gap_w
                 if pending is not None:
-                    yield base, pk, pending
-                pending, pk = g, int(kg)
+                    yield pbase, pk, pending
+                pending, pk, pbase = g, kw, base + shift * chunk_us
         if end_us is not None and len(rel) and rel[-1] >= end_us - start_us:
             break
     if pending is not None and base is not None:
-        yield base, pk, pending
+        yield pbase, pk, pending
+
+
+async def _changed_within(ctl: ReplayControl, delay_s: float) -> bool:
+    """Sleep delay_s, or less when a control command arrives (True then): a pause, a new speed or a switch does not
+    wait for the current window's release, however far away a slow speed has put it."""
+    ctl.changed.clear()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(delay_s):
+            await ctl.changed.wait()
+            return True
+    return False
 
 
 async def replay(
@@ -95,9 +126,11 @@ async def replay(
     end_s: float | None = None,
     chunk_us: int = 1000,
     control: ReplayControl | None = None,
+    stats: ReplayStats | None = None,
 ) -> AsyncIterator[EventBatch]:
     """Yield the file's events window by window (chunk_us of event time each), each released when the wall
-    clock reaches the window's end (scaled by the speed), with the window's end as the watermark."""
+    clock reaches the window's end (scaled by the speed), with the window's end as the watermark. Jumps in event
+    time beyond GAP_MAX_US are cut to it (counted in `stats`)."""
     ctl = control or ReplayControl(speed=speed)
     aloop = asyncio.get_running_loop()
     start_us = round(start_s * 1e6)
@@ -108,31 +141,31 @@ async def replay(
     while True:
         out_base: int | None = None
         last_upto: int | None = None
-        for n, (base, k, ev) in enumerate(_windows(path, chunk_us, start_us, end_us)):
+        for n, (base, k, ev) in enumerate(replay_windows(path, chunk_us, start_us, end_us, stats=stats)):
             if out_base is None:
                 out_base = base if next_base is None else next_base
             ev = ev.copy()
             ev["t"] += out_base - base  # loops keep event time increasing
             upto = out_base + (k + 1) * chunk_us
-            # pause, speed changes and switches take effect between windows
-            while ctl.paused and ctl.switch_to is None:
-                ctl.changed.clear()
-                await ctl.changed.wait()
-                anchor = None
-            if ctl.switch_to is not None:
-                return
-            if ctl.speed != speed_seen:
-                anchor, speed_seen = None, ctl.speed
-            if ctl.speed > 0:
+            while True:  # pause, speed changes and switches take effect between windows and during a wait
+                while ctl.paused and ctl.switch_to is None:
+                    ctl.changed.clear()
+                    await ctl.changed.wait()
+                    anchor = None
+                if ctl.switch_to is not None:
+                    return
+                if ctl.speed != speed_seen:
+                    anchor, speed_seen = None, ctl.speed
+                if ctl.speed <= 0:
+                    anchor = None
+                    if n % 64 == 0:
+                        await asyncio.sleep(0)  # as fast as possible, but let the loop breathe
+                    break
                 if anchor is None:
                     anchor = (aloop.time(), upto - chunk_us)
                 delay = anchor[0] + (upto - anchor[1]) / 1e6 / ctl.speed - aloop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            else:
-                anchor = None
-                if n % 64 == 0:
-                    await asyncio.sleep(0)  # as fast as possible, but let the loop breathe
+                if delay <= 0 or not await _changed_within(ctl, delay):
+                    break
             yield EventBatch(ev, upto, time.time())
             last_upto = upto
         if not loop or last_upto is None:

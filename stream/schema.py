@@ -9,7 +9,8 @@ the epoch) and, where it applies, "t_event_us" (event time of the data that caus
 from __future__ import annotations
 
 import json
-import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
@@ -19,6 +20,26 @@ PREFIX = f"s2/v{SCHEMA_VERSION}"
 DEFAULT_NODE_ID = "n0"  # the node id that replay, run and the demo publish as, and the UI shows first
 MAX_PAYLOAD_BYTES = 256 * 1024  # larger messages are refused and counted
 MAX_TEXT_BYTES = 4096  # in/text: at most this much UTF-8 per message
+INT_MAX = 2**63 - 1  # integers on the wire are 64-bit (what other JSON readers keep exactly); larger ones are refused
+NUM_MAX = 1e300  # numbers beyond this are refused too: JSON has no infinity, and arithmetic on them overflows
+NODE_ID_MAX = 64  # characters of a node id
+SPEED_MIN, SPEED_MAX = 1 / 64, 1024.0  # in/control speed: 0 (as fast as possible) or within these bounds
+
+
+def mask_url(url: str) -> str:
+    """A broker URL as it may be printed: the password (if any) replaced by ***."""
+    parts = urlsplit(url if "://" in url else "mqtt://" + url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return url.replace(parts.netloc, f"{user}:***@{netloc[1]}", 1)
+
+
+def is_node_id(node: object) -> bool:
+    """A node id is one topic level: 1..64 printable characters, none of / + # (MQTT's separators and wildcards)."""
+    return (isinstance(node, str) and 0 < len(node) <= NODE_ID_MAX and node.isprintable()
+            and not any(c in node for c in "/+#"))
 
 
 class PayloadError(ValueError):
@@ -28,7 +49,7 @@ class PayloadError(ValueError):
 class BrokerURLError(ValueError):
     def __init__(self, url: str, why: str) -> None:
         self.url, self.why = url, why
-        super().__init__(f"bad broker URL {url!r}: {why}")
+        super().__init__(f"bad broker URL {mask_url(url)!r}: {why}")
 
 
 @dataclass(frozen=True)
@@ -98,14 +119,88 @@ class Payload:
         return obj
 
     def check(self) -> None:
-        if not isinstance(self.seq, int) or isinstance(self.seq, bool) or self.seq < 0:
+        """Every field has its declared type (ints 64-bit, numbers finite, strings valid Unicode), seq >= 0."""
+        for name, tp in _field_types(type(self)).items():
+            if not _is(getattr(self, name), tp):
+                raise PayloadError(f"{self.KIND or 'payload'}: {name} must be {_describe(tp)}")
+        if self.seq < 0:
             raise PayloadError(f"{self.KIND}: seq must be a non-negative integer")
-        if not _num(self.t_wall):
-            raise PayloadError(f"{self.KIND}: t_wall must be a number")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = {f.name: typing.get_type_hints(cls)[f.name] for f in fields(cls)}
+    return hints
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _int(v: Any) -> bool:
+    return type(v) is int and -INT_MAX - 1 <= v <= INT_MAX
 
 
 def _num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    # type() rather than isinstance(): bool is an int; comparisons rather than math.isfinite: a huge int overflows it
+    return _int(v) or (type(v) is float and -NUM_MAX <= v <= NUM_MAX)
+
+
+def _str(v: Any) -> bool:
+    if type(v) is not str:
+        return False
+    try:
+        v.encode()  # a lone surrogate ("\ud800" in JSON) is not Unicode text
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is(v: Any, tp: Any) -> bool:
+    """Whether a decoded JSON value has the declared type (the few forms the payloads use)."""
+    if tp is Any:
+        return _json_value(v)
+    if tp is int:
+        return _int(v)
+    if tp is float:
+        return _num(v)
+    if tp is str:
+        return _str(v)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list:
+        if type(v) is not list:
+            return False
+        if args[0] in (int, float) and v:  # frames carry thousands of numbers: check them in bulk
+            kinds = {type(x) for x in v}
+            if not kinds <= ({int} if args[0] is int else {int, float}):
+                return False
+            return min(v) >= -NUM_MAX and max(v) <= (INT_MAX if args[0] is int else NUM_MAX) and (
+                args[0] is float or min(v) >= -INT_MAX - 1)
+        return all(_is(x, args[0]) for x in v)
+    if origin in (typing.Union, types.UnionType):
+        return any(v is None if a is type(None) else _is(v, a) for a in args)
+    raise TypeError(f"no check for {tp!r}")
+
+
+def _json_value(v: Any) -> bool:
+    """Any JSON value whose numbers and strings pass the checks above (bounded depth comes from the parser)."""
+    if v is None or type(v) is bool:
+        return True
+    if type(v) is list:
+        return all(_json_value(x) for x in v)
+    if type(v) is dict:
+        return all(_str(k) and _json_value(x) for k, x in v.items())
+    return _num(v) or _str(v)
+
+
+def _describe(tp: Any) -> str:
+    names = {int: "a 64-bit integer", float: "a finite number", str: "a string", Any: "a JSON value"}
+    if tp in names:
+        return names[tp]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list:
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    return " or ".join("null" if a is type(None) else _describe(a) for a in args)
 
 
 def _probs(v: Any, what: str) -> None:
@@ -182,7 +277,7 @@ class EventFrame(Payload):
 
     def check(self) -> None:
         super().check()
-        n = self.width * self.height if isinstance(self.width, int) and isinstance(self.height, int) else -1
+        n = self.width * self.height if self.width > 0 and self.height > 0 else -1
         if n <= 0 or len(self.on) != n or len(self.off) != n:
             raise PayloadError("frame: on/off must hold width*height counts")
 
@@ -236,10 +331,10 @@ class ControlIn(Payload):
         if self.cmd not in CONTROL_CMDS:
             raise PayloadError(f"in/control: cmd must be one of {CONTROL_CMDS}, not {self.cmd!r}")
         a = self.arg()
-        if self.cmd == "speed" and not (_num(a) and a >= 0):
-            raise PayloadError("in/control: speed must be a number >= 0")
-        if self.cmd == "recording" and not (isinstance(a, str) and a):
-            raise PayloadError("in/control: recording must be a non-empty string")
+        if self.cmd == "speed" and not (_num(a) and (a == 0 or SPEED_MIN <= a <= SPEED_MAX)):
+            raise PayloadError(f"in/control: speed must be 0 or between {SPEED_MIN} and {SPEED_MAX:g}")
+        if self.cmd == "recording" and not (_str(a) and 0 < len(a) <= 255):
+            raise PayloadError("in/control: recording must be a name of 1 to 255 characters")
 
 
 KINDS: dict[str, type[Payload]] = {
@@ -270,14 +365,18 @@ def decode(kind: str, raw: bytes) -> Payload:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise PayloadError(f"{kind}: malformed JSON ({e.msg})") from e
+        except ValueError as e:  # an integer of more digits than Python converts
+            raise PayloadError(f"{kind}: malformed JSON (a number too long)") from e
+        except RecursionError as e:
+            raise PayloadError(f"{kind}: malformed JSON (nested too deep)") from e
         if not isinstance(d, dict):
             raise PayloadError(f"{kind}: payload must be a JSON object")
-        if d.get("v") != SCHEMA_VERSION:
-            raise PayloadError(f"{kind}: schema version {d.get('v')!r}, expected {SCHEMA_VERSION}")
+        if type(d.get("v")) is not int or d["v"] != SCHEMA_VERSION:
+            raise PayloadError(f"{kind}: schema version {str(d.get('v'))[:20]!r}, expected {SCHEMA_VERSION}")
         try:
             msg = KINDS[kind].from_dict(d)
         except TypeError as e:
             raise PayloadError(f"{kind}: {e}") from e
-    if isinstance(msg, TextIn) and len(msg.text.encode()) > MAX_TEXT_BYTES:
+    if isinstance(msg, TextIn) and (not _str(msg.text) or len(msg.text.encode()) > MAX_TEXT_BYTES):
         raise PayloadError(f"in/text: text longer than {MAX_TEXT_BYTES} bytes")
     return msg

@@ -1,21 +1,32 @@
 """Serving a model over MQTT: a recording replayed (`s2 replay`) or a live source (`s2 run`), until it ends.
 
 Live sources come from sources.live (drop-oldest buffers: fresh data wins, drops counted); a replay blocks
-instead (nothing is lost). Each serve function connects the one MQTT link, publishes stats every second, runs
-its pipeline and returns what it counted.
+instead (nothing is lost), also on publishing: it waits while the MQTT link's backlog is long. Each serve
+function connects the one MQTT link, publishes stats every second, runs its pipeline and returns what it counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from s2node.step import Backend, load_step_model
-from sources.live import IDLE_S, TextInbox, UdpEventSource, dv_batches, stdin_text, synthetic_batches, udp_batches
+from sources.events import EventBatch
+from sources.live import (
+    IDLE_S,
+    LineStats,
+    TextInbox,
+    UdpEventSource,
+    dv_batches,
+    stdin_text,
+    synthetic_batches,
+    udp_batches,
+)
 from stream.binner import make_binner
 from stream.defaults import DEFAULT_GESTURE_MODEL, DEFAULT_TEXT_MODEL
 from stream.errors import BrokerError, PipelineError
@@ -27,6 +38,7 @@ from stream.schema import DEFAULT_NODE_ID, Status
 from stream.text_pipeline import TextLM, run_text_pipeline, subscribe_text
 
 LIVE_KINDS = ("udp", "dv", "synthetic", "text")
+PUBLISH_BACKLOG = 1_000  # messages waiting for the broker beyond which a replay waits (far below the link's bound)
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,7 @@ async def connected(link: MqttLink, url: str, models: list, counters: PipelineCo
                     close_timeout_s: float = 5.0) -> AsyncIterator[None]:
     """Run the link and the stats loop around the body; a broker that cannot be reached at the start is a
     one-line BrokerError (later outages are waited out); on the way out the offline status is sent."""
+    counters.sources.append(lambda: (link.stats.dropped_incoming, 0))  # in/ messages a flood pushed out
     async with asyncio.TaskGroup() as tg:
         run = tg.create_task(link.run())
         try:
@@ -77,25 +90,45 @@ async def connected(link: MqttLink, url: str, models: list, counters: PipelineCo
 
 
 def _summary(c: PipelineCounters, link: MqttLink) -> ServeSummary:
-    return ServeSummary(c.predictions, c.events_in, c.events_dropped, c.malformed_in, link.stats.dropped,
+    return ServeSummary(c.predictions, c.events_in, c.dropped_total, c.malformed_total, link.stats.dropped,
                         link.pending)
 
 
 async def serve_replay(url: str, path: str, *, model: str = DEFAULT_GESTURE_MODEL, link: LinkOptions = LinkOptions(),
                        speed: float = 1.0, loop: bool = False, start_s: float = 0.0, end_s: float | None = None,
                        frames: bool = True, window_s: float | None = None, backend: Backend = "node",
-                       ) -> ServeSummary:
-    """Replay an event file paced by its timestamps into a gesture model, predictions to the broker at url."""
+                       report: Callable[[ServeSummary], object] | None = None) -> ServeSummary:
+    """Replay an event file paced by its timestamps into a gesture model, predictions to the broker at url.
+
+    Publishing exerts backpressure on the replay: while more than PUBLISH_BACKLOG messages wait for the broker,
+    the replay waits (nothing is lost, whatever --speed). `report` gets the summary however the replay ends
+    (cancelled by Ctrl-C or SIGTERM too)."""
     m = load_step_model(model, backend, window_s=window_s)
     binner = make_binner(m.config)
-    mqtt = link.link(url, Status(models=[m.name], recordings=[path]))
+    # the status carries the recording's file name only: where it lies on this machine is nobody else's business
+    mqtt = link.link(url, Status(models=[m.name], recordings=[Path(path).name]))
     c = PipelineCounters()
-    with ThreadPoolExecutor(1, "s2-node") as ex:
-        async with connected(mqtt, url, [m], c):
-            src = replay(path, speed=speed, loop=loop, start_s=start_s, end_s=end_s,
-                         chunk_us=binner.spec.release_chunk_us)
-            await run_gesture_pipeline(src, m, binner, mqtt, executor=ex, counters=c, frames=frames)
+    try:
+        with ThreadPoolExecutor(1, "s2-node") as ex:
+            async with connected(mqtt, url, [m], c):
+                src = replay(path, speed=speed, loop=loop, start_s=start_s, end_s=end_s,
+                             chunk_us=binner.spec.release_chunk_us)
+                await run_gesture_pipeline(paced_by(mqtt, src), m, binner, mqtt, executor=ex, counters=c,
+                                           frames=frames)
+    finally:
+        if report is not None:
+            report(_summary(c, mqtt))
     return _summary(c, mqtt)
+
+
+async def paced_by(link: MqttLink, batches: AsyncIterator[EventBatch]) -> AsyncIterator[EventBatch]:
+    """The batches, each held back while the link's backlog exceeds PUBLISH_BACKLOG (a replay can wait; a live
+    source cannot, and keeps the link's drop-oldest bound)."""
+    async with contextlib.aclosing(batches) as it:
+        async for b in it:
+            while link.pending > PUBLISH_BACKLOG:
+                await asyncio.sleep(0.005)
+            yield b
 
 
 def live_kind(source: str) -> str:
@@ -119,21 +152,27 @@ def _host_port(spec: str) -> tuple[str, int, dict[str, list[str]]]:
 
 async def serve_live(url: str, source: str, *, model: str | None = None, link: LinkOptions = LinkOptions(),
                      buffer: int = 256, duration_s: float | None = None, idle_s: float = IDLE_S,
-                     window_s: float | None = 2.0, backend: Backend = "node") -> ServeSummary:
-    """A live source (udp://, dv://, synthetic, text) through a model until it ends or duration_s passes."""
+                     window_s: float | None = 2.0, backend: Backend = "node",
+                     report: Callable[[ServeSummary], object] | None = None) -> ServeSummary:
+    """A live source (udp://, dv://, synthetic, text) through a model until it ends or duration_s passes;
+    `report` gets the summary however it ends (cancelled by Ctrl-C or SIGTERM too)."""
     kind = live_kind(source)
     m = load_step_model(model or (DEFAULT_TEXT_MODEL if kind == "text" else DEFAULT_GESTURE_MODEL), backend,
                         window_s=window_s)
-    mqtt = link.link(url, Status(models=[m.name], recordings=[source]))
+    mqtt = link.link(url, Status(models=[m.name], recordings=[kind]))
     c = PipelineCounters()
-    with ThreadPoolExecutor(1, "s2-node") as ex:
-        async with connected(mqtt, url, [m], c, close_timeout_s=3.0):
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(duration_s):
-                    if kind == "text":
-                        await _serve_text(m, mqtt, ex, c)
-                    else:
-                        await _serve_events(kind, source, m, mqtt, ex, c, buffer, idle_s)
+    try:
+        with ThreadPoolExecutor(1, "s2-node") as ex:
+            async with connected(mqtt, url, [m], c, close_timeout_s=3.0):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(duration_s):
+                        if kind == "text":
+                            await _serve_text(m, mqtt, ex, c)
+                        else:
+                            await _serve_events(kind, source, m, mqtt, ex, c, buffer, idle_s)
+    finally:
+        if report is not None:
+            report(_summary(c, mqtt))
     return _summary(c, mqtt)
 
 
@@ -141,34 +180,29 @@ async def _serve_text(model, link: MqttLink, ex: ThreadPoolExecutor, c: Pipeline
     lm = TextLM(model)
     inbox = TextInbox(256)
     subscribe_text(link, inbox, lm)
+    lines = LineStats()
+    c.sources.append(lambda: (inbox.stats.dropped + lines.lines_cut, lm.c.malformed))
 
     async def stdin_pump() -> None:  # ends at EOF; in/text keeps being served
-        async with contextlib.aclosing(stdin_text()) as it:
+        async with contextlib.aclosing(stdin_text(stats=lines)) as it:
             async for ev in it:
                 inbox.push(ev.text, ev.t_us)
 
-    try:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(stdin_pump())
-            tg.create_task(run_text_pipeline(inbox, lm, link, ex))
-    finally:
-        c.malformed_in = lm.c.malformed
-        c.events_dropped = inbox.stats.dropped
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(stdin_pump())
+        tg.create_task(run_text_pipeline(inbox, lm, link, ex))
 
 
 async def _serve_events(kind: str, source: str, model, link: MqttLink, ex: ThreadPoolExecutor,
                         c: PipelineCounters, buffer: int, idle_s: float) -> None:
-    binner = make_binner(model.config)
+    binner = make_binner(model.config, live=True)
     q: BoundedQueue = BoundedQueue(buffer, "drop-oldest", weight=lambda b: len(b.events))
     if kind == "udp":
         host, port, query = _host_port(source)
         async with UdpEventSource(host, port, (query.get("format") or ["spif"])[0], buffer) as src:
-            try:
-                await run_gesture_pipeline(udp_batches(src, idle_s), model, binner, link, executor=ex, counters=c,
-                                           queue=q)
-            finally:
-                c.events_dropped += src.stats.dropped
-                c.malformed_in += src.stats.malformed
+            c.sources.append(lambda: (src.stats.dropped + src.kernel_drops(), src.stats.malformed))
+            await run_gesture_pipeline(udp_batches(src, idle_s), model, binner, link, executor=ex, counters=c,
+                                       queue=q)
     elif kind == "dv":
         host, port, _ = _host_port(source)
         await run_gesture_pipeline(dv_batches(host, port, idle_s), model, binner, link, executor=ex, counters=c,

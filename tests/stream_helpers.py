@@ -74,7 +74,7 @@ class Collector:
     def _keep(self, m) -> None:
         try:
             payload = json.loads(bytes(m.payload))
-        except ValueError:  # plain text on in/text, or deliberately bad input
+        except (ValueError, RecursionError):  # plain text on in/text, or deliberately bad input
             payload = {"raw": bytes(m.payload)}
         self.messages.append((str(m.topic), payload))
         self.new.set()

@@ -313,13 +313,14 @@ async def test_without_a_node_typed_text_is_refused_until_one_is_heard(mosquitto
         assert app.feed.send("in/text", b"x")
 
 
-async def test_replay_of_the_demo_recording_shows_in_a_ui_given_no_node(mosquitto):
+async def test_replay_of_the_demo_recording_shows_in_a_ui_given_no_node(mosquitto_private):
     """`s2 replay models/demo-gestures.aedat4 --broker URL` and `s2 tui --broker URL` (no --node) meet: the UI
     follows the replay's node and shows its gestures, with the defaults on both sides."""
     import subprocess
     import sys
     from pathlib import Path
 
+    mosquitto = mosquitto_private  # a broker of its own: statuses other tests left retained would be heard first
     root = Path(__file__).resolve().parent.parent
     rec = root / "models" / "demo-gestures.aedat4"
     proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "replay", str(rec), "--broker", mosquitto.url,

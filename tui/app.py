@@ -10,8 +10,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 
+from stream.mqtt import ConnectSettings
+from stream.schema import is_node_id
 from tui.feed import Feed, NodeFeed, open_link
-from tui.payloads import control_in, text_chunks, text_in
+from tui.payloads import control_in, literal, text_chunks, text_in
 from tui.screens import ChoiceScreen, HelpScreen
 from tui.state import FeedState
 from tui.widgets import EventsPane, GesturePane, NodePane, StatusLine, TextPane
@@ -45,11 +47,13 @@ class S2App(App[None]):
         Binding("escape", "leave_input", show=False),
     ]
 
-    def __init__(self, broker_url: str, node_id: str | None = None, *, coalesce: bool = True) -> None:
-        """With node_id None the app follows the first node that announces itself online."""
+    def __init__(self, broker_url: str, node_id: str | None = None, *, coalesce: bool = True,
+                 settings: ConnectSettings | None = None) -> None:
+        """With node_id None the app follows the first node that announces itself online; `settings` carry
+        credentials and TLS (default: what the URL says)."""
         super().__init__()
         self.state = FeedState(node_id or "")
-        self.link = open_link(broker_url, self.post_message)
+        self.link = open_link(settings or broker_url, self.post_message)
         self.feed = NodeFeed(self.link, self.post_message, self.state.node)
         self.coalesce = coalesce  # False repaints on every message (the bench's baseline)
         self.paused, self.speed, self.recording = False, "1", ""
@@ -116,7 +120,7 @@ class S2App(App[None]):
 
     def on_feed_status_received(self, m: Feed.StatusReceived) -> None:
         p = m.payload
-        if not self.state.node and p.state == "online" and p.node:  # no node given: the first one heard
+        if not self.state.node and p.state == "online" and is_node_id(p.node):  # no node given: the first one heard
             self._follow(p.node)
         self.state.apply(p)
 
@@ -176,7 +180,7 @@ class S2App(App[None]):
         recs = list(self.state.status.recordings) if self.state.status else []
         recs = [r for r in recs if isinstance(r, str)]
         if not recs:
-            self.notify(f"node {self.state.node} has not announced any recordings", timeout=3)
+            self.notify(f"node {literal(self.state.node, 64)} has not announced any recordings", timeout=3)
             return
 
         def chosen(v: str | None) -> None:
@@ -187,7 +191,7 @@ class S2App(App[None]):
         self._choose(ChoiceScreen("recording", recs, self.recording), chosen)
 
     def action_choose_node(self) -> None:
-        nodes = sorted({*self.state.nodes, self.state.node} - {""})
+        nodes = sorted(n for n in {*self.state.nodes, self.state.node} if is_node_id(n))
         if not nodes:
             self.notify("no node has announced itself yet", timeout=3)
             return
@@ -225,6 +229,8 @@ class S2App(App[None]):
         self.set_focus(None)
 
 
-def run_app(broker_url: str, node_id: str | None = None) -> None:
-    """Run the UI in this terminal until the user quits."""
-    S2App(broker_url, node_id).run()
+def run_app(broker_url: str, node_id: str | None = None, settings: ConnectSettings | None = None) -> int:
+    """Run the UI in this terminal until the user quits; the exit status (non-zero when the app failed)."""
+    app = S2App(broker_url, node_id, settings=settings)
+    app.run()
+    return app.return_code or 0

@@ -28,22 +28,38 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="without --broker: event file(s) the local pipeline replays (repeatable; ctrl+r switches; "
                    f"default {DEFAULT_RECORDING} when it exists)")
     p.add_argument("--speed", type=float, default=1.0, help="without --broker: replay speed factor (default 1)")
+    p.add_argument("--username", help="with --broker: MQTT user name")
+    p.add_argument("--password", help="with --broker: MQTT password (visible in the process list: prefer "
+                   "--password-file or the S2_MQTT_PASSWORD environment variable)")
+    p.add_argument("--password-file", metavar="FILE", help="with --broker: read the MQTT password from FILE")
+    p.add_argument("--tls", action="store_true", help="with --broker: connect with TLS (implied by mqtts://)")
+    p.add_argument("--cafile", help="with --broker: CA certificate file for TLS")
     p.set_defaults(func=_tui)
 
 
 def _tui(args: argparse.Namespace) -> int:
     from stream.errors import PipelineError
-    from stream.schema import BrokerURL, BrokerURLError
+    from stream.schema import BrokerURL, BrokerURLError, is_node_id
 
+    if args.node is not None and not is_node_id(args.node):
+        raise PipelineError(f"--node {args.node!r}: a node id is 1 to 64 printable characters without / + #")
     if args.broker:
+        from stream.credentials import resolve_password
+        from stream.mqtt import ConnectSettings, refusal
         from tui.app import run_app
 
         try:
             BrokerURL.parse(args.broker)
         except BrokerURLError as e:
             raise PipelineError(str(e)) from e
-        run_app(args.broker, args.node)
-        return 0
+        # one-line errors (a missing CA file, an unreadable password file) before the screen is taken over
+        settings = ConnectSettings.make(args.broker, username=args.username,
+                                        password=resolve_password(args.password, args.password_file),
+                                        tls=args.tls or None, cafile=args.cafile, client_prefix="s2-tui")
+        import asyncio
+
+        asyncio.run(refusal(settings))  # a refused password is a one-line error, not a UI that retries forever
+        return run_app(args.broker, args.node, settings=settings)
     return _demo(args.node, args.recording, args.speed)
 
 
@@ -65,7 +81,7 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
     if not recordings and Path(DEFAULT_RECORDING).is_file():
         recordings = [DEFAULT_RECORDING]
 
-    async def main() -> None:
+    async def main() -> int:
         async with local_demo(node, recordings, speed, backend) as (url, pipeline):
             app = S2App(url, node)
             # a closed terminal (SIGHUP) or a kill (SIGTERM) ends the app like ctrl+q, so that the broker and the
@@ -79,6 +95,6 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
             await app.run_async()
             if pipeline.done() and not pipeline.cancelled() and pipeline.exception():
                 raise PipelineError(f"local pipeline failed: {pipeline.exception()}")
+            return app.return_code or 0  # non-zero when the app itself failed
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from stream.mqtt import MqttLink
+from stream.mqtt import ConnectSettings, MqttLink
 from stream.schema import (
     EventFrame,
     GesturePrediction,
@@ -21,6 +21,7 @@ from stream.schema import (
     PayloadError,
     Status,
     TextPrediction,
+    is_node_id,
     topic,
 )
 from tui.payloads import SUBSCRIBED_KINDS, parse_message
@@ -75,8 +76,13 @@ def typed_message(p: Payload, node: str) -> Message:
     raise TypeError(f"no message for {type(p).__name__}")
 
 
-def open_link(url: str, post: Callable[[Message], object]) -> MqttLink:
+def open_link(url: str | ConnectSettings, post: Callable[[Message], object]) -> MqttLink:
     """The app's one client: a pure subscriber whose connection events are posted as Feed messages."""
+    if isinstance(url, ConnectSettings):
+        s = url
+        return MqttLink(s.url, announce=False, username=s.username, password=s.password, tls=s.tls, cafile=s.cafile,
+                        on_connect=lambda u: post(Feed.Connected(u)),
+                        on_disconnect=lambda reason, retry_in_s: post(Feed.Disconnected(reason, retry_in_s)))
     return MqttLink(url, announce=False,
                     on_connect=lambda u: post(Feed.Connected(u)),
                     on_disconnect=lambda reason, retry_in_s: post(Feed.Disconnected(reason, retry_in_s)))
@@ -97,6 +103,8 @@ class NodeFeed:
         return [topic(node, kind) for kind in SUBSCRIBED_KINDS if kind != "status"] if node else []
 
     def follow(self, node: str) -> None:
+        if node and not is_node_id(node):  # "#" or "a/b" would make a filter for other topics, or none at all
+            raise ValueError(f"not a node id: {node!r}")
         for f in self._filters(self.node):
             self.link.unsubscribe(f)
         self.node = node

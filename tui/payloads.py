@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rich.markup import escape
-
 from stream import schema
 from stream.schema import Payload, PayloadError
 
@@ -22,7 +20,10 @@ from stream.schema import Payload, PayloadError
 SUBSCRIBED_KINDS = ("pred/gesture", "pred/text", "stats", "frame", "status")
 CONTROL_CMDS = ("pause", "resume", "speed", "recording", "reset")
 SPARK_CHARS = " ▁▂▃▄▅▆▇█"
-_CONTROL_CHARS = {c: "\ufffd" for c in (*range(0, 9), *range(11, 32), 127, *range(0x80, 0xA0))}
+# C0/C1 controls (tab and newline too: one pane line must stay one line) and the bidirectional overrides and
+# isolates, which could reorder what the terminal shows
+_CONTROL_CHARS = {c: "\ufffd" for c in (*range(0, 32), 127, *range(0x80, 0xA0), *range(0x202A, 0x202F),
+                                        *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
 
 
 @dataclass
@@ -47,8 +48,11 @@ def clean(text: str, limit: int = 200) -> str:
 
 
 def literal(text: str, limit: int = 200) -> str:
-    """Network text for places Textual reads as markup (titles, notifications): cleaned and markup-escaped."""
-    return escape(clean(text, limit))
+    """Network text for places Textual reads as markup (titles, notifications): cleaned, then every "[" escaped.
+
+    Cut before escaping, and every bracket rather than rich's escape() (which only escapes whole tags): a name
+    cut inside a tag, such as "...[/", would otherwise reach the markup parser as a dangling closing tag."""
+    return clean(text, limit).replace("[", "\\[")
 
 
 def parse_message(topic: str, raw: bytes, node: str) -> Payload | None:
@@ -64,7 +68,11 @@ def parse_message(topic: str, raw: bytes, node: str) -> Payload | None:
         return None
     payload = schema.decode(kind, raw)
     _check_shown(payload)
-    if isinstance(payload, schema.Status) and not payload.node:
+    if isinstance(payload, schema.Status):
+        if not schema.is_node_id(msg_node):
+            raise PayloadError("status: the topic's node id is not a valid node id")
+        if payload.node and payload.node != msg_node:  # the node is the topic's: a payload cannot name another
+            raise PayloadError("status: node differs from the topic's node")
         payload.node = msg_node  # the last will carries the node; a bare one is named by its topic
     return payload
 

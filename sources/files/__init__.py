@@ -6,7 +6,7 @@ chunk_us µs. read_events / iter_events / write_events / convert_file choose the
 Corrupt or truncated files raise CorruptFileError; unknown formats a SourceError listing the supported ones.
 """
 
-from sources.files._common import DEFAULT_CHUNK_US, ChunkStats, EventChunks, count_outside
+from sources.files._common import DEFAULT_CHUNK_US, ChunkStats, EventChunks, check_file, count_outside, show_path
 from sources.files.aedat4 import iter_aedat4, read_aedat4, write_aedat4
 from sources.files.csv_events import iter_csv, read_csv, write_csv
 from sources.files.detect import FORMATS, WRITABLE, detect_format, supported
@@ -32,6 +32,7 @@ __all__ = [
     "ChunkStats",
     "Conversion",
     "EventChunks",
+    "check_file",
     "convert_file",
     "count_outside",
     "detect_format",
@@ -52,6 +53,7 @@ __all__ = [
     "read_evt2",
     "read_evt3",
     "read_npy",
+    "show_path",
     "supported",
     "write_aedat4",
     "write_csv",

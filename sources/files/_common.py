@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -45,21 +46,36 @@ def decoding(path: str | os.PathLike) -> Iterator[None]:
         raise
     except OSError as e:
         if isinstance(e, FileNotFoundError):
-            raise SourceError(f"{path}: no such file") from e
-        raise SourceError(f"{path}: {e.strerror or e}") from e
+            raise SourceError(f"{show_path(path)}: no such file") from e
+        raise SourceError(f"{show_path(path)}: {e.strerror or e}") from e
     except BaseException as e:
-        raise CorruptFileError(str(path), one_line(e)) from e
+        raise CorruptFileError(show_path(path), one_line(e)) from e
+
+
+def show_path(path: str | os.PathLike) -> str:
+    """A path as a message may show it: characters that are not printable (newlines, escapes, bytes that are not
+    UTF-8) escaped, so that a file name cannot forge or hide lines on the user's terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in os.fspath(path))
 
 
 def check_file(path: str | os.PathLike) -> Path:
-    """A readable, non-empty regular file, or a one-line SourceError."""
+    """A readable, non-empty regular file, or a one-line SourceError that says what the path is instead (opening
+    a FIFO would wait for a writer, and a device may never end)."""
     p = Path(path)
-    if not p.exists():
-        raise SourceError(f"{p}: no such file")
-    if not p.is_file():
-        raise SourceError(f"{p}: not a regular file")
-    if p.stat().st_size == 0:
-        raise CorruptFileError(str(p), "empty file")
+    try:
+        st = p.stat()
+    except FileNotFoundError as e:
+        raise SourceError(f"{show_path(p)}: no such file") from e
+    except OSError as e:
+        raise SourceError(f"{show_path(p)}: {e.strerror or e}") from e
+    if not stat.S_ISREG(st.st_mode):
+        what = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise SourceError(f"{show_path(p)}: {what}, not an event file")
+    if st.st_size == 0:
+        raise CorruptFileError(show_path(p), "empty file")
     return p
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from sources.errors import SourceError
+from sources.files._common import check_file, show_path
 
 # Format name -> (description, extensions). The names are what read_events/iter_events report.
 FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -77,15 +77,13 @@ def _looks_like_csv(head: bytes) -> bool:
 
 def detect_format(path: str | os.PathLike) -> str:
     """The format of a file, from its first bytes where they are distinctive, else from its extension."""
-    p = Path(path)
+    p = check_file(path)
     ext = p.suffix.lower()
     try:
         with open(p, "rb") as f:
             head = f.read(HEADER_BYTES)
-    except FileNotFoundError as e:
-        raise SourceError(f"{p}: no such file") from e
     except OSError as e:
-        raise SourceError(f"{p}: {e.strerror or e}") from e
+        raise SourceError(f"{show_path(p)}: {e.strerror or e}") from e
     if head.startswith(b"#!AER-DAT4"):
         return "aedat4"
     if head.startswith(b"#!AER-DAT"):

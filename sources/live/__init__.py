@@ -6,12 +6,13 @@ synthetic: the gesture renderer as a live camera; text: lines of stdin and an in
 
 from sources.live.dv import dv_batches
 from sources.live.synthetic import synthetic_batches
-from sources.live.text import TextInbox, stdin_text
+from sources.live.text import LineStats, TextInbox, stdin_text
 from sources.live.udp import UdpEventSource, decode_faery, decode_spif, encode_spif, udp_batches
 from sources.live.watermarks import IDLE_S, idle_watermarks
 
 __all__ = [
     "IDLE_S",
+    "LineStats",
     "TextInbox",
     "UdpEventSource",
     "decode_faery",

@@ -8,19 +8,50 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TextIO
 
 from sources.events import TextEvent
 
 MAX_LINE = 4096  # characters of one stdin line kept (the rest of a pasted novel is cut, not queued)
 
 
-async def stdin_text(max_line: int = MAX_LINE) -> AsyncIterator[TextEvent]:
-    """Lines typed on standard input (read in a thread so the loop never blocks); ends at EOF."""
+@dataclass
+class LineStats:
+    lines_cut: int = 0  # lines longer than the bound
+    chars_cut: int = 0  # characters of them read past and dropped
+
+
+def _read_line(stream: TextIO, max_line: int, stats: LineStats) -> str:
+    """One line, at most max_line characters of it kept; the rest is read in pieces of that size and dropped, so
+    memory stays bounded by the bound, not by the line."""
+    line = stream.readline(max_line)
+    if len(line) < max_line or line.endswith("\n"):
+        return line
+    cut = 0
     while True:
-        line = await asyncio.to_thread(sys.stdin.readline)
+        rest = stream.readline(max_line)
+        if not rest:
+            break
+        cut += len(rest) - rest.endswith("\n")
+        if rest.endswith("\n"):
+            break
+    if cut:
+        stats.lines_cut += 1
+        stats.chars_cut += cut
+    return line
+
+
+async def stdin_text(max_line: int = MAX_LINE, stats: LineStats | None = None,
+                     stream: TextIO | None = None) -> AsyncIterator[TextEvent]:
+    """Lines typed on standard input (read in a thread so the loop never blocks); ends at EOF. Lines longer than
+    max_line keep their first max_line characters; the cut ones are counted in `stats`."""
+    st = stats if stats is not None else LineStats()
+    src = stream if stream is not None else sys.stdin
+    while True:
+        line = await asyncio.to_thread(_read_line, src, max_line, st)
         if not line:
             return
-        yield TextEvent(time.monotonic_ns() // 1000, line[:max_line])
+        yield TextEvent(time.monotonic_ns() // 1000, line)
 
 
 @dataclass

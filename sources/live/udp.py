@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ class UdpStats:
     dropped: int = 0  # events in batches dropped because the consumer lagged
     dropped_batches: int = 0
     malformed: int = 0  # datagrams whose length is not a whole number of records
+    kernel_dropped: int = 0  # datagrams the kernel dropped (socket buffer full), as of the last kernel_drops()
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -116,9 +118,29 @@ class UdpEventSource:
             self.port = self._transport.get_extra_info("sockname")[1]
         return self
 
+    def kernel_drops(self) -> int:
+        """Datagrams the kernel dropped for this socket because its receive buffer was full (Linux: the "drops"
+        column of /proc/net/udp[6]); the last value read stays in stats.kernel_dropped after close()."""
+        sock = self._transport.get_extra_info("socket") if self._transport is not None else None
+        if sock is None:
+            return self.stats.kernel_dropped
+        try:
+            inode = str(os.fstat(sock.fileno()).st_ino)
+            for table in ("/proc/net/udp", "/proc/net/udp6"):
+                with open(table) as f:
+                    for row in f:
+                        cols = row.split()
+                        if len(cols) >= 13 and cols[9] == inode:
+                            self.stats.kernel_dropped = int(cols[-1])
+                            return self.stats.kernel_dropped
+        except (OSError, ValueError):
+            pass
+        return self.stats.kernel_dropped
+
     def close(self) -> None:
         """Stop listening; iteration ends once the buffered batches are consumed."""
         if self._transport is not None:
+            self.kernel_drops()
             self._transport.close()
             self._transport = None
         self._ready.set()

@@ -86,9 +86,9 @@ class TextPane(Widget):
             out.append(show_token(tok), style="bold reverse")
             out.append(f" {prob:.0%}  ")
         out.append("\n")
-        ctx = clean(p.context, 400).replace("\n", "⏎")
+        ctx = clean(p.context.replace("\n", "⏎"), 400)  # before clean(), which replaces newlines
         out.append(ctx[-30:], style="dim")
-        out.append(clean(p.continuation, 200).replace("\n", "⏎"), style="italic cyan")
+        out.append(clean(p.continuation.replace("\n", "⏎"), 200), style="italic cyan")
         out.append("\n")
         if p.bpc is not None:
             out.append("bits/char ", style="dim")
