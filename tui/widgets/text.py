@@ -52,7 +52,8 @@ class TextPane(Widget):
 
     def _placeholder(self) -> None:
         hint = "type to talk to the node's language model" if self.node_online else "waiting for the node…"
-        self.query_one("#answer", Static).update(Text(hint, style="dim"))
+        for answer in self.query("#answer").results(Static):  # none while the pane is being torn down
+            answer.update(Text(hint, style="dim"))
 
     def watch_node_online(self, online: bool) -> None:
         if self.prediction is None and self.is_mounted:
