@@ -60,6 +60,16 @@ def _register_gestures(dsub: argparse._SubParsersAction) -> None:
     g.add_argument("--fps", type=float, default=250.0, help="render rate; events interpolate in between (default 250)")
     g.add_argument("--resume", action="store_true", help="keep recordings already written (same seed and options)")
     g.add_argument("--aedat", action="store_true", help="also write AEDAT4 files under DIR/aedat4/ for replay")
+    c = g.add_argument_group("continuous streams (--continuous)")
+    c.add_argument("--continuous", action="store_true",
+                   help="write continuous streams instead: gestures back to back (1.5-6 s each, random starts, "
+                   "idle spells), no reset, sensor noise 0.1-5 Hz/pixel, per-event-time labels in a JSON sidecar, "
+                   "as DIR/streams/<split>/sNNN.npy + .json")
+    c.add_argument("--streams", type=int, default=20, help="number of streams (default 20)")
+    c.add_argument("--split", choices=("train", "test"), default="train",
+                   help="test streams come from held-out subjects (default train)")
+    c.add_argument("--stream-s", type=float, default=60.0, help="seconds per stream (default 60)")
+    c.add_argument("--sensor", metavar="WxH", help="write the streams at this sensor size (default 128x128)")
     g.set_defaults(func=_gestures)
 
 
@@ -67,10 +77,24 @@ def _gestures(args: argparse.Namespace) -> int:
     from sources.gesture_data import default_gesture_dir, generate_dataset
 
     out = args.out or default_gesture_dir()
+    if args.continuous:
+        return _streams(args, out)
     m = generate_dataset(out, args.subjects, args.seed, duration_s=args.duration_s, fps=args.fps,
                          lightings=args.lightings, aedat=args.aedat, resume=args.resume)
     print(f"wrote {m['clips']} recordings ({len(m['train_users'])} train / {len(m['test_users'])} test subjects, "
           f"{m['events_mean']:.0f} events each on average) to {out}/DVSGesture")
+    return 0
+
+
+def _streams(args: argparse.Namespace, out) -> int:
+    from sources.gesture_stream import StreamConfig, generate_streams
+    from sources.sensor_map import parse_sensor
+
+    cfg = StreamConfig(duration_s=args.stream_s, fps=args.fps)
+    sensor = parse_sensor(args.sensor) if args.sensor else None
+    paths = generate_streams(out, args.streams, args.seed, split=args.split, cfg=cfg, sensor=sensor,
+                             resume=args.resume)
+    print(f"wrote {len(paths)} {args.split} streams of {args.stream_s:g} s to {paths[0].parent}")
     return 0
 
 
