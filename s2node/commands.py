@@ -288,6 +288,8 @@ def _register_node(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--events", metavar="FILE", help="gesture models: one event file (any supported format)")
     r.add_argument("--max-steps", type=int, default=None, help="stop after this many timesteps")
     r.add_argument("--data-dir", help="corpus cache (default $S2_DATA_DIR or ~/.cache/s2egru)")
+    r.add_argument("--sensor-map", default="scale", metavar="scale|crop|roi=x,y,w,h",
+                   help="with --events: how another sensor size reaches the model's input (default scale)")
     r.set_defaults(func=_node_run)
 
 
@@ -325,6 +327,7 @@ def _node_run(args: argparse.Namespace) -> int:
                           cost_table=CostTable.from_json(args.cost_table) if args.cost_table else CostTable())
     config, tensors = modelfile.load(args.model)
     result = run_model(config, tensors, options, text_path=args.text, split=args.split, data=args.data,
-                       events_path=args.events, max_steps=args.max_steps, data_dir=args.data_dir)
+                       events_path=args.events, max_steps=args.max_steps, data_dir=args.data_dir,
+                       sensor_map=args.sensor_map)
     _print(result, args.json, width=28)
     return 0

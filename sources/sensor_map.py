@@ -15,6 +15,7 @@ as it always did.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -130,3 +131,16 @@ def parse_sensor(text: str) -> SensorSize:
     if w <= 0 or h <= 0 or max(w, h) >= OUTSIDE:
         raise SourceError(f"sensor size {text!r}: width and height must lie in 1..65534")
     return SensorSize(w, h)
+
+
+def recorded_sensor(path: str | Path, target: SensorSize) -> SensorSize:
+    """The sensor an event file records. NPY records none: it is taken to be the target (events beyond it are
+    dropped and counted, as ever; give the size to map it). A CSV without a `x@W,y@H` header records none
+    either (the reader returns the smallest sensor that holds the events): one that fits is the target too."""
+    from sources.files import iter_events
+
+    chunks = iter_events(Path(path), 1000)
+    s = chunks.sensor
+    if chunks.format == "npy" or (chunks.format == "csv" and s.width <= target.width and s.height <= target.height):
+        return target
+    return s

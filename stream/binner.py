@@ -4,17 +4,20 @@ The one definition is sources.binning (training, `s2 node run` and this pipeline
 [t0 + k·b, t0 + (k+1)·b) µs, feature (p·Hd + y//d)·Wd + x//d with Wd = W//d, Hd = H//d, value count·scale;
 events outside the sensor (or in a partial edge cell) and events older than the open bin are dropped and
 counted. `StreamBinner` wraps sources.binning.Binner for the pipeline (watermarks close bins on time, counters
-for the stats).
+for the stats), after the sensor mapping of sources.sensor_map when the source's sensor is not the model's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from sources.errors import SourceError
 from sources.events import SensorSize
+from sources.sensor_map import SensorMap, SensorMapping, recorded_sensor
 from stream.errors import PipelineError
 
 
@@ -77,12 +80,14 @@ def bin_events(events: np.ndarray, spec: BinSpec, t0_us: int | None = None, n_bi
 
 
 class StreamBinner:
-    """Fed event batches in time order (with an optional watermark); returns the bins that closed."""
+    """Fed event batches in time order (with an optional watermark); returns the bins that closed. A sensor
+    mapping (sources.sensor_map) first brings events of another sensor size onto the model's input."""
 
-    def __init__(self, spec: BinSpec) -> None:
+    def __init__(self, spec: BinSpec, mapping: SensorMapping | None = None) -> None:
         from sources.binning import Binner
 
         self.spec = spec
+        self.mapping = None if mapping is None or mapping.identity else mapping
         self._b = Binner(_input_spec(spec))
         self._early: np.ndarray | None = None  # the open bin's input already handed out by take_early()
         self._early_bin = -1
@@ -100,6 +105,8 @@ class StreamBinner:
 
     def feed(self, events: np.ndarray, upto_us: int | None = None) -> list[Bin]:
         """Add events; bins ending at or before upto_us (no later event can fall into them) close too."""
+        if self.mapping is not None and len(events):
+            events = self.mapping(events)
         out = self._b.feed(events)
         if len(events):
             self._watermark = max(self._watermark or 0, int(events["t"][-1]))
@@ -143,5 +150,22 @@ class StreamBinner:
         return out
 
 
-def make_binner(config: dict[str, Any]) -> StreamBinner:
-    return StreamBinner(BinSpec.from_config(config))
+def sensor_mapping(config: dict[str, Any], sensor_map: SensorMap, source: SensorSize | None) -> SensorMapping:
+    """The map from a source's sensor (None: the model's own) onto a gesture model's input sensor."""
+    target = BinSpec.from_config(config).sensor
+    try:
+        return sensor_map.for_sensors(source or target, target)
+    except SourceError as e:
+        raise PipelineError(str(e)) from e
+
+
+def recording_mapping(config: dict[str, Any], sensor_map: SensorMap, path: str | Path,
+                      sensor: SensorSize | None = None) -> SensorMapping:
+    """sensor_mapping for an event file: its recorded sensor (sources.sensor_map.recorded_sensor) unless given."""
+    if sensor is None:
+        sensor = recorded_sensor(path, BinSpec.from_config(config).sensor)
+    return sensor_mapping(config, sensor_map, sensor)
+
+
+def make_binner(config: dict[str, Any], mapping: SensorMapping | None = None) -> StreamBinner:
+    return StreamBinner(BinSpec.from_config(config), mapping)

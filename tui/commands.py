@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="without --broker: event file(s) the local pipeline replays (repeatable; ctrl+r switches; "
                    f"default {DEFAULT_RECORDING} when it exists)")
     p.add_argument("--speed", type=float, default=1.0, help="without --broker: replay speed factor (default 1)")
+    p.add_argument("--sensor-map", default="scale", metavar="scale|crop|roi=x,y,w,h",
+                   help="without --broker: how recordings of another sensor size reach the gesture model's input "
+                   "(default scale: the whole sensor, aspect kept)")
     p.set_defaults(func=_tui)
 
 
@@ -44,10 +47,11 @@ def _tui(args: argparse.Namespace) -> int:
             raise PipelineError(str(e)) from e
         run_app(args.broker, args.node)
         return 0
-    return _demo(args.node, args.recording, args.speed)
+    return _demo(args.node, args.recording, args.speed, args.sensor_map)
 
 
-def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 1.0) -> int:
+def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 1.0,
+          sensor_map: str = "scale") -> int:
     """Embedded broker + local pipeline + the app, all in this process; everything stops when the UI quits."""
     import asyncio
     import signal
@@ -66,7 +70,7 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
         recordings = [DEFAULT_RECORDING]
 
     async def main() -> None:
-        async with local_demo(node, recordings, speed, backend) as (url, pipeline):
+        async with local_demo(node, recordings, speed, backend, sensor_map) as (url, pipeline):
             app = S2App(url, node)
             # a closed terminal (SIGHUP) or a kill (SIGTERM) ends the app like ctrl+q, so that the broker and the
             # pipeline are stopped on the way out instead of outliving the process
