@@ -53,6 +53,28 @@ def evaluate_gesture(config: dict[str, Any], tensors: dict[str, np.ndarray], *, 
     }
 
 
+def score_segments(pred: np.ndarray, t_end_us: np.ndarray, index: np.ndarray, spans: list[dict],
+                   n_classes: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Per-step predictions of one stream against its label spans: (right steps per class, scored steps per
+    class, latency per segment in s). A segment's steps are scored over its last two thirds; its latency runs
+    from its start to the end of the first step predicted right (infinite if none); idle spans are skipped."""
+    hits = np.zeros(n_classes, np.int64)
+    scored = np.zeros(n_classes, np.int64)
+    latencies: list[float] = []
+    for k, sp in enumerate(spans):
+        c = sp["class"]
+        steps = np.flatnonzero(index == k)
+        if c < 0 or steps.size == 0:
+            continue
+        right = pred[steps] == c
+        late = t_end_us[steps] - sp["t_start_us"] >= (sp["t_end_us"] - sp["t_start_us"]) / 3
+        hits[c] += int(right[late].sum())
+        scored[c] += int(late.sum())
+        first = np.flatnonzero(right)
+        latencies.append((t_end_us[steps[first[0]]] - sp["t_start_us"]) / 1e6 if first.size else float("inf"))
+    return hits, scored, latencies
+
+
 @torch.no_grad()
 def evaluate_gesture_stream(config: dict[str, Any], tensors: dict[str, np.ndarray], *, data: str | Path,
                             split: str = "test", window_s: float = 2.0,
@@ -62,7 +84,7 @@ def evaluate_gesture_stream(config: dict[str, Any], tensors: dict[str, np.ndarra
     last two thirds of each gesture segment, overall and per class; latency from a segment's start to its first
     correct prediction (p50, p90; a segment never recognised counts as never: infinite); activity counters."""
     from s2node.readout import ReadoutSpec, window_steps
-    from sources.gesture_stream import IDLE, iter_streams
+    from sources.gesture_stream import iter_streams
 
     model = build_torch_model(config, tensors)
     spec = InputSpec.from_config(config["input"])
@@ -84,17 +106,10 @@ def evaluate_gesture_stream(config: dict[str, Any], tensors: dict[str, np.ndarra
         pooling = ReadoutSpec.from_config(config).pooling(window_steps(config, window_s))
         pred = np.array([int(np.argmax(pooling(v))) for v in step_logits])
         t_end = (np.arange(len(x)) + 1) * spec.bin_us  # a step's prediction comes out at its bin's end
-        for k, sp in enumerate(st.spans):
-            c = sp["class"]
-            steps = np.flatnonzero(index == k)
-            if c == IDLE or steps.size == 0:
-                continue
-            right = pred[steps] == c
-            late = t_end[steps] - sp["t_start_us"] >= (sp["t_end_us"] - sp["t_start_us"]) / 3
-            hits[c] += int(right[late].sum())
-            scored[c] += int(late.sum())
-            first = np.flatnonzero(right)
-            latencies.append((t_end[steps[first[0]]] - sp["t_start_us"]) / 1e6 if first.size else float("inf"))
+        h_, s_, lat_ = score_segments(pred, t_end, index, st.spans, len(classes))
+        hits += h_
+        scored += s_
+        latencies += lat_
         streams += 1
         if max_samples and streams >= max_samples:
             break

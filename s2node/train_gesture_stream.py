@@ -58,7 +58,7 @@ def load_streams(data: str | Path, split: str, spec: InputSpec, onset_s: float, 
     return out
 
 
-def _window_mean(prev: torch.Tensor, logits: torch.Tensor, n: int, seen: int) -> torch.Tensor:
+def window_mean(prev: torch.Tensor, logits: torch.Tensor, n: int, seen: int) -> torch.Tensor:
     """Streaming readout of every step of a chunk: mean of the last n per-step logits, the earlier ones (`prev`,
     detached, up to n - 1 steps) included; `seen` steps came before this chunk."""
     full = torch.cat([prev, logits], 1)
@@ -125,7 +125,7 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
                     tr = (1 - a) * h[:, i] if tr is None else a * tr + (1 - a) * h[:, i]
                     trs.append(tr)
                 logits = model.decoder(model.drop(torch.stack(trs, 1)))
-                pooled = _window_mean(prev, logits, win, c0)
+                pooled = window_mean(prev, logits, win, c0)
                 y_pool = torch.where(t_in >= pooled_from, y, torch.full_like(y, IGNORE))
                 c = logits.shape[-1]
                 loss = lossf(logits.reshape(-1, c), y.reshape(-1))
