@@ -165,6 +165,8 @@ def _register_train_gesture(tsub: argparse._SubParsersAction) -> None:
     c.add_argument("--readout-window-s", type=float, default=2.0,
                    help="the streaming readout's window the loss scores (default 2 s, as served)")
     c.add_argument("--pooled-weight", type=float, default=1.0, help="weight of the streaming-readout loss (default 1)")
+    c.add_argument("--clips", metavar="DIR",
+                   help="also score each epoch on the isolated test clips of this DVSGesture folder")
     p.set_defaults(func=_train_gesture)
 
 
@@ -191,7 +193,7 @@ def _train_gesture(args: argparse.Namespace) -> int:
         scfg = StreamTrainConfig(chunk_s=args.chunk_s, window_s=args.readout_window_s,
                                  pooled_weight=args.pooled_weight)
         result = train_streams(args.data or default_gesture_dir(), args.out, cfg, scfg, spec,
-                               progress=not args.quiet, command="s2 " + " ".join(sys.argv[1:]))
+                               progress=not args.quiet, command="s2 " + " ".join(sys.argv[1:]), clips=args.clips)
         print(json.dumps(result["history"][-1]))
         return 0
     result = train(args.data or default_gesture_dir(), args.out, cfg, spec, progress=not args.quiet,
@@ -222,6 +224,10 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
                    "correct prediction")
     e.add_argument("--window-s", type=float, default=2.0,
                    help="with --stream: the streaming readout's window (default 2 s, as `s2 replay`/`s2 run` serve)")
+    e.add_argument("--generate", type=int, metavar="N",
+                   help="with --stream: score N held-out streams generated for the run (temporary, seed --seed)")
+    e.add_argument("--seed", type=int, default=1, help="with --generate: the streams' seed (default 1)")
+    e.add_argument("--stream-s", type=float, default=40.0, help="with --generate: seconds per stream (default 40)")
     e.set_defaults(func=_eval)
 
 
@@ -237,6 +243,11 @@ def _eval(args: argparse.Namespace) -> int:
 
         result = {"model": str(args.model), **evaluate_lm(config, tensors, text_path=args.text, split=args.split,
                                                           max_steps=args.max_steps, data_dir=args.data_dir)}
+    elif args.stream and args.generate:
+        from s2node.eval_gesture import evaluate_generated_streams
+
+        result = {"model": str(args.model), **evaluate_generated_streams(
+            config, tensors, streams=args.generate, seed=args.seed, stream_s=args.stream_s, window_s=args.window_s)}
     elif args.stream:
         from s2node.eval_gesture import evaluate_gesture_stream
         from sources.gesture_data import default_gesture_dir

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from s2node.errors import S2NodeError
+from s2node.models import GestureModel
 from s2node.train_gesture import GestureTrainConfig, build_model, load_weights, save, shift_cells
 from sources.binning import InputSpec
 from sources.gesture_stream import IDLE, iter_streams
@@ -70,13 +71,38 @@ def window_mean(prev: torch.Tensor, logits: torch.Tensor, n: int, seen: int) -> 
     return (c[:, idx + 1] - c[:, lo]) / count[None, :, None]
 
 
+@torch.no_grad()
+def stream_accuracy(model: GestureModel, streams, spec: InputSpec, window_s: float) -> float:
+    """The streaming readout's accuracy over the last two thirds of every segment (as `s2 eval --stream`)."""
+    from s2node.eval_gesture import score_segments
+
+    model.eval()
+    win = max(1, round(window_s * 1e6 / spec.bin_us))
+    n_classes = model.decoder.out_features
+    hits = scored = 0
+    for st in streams:
+        x, _, index = st.binned(spec)
+        logits, _, _ = model(torch.from_numpy(x)[None])
+        pred = window_mean(logits[:, :0], logits, win, 0)[0].argmax(-1).numpy()
+        h, s, _ = score_segments(pred, (np.arange(len(x)) + 1) * spec.bin_us, index, st.spans, n_classes)
+        hits, scored = hits + int(h.sum()), scored + int(s.sum())
+    return hits / max(1, scored)
+
+
 def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, scfg: StreamTrainConfig,
-                  spec: InputSpec, progress: bool = True, command: str = "") -> dict[str, Any]:
-    """Train on DATA/streams/train, score the streaming readout on DATA/streams/test after every epoch,
-    write OUT after every epoch; return the history."""
+                  spec: InputSpec, progress: bool = True, command: str = "",
+                  clips: str | Path | None = None) -> dict[str, Any]:
+    """Train on DATA/streams/train and write OUT after every epoch; each epoch is scored on the held-out
+    DATA/streams/test (streaming readout) and, given `clips` (a DVSGesture folder), on its isolated test clips
+    (pooled over each clip, as `s2 eval`). Returns the history."""
+    from s2node.train_gesture import accuracy, load_binned
+    from sources.gesture_stream import find_streams, load_stream
+
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train_set = load_streams(data, "train", spec, scfg.onset_s, cfg.max_train)
+    test_streams = [load_stream(p) for p in find_streams(data, "test")]
+    clip_set = load_binned(clips, "test", spec) if clips else None
     model = build_model(cfg, spec)
     if cfg.init_from:
         load_weights(model, cfg.init_from)
@@ -148,11 +174,14 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
                 prev = torch.cat([prev, logits.detach()], 1)[:, -(win - 1):] if win > 1 else prev
                 bar.set_postfix(loss=f"{tot / max(1, n_chunks):.3f}")
         entry = {"epoch": epoch + 1, "loss": tot / max(1, n_chunks), "firing_rate": rate_sum / max(1, n_chunks),
-                 "minutes": (time.time() - t_start) / 60}
+                 "stream_accuracy": stream_accuracy(model, test_streams, spec, scfg.window_s)}
+        if clip_set is not None:
+            entry["test_accuracy"] = accuracy(model, clip_set, spec)  # isolated clips, as the README reports
+        entry["minutes"] = (time.time() - t_start) / 60
         history.append(entry)
         if progress:
-            print(f"epoch {epoch + 1}: loss {entry['loss']:.4f} rate {entry['firing_rate']:.3f} "
-                  f"({entry['minutes']:.1f} min)", flush=True)
+            print(f"epoch {epoch + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"),
+                  flush=True)
         save(model, out, cfg, spec, history, command, extra={"continuous": asdict(scfg)})
     return {"history": history, "train_streams": len(train_set)}
 

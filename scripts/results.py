@@ -65,6 +65,8 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("node-gesture-egru-fp32", _s2("node", "run", "models/gesture-egru", "--events", DEMO, "--json"), 300),
     Entry("node-gesture-egru-int8", _s2("node", "run", "models/gesture-egru", "--events", DEMO,
                                         "--numerics", "int8", "--json"), 300),
+    Entry("eval-gesture-stream", _s2("eval", "models/gesture-egru", "--stream", "--generate", "4", "--seed", "1",
+                                     "--json"), 900),
     Entry("inspect-ptb-egru", _s2("node", "inspect", "models/ptb-egru", "--json"), 120),
     Entry("inspect-shakespeare-egru", _s2("node", "inspect", "models/shakespeare-egru", "--json"), 120),
     Entry("inspect-gesture-egru", _s2("node", "inspect", "models/gesture-egru", "--json"), 120),

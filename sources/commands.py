@@ -110,9 +110,11 @@ def _register_gesture_demo(dsub: argparse._SubParsersAction) -> None:
     d.add_argument("--out", default="models/demo-gestures.aedat4",
                    help="output event file (default models/demo-gestures.aedat4)")
     d.add_argument("--classes", default="1,3,8,0,9,6", help="class indices in order (default 1,3,8,0,9,6)")
-    d.add_argument("--segment-s", type=float, default=3.0, help="seconds per gesture (default 3)")
+    d.add_argument("--segment-s", default="3.0", help="seconds per gesture (default 3); --continuous: LOW,HIGH")
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--subject", type=int, default=99, help="subject number drawn from the seed (default 99)")
+    d.add_argument("--continuous", action="store_true",
+                   help="one continuous stream (no reset, idle spells, sensor noise; --segment-s takes LOW,HIGH)")
     d.set_defaults(func=_gesture_demo)
 
 
@@ -124,7 +126,16 @@ def _gesture_demo(args: argparse.Namespace) -> int:
         classes = [int(c) for c in args.classes.split(",") if c.strip()]
     except ValueError as e:
         raise SourceError(f"--classes must be comma-separated class indices, not {args.classes!r}") from e
-    npy, side = write_demo(args.out, classes, args.segment_s, args.seed, args.subject)
+    try:
+        seg = [float(v) for v in args.segment_s.split(",")]
+    except ValueError as e:
+        raise SourceError(f"--segment-s must be seconds (or LOW,HIGH), not {args.segment_s!r}") from e
+    if args.continuous:
+        from sources.gesture_demo import write_stream_demo
+
+        npy, side = write_stream_demo(args.out, classes, args.seed, args.subject, (seg[0], seg[-1]))
+    else:
+        npy, side = write_demo(args.out, classes, seg[0], args.seed, args.subject)
     print(f"wrote {npy} and {side}")
     return 0
 
