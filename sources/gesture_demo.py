@@ -52,7 +52,7 @@ def write_demo(out: str | Path, classes: list[int], segment_s: float, seed: int,
 
 
 def write_stream_demo(out: str | Path, classes: list[int], seed: int, user: int, segment_s: tuple[float, float],
-                      noise_hz: tuple[float, float] = (0.1, 1.0)) -> tuple[Path, Path]:
+                      noise_hz: tuple[float, float] = (0.1, 0.3)) -> tuple[Path, Path]:
     """A held-out continuous stream (sources.gesture_stream: one render, no reset, idle spells, sensor noise)
     playing `classes` once each, as an event file plus a sidecar JSON of the spans."""
     from sources.events import DVS128

@@ -140,3 +140,15 @@ def test_s2_data_gestures_continuous_writes_streams(tmp_path):
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "streams/test/s000.npy").is_file() and (tmp_path / "streams/test/s000.json").is_file()
+
+
+def test_continuous_demo_plays_each_class_once(tmp_path):
+    """The continuous demo recording plays the given classes once each, in order, as AEDAT4 + span sidecar."""
+    from sources.files import read_events
+    from sources.gesture_demo import write_stream_demo
+
+    path, side = write_stream_demo(tmp_path / "d.aedat4", [3, 0], seed=1, user=598, segment_s=(1.5, 1.6))
+    spans = json.loads(side.read_text())["gestures"]
+    assert [s["class"] for s in spans if s["class"] != IDLE] == [3, 0]
+    events, sensor = read_events(path)
+    assert (sensor.width, sensor.height) == (128, 128) and events.size == json.loads(side.read_text())["events"]
