@@ -383,6 +383,12 @@ def render_readme_table(res: dict[str, dict[str, Any]]) -> str:
             quality = (f"{acc:.1%} accuracy ([synthetic test split](docs/gestures.md), training record)"
                        if acc is not None else "–")
             sparsity = _f(r.get("activity_sparsity"))
+        stream = res.get("eval-gesture-stream") if name == "gesture-egru" else None
+        if stream is not None:  # beside the isolated clips: continuous streams, as the model is served
+            st = stream["result"]
+            lat = st.get("latency_p50_s")
+            quality += (f"; {st['value']:.1%} on [continuous streams](docs/gestures.md) (worst class "
+                        f"{st['worst_class']:.0%}, latency p50 {'–' if lat is None else f'{lat:g} s'})")
         dense = r.get("dense_equivalent", {})
         unit = "token" if r["task"] == "lm" else "step"
         rows.append([f"`models/{name}`", quality, sparsity,
@@ -391,7 +397,7 @@ def render_readme_table(res: dict[str, dict[str, Any]]) -> str:
                      f"{_f(dense.get('energy_gain'))}x"])
     head = ["model", "quality (PyTorch)", "activity sparsity", "fewer synops than dense", "PEs",
             "latency p50 (est.)", "energy (est.)", "energy vs dense"]
-    docs = [d for n, d in res.items() if n.startswith(("eval-", "node-")) and n.endswith(("egru", "fp32"))]
+    docs = [d for n, d in res.items() if n.startswith(("eval-", "node-")) and n.endswith(("egru", "fp32", "stream"))]
     return "\n".join([BEGIN, *_table(head, rows), "", _stamp_line(docs), END])
 
 
