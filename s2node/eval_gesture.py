@@ -49,7 +49,7 @@ def evaluate_gesture(config: dict[str, Any], tensors: dict[str, np.ndarray], *, 
         "activity_sparsity": summary["activity_sparsity"], "synops_per_step": summary["synops_per_step"],
         "dense_ops_per_step": summary["dense_ops_per_step"],
         "synops_per_sample": counter.synops / max(1, samples), "params": count_params(tensors),
-        "steps": summary["steps"], "arch": config["arch"], "data": str(data),
+        "steps": summary["steps"], "arch": config["arch"], "data": f"{Path(data).name}:{split}",
     }
 
 

@@ -65,6 +65,8 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("node-gesture-egru-fp32", _s2("node", "run", "models/gesture-egru", "--events", DEMO, "--json"), 300),
     Entry("node-gesture-egru-int8", _s2("node", "run", "models/gesture-egru", "--events", DEMO,
                                         "--numerics", "int8", "--json"), 300),
+    # the isolated clips' held-out test split in $S2_DATA_DIR/gestures (`s2 data gestures`, docs/gestures.md)
+    Entry("eval-gesture-egru", _s2("eval", "models/gesture-egru", "--json"), 900),
     Entry("eval-gesture-stream", _s2("eval", "models/gesture-egru", "--stream", "--generate", "4", "--seed", "1",
                                      "--json"), 900),
     Entry("inspect-ptb-egru", _s2("node", "inspect", "models/ptb-egru", "--json"), 120),
