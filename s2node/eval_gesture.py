@@ -60,7 +60,7 @@ def score_segments(pred: np.ndarray, t_end_us: np.ndarray, index: np.ndarray, sp
     from its start to the end of the first step predicted right (infinite if none); idle spans are skipped."""
     hits = np.zeros(n_classes, np.int64)
     scored = np.zeros(n_classes, np.int64)
-    latencies: list[float] = []
+    latencies: list[float] = []  # one per gesture segment, in order
     for k, sp in enumerate(spans):
         c = sp["class"]
         steps = np.flatnonzero(index == k)
@@ -108,6 +108,7 @@ def evaluate_gesture_stream(config: dict[str, Any], tensors: dict[str, np.ndarra
     hits = np.zeros(len(classes), np.int64)
     scored = np.zeros(len(classes), np.int64)
     latencies: list[float] = []
+    by_class: dict[str, list[float]] = {}
     streams = 0
     for st in iter_streams(data, split):
         x, _, index = st.binned(spec)
@@ -125,6 +126,8 @@ def evaluate_gesture_stream(config: dict[str, Any], tensors: dict[str, np.ndarra
         hits += h_
         scored += s_
         latencies += lat_
+        for c, v in zip((sp["class"] for sp in st.spans if sp["class"] >= 0), lat_, strict=False):
+            by_class.setdefault(classes[c], []).append(v)
         streams += 1
         if max_samples and streams >= max_samples:
             break
@@ -140,6 +143,7 @@ def evaluate_gesture_stream(config: dict[str, Any], tensors: dict[str, np.ndarra
         "metric": "stream_accuracy", "value": float(hits.sum() / max(1, scored.sum())),
         "per_class": per_class, "worst_class": min(per_class.values()) if per_class else None,
         "latency_p50_s": pct(50), "latency_p90_s": pct(90),
+        "latency_max_by_class_s": {c: round(max(v), 3) if np.isfinite(max(v)) else None for c, v in by_class.items()},
         "segments": len(latencies), "never_recognised": int(np.isinf(lat).sum()) if latencies else 0,
         "window_s": window_s, "streams": streams, "split": split,
         "activity_sparsity": summary["activity_sparsity"], "synops_per_step": summary["synops_per_step"],

@@ -201,21 +201,31 @@ class GestureStream:
 
 
 def load_stream(path: str | Path) -> GestureStream:
-    """A stream's .npy (N x 4: x, y, p, t_us) and its .json sidecar."""
+    """A stream's .npy (N x 4: x, y, p, t_us), or any event file (such as the demo recording), and its .json
+    sidecar of spans."""
     path = Path(path)
     try:
-        rows = np.load(path, allow_pickle=False)
         side = json.loads(path.with_suffix(".json").read_text())
-    except (OSError, ValueError) as e:
-        raise SourceError(f"{path}: not a readable stream (.npy + .json sidecar): {e}") from e
+        spans = side["gestures"]
+        if path.suffix != ".npy":
+            from sources.files import read_events
+
+            ev, sensor = read_events(path)
+            return GestureStream(path, ev, sensor, spans)
+        rows = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, KeyError) as e:
+        raise SourceError(f"{path}: not a readable stream (events + .json sidecar of spans): {e!r}") from e
     ev = np.empty(rows.shape[0], EVENT_DTYPE)
     ev["x"], ev["y"], ev["p"], ev["t"] = rows[:, 0], rows[:, 1], rows[:, 2] > 0, rows[:, 3]
-    return GestureStream(path, ev, SensorSize(*side["sensor"]), side["gestures"])
+    return GestureStream(path, ev, SensorSize(*side["sensor"]), spans)
 
 
 def find_streams(data: str | Path, split: str) -> list[Path]:
-    """The stream files of a split under DIR, DIR/streams or DIR/streams/<split>."""
+    """The stream files of a split under DIR, DIR/streams or DIR/streams/<split>; or one event file with a
+    sidecar of spans (the demo recording)."""
     p = Path(data).expanduser()
+    if p.is_file():
+        return [p]
     for cand in (p / "streams" / split, p / split, p):
         files = sorted(cand.glob("s[0-9][0-9][0-9].npy")) if cand.is_dir() else []
         if files:

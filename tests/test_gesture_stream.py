@@ -143,7 +143,8 @@ def test_s2_data_gestures_continuous_writes_streams(tmp_path):
 
 
 def test_continuous_demo_plays_each_class_once(tmp_path):
-    """The continuous demo recording plays the given classes once each, in order, as AEDAT4 + span sidecar."""
+    """The continuous demo recording plays the given classes once each, in order, as AEDAT4 + span sidecar that
+    the stream scoring reads as a stream."""
     from sources.files import read_events
     from sources.gesture_demo import write_stream_demo
 
@@ -152,3 +153,5 @@ def test_continuous_demo_plays_each_class_once(tmp_path):
     assert [s["class"] for s in spans if s["class"] != IDLE] == [3, 0]
     events, sensor = read_events(path)
     assert (sensor.width, sensor.height) == (128, 128) and events.size == json.loads(side.read_text())["events"]
+    st = load_stream(find_streams(path, "test")[0])  # `s2 eval --stream --data FILE` scores the demo itself
+    assert np.array_equal(st.events, events) and st.spans == spans
