@@ -171,3 +171,25 @@ def test_s2_replay_announces_the_map_once_and_puts_it_in_the_status(mosquitto, t
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "embedded broker at" in r.stderr and "ends with this replay" in r.stderr
+
+
+def test_live_sources_take_the_given_sensor_or_the_models():
+    """A live source without --sensor is taken to have the model's size (no mapping); with --sensor 640x480 its
+    events are scaled, and an NPY file (which records no size) is the model's size unless told otherwise."""
+    from stream.binner import sensor_mapping
+
+    assert sensor_mapping(MODEL_128, SensorMap(), None).identity
+    m = sensor_mapping(MODEL_128, SensorMap(), SensorSize(640, 480))
+    assert not m.identity and m.describe().startswith("640x480 sensor -> 128x128 model input: scale")
+    out = m(make_events([0], [639], [479], [1]))
+    assert (int(out["x"][0]), int(out["y"][0])) == (127, 111)
+
+
+def test_npy_recordings_are_the_models_size_unless_told(tmp_path):
+    """An NPY recording (no sensor in the file) is binned as the model's size: events beyond it are dropped and
+    counted, as before; given --sensor, it is scaled like any other."""
+    path = tmp_path / "r.npy"
+    np.save(path, _scene((346, 260), n=3000))
+    share, _, dropped = _replayed_fraction(path)
+    assert share < 0.5 and dropped > 0
+    assert recording_mapping(MODEL_128, SensorMap(), path, SensorSize(346, 260)).region == (0, 0, 346, 260)
