@@ -157,6 +157,16 @@ def _register_train_gesture(tsub: argparse._SubParsersAction) -> None:
                    help="magnitude-prune the recurrent matrices to weight sparsity P and fine-tune with the mask kept")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--quiet", action="store_true")
+    c = p.add_argument_group("continuous streams (--continuous)")
+    c.add_argument("--continuous", action="store_true",
+                   help="train on DATA/streams/train (from `s2 data gestures --continuous`): whole streams in chunks "
+                   "with the state carried over (truncated BPTT), loss on each step and on the streaming readout")
+    c.add_argument("--chunk-s", type=float, default=2.0, help="truncated BPTT length (default 2 s)")
+    c.add_argument("--readout-window-s", type=float, default=2.0,
+                   help="the streaming readout's window the loss scores (default 2 s, as served)")
+    c.add_argument("--pooled-weight", type=float, default=1.0, help="weight of the streaming-readout loss (default 1)")
+    c.add_argument("--clips", metavar="DIR",
+                   help="also score each epoch on the isolated test clips of this DVSGesture folder")
     p.set_defaults(func=_train_gesture)
 
 
@@ -177,6 +187,15 @@ def _train_gesture(args: argparse.Namespace) -> int:
         stretch=args.stretch, seed=args.seed, max_train=args.max_train, init_from=args.init, prune=args.prune,
     )
     spec = InputSpec(128, 128, args.downsample, args.bin_us, args.scale)
+    if args.continuous:
+        from s2node.train_gesture_stream import StreamTrainConfig, train_streams
+
+        scfg = StreamTrainConfig(chunk_s=args.chunk_s, window_s=args.readout_window_s,
+                                 pooled_weight=args.pooled_weight)
+        result = train_streams(args.data or default_gesture_dir(), args.out, cfg, scfg, spec,
+                               progress=not args.quiet, command="s2 " + " ".join(sys.argv[1:]), clips=args.clips)
+        print(json.dumps(result["history"][-1]))
+        return 0
     result = train(args.data or default_gesture_dir(), args.out, cfg, spec, progress=not args.quiet,
                    command="s2 " + " ".join(sys.argv[1:]))
     print(json.dumps(result["history"][-1]))
@@ -202,6 +221,16 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--baseline", metavar="ngram[:N[:kn|wb]]",
                    help="language models: also score a count-based N-gram (default 5, Kneser-Ney) built from the "
                         "model's training split in its vocabulary, on the same tokens")
+    e.add_argument("--stream", action="store_true",
+                   help="gesture models: score continuous streams (DATA/streams/<split>) per step with the streaming "
+                   "readout: accuracy over the last two thirds of each segment, per class, latency to the first "
+                   "correct prediction")
+    e.add_argument("--window-s", type=float, default=2.0,
+                   help="with --stream: the streaming readout's window (default 2 s, as `s2 replay`/`s2 run` serve)")
+    e.add_argument("--generate", type=int, metavar="N",
+                   help="with --stream: score N held-out streams generated for the run (temporary, seed --seed)")
+    e.add_argument("--seed", type=int, default=1, help="with --generate: the streams' seed (default 1)")
+    e.add_argument("--stream-s", type=float, default=40.0, help="with --generate: seconds per stream (default 40)")
     e.set_defaults(func=_eval)
 
 
@@ -229,11 +258,24 @@ def _eval(args: argparse.Namespace) -> int:
                                data_dir=args.data_dir)
             result.update({"baseline": b["baseline"], "baseline_value": b["value"],
                            "value_over_baseline": result["value"] / b["value"] if b["value"] else None})
-    else:
-        if args.baseline:
-            from s2node.errors import S2NodeError
+    elif args.baseline:
+        from s2node.errors import S2NodeError
 
-            raise S2NodeError("--baseline is for language models")
+        raise S2NodeError("--baseline is for language models")
+    elif args.stream and args.generate:
+        from s2node.eval_gesture import evaluate_generated_streams
+
+        result = {"model": str(args.model), **evaluate_generated_streams(
+            config, tensors, streams=args.generate, seed=args.seed, stream_s=args.stream_s, window_s=args.window_s)}
+    elif args.stream:
+        from s2node.eval_gesture import evaluate_gesture_stream
+        from sources.gesture_data import default_gesture_dir
+
+        split = "train" if args.split == "train" else "test"
+        result = {"model": str(args.model), **evaluate_gesture_stream(
+            config, tensors, data=args.data or default_gesture_dir(), split=split, window_s=args.window_s,
+            max_samples=args.max_steps)}
+    else:
         from s2node.eval_gesture import evaluate_gesture
         from sources.gesture_data import default_gesture_dir
 
@@ -276,6 +318,8 @@ def _register_node(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--events", metavar="FILE", help="gesture models: one event file (any supported format)")
     r.add_argument("--max-steps", type=int, default=None, help="stop after this many timesteps")
     r.add_argument("--data-dir", help="corpus cache (default $S2_DATA_DIR or ~/.cache/s2egru)")
+    r.add_argument("--sensor-map", default="scale", metavar="scale|crop|roi=x,y,w,h",
+                   help="with --events: how another sensor size reaches the model's input (default scale)")
     r.set_defaults(func=_node_run)
 
 
@@ -313,6 +357,7 @@ def _node_run(args: argparse.Namespace) -> int:
                           cost_table=CostTable.from_json(args.cost_table) if args.cost_table else CostTable())
     config, tensors = modelfile.load(args.model)
     result = run_model(config, tensors, options, text_path=args.text, split=args.split, data=args.data,
-                       events_path=args.events, max_steps=args.max_steps, data_dir=args.data_dir)
+                       events_path=args.events, max_steps=args.max_steps, data_dir=args.data_dir,
+                       sensor_map=args.sensor_map)
     _print(result, args.json, width=28)
     return 0

@@ -39,7 +39,7 @@ class NodeOptions:
 def run_model(config: dict[str, Any], tensors: dict[str, np.ndarray], options: NodeOptions, *,
               text_path: str | Path | None = None, split: str | None = None, data: str | Path | None = None,
               events_path: str | Path | None = None, max_steps: int | None = None,
-              data_dir: str | Path | None = None) -> dict[str, Any]:
+              data_dir: str | Path | None = None, sensor_map: str = "scale") -> dict[str, Any]:
     """Compile a loaded model file onto the node and run it beside the PyTorch model (pruned alike) on its inputs:
     language models on a text file or a corpus split, gesture models on an event file or a DVSGesture folder."""
     from s2node.models import build_torch_model
@@ -62,8 +62,12 @@ def run_model(config: dict[str, Any], tensors: dict[str, np.ndarray], options: N
         result = run_lm(node, torch_model, ids, max_steps)
         result["tokens_dropped"] = dropped
     else:
-        result = run_gesture(node, torch_model, gesture_samples(config, events_path=events_path, data=data),
-                             max_steps)
+        result = run_gesture(node, torch_model, gesture_samples(config, events_path=events_path, data=data,
+                                                                sensor_map=sensor_map), max_steps)
+        if events_path is not None:
+            from s2node.node_inputs import event_file_mapping
+
+            result["sensor_map"] = event_file_mapping(config, events_path, sensor_map).describe()
     result["prune"] = options.prune
     return result
 

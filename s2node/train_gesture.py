@@ -63,7 +63,7 @@ def load_binned(data: str | Path, split: str, spec: InputSpec, limit: int | None
     return out
 
 
-def _shift(x: np.ndarray, spec: InputSpec, dx: int, dy: int) -> np.ndarray:
+def shift_cells(x: np.ndarray, spec: InputSpec, dx: int, dy: int) -> np.ndarray:
     """Translate binned counts [T, 2·gh·gw] by whole cells, zero-filled: subjects stand anywhere."""
     gw, gh = spec.grid
     g = x.reshape(len(x), 2, gh, gw)
@@ -73,7 +73,7 @@ def _shift(x: np.ndarray, spec: InputSpec, dx: int, dy: int) -> np.ndarray:
     return out.reshape(len(x), -1)
 
 
-def _stretch(x: np.ndarray, factor: float) -> np.ndarray:
+def stretch_bins(x: np.ndarray, factor: float) -> np.ndarray:
     """Replay binned counts `factor` times faster (nearest bin; counts x factor, as faster motion gives more events)."""
     idx = np.floor(np.arange(int(len(x) / factor)) * factor).astype(np.int64)
     return x[idx[idx < len(x)]] * factor
@@ -88,12 +88,12 @@ def _batch(items, spec: InputSpec, steps: int | None, rng: np.random.Generator, 
     lens = []
     for i, (x, _) in enumerate(items):
         if stretch > 1.0:
-            x = _stretch(x, float(np.exp(rng.uniform(-np.log(stretch), np.log(stretch)))))
+            x = stretch_bins(x, float(np.exp(rng.uniform(-np.log(stretch), np.log(stretch)))))
         if steps < len(x):
             s = int(rng.integers(0, len(x) - steps + 1))
             x = x[s: s + steps]
         if shift:
-            x = _shift(x, spec, *(int(v) for v in rng.integers(-shift, shift + 1, 2)))
+            x = shift_cells(x, spec, *(int(v) for v in rng.integers(-shift, shift + 1, 2)))
         xb[i, : len(x)] = x * spec.scale
         lens.append(len(x))
     return torch.from_numpy(xb), torch.tensor([lab for _, lab in items]), torch.tensor(lens)
@@ -135,7 +135,7 @@ def train(data: str | Path, out: str | Path, cfg: GestureTrainConfig, spec: Inpu
     test_set = load_binned(data, "test", spec, cfg.max_train)
     model = build_model(cfg, spec)
     if cfg.init_from:
-        _load_weights(model, cfg.init_from)
+        load_weights(model, cfg.init_from)
     masks = prune.prune_masks(model, cfg.prune) if cfg.prune else None  # [1] re-zeroed after every step
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     n_batches = (len(train_set) + cfg.batch_size - 1) // cfg.batch_size
@@ -178,7 +178,7 @@ def train(data: str | Path, out: str | Path, cfg: GestureTrainConfig, spec: Inpu
     return {"history": history, "train_recordings": len(train_set), "test_recordings": len(test_set)}
 
 
-def _load_weights(model: GestureModel, path: str) -> None:
+def load_weights(model: GestureModel, path: str) -> None:
     """Copy a model file's weights into `model` (same arch and sizes), for fine-tuning."""
     _, tensors = modelfile.load(path)
     mine = model.to_tensors()
@@ -191,10 +191,10 @@ def _load_weights(model: GestureModel, path: str) -> None:
 
 
 def save(model: GestureModel, out: str | Path, cfg: GestureTrainConfig, spec: InputSpec,
-         history: list[dict[str, float]], command: str) -> Path:
+         history: list[dict[str, float]], command: str, extra: dict[str, Any] | None = None) -> Path:
     config = {
         "task": "gesture", "arch": cfg.arch, "layers": model.rnn.layer_configs(), "readout": model.readout,
         "classes": list(GESTURE_CLASSES), "input": spec.to_config(),
-        "training": {"config": asdict(cfg), "history": history, "command": command},
+        "training": {"config": asdict(cfg), **(extra or {}), "history": history, "command": command},
     }
     return modelfile.save(out, config, model.to_tensors())

@@ -66,6 +66,10 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("node-gesture-egru-fp32", _s2("node", "run", "models/gesture-egru", "--events", DEMO, "--json"), 300),
     Entry("node-gesture-egru-int8", _s2("node", "run", "models/gesture-egru", "--events", DEMO,
                                         "--numerics", "int8", "--json"), 300),
+    # the isolated clips' held-out test split in $S2_DATA_DIR/gestures (`s2 data gestures`, docs/gestures.md)
+    Entry("eval-gesture-egru", _s2("eval", "models/gesture-egru", "--json"), 900),
+    Entry("eval-gesture-stream", _s2("eval", "models/gesture-egru", "--stream", "--generate", "4", "--seed", "1",
+                                     "--json"), 900),
     Entry("inspect-ptb-egru", _s2("node", "inspect", "models/ptb-egru", "--json"), 120),
     Entry("inspect-shakespeare-egru", _s2("node", "inspect", "models/shakespeare-egru", "--json"), 120),
     Entry("inspect-gesture-egru", _s2("node", "inspect", "models/gesture-egru", "--json"), 120),
@@ -385,6 +389,12 @@ def render_readme_table(res: dict[str, dict[str, Any]]) -> str:
             quality = (f"{acc:.1%} accuracy ([synthetic test split](docs/gestures.md), training record)"
                        if acc is not None else "–")
             sparsity = _f(r.get("activity_sparsity"))
+        stream = res.get("eval-gesture-stream") if name == "gesture-egru" else None
+        if stream is not None:  # beside the isolated clips: continuous streams, as the model is served
+            st = stream["result"]
+            lat = st.get("latency_p50_s")
+            quality += (f"; {st['value']:.1%} on [continuous streams](docs/gestures.md) (worst class "
+                        f"{st['worst_class']:.0%}, latency p50 {'–' if lat is None else f'{lat:g} s'})")
         dense = r.get("dense_equivalent", {})
         unit = "token" if r["task"] == "lm" else "step"
         rows.append([f"`models/{name}`", quality, sparsity,
@@ -393,7 +403,7 @@ def render_readme_table(res: dict[str, dict[str, Any]]) -> str:
                      f"{_f(dense.get('energy_gain'))}x"])
     head = ["model", "quality (PyTorch)", "activity sparsity", "fewer synops than dense", "PEs",
             "latency p50 (est.)", "energy (est.)", "energy vs dense"]
-    docs = [d for n, d in res.items() if n.startswith(("eval-", "node-")) and n.endswith(("egru", "fp32"))]
+    docs = [d for n, d in res.items() if n.startswith(("eval-", "node-")) and n.endswith(("egru", "fp32", "stream"))]
     return "\n".join([BEGIN, *_table(head, rows), "", _stamp_line(docs), END])
 
 

@@ -60,6 +60,16 @@ def _register_gestures(dsub: argparse._SubParsersAction) -> None:
     g.add_argument("--fps", type=float, default=250.0, help="render rate; events interpolate in between (default 250)")
     g.add_argument("--resume", action="store_true", help="keep recordings already written (same seed and options)")
     g.add_argument("--aedat", action="store_true", help="also write AEDAT4 files under DIR/aedat4/ for replay")
+    c = g.add_argument_group("continuous streams (--continuous)")
+    c.add_argument("--continuous", action="store_true",
+                   help="write continuous streams instead: gestures back to back (1.5-6 s each, random starts, "
+                   "idle spells), no reset, sensor noise 0.1-5 Hz/pixel, per-event-time labels in a JSON sidecar, "
+                   "as DIR/streams/<split>/sNNN.npy + .json")
+    c.add_argument("--streams", type=int, default=20, help="number of streams (default 20)")
+    c.add_argument("--split", choices=("train", "test"), default="train",
+                   help="test streams come from held-out subjects (default train)")
+    c.add_argument("--stream-s", type=float, default=60.0, help="seconds per stream (default 60)")
+    c.add_argument("--sensor", metavar="WxH", help="write the streams at this sensor size (default 128x128)")
     g.set_defaults(func=_gestures)
 
 
@@ -67,10 +77,24 @@ def _gestures(args: argparse.Namespace) -> int:
     from sources.gesture_data import default_gesture_dir, generate_dataset
 
     out = args.out or default_gesture_dir()
+    if args.continuous:
+        return _streams(args, out)
     m = generate_dataset(out, args.subjects, args.seed, duration_s=args.duration_s, fps=args.fps,
                          lightings=args.lightings, aedat=args.aedat, resume=args.resume)
     print(f"wrote {m['clips']} recordings ({len(m['train_users'])} train / {len(m['test_users'])} test subjects, "
           f"{m['events_mean']:.0f} events each on average) to {out}/DVSGesture")
+    return 0
+
+
+def _streams(args: argparse.Namespace, out) -> int:
+    from sources.gesture_stream import StreamConfig, generate_streams
+    from sources.sensor_map import parse_sensor
+
+    cfg = StreamConfig(duration_s=args.stream_s, fps=args.fps)
+    sensor = parse_sensor(args.sensor) if args.sensor else None
+    paths = generate_streams(out, args.streams, args.seed, split=args.split, cfg=cfg, sensor=sensor,
+                             resume=args.resume)
+    print(f"wrote {len(paths)} {args.split} streams of {args.stream_s:g} s to {paths[0].parent}")
     return 0
 
 
@@ -86,9 +110,11 @@ def _register_gesture_demo(dsub: argparse._SubParsersAction) -> None:
     d.add_argument("--out", default="models/demo-gestures.aedat4",
                    help="output event file (default models/demo-gestures.aedat4)")
     d.add_argument("--classes", default="1,3,8,0,9,6", help="class indices in order (default 1,3,8,0,9,6)")
-    d.add_argument("--segment-s", type=float, default=3.0, help="seconds per gesture (default 3)")
+    d.add_argument("--segment-s", default="3.0", help="seconds per gesture (default 3); --continuous: LOW,HIGH")
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--subject", type=int, default=99, help="subject number drawn from the seed (default 99)")
+    d.add_argument("--continuous", action="store_true",
+                   help="one continuous stream (no reset, idle spells, sensor noise; --segment-s takes LOW,HIGH)")
     d.set_defaults(func=_gesture_demo)
 
 
@@ -100,7 +126,16 @@ def _gesture_demo(args: argparse.Namespace) -> int:
         classes = [int(c) for c in args.classes.split(",") if c.strip()]
     except ValueError as e:
         raise SourceError(f"--classes must be comma-separated class indices, not {args.classes!r}") from e
-    npy, side = write_demo(args.out, classes, args.segment_s, args.seed, args.subject)
+    try:
+        seg = [float(v) for v in args.segment_s.split(",")]
+    except ValueError as e:
+        raise SourceError(f"--segment-s must be seconds (or LOW,HIGH), not {args.segment_s!r}") from e
+    if args.continuous:
+        from sources.gesture_demo import write_stream_demo
+
+        npy, side = write_stream_demo(args.out, classes, args.seed, args.subject, (seg[0], seg[-1]))
+    else:
+        npy, side = write_demo(args.out, classes, seg[0], args.seed, args.subject)
     print(f"wrote {npy} and {side}")
     return 0
 

@@ -49,3 +49,27 @@ def write_demo(out: str | Path, classes: list[int], segment_s: float, seed: int,
                    f"--segment-s {segment_s} --seed {seed} --subject {user}",
     }, indent=1) + "\n")
     return npy, side
+
+
+def write_stream_demo(out: str | Path, classes: list[int], seed: int, user: int, segment_s: tuple[float, float],
+                      noise_hz: tuple[float, float] = (0.1, 0.3)) -> tuple[Path, Path]:
+    """A held-out continuous stream (sources.gesture_stream: one render, no reset, idle spells, sensor noise)
+    playing `classes` once each, as an event file plus a sidecar JSON of the spans."""
+    from sources.events import DVS128
+    from sources.files import write_events
+    from sources.gesture_stream import StreamConfig, render_stream
+
+    bad = [c for c in classes if not 0 <= c < len(GESTURE_CLASSES)]
+    if bad or not classes:
+        raise SourceError(f"class indices must lie in 0..{len(GESTURE_CLASSES) - 1}, got {classes}")
+    cfg = StreamConfig(duration_s=1e9, segment_s=segment_s, noise_hz=noise_hz)
+    events, side = render_stream(seed, user, 0, cfg, classes=classes)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_events(path, events, DVS128)
+    side.update({"file": path.name, "command": f"s2 data gesture-demo --continuous --out {out} "
+                 f"--classes {','.join(map(str, classes))} --segment-s {segment_s[0]:g},{segment_s[1]:g} "
+                 f"--seed {seed} --subject {user}"})
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text(json.dumps(side, indent=1) + "\n")
+    return path, sidecar

@@ -103,9 +103,18 @@ class _Canvas:
 def render_frames(label: int, s: Subject, times_s: np.ndarray, rng: np.random.Generator,
                   rest_at_s: float | None = None):
     """Yield one linear-intensity frame [128, 128] float32 per time in times_s."""
+    right_t, left_t = hand_targets(label, times_s, s.body, rng, rest_at_s)
+    yield from render_frames_from_targets(s, times_s, right_t, left_t, rng)
+
+
+def render_frames_from_targets(s: Subject, times_s: np.ndarray, right_t: np.ndarray, left_t: np.ndarray,
+                               rng: np.random.Generator):
+    """Yield one frame per time in times_s with the hands at the given targets [n, 2] (relative to the shoulders).
+
+    A continuous stream of several gestures is one call: one camera shake, one sway, one sensor memory.
+    """
     b = s.body
     n = times_s.size
-    right_t, left_t = hand_targets(label, times_s, b, rng, rest_at_s)
     # camera shake and body sway: a smooth random walk (low-passed noise), shared by all parts and the background
     pad = 4
     # knots at 100 Hz whatever the render rate, so that the same seed shakes the same way at any fps

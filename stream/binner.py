@@ -8,16 +8,20 @@ for the stats) and always bounds the cost of a jump in event time (sources.binni
 replay keeps quiet stretches up to GAP_FILE_US as they are, a live source turns any quiet stretch beyond
 GAP_LIVE_BINS bins into that many empty bins and re-anchors its bin clock (a live camera's idle watermarks close
 its bins with the wall clock anyway; a jump in its own clock is a glitch, not a pause to replay).
+It applies the sensor mapping of sources.sensor_map first when the source's sensor is not the model's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from sources.errors import SourceError
 from sources.events import SensorSize
+from sources.sensor_map import SensorMap, SensorMapping, recorded_sensor
 from stream.errors import PipelineError
 
 GAP_FILE_US = 10_000_000  # as stream.replay.GAP_MAX_US: the longest quiet stretch of a file binned as it is
@@ -83,12 +87,14 @@ def bin_events(events: np.ndarray, spec: BinSpec, t0_us: int | None = None, n_bi
 
 
 class StreamBinner:
-    """Fed event batches in time order (with an optional watermark); returns the bins that closed."""
+    """Fed event batches in time order (with an optional watermark); returns the bins that closed. A sensor
+    mapping (sources.sensor_map) first brings events of another sensor size onto the model's input."""
 
-    def __init__(self, spec: BinSpec, max_gap_bins: int | None = None) -> None:
+    def __init__(self, spec: BinSpec, mapping: SensorMapping | None = None, max_gap_bins: int | None = None) -> None:
         from sources.binning import Binner
 
         self.spec = spec
+        self.mapping = None if mapping is None or mapping.identity else mapping
         gap = max(1, GAP_FILE_US // spec.bin_us) if max_gap_bins is None else max_gap_bins
         self._b = Binner(_input_spec(spec), max_gap_bins=gap)
         self._early: np.ndarray | None = None  # the open bin's input already handed out by take_early()
@@ -112,6 +118,8 @@ class StreamBinner:
 
     def feed(self, events: np.ndarray, upto_us: int | None = None) -> list[Bin]:
         """Add events; bins ending at or before upto_us (no later event can fall into them) close too."""
+        if self.mapping is not None and len(events):
+            events = self.mapping(events)
         out = self._b.feed(events)
         if len(events):
             self._watermark = max(self._watermark or 0, int(events["t"][-1]))
@@ -155,6 +163,23 @@ class StreamBinner:
         return out
 
 
-def make_binner(config: dict[str, Any], live: bool = False) -> StreamBinner:
+def sensor_mapping(config: dict[str, Any], sensor_map: SensorMap, source: SensorSize | None) -> SensorMapping:
+    """The map from a source's sensor (None: the model's own) onto a gesture model's input sensor."""
+    target = BinSpec.from_config(config).sensor
+    try:
+        return sensor_map.for_sensors(source or target, target)
+    except SourceError as e:
+        raise PipelineError(str(e)) from e
+
+
+def recording_mapping(config: dict[str, Any], sensor_map: SensorMap, path: str | Path,
+                      sensor: SensorSize | None = None) -> SensorMapping:
+    """sensor_mapping for an event file: its recorded sensor (sources.sensor_map.recorded_sensor) unless given."""
+    if sensor is None:
+        sensor = recorded_sensor(path, BinSpec.from_config(config).sensor)
+    return sensor_mapping(config, sensor_map, sensor)
+
+
+def make_binner(config: dict[str, Any], mapping: SensorMapping | None = None, live: bool = False) -> StreamBinner:
     """The pipeline's binner for a model: with `live`, quiet stretches are cut to GAP_LIVE_BINS empty bins."""
-    return StreamBinner(BinSpec.from_config(config), GAP_LIVE_BINS if live else None)
+    return StreamBinner(BinSpec.from_config(config), mapping, GAP_LIVE_BINS if live else None)

@@ -56,9 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start-s", type=float, default=0.0, help="skip this many seconds of the recording")
     p.add_argument("--end-s", type=float, default=None, help="stop at this many seconds of the recording")
     p.add_argument("--no-frames", action="store_true", help="do not publish event frames")
-    p.add_argument("--window-s", type=_non_negative, default=0.0,
-                   help="gesture readout: mean of the per-step logits over this many seconds (default 0: over the "
-                        "whole recording, as `s2 node run` and `s2 eval`)")
+    p.add_argument("--window-s", type=_non_negative, default=2.0,
+                   help="gesture readout: mean of the per-step logits over the last seconds (default 2, as `s2 run` "
+                        "and the UI; 0 = over the whole recording, as `s2 node run` and `s2 eval`)")
+    _sensor_args(p, "the file's own (NPY/CSV without one: the model's)")
     _broker_args(p)
     p.set_defaults(func=_replay)
 
@@ -78,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default 0.05)")
     r.add_argument("--window-s", type=_non_negative, default=2.0,
                    help="gesture readout: mean of per-step logits over the last seconds (default 2; 0 = since start)")
+    _sensor_args(r, "the model's; synthetic: 128x128")
     _broker_args(r)
     r.set_defaults(func=_run)
 
@@ -91,6 +93,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--timeout-s", type=float, default=None, help="exit (status 1) if nothing came for this long")
     _broker_args(s, node=False)
     s.set_defaults(func=_subscribe)
+
+
+def _sensor_args(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--sensor-map", default="scale", metavar="scale|crop|roi=x,y,w,h",
+                   help="how events of another sensor size reach the model's input: scale the whole sensor into it "
+                        "(default, aspect kept), crop its centre, or fit a region x,y,w,h of the sensor")
+    p.add_argument("--sensor", metavar="WxH", help=f"the source's sensor size (default {default})")
+
+
+def _sensor_options(args: argparse.Namespace):
+    from sources.sensor_map import SensorMap, parse_sensor
+
+    return SensorMap.parse(args.sensor_map), parse_sensor(args.sensor) if args.sensor else None
+
+
+def _say(text: str) -> None:
+    print(f"s2: sensor map: {text}", file=sys.stderr, flush=True)
 
 
 def _broker_args(p: argparse.ArgumentParser, node: bool = True) -> None:
@@ -154,15 +173,15 @@ def _run_async(coro) -> int:
         raise
 
 
-async def _with_broker(broker: str | None, body) -> int:
-    """Run body(url) against --broker or an embedded broker."""
+async def _with_broker(broker: str | None, body, note: str = "") -> int:
+    """Run body(url) against --broker or an embedded broker (`note` follows its URL on stderr)."""
     from stream.broker import BrokerURL, embedded_broker
 
     if broker:
         BrokerURL.parse(broker)  # one-line error on a bad URL before anything starts
         return await body(broker)
     async with embedded_broker() as url:
-        print(f"s2: embedded broker at {url}", file=sys.stderr, flush=True)
+        print(f"s2: embedded broker at {url}{note}", file=sys.stderr, flush=True)
         return await body(url)
 
 
@@ -197,6 +216,7 @@ def _replay(args: argparse.Namespace) -> int:
     from stream.serve import serve_replay
 
     next(iter_file(args.file, 1000), None)  # fail fast (one line) on a missing or unreadable file
+    sensor_map, sensor = _sensor_options(args)
     backend = backend_from_env()
     tune_for_streaming()
 
@@ -210,10 +230,12 @@ def _replay(args: argparse.Namespace) -> int:
         _cancel_on_sigterm()
         s = await serve_replay(url, args.file, model=args.model, link=opts, speed=args.speed,
                                loop=args.loop, start_s=args.start_s, end_s=args.end_s, frames=not args.no_frames,
-                               window_s=args.window_s, backend=backend, report=report)
+                               window_s=args.window_s, backend=backend, sensor_map=sensor_map, sensor=sensor,
+                               announce=_say, report=report)
         return 0 if s.unsent == 0 else 1
 
-    return _run_async(_with_broker(args.broker, body))
+    note = " (it ends with this replay; to keep one: `s2 broker --port 1883 &` and --broker mqtt://127.0.0.1:1883)"
+    return _run_async(_with_broker(args.broker, body, note))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -221,6 +243,7 @@ def _run(args: argparse.Namespace) -> int:
     from stream.serve import live_kind, serve_live
 
     live_kind(args.source)  # a one-line error before a broker starts
+    sensor_map, sensor = _sensor_options(args)
     backend = backend_from_env()
     tune_for_streaming()
 
@@ -234,7 +257,7 @@ def _run(args: argparse.Namespace) -> int:
         _cancel_on_sigterm()
         await serve_live(url, args.source, model=args.model, link=opts, buffer=args.buffer,
                          duration_s=args.duration_s, idle_s=args.idle_s, window_s=args.window_s,
-                         backend=backend, report=report)
+                         backend=backend, sensor_map=sensor_map, sensor=sensor, announce=_say, report=report)
         return 0
 
     return _run_async(_with_broker(args.broker, body))

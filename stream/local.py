@@ -13,7 +13,8 @@ from pathlib import Path
 
 from s2node.step import Backend, StepModel, load_step_model
 from sources.live.text import TextInbox
-from stream.binner import make_binner
+from sources.sensor_map import SensorMap
+from stream.binner import make_binner, recording_mapping
 from stream.defaults import DEFAULT_GESTURE_MODEL, DEFAULT_RECORDING, DEFAULT_TEXT_MODEL
 from stream.errors import PipelineError
 from stream.mqtt import MqttLink
@@ -82,6 +83,7 @@ async def run_local_pipeline(
     control: bool = True,
     window_s: float | None = 2.0,
     backend: Backend = "node",
+    sensor_map: SensorMap = SensorMap(),
 ) -> None:
     """Serve the demo until cancelled. `recording`: one event file or a list (the first plays; in/control
     {"cmd": "recording", "recording": NAME} switches). Either model may be None to leave its half out; a half
@@ -104,7 +106,9 @@ async def run_local_pipeline(
     if gm is None and tm is None:
         raise PipelineError(f"nothing to serve: not found {', '.join(missing) or 'any model'} "
                             "(train models with `s2 train`, make the recording with `s2 data gesture-demo`)")
-    status = Status(models=[m.name for m in (gm, tm) if m is not None], recordings=[r.name for r in recs])
+    described = recording_mapping(gm.config, sensor_map, recs[0]).describe() if gm is not None and recs else None
+    status = Status(models=[m.name for m in (gm, tm) if m is not None], recordings=[r.name for r in recs],
+                    sensor_map=described)
     link = MqttLink(broker_url, node_id, status=status)
     ctl = ReplayControl(speed=speed)
     counters = PipelineCounters()
@@ -126,7 +130,7 @@ async def run_local_pipeline(
                 current = str(recs[0])
                 while True:
                     ctl.switch_to = None
-                    binner = make_binner(gm.config)
+                    binner = make_binner(gm.config, recording_mapping(gm.config, sensor_map, current))
                     gm.reset()
                     await run_gesture_pipeline(
                         replay(current, loop=loop, control=ctl, chunk_us=binner.spec.release_chunk_us), gm, binner,
@@ -141,13 +145,15 @@ async def run_local_pipeline(
 
 @contextlib.asynccontextmanager
 async def local_demo(node: str = DEFAULT_NODE_ID, recordings: list[str] | None = None, speed: float = 1.0,
-                     backend: Backend = "node"):
+                     backend: Backend = "node", sensor_map: SensorMap | str = "scale"):
     """Yield (broker URL, pipeline task): the embedded broker with the local demo pipeline publishing to it."""
     from stream.broker import embedded_broker
 
+    if isinstance(sensor_map, str):
+        sensor_map = SensorMap.parse(sensor_map)  # a bad --sensor-map is one line before anything starts
     async with embedded_broker() as url:
         pipeline = asyncio.create_task(run_local_pipeline(url, node, recording=recordings or None, speed=speed,
-                                                          backend=backend))
+                                                          backend=backend, sensor_map=sensor_map))
         try:
             yield url, pipeline
         finally:

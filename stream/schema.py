@@ -289,6 +289,7 @@ class Status(Payload):
     node: str = ""
     models: list[str] = field(default_factory=list)
     recordings: list[str] = field(default_factory=list)
+    sensor_map: str | None = None  # how the source's sensor meets the gesture model's input, when one is served
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from s2node.step import Backend, load_step_model
-from sources.events import EventBatch
+from sources.events import DVS128, EventBatch, SensorSize
 from sources.live import (
     IDLE_S,
     LineStats,
@@ -27,7 +27,8 @@ from sources.live import (
     synthetic_batches,
     udp_batches,
 )
-from stream.binner import make_binner
+from sources.sensor_map import SensorMap, SensorMapping
+from stream.binner import make_binner, recording_mapping, sensor_mapping
 from stream.defaults import DEFAULT_GESTURE_MODEL, DEFAULT_TEXT_MODEL
 from stream.errors import BrokerError, PipelineError
 from stream.mqtt import MqttLink
@@ -94,19 +95,31 @@ def _summary(c: PipelineCounters, link: MqttLink) -> ServeSummary:
                         link.pending)
 
 
+def _announce(mapping: SensorMapping, announce: Callable[[str], None] | None) -> str:
+    text = mapping.describe()
+    if announce is not None:
+        announce(text)
+    return text
+
+
 async def serve_replay(url: str, path: str, *, model: str = DEFAULT_GESTURE_MODEL, link: LinkOptions = LinkOptions(),
                        speed: float = 1.0, loop: bool = False, start_s: float = 0.0, end_s: float | None = None,
-                       frames: bool = True, window_s: float | None = None, backend: Backend = "node",
+                       frames: bool = True, window_s: float | None = 2.0, backend: Backend = "node",
+                       sensor_map: SensorMap = SensorMap(), sensor: SensorSize | None = None,
+                       announce: Callable[[str], None] | None = None,
                        report: Callable[[ServeSummary], object] | None = None) -> ServeSummary:
     """Replay an event file paced by its timestamps into a gesture model, predictions to the broker at url.
 
-    Publishing exerts backpressure on the replay: while more than PUBLISH_BACKLOG messages wait for the broker,
-    the replay waits (nothing is lost, whatever --speed). `report` gets the summary however the replay ends
-    (cancelled by Ctrl-C or SIGTERM too)."""
+    The file's sensor (or `sensor`) meets the model's input through `sensor_map` (told once to `announce` and in
+    the status). Publishing exerts backpressure on the replay: while more than PUBLISH_BACKLOG messages wait for
+    the broker, the replay waits (nothing is lost, whatever --speed). `report` gets the summary however the
+    replay ends (cancelled by Ctrl-C or SIGTERM too)."""
     m = load_step_model(model, backend, window_s=window_s)
-    binner = make_binner(m.config)
+    mapping = recording_mapping(m.config, sensor_map, path, sensor)
+    binner = make_binner(m.config, mapping)
     # the status carries the recording's file name only: where it lies on this machine is nobody else's business
-    mqtt = link.link(url, Status(models=[m.name], recordings=[Path(path).name]))
+    mqtt = link.link(url, Status(models=[m.name], recordings=[Path(path).name],
+                                 sensor_map=_announce(mapping, announce)))
     c = PipelineCounters()
     try:
         with ThreadPoolExecutor(1, "s2-node") as ex:
@@ -152,14 +165,20 @@ def _host_port(spec: str) -> tuple[str, int, dict[str, list[str]]]:
 
 async def serve_live(url: str, source: str, *, model: str | None = None, link: LinkOptions = LinkOptions(),
                      buffer: int = 256, duration_s: float | None = None, idle_s: float = IDLE_S,
-                     window_s: float | None = 2.0, backend: Backend = "node",
+                     window_s: float | None = 2.0, backend: Backend = "node", sensor_map: SensorMap = SensorMap(),
+                     sensor: SensorSize | None = None, announce: Callable[[str], None] | None = None,
                      report: Callable[[ServeSummary], object] | None = None) -> ServeSummary:
-    """A live source (udp://, dv://, synthetic, text) through a model until it ends or duration_s passes;
+    """A live source (udp://, dv://, synthetic, text) through a model until it ends or duration_s passes.
+    Event sources have the given `sensor` (default: the model's own; the synthetic camera's is 128 x 128).
     `report` gets the summary however it ends (cancelled by Ctrl-C or SIGTERM too)."""
     kind = live_kind(source)
     m = load_step_model(model or (DEFAULT_TEXT_MODEL if kind == "text" else DEFAULT_GESTURE_MODEL), backend,
                         window_s=window_s)
-    mqtt = link.link(url, Status(models=[m.name], recordings=[kind]))
+    mapping, described = None, None
+    if kind != "text":
+        mapping = sensor_mapping(m.config, sensor_map, DVS128 if kind == "synthetic" else sensor)
+        described = _announce(mapping, announce)
+    mqtt = link.link(url, Status(models=[m.name], recordings=[kind], sensor_map=described))
     c = PipelineCounters()
     try:
         with ThreadPoolExecutor(1, "s2-node") as ex:
@@ -169,7 +188,7 @@ async def serve_live(url: str, source: str, *, model: str | None = None, link: L
                         if kind == "text":
                             await _serve_text(m, mqtt, ex, c)
                         else:
-                            await _serve_events(kind, source, m, mqtt, ex, c, buffer, idle_s)
+                            await _serve_events(kind, source, m, mqtt, ex, c, buffer, idle_s, mapping)
     finally:
         if report is not None:
             report(_summary(c, mqtt))
@@ -194,8 +213,8 @@ async def _serve_text(model, link: MqttLink, ex: ThreadPoolExecutor, c: Pipeline
 
 
 async def _serve_events(kind: str, source: str, model, link: MqttLink, ex: ThreadPoolExecutor,
-                        c: PipelineCounters, buffer: int, idle_s: float) -> None:
-    binner = make_binner(model.config, live=True)
+                        c: PipelineCounters, buffer: int, idle_s: float, mapping: SensorMapping | None) -> None:
+    binner = make_binner(model.config, mapping, live=True)
     q: BoundedQueue = BoundedQueue(buffer, "drop-oldest", weight=lambda b: len(b.events))
     if kind == "udp":
         host, port, query = _host_port(source)

@@ -88,13 +88,13 @@ def test_eval_without_data_is_one_line_error(tmp_path, capsys):
 
 def test_augmentations_move_and_rescale_counts():
     """Shift moves counts by whole cells without losing them; stretch shortens the sequence and scales counts."""
-    from s2node.train_gesture import _shift, _stretch
+    from s2node.train_gesture import shift_cells, stretch_bins
 
     spec = InputSpec(128, 128, downsample=16, bin_us=20_000, scale=1.0)
     x = np.zeros((3, spec.size), np.float32)
     x[:, 1 * 8 * 8 + 3 * 8 + 4] = 2.0  # ON channel, y = 3, x = 4
-    moved = _shift(x, spec, dx=2, dy=-1)
+    moved = shift_cells(x, spec, dx=2, dy=-1)
     assert moved[:, 1 * 64 + 2 * 8 + 6].tolist() == [2.0, 2.0, 2.0] and moved.sum() == x.sum()
-    assert _shift(x, spec, dx=8, dy=0).sum() == 0
-    fast = _stretch(np.ones((30, 4), np.float32), 1.5)
+    assert shift_cells(x, spec, dx=8, dy=0).sum() == 0
+    fast = stretch_bins(np.ones((30, 4), np.float32), 1.5)
     assert len(fast) == 20 and np.allclose(fast, 1.5)

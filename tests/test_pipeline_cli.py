@@ -151,7 +151,7 @@ def test_replay_matches_s2_node_run_on_the_same_file(mosquitto, tmp_path):
 
         time.sleep(1.5)
         r = s2_run("replay", str(rec), "--model", str(m), "--speed", "0", "--broker", mosquitto.url, "--node", "nr",
-                   "--no-frames")
+                   "--no-frames", "--window-s", "0")  # pooled over the whole recording, as `s2 node run`
         assert r.returncode == 0, r.stderr
         out, _ = sub.communicate(timeout=30)
     finally:

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--password-file", metavar="FILE", help="with --broker: read the MQTT password from FILE")
     p.add_argument("--tls", action="store_true", help="with --broker: connect with TLS (implied by mqtts://)")
     p.add_argument("--cafile", help="with --broker: CA certificate file for TLS")
+    p.add_argument("--sensor-map", default="scale", metavar="scale|crop|roi=x,y,w,h",
+                   help="without --broker: how recordings of another sensor size reach the gesture model's input "
+                   "(default scale: the whole sensor, aspect kept)")
     p.set_defaults(func=_tui)
 
 
@@ -60,10 +63,11 @@ def _tui(args: argparse.Namespace) -> int:
 
         asyncio.run(refusal(settings))  # a refused password is a one-line error, not a UI that retries forever
         return run_app(args.broker, args.node, settings=settings)
-    return _demo(args.node, args.recording, args.speed)
+    return _demo(args.node, args.recording, args.speed, args.sensor_map)
 
 
-def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 1.0) -> int:
+def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 1.0,
+          sensor_map: str = "scale") -> int:
     """Embedded broker + local pipeline + the app, all in this process; everything stops when the UI quits."""
     import asyncio
     import signal
@@ -82,7 +86,7 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
         recordings = [DEFAULT_RECORDING]
 
     async def main() -> int:
-        async with local_demo(node, recordings, speed, backend) as (url, pipeline):
+        async with local_demo(node, recordings, speed, backend, sensor_map) as (url, pipeline):
             app = S2App(url, node)
             # a closed terminal (SIGHUP) or a kill (SIGTERM) ends the app like ctrl+q, so that the broker and the
             # pipeline are stopped on the way out instead of outliving the process
