@@ -5,8 +5,11 @@ non-zero dimension — the embedding table lives on the host; gestures: one pack
 summed count). For each EGRU layer in turn, every PE accumulates its columns of the active sources
 (`kernel.accumulate`), then updates its units (`update_units`) and sends one packet per fired unit (`emit`),
 which are the next layer's input now and the layer's own recurrent input at the next step. The decoder runs
-on PEs too, event-driven from the last layer's events (for a trace readout it keeps W·trace, which is linear
-in the events); each decoder PE sends its local argmax to the host (one packet), which takes the maximum.
+where the compiler put it (`decoder="pe"|"host"`), event-driven from the last layer's events either way (for a
+trace readout it keeps W·trace, which is linear in the events), with the same arithmetic, so the placement
+changes the cost and never the prediction. On PEs each decoder PE sends its local argmax to the host (one
+packet), which takes the maximum; on the host the last layer's events go to the host, whose decoder work is
+counted apart (`host_decoder_synops`, `host_packets_in`) and is not part of the chip's cost.
 Per-PE counts come from the compiler's nnz[source, pe] and recv[source, pe] tables summed over the active
 sources: bookkeeping on the same arithmetic, no loop over PEs or events.
 """
@@ -58,8 +61,12 @@ class StepStats:
     events_per_layer: list[int] = field(default_factory=list)
     units: int = 0  # EGRU units updated (all of them, every step)
     synops: int = 0  # NeuroBench synops: EGRU input + recurrent weights (decoder excluded)
-    decoder_synops: int = 0
+    decoder_synops: int = 0  # wherever the decoder runs
     cost: Cost | None = None
+    layout: str = "column"  # weight storage, for the cost model
+    pe_nnz: np.ndarray | None = None  # stored weights per PE (csr walks them all)
+    host_decoder_synops: int = 0  # decoder synops done by the host (decoder="host")
+    host_packets_in: int = 0  # packets the host received from the chip
 
 
 @dataclass
@@ -71,6 +78,8 @@ class RunStats:
     events_out: int = 0
     synops: int = 0
     decoder_synops: int = 0
+    host_decoder_synops: int = 0
+    host_packets_in: int = 0
     units: int = 0  # unit-steps (for activity sparsity)
     energy_j: float = 0.0
     latencies_s: list[float] = field(default_factory=list)
@@ -90,6 +99,8 @@ class RunStats:
             "activity_sparsity": self.activity_sparsity,
             "synops_per_step": self.synops / n,
             "decoder_synops_per_step": self.decoder_synops / n,
+            "host_decoder_synops_per_step": self.host_decoder_synops / n,
+            "host_packets_in_per_step": self.host_packets_in / n,
             "latency_s_p50": float(np.percentile(lat, 50)),
             "latency_s_p99": float(np.percentile(lat, 99)),
             "energy_j_per_step": self.energy_j / n,
@@ -134,6 +145,10 @@ class Node:
         self.cost_table = cost_table or CostTable()
         self.kernel = make_kernel(self.spec, self.numerics)
         self.groups = compiled.groups
+        self.n_layers = len(self.spec.layers)
+        self.decoder_on_pes = compiled.decoder == "pe"
+        self._dec_col_nnz = np.count_nonzero(self.spec.decoder_weight, axis=0).astype(np.int64)
+        self._pe_nnz = np.concatenate([g.pe_nnz for g in self.groups]).astype(np.float64)
         self.n_pes = compiled.n_pes_used
         self.group_starts = np.array([g.pe_start for g in self.groups])
         self._slices = [slice(g.pe_start, g.pe_start + g.n_pes) for g in self.groups]
@@ -159,18 +174,22 @@ class Node:
     @classmethod
     def load(
         cls, model_file: str | Path, chip: ChipSpec | None = None, numerics: str = "fp32", prune: float | None = None,
-        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None,
+        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None, decoder: str = "pe",
+        layout: str = "column",
     ) -> Node:
+        """decoder: "pe" (on PEs after the last layer) or "host" (as the paper); layout: "column" | "csr"."""
         config, tensors = modelfile.load(model_file)
         return cls.from_spec(ModelSpec.from_model(config, tensors), chip, numerics, prune, dram=dram, spread=spread,
-                             cost_table=cost_table)
+                             cost_table=cost_table, decoder=decoder, layout=layout)
 
     @classmethod
     def from_spec(
         cls, spec: ModelSpec, chip: ChipSpec | None = None, numerics: str = "fp32", prune: float | None = None,
-        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None,
+        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None, decoder: str = "pe",
+        layout: str = "column",
     ) -> Node:
-        compiled = compile_model(spec, chip or ChipSpec(), numerics, prune=prune, dram=dram, spread=spread)
+        compiled = compile_model(spec, chip or ChipSpec(), numerics, prune=prune, dram=dram, spread=spread,
+                                 decoder=decoder, layout=layout)
         return cls(compiled, cost_table)
 
     def reset(self) -> None:
@@ -284,9 +303,9 @@ class Node:
         n = self.n_pes
         syn, pin, pout, dram = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
         st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self._updates, dram, events_in=len(cols),
-                       units=self._n_units)
+                       units=self._n_units, layout=self.compiled.layout, pe_nnz=self._pe_nnz)
         k = self.kernel
-        for li, g in enumerate(self.groups[:-1]):
+        for li, g in enumerate(self.groups[:self.n_layers]):
             sl = self._slices[li]
             rc, rv = self._y_idx[li], self._y_val[li]
             if li == 0 and acct_early is not None:
@@ -314,16 +333,21 @@ class Node:
             st.events_per_layer.append(len(cols))
         st.synops = int(syn.sum())
         st.events_out = int(sum(st.events_per_layer))
-        # decoder on PEs, driven by the last layer's events
-        di = len(self.groups) - 1
-        dsl = self._slices[di]
-        if len(cols):
-            syn[dsl] = self._nnz_in[di][cols].sum(0)
-            pin[dsl] = self._recv_in[di][cols].sum(0)
-        if self.groups[di].spilled:
-            dram[dsl] = syn[dsl] * self.groups[di].bytes_per_weight
-        pout[dsl] = 1  # local argmax to the host
-        st.decoder_synops = int(syn[dsl].sum())
+        # the decoder, driven by the last layer's events: on PEs, or on the host
+        di = self.n_layers
+        if self.decoder_on_pes:
+            dsl = self._slices[di]
+            if len(cols):
+                syn[dsl] = self._nnz_in[di][cols].sum(0)
+                pin[dsl] = self._recv_in[di][cols].sum(0)
+            if self.groups[di].spilled:
+                dram[dsl] = syn[dsl] * self.groups[di].bytes_per_weight
+            pout[dsl] = 1  # local argmax to the host
+            st.decoder_synops = int(syn[dsl].sum())
+            st.host_packets_in = self.groups[di].n_pes
+        else:
+            st.decoder_synops = st.host_decoder_synops = int(self._dec_col_nnz[cols].sum())
+            st.host_packets_in = len(cols)
         acc = k.accumulate(di, "ih", cols, vals)
         if self.trace is not None:
             logits = self.trace(acc) + self._dec_bias
@@ -344,6 +368,8 @@ class Node:
         s.events_out += st.events_out
         s.synops += st.synops
         s.decoder_synops += st.decoder_synops
+        s.host_decoder_synops += st.host_decoder_synops
+        s.host_packets_in += st.host_packets_in
         s.units += sum(self.kernel.hidden)
         s.energy_j += st.cost.energy_j
         s.latencies_s.append(st.cost.latency_s)
@@ -387,7 +413,7 @@ class Node:
         syn, pin, pout = np.zeros(n), np.zeros(n), np.zeros(n)
         dram = np.zeros(n)
         st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self._updates, dram,
-                       events_in=self.spec.n_inputs)
+                       events_in=self.spec.n_inputs, layout=self.compiled.layout, pe_nnz=self._pe_nnz)
         for i, g in enumerate(self.groups):
             sl = self._slices[i]
             syn[sl] = g.nnz_in.sum(0) + (g.nnz_rec.sum(0) if g.nnz_rec is not None else 0)
@@ -396,9 +422,12 @@ class Node:
             pout[sl] = np.diff(g.bounds) if g.nnz_rec is not None else 1
             if g.spilled:
                 dram[sl] = syn[sl] * g.bytes_per_weight
-        dec = self._slices[-1]
-        st.decoder_synops = int(syn[dec].sum())
-        st.synops = int(syn.sum()) - st.decoder_synops
+        if self.decoder_on_pes:
+            st.decoder_synops = int(syn[self._slices[-1]].sum())
+            st.synops = int(syn.sum()) - st.decoder_synops
+        else:
+            st.synops = int(syn.sum())
+            st.decoder_synops = st.host_decoder_synops = int(self._dec_col_nnz.sum())
         st.events_out = int(sum(self.kernel.hidden))
         st.cost = step_cost(self.chip, self.cost_table, st)
         return st

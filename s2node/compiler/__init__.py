@@ -13,6 +13,7 @@ from s2node.chip import ChipSpec
 from s2node.compiler.compiled import CompiledModel
 from s2node.compiler.partition import (
     INDEX_BYTES,
+    LAYOUTS,
     SRAM_KINDS,
     GroupPlacement,
     decoder_group,
@@ -26,21 +27,23 @@ from s2node.errors import CompileError
 from s2node.spec import ModelSpec
 
 NUMERICS = ("fp32", "int8")
+PLACES = ("pe", "host")  # where the decoder runs
 
-__all__ = ["NUMERICS", "CompiledModel", "compile_model"]
+__all__ = ["LAYOUTS", "NUMERICS", "PLACES", "CompiledModel", "compile_model"]
 
 
-def _groups(spec: ModelSpec):
+def _groups(spec: ModelSpec, decoder: str = "pe"):
     gs = [egru_group(f"egru{i}", layer.weight_ih, layer.weight_hh) for i, layer in enumerate(spec.layers)]
-    return [*gs, decoder_group(spec.decoder_weight)]
+    return [*gs, decoder_group(spec.decoder_weight)] if decoder == "pe" else gs
 
 
 def _place_all(
-    spec: ModelSpec, chip: ChipSpec, numerics: str, spill: list[bool] | None = None, min_pes: list[int] | None = None
+    spec: ModelSpec, chip: ChipSpec, numerics: str, spill: list[bool] | None = None, min_pes: list[int] | None = None,
+    decoder: str = "pe", layout: str = "column",
 ) -> list[GroupPlacement]:
     placed, pe = [], 0
-    for i, g in enumerate(_groups(spec)):
-        gp = place_group(g, pe, numerics, chip, bool(spill and spill[i]), min_pes[i] if min_pes else 1)
+    for i, g in enumerate(_groups(spec, decoder)):
+        gp = place_group(g, pe, numerics, chip, bool(spill and spill[i]), min_pes[i] if min_pes else 1, layout)
         placed.append(gp)
         pe += gp.n_pes
     return placed
@@ -52,8 +55,10 @@ def _fit_advice(spec: ModelSpec, chip: ChipSpec, placed: list[GroupPlacement], n
     cap = chip.usable_pes * chip.sram_bytes_per_pe
     weights = sum(layer.n_weights for layer in spec.layers)
     fixed = chip.usable_pes * (chip.code_bytes_per_pe + chip.buffer_bytes_per_pe)
-    other = fixed + sum(int((g.sram["column_pointers"] + g.sram["state"]).sum()) for g in placed)
-    dec_nnz = int(np.count_nonzero(spec.decoder_weight))
+    other = fixed + sum(int((g.sram["column_pointers"] + g.sram["row_pointers"] + g.sram["state"]).sum())
+                        for g in placed)
+    on_pes = placed[-1].name == "decoder"
+    dec_nnz = int(np.count_nonzero(spec.decoder_weight)) if on_pes else 0
     advice = []
     for num, vb in (("fp32", 4), ("int8", 1)):
         scales = 4 * (3 * sum(layer.hidden_size for layer in spec.layers) + spec.n_outputs) if num == "int8" else 0
@@ -62,6 +67,8 @@ def _fit_advice(spec: ModelSpec, chip: ChipSpec, placed: list[GroupPlacement], n
             advice.append(f"prune to {max(0.0, 1.0 - room / ((vb + INDEX_BYTES) * weights)):.3f} with {num}")
         elif num == "int8":
             advice.append(f"a smaller decoder (it alone needs {dec_nnz * (vb + INDEX_BYTES)} bytes in int8)")
+    if on_pes:
+        advice.append("--decoder host")
     advice.append("--dram to spill weights to LPDDR4")
     over = need - cap
     head = (f"model needs {sum(g.n_pes for g in placed)} PEs and {need} bytes of SRAM; the chip has "
@@ -70,33 +77,40 @@ def _fit_advice(spec: ModelSpec, chip: ChipSpec, placed: list[GroupPlacement], n
     return f"{head}; would fit: {', or '.join(advice)}"
 
 
-def _spill(spec: ModelSpec, chip: ChipSpec, numerics: str, placed: list[GroupPlacement]):
+def _spill(spec: ModelSpec, chip: ChipSpec, numerics: str, placed: list[GroupPlacement], **kw):
     """Move weight matrices to DRAM, the group with the most weight bytes first, until the model fits."""
     spill = [False] * len(placed)
     wbytes = [int((g.sram["weight_values"] + g.sram["weight_indices"]).sum()) for g in placed]
     for gi in np.argsort(wbytes)[::-1]:
         spill[int(gi)] = True
-        placed = _place_all(spec, chip, numerics, spill)
+        placed = _place_all(spec, chip, numerics, spill, **kw)
         if sum(g.n_pes for g in placed) <= chip.usable_pes:
             break
     return placed, spill
 
 
 def _spread(
-    spec: ModelSpec, chip: ChipSpec, numerics: str, placed: list[GroupPlacement], spill: list[bool] | None = None
+    spec: ModelSpec, chip: ChipSpec, numerics: str, placed: list[GroupPlacement], spill: list[bool] | None = None,
+    **kw,
 ) -> list[GroupPlacement]:
     free = chip.usable_pes - sum(g.n_pes for g in placed)
     nnz = np.array([layer.nnz for layer in spec.layers], dtype=np.float64)
     extra = np.floor(free * nnz / nnz.sum()).astype(int) if nnz.sum() else np.zeros(len(nnz), int)
     want = [min(layer.hidden_size, g.n_pes + int(e)) for layer, g, e in zip(spec.layers, placed, extra, strict=False)]
-    return _place_all(spec, chip, numerics, spill, min_pes=[*want, placed[-1].n_pes])
+    tail = [placed[-1].n_pes] if len(placed) > len(spec.layers) else []
+    return _place_all(spec, chip, numerics, spill, min_pes=[*want, *tail], **kw)
 
 
 def compile_model(
     spec: ModelSpec, chip: ChipSpec | None = None, numerics: str = "fp32", *,
-    prune: float | None = None, dram: bool = False, spread: bool = False,
+    prune: float | None = None, dram: bool = False, spread: bool = False, decoder: str = "pe",
+    layout: str = "column",
 ) -> CompiledModel:
     """Place a spec on the chip or raise CompileError saying by how much it misses and what would fit.
+
+    `decoder="host"` leaves the decoder to the host (as the paper): the last layer's events go to the host, which
+    computes the logits; "pe" (the default) places it on PEs after the last layer. `layout` stores the weights
+    column-wise ("column", CSC) or row-wise ("csr", as the paper); see `partition`.
 
     Default: the fewest PEs per layer. `dram=True` moves weight matrices to LPDDR4, largest group first, only
     until the rest fits in SRAM. `spread=True` hands the PEs left over to the EGRU layers in proportion
@@ -105,19 +119,25 @@ def compile_model(
     chip = chip or ChipSpec()
     if numerics not in NUMERICS:
         raise CompileError(f"numerics must be one of {NUMERICS}, not {numerics!r}")
+    if decoder not in PLACES:
+        raise CompileError(f"decoder must run on one of {PLACES}, not {decoder!r}")
+    if layout not in LAYOUTS:
+        raise CompileError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+    kw = {"decoder": decoder, "layout": layout}
     if prune:
         spec = prune_spec(spec, prune)
-    placed, spill = _place_all(spec, chip, numerics), None
+    placed, spill = _place_all(spec, chip, numerics, **kw), None
     if sum(g.n_pes for g in placed) > chip.usable_pes:
         if not dram:
             msg = _fit_advice(spec, chip, placed, numerics)
             need = int(sum(sum(g.sram[k] for k in SRAM_KINDS).sum() for g in placed))
             raise CompileError(msg, bytes_over=max(0, need - chip.usable_pes * chip.sram_bytes_per_pe))
-        placed, spill = _spill(spec, chip, numerics, placed)
+        placed, spill = _spill(spec, chip, numerics, placed, **kw)
     if spread and sum(g.n_pes for g in placed) < chip.usable_pes:
-        placed = _spread(spec, chip, numerics, placed, spill)
+        placed = _spread(spec, chip, numerics, placed, spill, **kw)
     routing, recv_in, recv_rec = build_routing(placed)
-    model = CompiledModel(spec, chip, numerics, tuple(placed), routing, tuple(recv_in), tuple(recv_rec))
+    model = CompiledModel(spec, chip, numerics, tuple(placed), routing, tuple(recv_in), tuple(recv_rec),
+                          decoder=decoder, layout=layout)
     passed = check_rules(model)
     return CompiledModel(spec, chip, numerics, tuple(placed), routing, tuple(recv_in), tuple(recv_rec),
-                         tuple(passed))
+                         tuple(passed), decoder=decoder, layout=layout)
