@@ -97,7 +97,8 @@ class CostTable:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ChipConfigError(f"{where}: unknown cost table field {unknown[0]!r} (known: {', '.join(sorted(names))})")
+            raise ChipConfigError(
+                f"{where}: unknown cost table field {unknown[0]!r} (known: {', '.join(sorted(names))})")
         return cls(**data)
 
     @classmethod

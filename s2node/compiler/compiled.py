@@ -12,7 +12,6 @@ from s2node.compiler.partition import SRAM_KINDS, GroupPlacement
 from s2node.compiler.routing import RoutingTable
 from s2node.spec import ModelSpec
 
-
 # The paper's placement (arXiv 2312.09084, as quoted): "88.3 KB used of the 96 KB data memory per PE".
 PAPER_DATA_BYTES_PER_PE = 88.3e3
 PAPER_DATA_BUDGET = 96e3
