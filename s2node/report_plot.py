@@ -34,7 +34,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
                 label="paper, Table II (chip, A100)")
         ax.set_xlabel(what)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel(f"energy per inference (J); {report['inference'][:60]}")
+    axes[0].set_ylabel("energy per inference (J)")
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{report.get('preset') or 'model'}: {report['numerics']}, {report['layout']} layout, "
                  f"{report['clock_hz'] / 1e6:g} MHz / {report['voltage_v']} V", fontsize=9)
