@@ -246,6 +246,8 @@ def _node_options(p: argparse.ArgumentParser, preset: bool = False) -> None:
                    help="measured DVFS point: clock, voltage and calibrated costs (default 0.8V; presets 0.5V)")
     p.add_argument("--decoder", choices=["pe", "host"],
                    help="where the decoder runs (default pe; presets host, as the paper)")
+    p.add_argument("--embedding", choices=["host", "pe"], default="host",
+                   help="language models: where the embedding table is looked up (default host, as the paper)")
     p.add_argument("--layout", choices=["column", "csr"],
                    help="weight storage: column (CSC, work follows events; default) or csr (as the paper; presets)")
     p.add_argument("--dram", action="store_true", help="spill weights to LPDDR4 when SRAM is not enough")
@@ -340,7 +342,7 @@ def _node_inspect(args: argparse.Namespace) -> int:
     chip, _ = _chip_and_costs(args, preset.operating_point if preset else None)
     compiled = compile_model(spec, chip, args.numerics, prune=args.prune, dram=args.dram,
                              spread=args.spread or preset is not None,
-                             decoder=args.decoder or (preset.decoder if preset else "pe"),
+                             decoder=args.decoder or (preset.decoder if preset else "pe"), embedding=args.embedding,
                              layout=args.layout or (preset.layout if preset else "column"))
     out = compiled.report(per_pe=args.per_pe)
     if preset:
@@ -361,7 +363,8 @@ def _node_run(args: argparse.Namespace) -> int:
 
     chip, table = _chip_and_costs(args)
     options = NodeOptions(numerics=args.numerics, prune=args.prune, dram=args.dram, spread=args.spread, chip=chip,
-                          cost_table=table, decoder=args.decoder or "pe", layout=args.layout or "column")
+                          cost_table=table, decoder=args.decoder or "pe", embedding=args.embedding,
+                          layout=args.layout or "column")
     config, tensors = modelfile.load(args.model)
     result = run_model(config, tensors, options, text_path=args.text, split=args.split, data=args.data,
                        events_path=args.events, max_steps=args.max_steps, data_dir=args.data_dir)
@@ -384,6 +387,7 @@ def _node_report(args: argparse.Namespace) -> int:
         preset = get_preset(args.preset)
         chip, table = _chip_and_costs(args, preset.operating_point)
         out = report_preset(args.preset, chip, table, numerics=args.numerics, decoder=args.decoder,
+                            embedding=args.embedding,
                             layout=args.layout, vocab=args.vocab, seed=args.seed, with_sweeps=sweeps)
     else:
         from s2node import modelfile
@@ -391,6 +395,7 @@ def _node_report(args: argparse.Namespace) -> int:
         chip, table = _chip_and_costs(args)
         config, tensors = modelfile.load(args.model)
         out = report_model(config, tensors, chip, table, numerics=args.numerics, decoder=args.decoder or "pe",
+                           embedding=args.embedding,
                            layout=args.layout or "column", prune=args.prune, dram=args.dram, spread=args.spread,
                            split=args.split, text_path=args.text, events_path=args.events, data=args.data,
                            max_steps=args.max_steps, data_dir=args.data_dir, with_sweeps=sweeps)
@@ -425,7 +430,8 @@ def _table_ii_text(r: dict) -> str:
                  f"{ra['chip_over_gpu_time']:.2f}x (range {rg['chip_over_gpu_time'][0]:.2f}-"
                  f"{rg['chip_over_gpu_time'][1]:.2f}; paper {p['chip_over_gpu_time']}x); dense/chip energy "
                  f"{ra['dense_over_chip_energy']:.2f}x")
-    lines.append(f"{r['pes_used']} PEs, {r['numerics']}, {r['layout']} layout, decoder on {r['host']['decoder']}, "
+    lines.append(f"{r['pes_used']} PEs, {r['numerics']}, {r['layout']} layout, embedding on {r['host']['embedding']}, "
+                 f"decoder on {r['host']['decoder']}, "
                  f"{r['clock_hz'] / 1e6:g} MHz / {r['voltage_v']} V")
     if "plot" in r:
         lines.append(f"plot: {r['plot']}")

@@ -23,7 +23,7 @@ from s2node.spec import ModelSpec
 
 
 def report_preset(name: str, chip: ChipSpec, table: CostTable, *, numerics: str = "fp32",
-                  decoder: str | None = None, layout: str | None = None, spread: bool = True,
+                  decoder: str | None = None, embedding: str = "host", layout: str | None = None, spread: bool = True,
                   vocab: int | None = None, seed: int = 0, with_sweeps: bool = False) -> dict[str, Any]:
     """Table II of a preset at its published activity; also both weight layouts side by side. decoder and
     layout default to the preset's (the paper's); pass the chip and table of the operating point wanted."""
@@ -31,7 +31,7 @@ def report_preset(name: str, chip: ChipSpec, table: CostTable, *, numerics: str 
     decoder, layout = decoder or p.decoder, layout or p.layout
     spec = build_preset(name, vocab=vocab, seed=seed)
     act = Activity((1.0 - p.activity_sparsity,) * len(p.hidden), p.input_activity)
-    kw = {"decoder": decoder, "spread": spread}
+    kw = {"decoder": decoder, "embedding": embedding, "spread": spread}
     m = compile_model(spec, chip, numerics, layout=layout, **kw)
     other = compile_model(spec, chip, numerics, layout="csr" if layout == "column" else "column", **kw)
     out = {"preset": name, "vocab": spec.n_outputs if p.task == "lm" else None,
@@ -54,7 +54,8 @@ def _gesture_steps(config: dict[str, Any], measured: float) -> tuple[int, str]:
 
 
 def report_model(config: dict[str, Any], tensors: dict[str, np.ndarray], chip: ChipSpec, table: CostTable, *,
-                 numerics: str = "fp32", decoder: str = "pe", layout: str = "column", prune: float | None = None,
+                 numerics: str = "fp32", decoder: str = "pe", embedding: str = "host", layout: str = "column",
+                 prune: float | None = None,
                  dram: bool = False, spread: bool = False, split: str | None = None,
                  text_path: str | Path | None = None, events_path: str | Path | None = None,
                  data: str | Path | None = None, max_steps: int = 280, data_dir: str | Path | None = None,
@@ -63,7 +64,7 @@ def report_model(config: dict[str, Any], tensors: dict[str, np.ndarray], chip: C
     from s2node.node_inputs import gesture_samples, lm_token_ids
 
     node = Node.from_spec(ModelSpec.from_model(config, tensors), chip, numerics, prune, dram=dram, spread=spread,
-                          cost_table=table, decoder=decoder, layout=layout)
+                          cost_table=table, decoder=decoder, embedding=embedding, layout=layout)
     n_layers = len(node.spec.layers)
     fired = np.zeros(n_layers)
     inputs_active = 0.0

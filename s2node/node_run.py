@@ -35,6 +35,7 @@ class NodeOptions:
     chip: ChipSpec = field(default_factory=ChipSpec)
     cost_table: CostTable = field(default_factory=CostTable)
     decoder: str = "pe"  # "pe" | "host"
+    embedding: str = "host"  # "host" | "pe"
     layout: str = "column"  # "column" | "csr"
 
 
@@ -55,7 +56,7 @@ def run_model(config: dict[str, Any], tensors: dict[str, np.ndarray], options: N
         raise S2NodeError("this is a gesture model: --text/--split are for language models; use --events or --data")
     node = Node.from_spec(ModelSpec.from_model(config, tensors), options.chip, options.numerics, options.prune,
                           dram=options.dram, spread=options.spread, cost_table=options.cost_table,
-                          decoder=options.decoder, layout=options.layout)
+                          decoder=options.decoder, embedding=options.embedding, layout=options.layout)
     torch_model = build_torch_model(config, tensors)
     if options.prune:  # the reference runs the same pruned weights
         pruned = node.spec.to_tensors()
@@ -184,6 +185,7 @@ def _figures(node: Node, wall_s: float, steps: int, per: str, n_items: int | Non
         "pe_load_histogram": {"synops_per_step_bin_edges": edges.tolist(), "pes": hist.tolist()},
         "pes_used": node.n_pes,
         "numerics": node.numerics,
+        "embedding": node.compiled.embedding,
         "decoder": node.compiled.decoder,
         "layout": node.compiled.layout,
         "steps_per_s": steps / wall_s if wall_s > 0 else None,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from s2node.compiler import CompiledModel
+from s2node.compiler import CompiledModel, stored_weights_walked
 from s2node.cost import (
     A100_POWER_W,
     A100_TIME_PER_INFERENCE_S,
@@ -49,31 +49,34 @@ def expected_step_stats(m: CompiledModel, act: Activity, weight_scale: float = 1
     weights (a weight-sparsity sweep with the placement held fixed)."""
     n = m.n_pes_used
     syn, pin, pout, upd, dram = (np.zeros(n) for _ in range(5))
-    rates = [act.input, *act.layers]
+    emb_syn = 0.0
     for i, g in enumerate(m.groups):
         sl = slice(g.pe_start, g.pe_start + g.n_pes)
-        a_in = rates[i] if g.nnz_rec is not None else rates[len(act.layers)]
-        syn[sl] = g.nnz_in.sum(0) * a_in * weight_scale
-        pin[sl] = m.recv_in[i].sum(0) * a_in
         units = np.diff(g.bounds)
-        upd[sl] = units
-        if g.nnz_rec is not None:
-            a = rates[i + 1]
-            syn[sl] += g.nnz_rec.sum(0) * a * weight_scale
-            pin[sl] += m.recv_rec[i].sum(0) * a
-            pout[sl] = units * a
+        if g.name == "embedding":  # one token a step: an average row of the table; it sends the active values
+            syn[sl], pin[sl], pout[sl] = g.nnz_in.mean(0), m.recv_in[i].mean(0), units * act.input
+            emb_syn = float(syn[sl].sum())
+            continue
+        if g.name == "decoder":
+            a_in = act.layers[-1]
+            syn[sl], pin[sl] = g.nnz_in.sum(0) * a_in * weight_scale, m.recv_in[i].sum(0) * a_in
+            pout[sl], upd[sl] = 1, units
         else:
-            pout[sl] = 1
+            li = int(g.name.removeprefix("egru"))
+            a_in, a = (act.input if li == 0 else act.layers[li - 1]), act.layers[li]
+            syn[sl] = (g.nnz_in.sum(0) * a_in + g.nnz_rec.sum(0) * a) * weight_scale
+            pin[sl] = m.recv_in[i].sum(0) * a_in + m.recv_rec[i].sum(0) * a
+            pout[sl], upd[sl] = units * a, units
         if g.spilled:
             dram[sl] = syn[sl] * g.bytes_per_weight
-    pe_nnz = np.concatenate([g.pe_nnz for g in m.groups]) * weight_scale
+    pe_nnz = stored_weights_walked(m) * weight_scale
     st = StepStats(m.numerics, np.array([g.pe_start for g in m.groups]), syn, pin, pout, upd, dram,
                    layout=m.layout, pe_nnz=pe_nnz)
     on_pes = m.decoder == "pe"
     dec = float(syn[m.groups[-1].pe_start:].sum()) if on_pes else 0.0
-    st.synops = round(syn.sum() - dec)
-    st.decoder_synops = round(dec) if on_pes else int(
-        np.count_nonzero(m.spec.decoder_weight) * rates[len(act.layers)])
+    st.synops = round(syn.sum() - dec - emb_syn)
+    st.embedding_synops = round(emb_syn)
+    st.decoder_synops = round(dec) if on_pes else int(np.count_nonzero(m.spec.decoder_weight) * act.layers[-1])
     return st
 
 
@@ -114,9 +117,9 @@ def table_ii(m: CompiledModel, table: CostTable, act: Activity, steps_per_infere
                        "chip_over_gpu_time": c["time_s"] / gpu["time_s"]}
     rng = {k: sorted([spread[0][k], spread[1][k]]) for k in spread[0]}
     st = expected_step_stats(m, act)
-    host = {"embedding": "host" if m.spec.task == "lm" else "none (inputs arrive as events)",
+    host = {"embedding": m.embedding if m.spec.task == "lm" else "none (inputs arrive as events)",
             "decoder": m.decoder,
-            "embedding_values_sent_per_inference": m.spec.n_inputs * act.input * steps,
+            "packets_sent_per_inference": (1 if m.embedding == "pe" else m.spec.n_inputs * act.input) * steps,
             "decoder_synops_on_host_per_inference": st.decoder_synops * steps if m.decoder == "host" else 0,
             "note": "the host's work is not in the chip's figures"}
     return {"inference": inference, "steps_per_inference": steps, "numerics": m.numerics, "layout": m.layout,

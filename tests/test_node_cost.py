@@ -40,7 +40,7 @@ def test_calibrated_constants_follow_the_measured_powers():
     t = CostTable.calibrated("0.5V")
     assert t.static_power_chip_w == 0.2354 and t.energy_per_cycle_j == busy_cycle_energy_j(op)
     assert CostTable().static_power_chip_w == 0.5647  # the default is the 0.8 V point
-    assert A100_KERNEL_S == pytest.approx(19.9e-3 / 70 / 24)
+    assert pytest.approx(19.9e-3 / 70 / 24) == A100_KERNEL_S
     with pytest.raises(ChipConfigError, match="operating point"):
         CostTable.calibrated("0.6V")
 
@@ -107,6 +107,36 @@ def test_decoder_on_host_or_pes_gives_the_same_predictions(tmp_path, numerics):
         assert a.last.synops == b.last.synops and a.last.decoder_synops == b.last.decoder_synops
         assert b.last.host_decoder_synops == b.last.decoder_synops and a.last.host_decoder_synops == 0
         assert b.last.host_packets_in == b.last.events_per_layer[-1]
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "int8"])
+def test_embedding_on_pes_gives_the_same_predictions(tmp_path, numerics):
+    """With the table on PEs the host sends one packet (the token) instead of the values; logits are unchanged."""
+    path = make_lm(tmp_path / "lm", hidden=(64, 48))
+    a = Node.load(path, numerics=numerics)
+    b = Node.load(path, numerics=numerics, embedding="pe", decoder="host", layout="csr")
+    assert b.compiled.groups[0].name == "embedding" and b.compiled.report()["embedding"] == "pe"
+    for tok in [3, 7, 1, 12, 5, 9]:
+        pa, pb = a.step(tok), b.step(tok)
+        assert np.array_equal(pa.logits, pb.logits) and a.last.synops == b.last.synops
+        assert b.last.host_packets_out == 1 and a.last.host_packets_out == a.last.events_in
+        assert b.last.embedding_synops == np.count_nonzero(a.spec.embedding[tok]) and a.last.embedding_synops == 0
+    assert len(b.last.cost.cycles_per_pe) == b.n_pes
+    dense = b.dense_step_stats()
+    assert dense.synops == a.dense_step_stats().synops
+    st = expected_step_stats(b.compiled, Activity((1.0, 1.0), 1.0))
+    assert st.synops == dense.synops and st.embedding_synops == dense.embedding_synops
+
+
+def test_embedding_on_pes_refused_where_it_cannot_be(tmp_path):
+    """A gesture model has no table to place; the paper's 33,278 x 750 table does not fit and says so."""
+    from s2node.errors import CompileError
+
+    g = make_gesture(tmp_path / "g", n_in=256, hidden=(32,))
+    with pytest.raises(CompileError, match="no embedding"):
+        Node.load(g, embedding="pe")
+    with pytest.raises(CompileError, match="--embedding host"):
+        compile_model(build_preset("paper-lm"), ChipSpec(), embedding="pe", decoder="host", layout="csr")
 
 
 def test_decoder_on_host_for_gestures(tmp_path):

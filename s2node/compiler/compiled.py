@@ -22,17 +22,19 @@ class CompiledModel:
     spec: ModelSpec
     chip: ChipSpec
     numerics: str
-    groups: tuple[GroupPlacement, ...]  # EGRU layers in order, then the decoder when it runs on PEs
+    groups: tuple[GroupPlacement, ...]  # [the embedding,] EGRU layers in order[, the decoder]: what runs on PEs
     routing: RoutingTable
     recv_in: tuple[np.ndarray, ...]  # per group: bool [n_in, n_pes] delivery of input sources
     recv_rec: tuple[np.ndarray | None, ...]  # per group: bool [H, n_pes] delivery of recurrent sources
     rules_passed: tuple[str, ...] = field(default=())
     decoder: str = "pe"  # "pe": the decoder is the last group; "host": the host computes the logits
+    embedding: str = "host"  # "host": the host sends the values; "pe": the table is the first group
     layout: str = "column"  # weight storage: "column" (CSC) or "csr"
 
     @property
     def egru_groups(self) -> tuple[GroupPlacement, ...]:
-        return self.groups[: len(self.spec.layers)]
+        g0 = int(self.embedding == "pe")
+        return self.groups[g0: g0 + len(self.spec.layers)]
 
     @property
     def data_bytes_per_pe(self) -> np.ndarray:
@@ -79,7 +81,7 @@ class CompiledModel:
                                   "mean": float(self.data_bytes_per_pe.mean()),
                                   "budget": self.chip.data_sram_bytes_per_pe,
                                   "paper_bytes": PAPER_DATA_BYTES_PER_PE, "paper_budget": PAPER_DATA_BUDGET},
-            "embedding": "host",
+            "embedding": self.embedding,
             "decoder": self.decoder,
             "layout": self.layout,
             "sram_bytes_by_kind": {k: int(v.sum()) for k, v in sram.items()},

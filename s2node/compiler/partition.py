@@ -130,8 +130,9 @@ def split_group(g: GroupWeights, numerics: str, chip: ChipSpec, spill: bool, min
             return bounds
         k += 1
     worst = int(per_unit.max()) + per_pe_fixed
+    hint = "; look it up on the host (--embedding host)" if g.name == "embedding" else ""
     raise CompileError(
-        f"{g.name}: one unit needs {worst} bytes, over a PE's {cap} by {worst - cap}", bytes_over=worst - cap,
+        f"{g.name}: one unit needs {worst} bytes, over a PE's {cap} by {worst - cap}{hint}", bytes_over=worst - cap,
     )
 
 
@@ -173,5 +174,7 @@ def egru_group(name: str, weight_ih: np.ndarray, weight_hh: np.ndarray) -> Group
     return GroupWeights(name, 3, weight_ih.shape[1], h, per_unit(weight_ih), per_unit(weight_hh))
 
 
-def decoder_group(weight: np.ndarray) -> GroupWeights:
-    return GroupWeights("decoder", 1, weight.shape[1], 0, (weight != 0).astype(np.int32).T.copy(), None)
+def decoder_group(weight: np.ndarray, name: str = "decoder") -> GroupWeights:
+    """A feed-forward group: unit u holds row u of weight [units, sources] (the decoder; the embedding's table
+    transposed, one source per token)."""
+    return GroupWeights(name, 1, weight.shape[1], 0, (weight != 0).astype(np.int32).T.copy(), None)
