@@ -1,8 +1,8 @@
 """The emulated node: `Node.load(model_file) -> node.step(input) -> Prediction`, with per-step `StepStats`.
 
 One timestep: the host sends the input packets (language: the token's embedding vector, one packet per
-non-zero dimension — the embedding table lives on the host; gestures: one packet per active input with its
-summed count). For each EGRU layer in turn, every PE accumulates its columns of the active sources
+non-zero dimension, when the table lives on the host; or the token itself to the embedding PEs, which send the
+vector on; gestures: one packet per active input with its summed count). For each EGRU layer in turn, every PE accumulates its columns of the active sources
 (`kernel.accumulate`), then updates its units (`update_units`) and sends one packet per fired unit (`emit`),
 which are the next layer's input now and the layer's own recurrent input at the next step. The decoder runs
 where the compiler put it (`decoder="pe"|"host"`), event-driven from the last layer's events either way (for a
