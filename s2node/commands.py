@@ -245,7 +245,7 @@ def _node_options(p: argparse.ArgumentParser, preset: bool = False) -> None:
     p.add_argument("--operating-point", choices=OPERATING_POINTS,
                    help="measured DVFS point: clock, voltage and calibrated costs (default 0.8V; presets 0.5V)")
     p.add_argument("--decoder", choices=["pe", "host"],
-                   help="where the decoder runs (default pe; presets host, as the paper)")
+                   help="where the decoder runs (default host, as the paper)")
     p.add_argument("--embedding", choices=["host", "pe"], default="host",
                    help="language models: where the embedding table is looked up (default host, as the paper)")
     p.add_argument("--layout", choices=["column", "csr"],
@@ -342,7 +342,7 @@ def _node_inspect(args: argparse.Namespace) -> int:
     chip, _ = _chip_and_costs(args, preset.operating_point if preset else None)
     compiled = compile_model(spec, chip, args.numerics, prune=args.prune, dram=args.dram,
                              spread=args.spread or preset is not None,
-                             decoder=args.decoder or (preset.decoder if preset else "pe"), embedding=args.embedding,
+                             decoder=args.decoder or (preset.decoder if preset else "host"), embedding=args.embedding,
                              layout=args.layout or (preset.layout if preset else "column"))
     out = compiled.report(per_pe=args.per_pe)
     if preset:
@@ -363,7 +363,7 @@ def _node_run(args: argparse.Namespace) -> int:
 
     chip, table = _chip_and_costs(args)
     options = NodeOptions(numerics=args.numerics, prune=args.prune, dram=args.dram, spread=args.spread, chip=chip,
-                          cost_table=table, decoder=args.decoder or "pe", embedding=args.embedding,
+                          cost_table=table, decoder=args.decoder or "host", embedding=args.embedding,
                           layout=args.layout or "column")
     config, tensors = modelfile.load(args.model)
     result = run_model(config, tensors, options, text_path=args.text, split=args.split, data=args.data,
@@ -394,7 +394,7 @@ def _node_report(args: argparse.Namespace) -> int:
 
         chip, table = _chip_and_costs(args)
         config, tensors = modelfile.load(args.model)
-        out = report_model(config, tensors, chip, table, numerics=args.numerics, decoder=args.decoder or "pe",
+        out = report_model(config, tensors, chip, table, numerics=args.numerics, decoder=args.decoder or "host",
                            embedding=args.embedding,
                            layout=args.layout or "column", prune=args.prune, dram=args.dram, spread=args.spread,
                            split=args.split, text_path=args.text, events_path=args.events, data=args.data,

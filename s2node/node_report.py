@@ -54,7 +54,7 @@ def _gesture_steps(config: dict[str, Any], measured: float) -> tuple[int, str]:
 
 
 def report_model(config: dict[str, Any], tensors: dict[str, np.ndarray], chip: ChipSpec, table: CostTable, *,
-                 numerics: str = "fp32", decoder: str = "pe", embedding: str = "host", layout: str = "column",
+                 numerics: str = "fp32", decoder: str = "host", embedding: str = "host", layout: str = "column",
                  prune: float | None = None,
                  dram: bool = False, spread: bool = False, split: str | None = None,
                  text_path: str | Path | None = None, events_path: str | Path | None = None,

@@ -34,7 +34,7 @@ class NodeOptions:
     spread: bool = False
     chip: ChipSpec = field(default_factory=ChipSpec)
     cost_table: CostTable = field(default_factory=CostTable)
-    decoder: str = "pe"  # "pe" | "host"
+    decoder: str = "host"  # "host" (as the paper) | "pe"
     embedding: str = "host"  # "host" | "pe"
     layout: str = "column"  # "column" | "csr"
 

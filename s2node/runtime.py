@@ -2,8 +2,9 @@
 
 One timestep: the host sends the input packets (language: the token's embedding vector, one packet per
 non-zero dimension, when the table lives on the host; or the token itself to the embedding PEs, which send the
-vector on; gestures: one packet per active input with its summed count). For each EGRU layer in turn, every PE accumulates its columns of the active sources
-(`kernel.accumulate`), then updates its units (`update_units`) and sends one packet per fired unit (`emit`),
+vector on; gestures: one packet per active input with its summed count). For each EGRU layer in turn, every
+PE accumulates its columns of the active sources (`kernel.accumulate`), then updates its units
+(`update_units`) and sends one packet per fired unit (`emit`),
 which are the next layer's input now and the layer's own recurrent input at the next step. The decoder runs
 where the compiler put it (`decoder="pe"|"host"`), event-driven from the last layer's events either way (for a
 trace readout it keeps W·trace, which is linear in the events), with the same arithmetic, so the placement
@@ -185,7 +186,7 @@ class Node:
     @classmethod
     def load(
         cls, model_file: str | Path, chip: ChipSpec | None = None, numerics: str = "fp32", prune: float | None = None,
-        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None, decoder: str = "pe",
+        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None, decoder: str = "host",
         embedding: str = "host", layout: str = "column",
     ) -> Node:
         """decoder / embedding: "pe" or "host" (the paper: both on the host); layout: "column" | "csr"."""
@@ -196,7 +197,7 @@ class Node:
     @classmethod
     def from_spec(
         cls, spec: ModelSpec, chip: ChipSpec | None = None, numerics: str = "fp32", prune: float | None = None,
-        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None, decoder: str = "pe",
+        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None, decoder: str = "host",
         embedding: str = "host", layout: str = "column",
     ) -> Node:
         compiled = compile_model(spec, chip or ChipSpec(), numerics, prune=prune, dram=dram, spread=spread,

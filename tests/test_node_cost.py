@@ -99,8 +99,8 @@ def test_operating_points_set_clock_and_voltage():
 def test_decoder_on_host_or_pes_gives_the_same_predictions(tmp_path, numerics):
     """The decoder's placement changes PEs and cost, never the logits; the host's share is counted apart."""
     path = make_lm(tmp_path / "lm", hidden=(64, 48))
-    a, b = Node.load(path, numerics=numerics), Node.load(path, numerics=numerics, decoder="host")
-    assert b.n_pes < a.n_pes and b.compiled.decoder == "host"
+    a, b = Node.load(path, numerics=numerics, decoder="pe"), Node.load(path, numerics=numerics)
+    assert b.n_pes < a.n_pes and b.compiled.decoder == "host"  # the paper's placement is the default
     for tok in [3, 7, 1, 12, 5, 9, 0, 4]:
         pa, pb = a.step(tok), b.step(tok)
         assert pa.label == pb.label and np.array_equal(pa.logits, pb.logits)
@@ -142,7 +142,7 @@ def test_embedding_on_pes_refused_where_it_cannot_be(tmp_path):
 def test_decoder_on_host_for_gestures(tmp_path):
     """A gesture model's pooled predictions are the same with its decoder on the host."""
     path = make_gesture(tmp_path / "g", n_in=256, hidden=(64,))
-    a, b = Node.load(path), Node.load(path, decoder="host")
+    a, b = Node.load(path, decoder="pe"), Node.load(path, decoder="host")
     for v in random_counts(np.random.default_rng(0), 10, 256, 0.1):
         assert np.array_equal(a.step(v).logits, b.step(v).logits)
     assert a.stats.synops == b.stats.synops

@@ -38,7 +38,7 @@ def stored_weights_walked(m: CompiledModel) -> np.ndarray:
     return np.concatenate([g.pe_nnz * (g.name != "embedding") for g in m.groups]).astype(np.float64)
 
 
-def _groups(spec: ModelSpec, decoder: str = "pe", embedding: str = "host"):
+def _groups(spec: ModelSpec, decoder: str = "host", embedding: str = "host"):
     gs = [egru_group(f"egru{i}", layer.weight_ih, layer.weight_hh) for i, layer in enumerate(spec.layers)]
     if embedding == "pe":
         gs.insert(0, decoder_group(spec.embedding.T, "embedding"))
@@ -47,7 +47,7 @@ def _groups(spec: ModelSpec, decoder: str = "pe", embedding: str = "host"):
 
 def _place_all(
     spec: ModelSpec, chip: ChipSpec, numerics: str, spill: list[bool] | None = None, min_pes: list[int] | None = None,
-    decoder: str = "pe", embedding: str = "host", layout: str = "column",
+    decoder: str = "host", embedding: str = "host", layout: str = "column",
 ) -> list[GroupPlacement]:
     placed, pe = [], 0
     for i, g in enumerate(_groups(spec, decoder, embedding)):
@@ -73,7 +73,8 @@ def _fit_advice(spec: ModelSpec, chip: ChipSpec, placed: list[GroupPlacement], n
         scales = 4 * (3 * sum(layer.hidden_size for layer in spec.layers) + spec.n_outputs) if num == "int8" else 0
         room = 0.9 * cap - other - scales - dec_nnz * (vb + INDEX_BYTES)  # 10 % for per-PE fragmentation
         if room > 0:
-            advice.append(f"prune to {max(0.0, 1.0 - room / ((vb + INDEX_BYTES) * weights)):.3f} with {num}")
+            level = 1.0 - room / ((vb + INDEX_BYTES) * weights)
+            advice.append(f"prune to {level:.3f} with {num}" if level > 0 else f"{num} without pruning")
         elif num == "int8":
             advice.append(f"a smaller decoder (it alone needs {dec_nnz * (vb + INDEX_BYTES)} bytes in int8)")
     if on_pes:
@@ -115,13 +116,13 @@ def _spread(
 
 def compile_model(
     spec: ModelSpec, chip: ChipSpec | None = None, numerics: str = "fp32", *,
-    prune: float | None = None, dram: bool = False, spread: bool = False, decoder: str = "pe",
+    prune: float | None = None, dram: bool = False, spread: bool = False, decoder: str = "host",
     embedding: str = "host", layout: str = "column",
 ) -> CompiledModel:
     """Place a spec on the chip or raise CompileError saying by how much it misses and what would fit.
 
-    `decoder="host"` leaves the decoder to the host (as the paper): the last layer's events go to the host, which
-    computes the logits; "pe" (the default) places it on PEs after the last layer. `embedding="pe"` (language
+    `decoder="host"` (the default) leaves the decoder to the host, as the paper: the last layer's events go to the
+    host, which computes the logits; "pe" places it on PEs after the last layer. `embedding="pe"` (language
     models) places the table on PEs before the first layer: the host sends the token, they send its values;
     "host" (the default, as the paper) sends the values from the host. `layout` stores the weights
     column-wise ("column", CSC) or row-wise ("csr", as the paper); see `partition`.

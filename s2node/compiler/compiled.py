@@ -27,7 +27,7 @@ class CompiledModel:
     recv_in: tuple[np.ndarray, ...]  # per group: bool [n_in, n_pes] delivery of input sources
     recv_rec: tuple[np.ndarray | None, ...]  # per group: bool [H, n_pes] delivery of recurrent sources
     rules_passed: tuple[str, ...] = field(default=())
-    decoder: str = "pe"  # "pe": the decoder is the last group; "host": the host computes the logits
+    decoder: str = "host"  # "host": the host computes the logits; "pe": the decoder is the last group
     embedding: str = "host"  # "host": the host sends the values; "pe": the table is the first group
     layout: str = "column"  # weight storage: "column" (CSC) or "csr"
 
