@@ -288,6 +288,8 @@ def _register_node(sub: argparse._SubParsersAction) -> None:
     _node_options(rep, preset=True)
     _inputs(rep, required=False)
     rep.add_argument("--max-steps", type=int, default=280, help="model files: timesteps to measure (default 280)")
+    rep.add_argument("--gpu-bench", metavar="FILE", help="a JSON file of `s2 node gpu-bench --json`: its measured "
+                     "step and power replace the anchored GPU row")
     rep.add_argument("--plot", metavar="FILE", help="energy per inference against activity and weight sparsity "
                      "(.png or .svg; needs matplotlib)")
     rep.set_defaults(func=_node_report)
@@ -300,6 +302,7 @@ def _register_node(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--steps", type=int, default=200, help="timed steps (default 200)")
     g.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     g.add_argument("--cpu-power-w", type=float, default=None, help="CPU power to assume (default 65 W)")
+    g.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: batch 1)")
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.set_defaults(func=_node_gpu_bench)
 
@@ -381,6 +384,7 @@ def _node_report(args: argparse.Namespace) -> int:
     if (args.model is None) == (args.preset is None):
         raise S2NodeError("give either MODEL or --preset NAME")
     sweeps = args.plot is not None
+    gpu = _read_json(args.gpu_bench) if args.gpu_bench else None
     if args.preset:
         from s2node.presets import get_preset
 
@@ -388,7 +392,7 @@ def _node_report(args: argparse.Namespace) -> int:
         chip, table = _chip_and_costs(args, preset.operating_point)
         out = report_preset(args.preset, chip, table, numerics=args.numerics, decoder=args.decoder,
                             embedding=args.embedding,
-                            layout=args.layout, vocab=args.vocab, seed=args.seed, with_sweeps=sweeps)
+                            layout=args.layout, vocab=args.vocab, seed=args.seed, with_sweeps=sweeps, gpu_bench=gpu)
     else:
         from s2node import modelfile
 
@@ -398,7 +402,7 @@ def _node_report(args: argparse.Namespace) -> int:
                            embedding=args.embedding,
                            layout=args.layout or "column", prune=args.prune, dram=args.dram, spread=args.spread,
                            split=args.split, text_path=args.text, events_path=args.events, data=args.data,
-                           max_steps=args.max_steps, data_dir=args.data_dir, with_sweeps=sweeps)
+                           max_steps=args.max_steps, data_dir=args.data_dir, with_sweeps=sweeps, gpu_bench=gpu)
         out = {"model": str(args.model), **out}
     if sweeps:
         from s2node.report_plot import plot_report
@@ -410,6 +414,19 @@ def _node_report(args: argparse.Namespace) -> int:
     else:
         print(_table_ii_text(out))
     return 0
+
+
+def _read_json(path: str) -> dict:
+    from s2node.errors import S2NodeError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise S2NodeError(f"{path}: not a readable JSON file: {e}") from e
+    if not isinstance(data, dict) or "step_s" not in data:
+        raise S2NodeError(f"{path}: not the output of `s2 node gpu-bench --json` (no step_s)")
+    return data
 
 
 def _table_ii_text(r: dict) -> str:
@@ -439,8 +456,11 @@ def _table_ii_text(r: dict) -> str:
 
 
 def _node_gpu_bench(args: argparse.Namespace) -> int:
+    import torch
+
     from s2node.gpu_bench import CPU_POWER_W, gpu_bench
 
+    torch.set_num_threads(args.threads)
     spec, _ = _model_or_preset(args)
     out = gpu_bench(spec.config, spec.to_tensors(), steps=args.steps, device=args.device,
                     cpu_power_w=args.cpu_power_w if args.cpu_power_w is not None else CPU_POWER_W)

@@ -24,7 +24,8 @@ from s2node.spec import ModelSpec
 
 def report_preset(name: str, chip: ChipSpec, table: CostTable, *, numerics: str = "fp32",
                   decoder: str | None = None, embedding: str = "host", layout: str | None = None, spread: bool = True,
-                  vocab: int | None = None, seed: int = 0, with_sweeps: bool = False) -> dict[str, Any]:
+                  vocab: int | None = None, seed: int = 0, with_sweeps: bool = False,
+                  gpu_bench: dict[str, Any] | None = None) -> dict[str, Any]:
     """Table II of a preset at its published activity; also both weight layouts side by side. decoder and
     layout default to the preset's (the paper's); pass the chip and table of the operating point wanted."""
     p = get_preset(name)
@@ -35,7 +36,7 @@ def report_preset(name: str, chip: ChipSpec, table: CostTable, *, numerics: str 
     m = compile_model(spec, chip, numerics, layout=layout, **kw)
     other = compile_model(spec, chip, numerics, layout="csr" if layout == "column" else "column", **kw)
     out = {"preset": name, "vocab": spec.n_outputs if p.task == "lm" else None,
-           **table_ii(m, table, act, p.steps_per_inference, p.inference),
+           **table_ii(m, table, act, p.steps_per_inference, p.inference, gpu_bench=gpu_bench),
            "placement": {k: m.report()[k] for k in ("pes_used", "data_bytes_per_pe", "dram_bytes", "groups")},
            "layouts": layout_comparison(*((m, other) if layout == "column" else (other, m)), table, act)}
     if with_sweeps:
@@ -59,7 +60,7 @@ def report_model(config: dict[str, Any], tensors: dict[str, np.ndarray], chip: C
                  dram: bool = False, spread: bool = False, split: str | None = None,
                  text_path: str | Path | None = None, events_path: str | Path | None = None,
                  data: str | Path | None = None, max_steps: int = 280, data_dir: str | Path | None = None,
-                 with_sweeps: bool = False) -> dict[str, Any]:
+                 with_sweeps: bool = False, gpu_bench: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the model on the node for up to max_steps steps of its inputs; Table II from the measured cost."""
     from s2node.node_inputs import gesture_samples, lm_token_ids
 
@@ -100,7 +101,7 @@ def report_model(config: dict[str, Any], tensors: dict[str, np.ndarray], chip: C
                    inputs_active / n)
     measured = {"energy_j_per_step": node.stats.energy_j / n,
                 "latency_s_per_step": float(np.mean(node.stats.latencies_s))}
-    out = {"model_steps_run": n, **table_ii(node.compiled, table, act, steps, inference, measured)}
+    out = {"model_steps_run": n, **table_ii(node.compiled, table, act, steps, inference, measured, gpu_bench)}
     out["activity_per_layer"] = list(act.layers)
     if with_sweeps:
         out["sweeps"] = sweeps(node.compiled, table, act, steps)

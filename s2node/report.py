@@ -27,6 +27,7 @@ from s2node.cost import (
     step_cost,
     table_at_end,
 )
+from s2node.errors import S2NodeError
 from s2node.runtime import StepStats
 
 # Table II of arXiv 2312.09084 (as quoted): per batch-1 inference.
@@ -96,15 +97,25 @@ def _chip_rows(m: CompiledModel, table: CostTable, act: Activity, steps: int, we
 
 
 def table_ii(m: CompiledModel, table: CostTable, act: Activity, steps_per_inference: int, inference: str,
-             measured: dict[str, float] | None = None) -> dict[str, Any]:
-    """Table II rows, ratios, the host's share and the range over the assumed constants' intervals.
-    measured: {"energy_j_per_step", "latency_s_per_step"} from a node run replaces the expected chip row."""
+             measured: dict[str, float] | None = None, gpu_bench: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Table II rows, ratios, the host's share and the range over the assumed constants' intervals (from the
+    expected counts at the same activity, also when `measured` gives the chip row).
+    measured: {"energy_j_per_step", "latency_s_per_step"} from a node run replaces the expected chip row.
+    gpu_bench: `s2 node gpu-bench`'s result ({"step_s", "power_w", ...}) replaces the anchored GPU row."""
     steps = steps_per_inference
     chip, dense = _chip_rows(m, table, act, steps)
     if measured is not None:
         chip = _row(measured["energy_j_per_step"] * steps, measured["latency_s_per_step"] * steps)
     g = _gpu_step(m, table)
     gpu = _row(g["gpu_energy_per_step_j"] * steps, g["gpu_step_s"] * steps)
+    gpu_source = "estimate anchored on the paper's A100 (cost.gpu_step_estimate)"
+    if gpu_bench is not None:
+        if gpu_bench.get("power_w") is None:
+            raise S2NodeError("the GPU bench has no power figure: rerun it with --cpu-power-w or where NVML answers")
+        step_s = float(gpu_bench["step_s"])
+        gpu = _row(step_s * float(gpu_bench["power_w"]) * steps, step_s * steps)
+        g = {**g, "gpu_bound": "measured"}
+        gpu_source = f"measured: {gpu_bench.get('device_name', '?')}, power {gpu_bench.get('power_source', '?')}"
     ratios = {"gpu_over_chip_energy": gpu["energy_j"] / chip["energy_j"],
               "chip_over_gpu_time": chip["time_s"] / gpu["time_s"],
               "dense_over_chip_energy": dense["energy_j"] / chip["energy_j"]}
@@ -127,7 +138,7 @@ def table_ii(m: CompiledModel, table: CostTable, act: Activity, steps_per_infere
             "activity_sparsity": 1.0 - float(np.mean(act.layers)), "input_activity": act.input,
             "weight_sparsity": 1.0 - sum(x.nnz for x in m.spec.layers) / sum(x.n_weights for x in m.spec.layers),
             "rows": {"chip": chip, "dense_chip": dense, "gpu": gpu}, "ratios": ratios,
-            "range_over_assumptions": rng, "gpu_bound": g["gpu_bound"], "host": host,
+            "range_over_assumptions": rng, "gpu_bound": g["gpu_bound"], "gpu_source": gpu_source, "host": host,
             "chip_source": "node run (measured activity)" if measured else "expected counts at the stated activity",
             "paper": PAPER}
 

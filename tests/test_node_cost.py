@@ -202,6 +202,10 @@ def test_table_ii_ratios_and_range(tmp_path):
     assert lo < r["ratios"]["gpu_over_chip_energy"] < hi and r["ratios"]["dense_over_chip_energy"] > 1
     lo_t = step_cost(m.chip, table_at_end(t, 0), expected_step_stats(m, Activity((0.05,), 1.0))).latency_s
     assert r["range_over_assumptions"]["chip_time_s"][0] == pytest.approx(68 * lo_t)
+    mine = table_ii(m, t, Activity((0.05,), 1.0), 68, "one sample",
+                    gpu_bench={"step_s": 1e-3, "power_w": 100.0, "device_name": "test"})
+    assert mine["rows"]["gpu"]["energy_j"] == pytest.approx(68 * 0.1) and mine["gpu_bound"] == "measured"
+    assert mine["rows"]["chip"] == r["rows"]["chip"]
 
 
 def test_cli_inspect_and_report_presets(tmp_path):
