@@ -36,7 +36,8 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("energy per inference (J)")
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"{report.get('preset') or 'model'}: {report['numerics']}, {report['layout']} layout, "
+    name = report.get("preset") or report.get("model", "model")
+    fig.suptitle(f"{name}: {report['numerics']}, {report['layout']} layout, "
                  f"{report['clock_hz'] / 1e6:g} MHz / {report['voltage_v']} V", fontsize=9)
     fig.tight_layout()
     p.parent.mkdir(parents=True, exist_ok=True)
