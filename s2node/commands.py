@@ -285,59 +285,135 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-# s2 node inspect | run
+# s2 node inspect | run | report | gpu-bench
 
-def _node_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="model file (NAME, NAME.json or NAME.safetensors)")
+PRESETS = ("paper-lm", "paper-gesture")  # the keys of s2node.presets.PRESETS
+OPERATING_POINTS = ("0.5V", "0.8V")  # the keys of s2node.chip.OPERATING_POINTS
+
+
+def _node_options(p: argparse.ArgumentParser, preset: bool = False) -> None:
+    if preset:
+        p.add_argument("model", nargs="?", help="model file (NAME, NAME.json or NAME.safetensors), or --preset")
+        p.add_argument("--preset", choices=PRESETS, help="a published shape, random weights (seeded), no file")
+        p.add_argument("--vocab", type=int, help="--preset paper-lm: vocabulary (33278 WikiText-2, 10000 PTB)")
+        p.add_argument("--seed", type=int, default=0, help="--preset: seed of the random weights")
+    else:
+        p.add_argument("model", help="model file (NAME, NAME.json or NAME.safetensors)")
     p.add_argument("--numerics", choices=["fp32", "int8"], default="fp32", help="PE arithmetic (default fp32)")
     p.add_argument("--prune", type=float, default=None, metavar="P", help="magnitude-prune EGRU weights to P")
     p.add_argument("--chip-config", metavar="FILE", help="JSON object overriding ChipSpec fields")
     p.add_argument("--cost-table", metavar="FILE", help="JSON object overriding CostTable fields")
+    p.add_argument("--operating-point", choices=OPERATING_POINTS,
+                   help="measured DVFS point: clock, voltage and calibrated costs (default 0.8V; presets 0.5V)")
+    p.add_argument("--decoder", choices=["pe", "host"],
+                   help="where the decoder runs (default host, as the paper)")
+    p.add_argument("--embedding", choices=["host", "pe"], default="host",
+                   help="language models: where the embedding table is looked up (default host, as the paper)")
+    p.add_argument("--layout", choices=["column", "csr"],
+                   help="weight storage: column (CSC, work follows events; default) or csr (as the paper; presets)")
     p.add_argument("--dram", action="store_true", help="spill weights to LPDDR4 when SRAM is not enough")
-    p.add_argument("--spread", action="store_true", help="use the spare PEs too (lower latency)")
+    p.add_argument("--spread", action="store_true", help="use the spare PEs too (lower latency; presets always)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _inputs(r: argparse.ArgumentParser, required: bool) -> None:
+    src = r.add_mutually_exclusive_group(required=required)
+    src.add_argument("--split", choices=["train", "valid", "test"], help="language models: corpus split")
+    src.add_argument("--text", metavar="FILE", help="language models: a text file")
+    src.add_argument("--data", metavar="DIR", help="gesture models: recordings in tonic's DVSGesture layout")
+    src.add_argument("--events", metavar="FILE", help="gesture models: one event file (any supported format)")
+    r.add_argument("--data-dir", help="corpus cache (default $S2_DATA_DIR or ~/.cache/s2egru)")
+
+
 def _register_node(sub: argparse._SubParsersAction) -> None:
-    n = sub.add_parser("node", help="the emulated SpiNNaker 2 node: inspect a placement, run inputs",
-                       description="Compile a model onto the emulated SpiNNaker 2 chip and inspect or run it.")
+    n = sub.add_parser("node", help="the emulated SpiNNaker 2 node: inspect a placement, run inputs, report costs",
+                       description="Compile a model onto the emulated SpiNNaker 2 chip and inspect, run or cost it.")
     nsub = n.add_subparsers(dest="node_command", metavar="COMMAND", required=True)
     i = nsub.add_parser("inspect", help="PEs used, SRAM per PE by kind, routing entries, DRAM bytes",
-                        description="Compile MODEL and report its placement on the chip.")
-    _node_options(i)
+                        description="Compile MODEL (or a --preset) and report its placement on the chip.")
+    _node_options(i, preset=True)
     i.add_argument("--per-pe", action="store_true", help="include every PE's SRAM bytes by kind")
     i.set_defaults(func=_node_inspect)
     r = nsub.add_parser("run", help="run inputs through the node beside the PyTorch model",
                         description="Run MODEL on the emulated chip: quality, agreement with PyTorch, activity, "
                         "synops, latency, energy, dense-equivalent figures, steps/s.")
     _node_options(r)
-    src = r.add_mutually_exclusive_group(required=True)
-    src.add_argument("--split", choices=["train", "valid", "test"], help="language models: corpus split")
-    src.add_argument("--text", metavar="FILE", help="language models: a text file")
-    src.add_argument("--data", metavar="DIR", help="gesture models: recordings in tonic's DVSGesture layout")
-    src.add_argument("--events", metavar="FILE", help="gesture models: one event file (any supported format)")
+    _inputs(r, required=True)
     r.add_argument("--max-steps", type=int, default=None, help="stop after this many timesteps")
-    r.add_argument("--data-dir", help="corpus cache (default $S2_DATA_DIR or ~/.cache/s2egru)")
     r.add_argument("--sensor-map", default="scale", metavar="scale|crop|roi=x,y,w,h",
                    help="with --events: how another sensor size reaches the model's input (default scale)")
     r.set_defaults(func=_node_run)
+    rep = nsub.add_parser("report", help="the paper's Table II for a model or a preset: chip, dense chip, GPU",
+                          description="Power, time and energy per inference on the chip, the dense chip and a "
+                          "batch-1 GPU (anchored on the paper's A100), with ratios and their range over the "
+                          "assumed constants. A model file runs on its inputs (default: the test split for "
+                          "language models; gestures need --events or --data).")
+    _node_options(rep, preset=True)
+    _inputs(rep, required=False)
+    rep.add_argument("--max-steps", type=int, default=280, help="model files: timesteps to measure (default 280)")
+    rep.add_argument("--gpu-bench", metavar="FILE", help="a JSON file of `s2 node gpu-bench --json`: its measured "
+                     "step and power replace the anchored GPU row")
+    rep.add_argument("--plot", metavar="FILE", help="energy per inference against activity and weight sparsity "
+                     "(.png or .svg; needs matplotlib)")
+    rep.set_defaults(func=_node_report)
+    g = nsub.add_parser("gpu-bench", help="measure the PyTorch model's batch-1 step on this machine",
+                        description="Time batch-1 steps of MODEL (or a --preset) in PyTorch: CUDA with NVML power "
+                        "where present, else the CPU at a stated power.")
+    g.add_argument("model", nargs="?", help="model file, or --preset")
+    g.add_argument("--preset", choices=PRESETS)
+    g.add_argument("--vocab", type=int, help="--preset paper-lm: vocabulary")
+    g.add_argument("--steps", type=int, default=200, help="timed steps (default 200)")
+    g.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    g.add_argument("--cpu-power-w", type=float, default=None, help="CPU power to assume (default 65 W)")
+    g.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: batch 1)")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    g.set_defaults(func=_node_gpu_bench)
 
 
-def _chip(args: argparse.Namespace):
+def _chip_and_costs(args: argparse.Namespace, op: str | None = None):
+    """ChipSpec and CostTable: the JSON files over the defaults, then --operating-point's clock and voltage on the
+    chip and its calibrated energies under the cost table's overrides."""
     from s2node.chip import ChipSpec
+    from s2node.cost import CostTable
 
-    return ChipSpec.from_json(args.chip_config) if args.chip_config else ChipSpec()
+    op = args.operating_point or op
+    chip = ChipSpec.from_json(args.chip_config) if args.chip_config else ChipSpec()
+    if op:
+        chip = chip.at_operating_point(op)
+    base = CostTable.calibrated(op) if op else CostTable()
+    table = CostTable.from_json(args.cost_table, base) if args.cost_table else base
+    return chip, table
+
+
+def _model_or_preset(args: argparse.Namespace):
+    """(spec, preset or None) from MODEL or --preset, exactly one of them."""
+    from s2node.errors import S2NodeError
+
+    if (args.model is None) == (args.preset is None):
+        raise S2NodeError("give either MODEL or --preset NAME")
+    if args.preset:
+        from s2node.presets import build_preset, get_preset
+
+        return build_preset(args.preset, vocab=args.vocab, seed=getattr(args, "seed", 0)), get_preset(args.preset)
+    from s2node import modelfile
+    from s2node.spec import ModelSpec
+
+    return ModelSpec.from_model(*modelfile.load(args.model)), None
 
 
 def _node_inspect(args: argparse.Namespace) -> int:
-    from s2node import modelfile
     from s2node.compiler import compile_model
-    from s2node.spec import ModelSpec
 
-    chip = _chip(args)
-    compiled = compile_model(ModelSpec.from_model(*modelfile.load(args.model)), chip, args.numerics,
-                             prune=args.prune, dram=args.dram, spread=args.spread)
-    _print(compiled.report(per_pe=args.per_pe), args.json, width=28)
+    spec, preset = _model_or_preset(args)
+    chip, _ = _chip_and_costs(args, preset.operating_point if preset else None)
+    compiled = compile_model(spec, chip, args.numerics, prune=args.prune, dram=args.dram,
+                             spread=args.spread or preset is not None,
+                             decoder=args.decoder or (preset.decoder if preset else "host"), embedding=args.embedding,
+                             layout=args.layout or (preset.layout if preset else "column"))
+    out = compiled.report(per_pe=args.per_pe)
+    if preset:
+        out = {"preset": preset.name, "vocab": spec.n_outputs if spec.task == "lm" else None, **out}
+    _print(out, args.json, width=28)
     return 0
 
 
@@ -345,19 +421,113 @@ def _node_run(args: argparse.Namespace) -> int:
     import torch
 
     from s2node import modelfile
-    from s2node.cost import CostTable
     from s2node.node_run import NodeOptions, run_model
     from s2node.runtime import limit_blas_threads
 
     torch.set_num_threads(1)  # batch 1, small mat-vecs: more threads only contend (s2node.runtime)
     limit_blas_threads(1)
 
-    options = NodeOptions(numerics=args.numerics, prune=args.prune, dram=args.dram, spread=args.spread,
-                          chip=_chip(args),
-                          cost_table=CostTable.from_json(args.cost_table) if args.cost_table else CostTable())
+    chip, table = _chip_and_costs(args)
+    options = NodeOptions(numerics=args.numerics, prune=args.prune, dram=args.dram, spread=args.spread, chip=chip,
+                          cost_table=table, decoder=args.decoder or "host", embedding=args.embedding,
+                          layout=args.layout or "column")
     config, tensors = modelfile.load(args.model)
     result = run_model(config, tensors, options, text_path=args.text, split=args.split, data=args.data,
                        events_path=args.events, max_steps=args.max_steps, data_dir=args.data_dir,
                        sensor_map=args.sensor_map)
     _print(result, args.json, width=28)
+    return 0
+
+
+def _node_report(args: argparse.Namespace) -> int:
+    from s2node.errors import S2NodeError
+    from s2node.node_report import report_model, report_preset
+    from s2node.runtime import limit_blas_threads
+
+    limit_blas_threads(1)
+    if (args.model is None) == (args.preset is None):
+        raise S2NodeError("give either MODEL or --preset NAME")
+    sweeps = args.plot is not None
+    gpu = _read_json(args.gpu_bench) if args.gpu_bench else None
+    if args.preset:
+        from s2node.presets import get_preset
+
+        preset = get_preset(args.preset)
+        chip, table = _chip_and_costs(args, preset.operating_point)
+        out = report_preset(args.preset, chip, table, numerics=args.numerics, decoder=args.decoder,
+                            embedding=args.embedding,
+                            layout=args.layout, vocab=args.vocab, seed=args.seed, with_sweeps=sweeps, gpu_bench=gpu)
+    else:
+        from s2node import modelfile
+
+        chip, table = _chip_and_costs(args)
+        config, tensors = modelfile.load(args.model)
+        out = report_model(config, tensors, chip, table, numerics=args.numerics, decoder=args.decoder or "host",
+                           embedding=args.embedding,
+                           layout=args.layout or "column", prune=args.prune, dram=args.dram, spread=args.spread,
+                           split=args.split, text_path=args.text, events_path=args.events, data=args.data,
+                           max_steps=args.max_steps, data_dir=args.data_dir, with_sweeps=sweeps, gpu_bench=gpu)
+        out = {"model": str(args.model), **out}
+    if sweeps:
+        from s2node.report_plot import plot_report
+
+        out["plot"] = str(plot_report(out, args.plot))
+        out.pop("sweeps")
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(_table_ii_text(out))
+    return 0
+
+
+def _read_json(path: str) -> dict:
+    from s2node.errors import S2NodeError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise S2NodeError(f"{path}: not a readable JSON file: {e}") from e
+    if not isinstance(data, dict) or "step_s" not in data:
+        raise S2NodeError(f"{path}: not the output of `s2 node gpu-bench --json` (no step_s)")
+    return data
+
+
+def _table_ii_text(r: dict) -> str:
+    rows = r["rows"]
+    lines = [f"one inference: {r['inference']}",
+             f"{'':<12}{'power (W)':>12}{'time (s)':>12}{'energy (J)':>12}"]
+    for name, label in (("chip", "chip"), ("dense_chip", "dense chip"), ("gpu", "GPU")):
+        x = rows[name]
+        lines.append(f"{label:<12}{x['power_w']:>12.4g}{x['time_s']:>12.4g}{x['energy_j']:>12.4g}")
+    p = r["paper"]
+    lines.append(f"{'paper chip':<12}{p['chip']['power_w']:>12.4g}{p['chip']['time_s']:>12.4g}"
+                 f"{p['chip']['energy_j']:>12.4g}")
+    lines.append(f"{'paper A100':<12}{p['gpu']['power_w']:>12.4g}{p['gpu']['time_s']:>12.4g}"
+                 f"{p['gpu']['energy_j']:>12.4g}")
+    ra, rg = r["ratios"], r["range_over_assumptions"]
+    lines.append(f"GPU/chip energy {ra['gpu_over_chip_energy']:.1f}x (range {rg['gpu_over_chip_energy'][0]:.1f}-"
+                 f"{rg['gpu_over_chip_energy'][1]:.1f}; paper {p['gpu_over_chip_energy']}x); chip/GPU time "
+                 f"{ra['chip_over_gpu_time']:.2f}x (range {rg['chip_over_gpu_time'][0]:.2f}-"
+                 f"{rg['chip_over_gpu_time'][1]:.2f}; paper {p['chip_over_gpu_time']}x); dense/chip energy "
+                 f"{ra['dense_over_chip_energy']:.2f}x")
+    lines.append(f"{r['pes_used']} PEs, {r['numerics']}, {r['layout']} layout, embedding on {r['host']['embedding']}, "
+                 f"decoder on {r['host']['decoder']}, "
+                 f"{r['clock_hz'] / 1e6:g} MHz / {r['voltage_v']} V")
+    if "plot" in r:
+        lines.append(f"plot: {r['plot']}")
+    return "\n".join(lines)
+
+
+def _node_gpu_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from s2node.gpu_bench import CPU_POWER_W, gpu_bench
+
+    torch.set_num_threads(args.threads)
+    spec, _ = _model_or_preset(args)
+    out = gpu_bench(spec.config, spec.to_tensors(), steps=args.steps, device=args.device,
+                    cpu_power_w=args.cpu_power_w if args.cpu_power_w is not None else CPU_POWER_W)
+    out = {"model": args.model or args.preset, **out}
+    _print(out, args.json, width=20)
     return 0

@@ -34,6 +34,9 @@ class NodeOptions:
     spread: bool = False
     chip: ChipSpec = field(default_factory=ChipSpec)
     cost_table: CostTable = field(default_factory=CostTable)
+    decoder: str = "host"  # "host" (as the paper) | "pe"
+    embedding: str = "host"  # "host" | "pe"
+    layout: str = "column"  # "column" | "csr"
 
 
 def run_model(config: dict[str, Any], tensors: dict[str, np.ndarray], options: NodeOptions, *,
@@ -52,7 +55,8 @@ def run_model(config: dict[str, Any], tensors: dict[str, np.ndarray], options: N
     if not lm and (text_path is not None or split is not None):
         raise S2NodeError("this is a gesture model: --text/--split are for language models; use --events or --data")
     node = Node.from_spec(ModelSpec.from_model(config, tensors), options.chip, options.numerics, options.prune,
-                          dram=options.dram, spread=options.spread, cost_table=options.cost_table)
+                          dram=options.dram, spread=options.spread, cost_table=options.cost_table,
+                          decoder=options.decoder, embedding=options.embedding, layout=options.layout)
     torch_model = build_torch_model(config, tensors)
     if options.prune:  # the reference runs the same pruned weights
         pruned = node.spec.to_tensors()
@@ -185,6 +189,9 @@ def _figures(node: Node, wall_s: float, steps: int, per: str, n_items: int | Non
         "pe_load_histogram": {"synops_per_step_bin_edges": edges.tolist(), "pes": hist.tolist()},
         "pes_used": node.n_pes,
         "numerics": node.numerics,
+        "embedding": node.compiled.embedding,
+        "decoder": node.compiled.decoder,
+        "layout": node.compiled.layout,
         "steps_per_s": steps / wall_s if wall_s > 0 else None,
         # the stats topic's node fields, by the same formula the pipeline publishes and the UI shows
         "node_stats": {k: v for k, v in node.node_stats().items() if k != "synops_per_s"},

@@ -1,12 +1,16 @@
 """The emulated node: `Node.load(model_file) -> node.step(input) -> Prediction`, with per-step `StepStats`.
 
 One timestep: the host sends the input packets (language: the token's embedding vector, one packet per
-non-zero dimension — the embedding table lives on the host; gestures: one packet per active input with its
-summed count). For each EGRU layer in turn, every PE accumulates its columns of the active sources
-(`kernel.accumulate`), then updates its units (`update_units`) and sends one packet per fired unit (`emit`),
+non-zero dimension, when the table lives on the host; or the token itself to the embedding PEs, which send the
+vector on; gestures: one packet per active input with its summed count). For each EGRU layer in turn, every
+PE accumulates its columns of the active sources (`kernel.accumulate`), then updates its units
+(`update_units`) and sends one packet per fired unit (`emit`),
 which are the next layer's input now and the layer's own recurrent input at the next step. The decoder runs
-on PEs too, event-driven from the last layer's events (for a trace readout it keeps W·trace, which is linear
-in the events); each decoder PE sends its local argmax to the host (one packet), which takes the maximum.
+where the compiler put it (`decoder="pe"|"host"`), event-driven from the last layer's events either way (for a
+trace readout it keeps W·trace, which is linear in the events), with the same arithmetic, so the placement
+changes the cost and never the prediction. On PEs each decoder PE sends its local argmax to the host (one
+packet), which takes the maximum; on the host the last layer's events go to the host, whose decoder work is
+counted apart (`host_decoder_synops`, `host_packets_in`) and is not part of the chip's cost.
 Per-PE counts come from the compiler's nnz[source, pe] and recv[source, pe] tables summed over the active
 sources: bookkeeping on the same arithmetic, no loop over PEs or events.
 """
@@ -22,7 +26,7 @@ import numpy as np
 
 from s2node import modelfile
 from s2node.chip import ChipSpec
-from s2node.compiler import CompiledModel, compile_model
+from s2node.compiler import CompiledModel, compile_model, stored_weights_walked
 from s2node.cost import Cost, CostTable, step_cost
 from s2node.errors import S2NodeError
 from s2node.kernels import make_kernel
@@ -58,8 +62,14 @@ class StepStats:
     events_per_layer: list[int] = field(default_factory=list)
     units: int = 0  # EGRU units updated (all of them, every step)
     synops: int = 0  # NeuroBench synops: EGRU input + recurrent weights (decoder excluded)
-    decoder_synops: int = 0
+    decoder_synops: int = 0  # wherever the decoder runs
     cost: Cost | None = None
+    layout: str = "column"  # weight storage, for the cost model
+    pe_nnz: np.ndarray | None = None  # stored weights per PE (csr walks them all)
+    host_decoder_synops: int = 0  # decoder synops done by the host (decoder="host")
+    host_packets_in: int = 0  # packets the host received from the chip
+    host_packets_out: int = 0  # packets the host sent to the chip (embedding values, or the token)
+    embedding_synops: int = 0  # table values read by embedding PEs (embedding="pe"; not in synops)
 
 
 @dataclass
@@ -71,6 +81,10 @@ class RunStats:
     events_out: int = 0
     synops: int = 0
     decoder_synops: int = 0
+    host_decoder_synops: int = 0
+    host_packets_in: int = 0
+    host_packets_out: int = 0
+    embedding_synops: int = 0
     units: int = 0  # unit-steps (for activity sparsity)
     energy_j: float = 0.0
     latencies_s: list[float] = field(default_factory=list)
@@ -90,6 +104,10 @@ class RunStats:
             "activity_sparsity": self.activity_sparsity,
             "synops_per_step": self.synops / n,
             "decoder_synops_per_step": self.decoder_synops / n,
+            "host_decoder_synops_per_step": self.host_decoder_synops / n,
+            "host_packets_in_per_step": self.host_packets_in / n,
+            "host_packets_out_per_step": self.host_packets_out / n,
+            "embedding_synops_per_step": self.embedding_synops / n,
             "latency_s_p50": float(np.percentile(lat, 50)),
             "latency_s_p99": float(np.percentile(lat, 99)),
             "energy_j_per_step": self.energy_j / n,
@@ -134,10 +152,19 @@ class Node:
         self.cost_table = cost_table or CostTable()
         self.kernel = make_kernel(self.spec, self.numerics)
         self.groups = compiled.groups
+        self.n_layers = len(self.spec.layers)
+        self.decoder_on_pes = compiled.decoder == "pe"
+        self.embedding_on_pes = compiled.embedding == "pe"
+        g0 = int(self.embedding_on_pes)  # compiled groups: [embedding], EGRU layers, [decoder]
+        self._layer_group = list(range(g0, g0 + self.n_layers))
+        self._dec_col_nnz = np.count_nonzero(self.spec.decoder_weight, axis=0).astype(np.int64)
+        self._pe_nnz = stored_weights_walked(compiled)
         self.n_pes = compiled.n_pes_used
         self.group_starts = np.array([g.pe_start for g in self.groups])
         self._slices = [slice(g.pe_start, g.pe_start + g.n_pes) for g in self.groups]
-        self._updates = np.concatenate([np.diff(g.bounds) for g in self.groups]).astype(np.float64)
+        # an embedding PE forwards its table's values: no unit update
+        self._updates = np.concatenate([np.diff(g.bounds) * (g.name != "embedding") for g in self.groups]
+                                       ).astype(np.float64)
         self._bias = [(layer.bias_ih.astype(F32), layer.bias_hh.astype(F32)) for layer in self.spec.layers]
         self._dec_bias = self.spec.decoder_bias.astype(F32)
         self.readout = ReadoutSpec.from_config({"task": self.spec.task, "readout": self.spec.readout})
@@ -159,18 +186,22 @@ class Node:
     @classmethod
     def load(
         cls, model_file: str | Path, chip: ChipSpec | None = None, numerics: str = "fp32", prune: float | None = None,
-        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None,
+        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None, decoder: str = "host",
+        embedding: str = "host", layout: str = "column",
     ) -> Node:
+        """decoder / embedding: "pe" or "host" (the paper: both on the host); layout: "column" | "csr"."""
         config, tensors = modelfile.load(model_file)
         return cls.from_spec(ModelSpec.from_model(config, tensors), chip, numerics, prune, dram=dram, spread=spread,
-                             cost_table=cost_table)
+                             cost_table=cost_table, decoder=decoder, embedding=embedding, layout=layout)
 
     @classmethod
     def from_spec(
         cls, spec: ModelSpec, chip: ChipSpec | None = None, numerics: str = "fp32", prune: float | None = None,
-        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None,
+        *, dram: bool = False, spread: bool = False, cost_table: CostTable | None = None, decoder: str = "host",
+        embedding: str = "host", layout: str = "column",
     ) -> Node:
-        compiled = compile_model(spec, chip or ChipSpec(), numerics, prune=prune, dram=dram, spread=spread)
+        compiled = compile_model(spec, chip or ChipSpec(), numerics, prune=prune, dram=dram, spread=spread,
+                                 decoder=decoder, embedding=embedding, layout=layout)
         return cls(compiled, cost_table)
 
     def reset(self) -> None:
@@ -245,7 +276,7 @@ class Node:
             return
         if self._x_early is None:
             self._x_early = np.zeros(self.spec.n_inputs, F32)
-            self._acct_early = [np.zeros(self.groups[0].n_pes), np.zeros(self.groups[0].n_pes), 0]
+            self._acct_early = [np.zeros(self.groups[0].n_pes), np.zeros(self.groups[0].n_pes), 0]  # no embedding
         self._count_new_sources(cols)
         self._x_early[cols] += vals
         if self.numerics == "fp32":
@@ -284,21 +315,31 @@ class Node:
         n = self.n_pes
         syn, pin, pout, dram = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
         st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self._updates, dram, events_in=len(cols),
-                       units=self._n_units)
+                       units=self._n_units, layout=self.compiled.layout, pe_nnz=self._pe_nnz)
         k = self.kernel
-        for li, g in enumerate(self.groups[:-1]):
-            sl = self._slices[li]
+        if self.embedding_on_pes:  # one packet (the token) to the embedding PEs; they send its non-zero values
+            tok, esl, eg = int(inp), self._slices[0], self.groups[0]
+            syn[esl] = self._nnz_in[0][tok]
+            pin[esl] = self._recv_in[0][tok]
+            pout[esl] = np.bincount(eg.unit_pe[cols], minlength=eg.n_pes)
+            st.embedding_synops = int(syn[esl].sum())
+            st.host_packets_out = 1
+        else:
+            st.host_packets_out = len(cols)
+        for li in range(self.n_layers):
+            gi = self._layer_group[li]
+            g, sl = self.groups[gi], self._slices[gi]
             rc, rv = self._y_idx[li], self._y_val[li]
             if li == 0 and acct_early is not None:
                 syn[sl] += acct_early[0]
                 pin[sl] += acct_early[1]
             elif len(cols):
-                mask = source_mask(len(self._nnz_in[li]), cols)
-                syn[sl] += colsum(self._nnz_in[li], cols, mask)
-                pin[sl] += colsum(self._recv_in[li], cols, mask)
+                mask = source_mask(len(self._nnz_in[gi]), cols)
+                syn[sl] += colsum(self._nnz_in[gi], cols, mask)
+                pin[sl] += colsum(self._recv_in[gi], cols, mask)
             if len(rc):
-                syn[sl] += self._nnz_rec[li][rc].sum(0)
-                pin[sl] += self._recv_rec[li][rc].sum(0)
+                syn[sl] += self._nnz_rec[gi][rc].sum(0)
+                pin[sl] += self._recv_rec[gi][rc].sum(0)
             if g.spilled:
                 dram[sl] = syn[sl] * g.bytes_per_weight
             b_ih, b_hh = self._bias[li]
@@ -312,18 +353,24 @@ class Node:
             self._y_idx[li], self._y_val[li] = cols, vals
             pout[sl] = np.bincount(g.unit_pe[cols], minlength=g.n_pes)
             st.events_per_layer.append(len(cols))
-        st.synops = int(syn.sum())
+        st.synops = int(syn.sum()) - st.embedding_synops
         st.events_out = int(sum(st.events_per_layer))
-        # decoder on PEs, driven by the last layer's events
-        di = len(self.groups) - 1
-        dsl = self._slices[di]
-        if len(cols):
-            syn[dsl] = self._nnz_in[di][cols].sum(0)
-            pin[dsl] = self._recv_in[di][cols].sum(0)
-        if self.groups[di].spilled:
-            dram[dsl] = syn[dsl] * self.groups[di].bytes_per_weight
-        pout[dsl] = 1  # local argmax to the host
-        st.decoder_synops = int(syn[dsl].sum())
+        # the decoder, driven by the last layer's events: on PEs, or on the host
+        di = self.n_layers  # the kernel's decoder; on PEs, the last compiled group
+        if self.decoder_on_pes:
+            dg = len(self.groups) - 1
+            dsl = self._slices[dg]
+            if len(cols):
+                syn[dsl] = self._nnz_in[dg][cols].sum(0)
+                pin[dsl] = self._recv_in[dg][cols].sum(0)
+            if self.groups[dg].spilled:
+                dram[dsl] = syn[dsl] * self.groups[dg].bytes_per_weight
+            pout[dsl] = 1  # local argmax to the host
+            st.decoder_synops = int(syn[dsl].sum())
+            st.host_packets_in = self.groups[dg].n_pes
+        else:
+            st.decoder_synops = st.host_decoder_synops = int(self._dec_col_nnz[cols].sum())
+            st.host_packets_in = len(cols)
         acc = k.accumulate(di, "ih", cols, vals)
         if self.trace is not None:
             logits = self.trace(acc) + self._dec_bias
@@ -344,6 +391,10 @@ class Node:
         s.events_out += st.events_out
         s.synops += st.synops
         s.decoder_synops += st.decoder_synops
+        s.host_decoder_synops += st.host_decoder_synops
+        s.host_packets_in += st.host_packets_in
+        s.host_packets_out += st.host_packets_out
+        s.embedding_synops += st.embedding_synops
         s.units += sum(self.kernel.hidden)
         s.energy_j += st.cost.energy_j
         s.latencies_s.append(st.cost.latency_s)
@@ -387,18 +438,25 @@ class Node:
         syn, pin, pout = np.zeros(n), np.zeros(n), np.zeros(n)
         dram = np.zeros(n)
         st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self._updates, dram,
-                       events_in=self.spec.n_inputs)
+                       events_in=self.spec.n_inputs, layout=self.compiled.layout, pe_nnz=self._pe_nnz)
         for i, g in enumerate(self.groups):
             sl = self._slices[i]
+            if g.name == "embedding":  # one token a step: an average row of the table, every value sent
+                syn[sl], pin[sl], pout[sl] = g.nnz_in.mean(0), self.compiled.recv_in[i].mean(0), np.diff(g.bounds)
+                st.embedding_synops = round(syn[sl].sum())
+                continue
             syn[sl] = g.nnz_in.sum(0) + (g.nnz_rec.sum(0) if g.nnz_rec is not None else 0)
             pin[sl] = self.compiled.recv_in[i].sum(0) + (
                 self.compiled.recv_rec[i].sum(0) if self.compiled.recv_rec[i] is not None else 0)
             pout[sl] = np.diff(g.bounds) if g.nnz_rec is not None else 1
             if g.spilled:
                 dram[sl] = syn[sl] * g.bytes_per_weight
-        dec = self._slices[-1]
-        st.decoder_synops = int(syn[dec].sum())
-        st.synops = int(syn.sum()) - st.decoder_synops
+        if self.decoder_on_pes:
+            st.decoder_synops = int(syn[self._slices[-1]].sum())
+            st.synops = int(syn.sum()) - st.decoder_synops - st.embedding_synops
+        else:
+            st.synops = int(syn.sum()) - st.embedding_synops
+            st.decoder_synops = st.host_decoder_synops = int(self._dec_col_nnz.sum())
         st.events_out = int(sum(self.kernel.hidden))
         st.cost = step_cost(self.chip, self.cost_table, st)
         return st

@@ -162,10 +162,11 @@ class TorchStepModel:
 class NodeStepModel:
     """The emulated chip behind the same interface, with its cost model's statistics."""
 
-    def __init__(self, path: str | Path, numerics: str = "fp32", window_s: float | None = None) -> None:
+    def __init__(self, path: str | Path, numerics: str = "fp32", window_s: float | None = None,
+                 **node_options: Any) -> None:
         from s2node.runtime import Node
 
-        self.node = Node.load(path, numerics=numerics)
+        self.node = Node.load(path, numerics=numerics, **node_options)
         self.config = self.node.spec.config
         self.name = Path(path).name
         self.counters = StepCounters()
@@ -205,9 +206,10 @@ class NodeStepModel:
 
 
 def load_step_model(path: str | Path, backend: Backend = "node", *, numerics: str = "fp32",
-                    window_s: float | None = None) -> StepModel:
+                    window_s: float | None = None, **node_options: Any) -> StepModel:
     """Open a model file with the chosen backend; ModelFileError (one line) when it is missing or bad.
-    window_s: for a mean-pooled gesture model, pool over a sliding window of that many seconds instead."""
+    window_s: for a mean-pooled gesture model, pool over a sliding window of that many seconds instead.
+    node_options: `Node.load`'s placement keywords (decoder=, embedding=, layout=, chip=, cost_table=, ...)."""
     from s2node import modelfile
 
     if backend not in BACKENDS:
@@ -216,5 +218,5 @@ def load_step_model(path: str | Path, backend: Backend = "node", *, numerics: st
     if not jpath.is_file():
         raise ModelFileError(str(jpath), "model not found (train one with `s2 train`, or pass --model PATH)")
     if backend == "node":
-        return NodeStepModel(path, numerics, window_s)
+        return NodeStepModel(path, numerics, window_s, **node_options)
     return TorchStepModel(path, window_s)

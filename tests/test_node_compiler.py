@@ -104,7 +104,7 @@ def test_dram_spill_places_what_sram_cannot(tmp_path):
     """With dram=True a model too big for SRAM is placed with its weights in LPDDR4."""
     spec = spec_of(make_gesture(tmp_path / "g", n_in=2048, hidden=(256,)))
     small = ChipSpec(n_pes=8, n_qpes=2)
-    m = compile_model(spec, small, dram=True)
+    m = compile_model(spec, small, dram=True, decoder="pe")
     assert m.dram_bytes > 0 and m.n_pes_used <= 8 and m.groups[0].spilled and not m.groups[-1].spilled
     from node_models import random_counts
 

@@ -12,17 +12,34 @@ from s2node.compiler.partition import SRAM_KINDS, GroupPlacement
 from s2node.compiler.routing import RoutingTable
 from s2node.spec import ModelSpec
 
+# The paper's placement (arXiv 2312.09084, as quoted): "88.3 KB used of the 96 KB data memory per PE".
+PAPER_DATA_BYTES_PER_PE = 88.3e3
+PAPER_DATA_BUDGET = 96e3
+
 
 @dataclass(frozen=True)
 class CompiledModel:
     spec: ModelSpec
     chip: ChipSpec
     numerics: str
-    groups: tuple[GroupPlacement, ...]  # EGRU layers in order, then the decoder
+    groups: tuple[GroupPlacement, ...]  # [the embedding,] EGRU layers in order[, the decoder]: what runs on PEs
     routing: RoutingTable
     recv_in: tuple[np.ndarray, ...]  # per group: bool [n_in, n_pes] delivery of input sources
     recv_rec: tuple[np.ndarray | None, ...]  # per group: bool [H, n_pes] delivery of recurrent sources
     rules_passed: tuple[str, ...] = field(default=())
+    decoder: str = "host"  # "host": the host computes the logits; "pe": the decoder is the last group
+    embedding: str = "host"  # "host": the host sends the values; "pe": the table is the first group
+    layout: str = "column"  # weight storage: "column" (CSC) or "csr"
+
+    @property
+    def egru_groups(self) -> tuple[GroupPlacement, ...]:
+        g0 = int(self.embedding == "pe")
+        return self.groups[g0: g0 + len(self.spec.layers)]
+
+    @property
+    def data_bytes_per_pe(self) -> np.ndarray:
+        """What each used PE holds in its data SRAM: everything but the code."""
+        return self.sram_total_per_pe - np.concatenate([g.sram["code"] for g in self.groups])
 
     @property
     def n_pes_used(self) -> int:
@@ -60,6 +77,13 @@ class CompiledModel:
             "nonzero_weights": int(nnz),
             "sram_bytes_per_pe": {"max": int(total.max()), "mean": float(total.mean()), "min": int(total.min()),
                                   "limit": self.chip.sram_bytes_per_pe},
+            "data_bytes_per_pe": {"max": int(self.data_bytes_per_pe.max()),
+                                  "mean": float(self.data_bytes_per_pe.mean()),
+                                  "budget": self.chip.data_sram_bytes_per_pe,
+                                  "paper_bytes": PAPER_DATA_BYTES_PER_PE, "paper_budget": PAPER_DATA_BUDGET},
+            "embedding": self.embedding,
+            "decoder": self.decoder,
+            "layout": self.layout,
             "sram_bytes_by_kind": {k: int(v.sum()) for k, v in sram.items()},
             "sram_bytes_by_kind_max_pe": {k: int(v[int(np.argmax(total))]) for k, v in sram.items()},
             "routing_entries": self.routing.entries,

@@ -1,7 +1,8 @@
 """Multicast routing tables: keys, key/mask entries and the source -> PE delivery tables.
 
 Keys: every source block gets a power-of-two-aligned key range (key = base | index), so one key/mask entry
-routes the whole block. Blocks: the host's input block (pixels or embedding dimensions), one block per PE of
+routes the whole block. Blocks: the host's input block (pixels, embedding dimensions, or token ids when the
+embedding runs on PEs), one block per embedding PE (its values, to the first layer), one block per PE of
 each EGRU layer (its units' events), one per decoder PE (its local argmax to the host). A block's entry sends
 its packets to every PE that holds at least one weight from a source in the block (layer l's own PEs for the
 recurrence, layer l+1's or the decoder's PEs for the feed-forward path). `recv[source, pe]` is that delivery
@@ -52,10 +53,16 @@ def build_routing(groups: list[GroupPlacement]) -> tuple[RoutingTable, list[np.n
     recv_in: list[np.ndarray] = [block_recv(groups[0].nnz_in, np.zeros(n_in0, np.int64), 1)]
     recv_rec: list[np.ndarray | None] = []
     for i, g in enumerate(groups):
-        if g.nnz_rec is None:  # decoder: one block per PE, to the host
+        if g.nnz_rec is None and i + 1 == len(groups):  # decoder: one block per PE, to the host
             for p in range(g.n_pes):
                 add(f"{g.name}.pe{g.pe_start + p}", 1)
             recv_rec.append(None)
+            continue
+        if g.nnz_rec is None:  # embedding on PEs: each PE's values go to the first layer
+            for p in range(g.n_pes):
+                add(f"{g.name}.pe{g.pe_start + p}", int(g.bounds[p + 1] - g.bounds[p]))
+            recv_rec.append(None)
+            recv_in.append(block_recv(groups[i + 1].nnz_in, g.unit_pe, g.n_pes))
             continue
         for p in range(g.n_pes):
             add(f"{g.name}.pe{g.pe_start + p}", int(g.bounds[p + 1] - g.bounds[p]))

@@ -28,6 +28,16 @@ def sram_per_pe(m: CompiledModel) -> CompileError | None:
     return None
 
 
+def data_per_pe(m: CompiledModel) -> CompileError | None:
+    data = m.data_bytes_per_pe
+    worst = int(np.argmax(data))
+    over = int(data[worst] - m.chip.data_sram_bytes_per_pe)
+    if over > 0:
+        return CompileError(f"PE {worst} needs {int(data[worst])} bytes of data SRAM, over by {over}", pe=worst,
+                            bytes_over=over)
+    return None
+
+
 def router_entries(m: CompiledModel) -> CompileError | None:
     if m.routing.entries > m.chip.router_entries:
         return CompileError(f"routing needs {m.routing.entries} entries, the router has {m.chip.router_entries}")
@@ -51,6 +61,7 @@ def dram_capacity(m: CompiledModel) -> CompileError | None:
 RULES: list[tuple[str, Rule]] = [
     ("pes_available", pes_available),
     ("sram_per_pe", sram_per_pe),
+    ("data_per_pe", data_per_pe),
     ("router_entries", router_entries),
     ("key_space", key_space),
     ("dram_capacity", dram_capacity),
