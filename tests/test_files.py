@@ -483,3 +483,27 @@ def test_aedat3_is_refused_with_a_pointer(tmp_path: Path):
     with pytest.raises(SourceError, match="AEDAT 2/3 is not supported") as err:
         read_events(path)
     assert not isinstance(err.value, CorruptFileError)
+
+
+def test_a_rust_panic_in_a_decoder_is_one_line_on_stderr(tmp_path):
+    """A header byte that breaks UTF-8 makes the AEDAT4 decoder panic in Rust: the reader raises CorruptFileError
+    (caused by the panic), and `s2 replay` prints that one line, without the panic's own report."""
+    from sources.errors import CorruptFileError
+    from sources.events import DVS128, make_events
+    from sources.files import read_events, write_events
+
+    n = 1000
+    path = tmp_path / "bad.aedat4"
+    write_events(path, make_events(np.arange(n) * 100, np.arange(n) % 128, np.arange(n) % 128, np.arange(n) % 2),
+                 DVS128)
+    data = bytearray(path.read_bytes())
+    data[data.find(b'path="') + 6] = 0x9A  # a UTF-8 continuation byte where a character starts
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError) as e:
+        read_events(path)
+    assert type(e.value.__cause__).__name__ == "PanicException"  # the case this test is about
+    r = subprocess.run([sys.executable, "-m", "stream.cli", "replay", str(path), "--speed", "0"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60,
+                       env={**os.environ, "RUST_BACKTRACE": "1"})
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 1 and len(lines) == 1 and "corrupt" in lines[0], r.stderr

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
 import stat
+import sys
+import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,13 +36,82 @@ def one_line(error: BaseException) -> str:
     return line
 
 
+class _HeldStderr:
+    """Rust's panic hook writes its report (4 lines, ~90 with RUST_BACKTRACE) straight to file descriptor 2
+    before pyo3 raises PanicException; no Python setting reaches it. While a decoder runs, fd 2 is held in a
+    temporary file: after a panic its report is dropped (the one-line CorruptFileError says what went wrong),
+    anything else written meanwhile is passed on. Process-wide, so one holder at a time (a lock; nesting counts)."""
+
+    _lock = threading.RLock()
+    _depth = 0
+    _file = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def held(cls) -> Iterator[None]:
+        with cls._lock:
+            cls._depth += 1
+            if cls._depth > 1:
+                try:
+                    yield
+                finally:
+                    cls._depth -= 1
+                return
+            try:
+                saved, f = cls._swap_in()
+            except OSError:  # no fd 2 to hold (a daemon): decode without holding
+                saved = f = None
+            panicked = False
+            try:
+                yield
+            except BaseException as e:
+                # the decoding context converts it on its way out: the panic is the cause of what arrives here
+                panicked = "PanicException" in (type(e).__name__, type(e.__cause__).__name__)
+                raise
+            finally:
+                cls._depth -= 1
+                if f is not None:
+                    cls._swap_out(saved, f, panicked)
+
+    @classmethod
+    def _swap_in(cls) -> tuple[int, Any]:
+        if cls._file is None:  # one for the process, reused by every decode (closed at exit)
+            cls._file = tempfile.TemporaryFile()  # noqa: SIM115
+            atexit.register(cls._file.close)
+        sys.stderr.flush()
+        saved = os.dup(2)
+        cls._file.seek(0)
+        cls._file.truncate()
+        os.dup2(cls._file.fileno(), 2)
+        return saved, cls._file
+
+    @staticmethod
+    def _swap_out(saved: int, f: Any, panicked: bool) -> None:
+        os.dup2(saved, 2)
+        os.close(saved)
+        f.seek(0)
+        text = f.read()
+        if panicked:
+            cut = text.find(b"panicked at")
+            kept = text[: text.rfind(b"\n", 0, cut) + 1] if cut >= 0 else text
+            text = kept if kept.strip() else b""
+        if text:
+            os.write(2, text)
+
+
 @contextlib.contextmanager
 def decoding(path: str | os.PathLike) -> Iterator[None]:
     """Turn anything a decoder raises into a one-line CorruptFileError naming the file.
 
     pyo3 turns Rust panics into PanicException, a BaseException, so catching Exception alone would let a
-    malformed file escape as a traceback; interpreter-level exits still pass through.
+    malformed file escape as a traceback; interpreter-level exits still pass through. The panic's own report on
+    stderr is held back (_HeldStderr).
     """
+    with _HeldStderr.held():
+        yield from _one_line_errors(path)
+
+
+def _one_line_errors(path: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except SourceError:
