@@ -78,14 +78,33 @@ def _features(events: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, np.ndarr
     return (p * gh + yd) * gw + xd, ok
 
 
+GAP_MAX_US = 10_000_000  # the file rule: a jump in event time beyond this, either way, is cut to this (stream.replay too)
+
+
+def cut_gaps(t_us: np.ndarray, gap_max_us: int = GAP_MAX_US) -> np.ndarray:
+    """Event times with every jump between consecutive events longer than gap_max_us, forward (a quiet hour, a
+    corrupt timestamp) or back (a clock reset), made exactly gap_max_us forward, as a replay does
+    (stream.replay): a whole recording binned at once never allocates more than gap_max_us of empty bins per
+    jump. The input is not modified."""
+    if len(t_us) < 2:
+        return t_us
+    d = np.diff(t_us)
+    jump = np.abs(d) > gap_max_us  # small disorder (packets a few µs out of order) is binned as it is
+    if not jump.any():
+        return t_us
+    shift = np.concatenate([[0], np.cumsum(np.where(jump, gap_max_us - d, 0))])
+    return t_us + shift
+
+
 def bin_events(
     events: np.ndarray, spec: InputSpec | dict[str, Any], t0_us: int | None = None, n_bins: int | None = None,
 ) -> np.ndarray:
     """Events -> [T, spec.size] float32. t0 defaults to the first event's time, T to the bin of the last kept event."""
     spec = as_spec(spec)
+    t = cut_gaps(events["t"].astype(np.int64))
     if t0_us is None:
-        t0_us = int(events["t"][0]) if events.size else 0
-    b = (events["t"].astype(np.int64) - int(t0_us)) // spec.bin_us
+        t0_us = int(t[0]) if events.size else 0
+    b = (t - int(t0_us)) // spec.bin_us
     feat, ok = _features(events, spec)
     ok &= b >= 0
     if n_bins is None:  # up to the bin of the last kept event, as Binner.flush() ends

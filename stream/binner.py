@@ -19,12 +19,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from sources.binning import GAP_MAX_US
 from sources.errors import SourceError
 from sources.events import SensorSize
 from sources.sensor_map import SensorMap, SensorMapping, recorded_sensor
 from stream.errors import PipelineError
 
-GAP_FILE_US = 10_000_000  # as stream.replay.GAP_MAX_US: the longest quiet stretch of a file binned as it is
+GAP_FILE_US = GAP_MAX_US  # the longest quiet stretch of a file binned as it is (sources.binning's file rule)
 GAP_LIVE_BINS = 10  # a live source's quiet stretch or clock jump: at most this many empty bins
 
 

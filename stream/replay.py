@@ -51,7 +51,6 @@ class ReplayControl:
         self.changed.set()
 
 
-GAP_MAX_US = 10_000_000  # a jump in a file's event time beyond this (either way) is cut to it, counted
 
 
 @dataclass

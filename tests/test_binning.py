@@ -75,3 +75,18 @@ def test_input_spec_round_trip_and_errors():
         InputSpec.from_config({"sensor": [128]})
     with pytest.raises(SourceError):
         InputSpec.from_config(dict(SPEC.to_config(), layout="x,y,p"))
+
+
+def test_offline_binning_cuts_a_long_jump_to_the_file_rule():
+    """A recording with an hour (or 2**61 µs) of silence bins to at most GAP_MAX_US of empty bins per jump,
+    events on both sides kept; small disorder is binned as it is."""
+    from sources.binning import GAP_MAX_US, InputSpec, bin_events, cut_gaps
+    from sources.events import make_events
+
+    spec = InputSpec(128, 128, 4, 20_000, 1.0)
+    for jump in (3_600_000_000, 2**61):
+        ev = make_events([0, 1_000, jump, jump + 5], [1, 2, 3, 4], [1, 1, 1, 1], [1, 1, 1, 1])
+        x = bin_events(ev, spec)
+        assert x.shape[0] == (1_000 + GAP_MAX_US + 5) // 20_000 + 1 and x.sum() == 4
+    t = np.array([0, 10, 7, 12_000_000_000, 12_000_000_001])
+    assert cut_gaps(t).tolist() == [0, 10, 7, 7 + GAP_MAX_US, 8 + GAP_MAX_US] and t[3] == 12_000_000_000
