@@ -78,7 +78,7 @@ def _features(events: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, np.ndarr
     return (p * gh + yd) * gw + xd, ok
 
 
-GAP_MAX_US = 10_000_000  # the file rule: a jump in event time beyond this, either way, is cut to this (stream.replay too)
+GAP_MAX_US = 10_000_000  # the file rule: a jump in event time beyond this, either way, is cut to this
 
 
 def cut_gaps(t_us: np.ndarray, gap_max_us: int = GAP_MAX_US) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sources.binning import GAP_MAX_US  # the file rule: a longer jump (either way) is cut to it, counted
 from sources.events import EventBatch
 
 
