@@ -40,6 +40,7 @@ class Entry:
     name: str
     argv: tuple[str, ...]  # "s2" stands for `python -m stream.cli`, "python" for this interpreter
     timeout_s: int
+    runs: int = 1  # benchmarks run RUNS times on the machine as it is; their tables show each figure's range
 
 
 def _s2(*a: str) -> tuple[str, ...]:
@@ -47,6 +48,7 @@ def _s2(*a: str) -> tuple[str, ...]:
 
 
 DEMO = "models/demo-gestures.aedat4"
+BENCH_RUNS = 3
 ENTRIES: tuple[Entry, ...] = (
     Entry("eval-ptb-egru", _s2("eval", "models/ptb-egru", "--split", "test", "--baseline", "ngram:5", "--json"), 600),
     Entry("eval-shakespeare-egru", _s2("eval", "models/shakespeare-egru", "--split", "test", "--baseline", "ngram:6",
@@ -76,12 +78,12 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("inspect-ptb-egru", _s2("node", "inspect", "models/ptb-egru", "--json"), 120),
     Entry("inspect-shakespeare-egru", _s2("node", "inspect", "models/shakespeare-egru", "--json"), 120),
     Entry("inspect-gesture-egru", _s2("node", "inspect", "models/gesture-egru", "--json"), 120),
-    Entry("bench-node", ("python", "bench/bench_node.py", "--quick"), 600),
-    Entry("bench-lm", ("python", "bench/bench_lm.py"), 600),
-    Entry("bench-binning", ("python", "bench/bench_binning.py"), 600),
-    Entry("bench-decode", ("python", "bench/bench_decode.py", "--events", "300000", "--repeat", "3"), 600),
-    Entry("bench-dvs-sim", ("python", "bench/bench_dvs_sim.py"), 600),
-    Entry("bench-e2e", ("python", "bench/bench_e2e.py", "--seconds", "4", "--no-ladder"), 600),
+    Entry("bench-node", ("python", "bench/bench_node.py", "--quick"), 600, BENCH_RUNS),
+    Entry("bench-lm", ("python", "bench/bench_lm.py"), 600, BENCH_RUNS),
+    Entry("bench-binning", ("python", "bench/bench_binning.py"), 600, BENCH_RUNS),
+    Entry("bench-decode", ("python", "bench/bench_decode.py", "--events", "300000", "--repeat", "3"), 600, BENCH_RUNS),
+    Entry("bench-dvs-sim", ("python", "bench/bench_dvs_sim.py"), 600, BENCH_RUNS),
+    Entry("bench-e2e", ("python", "bench/bench_e2e.py", "--seconds", "4", "--no-ladder"), 600, BENCH_RUNS),
 )
 
 
@@ -147,27 +149,41 @@ def _last_json(out: str) -> Any:
     raise ValueError("no JSON in the output")
 
 
-def run_entry(e: Entry, st: dict[str, str]) -> bool:
+def _run_once(e: Entry) -> tuple[Any, float] | None:
     t0 = time.monotonic()
-    print(f"results: {e.name}: {' '.join(e.argv)}", file=sys.stderr, flush=True)
     try:
         p = subprocess.run(_argv(e), cwd=ROOT, capture_output=True, text=True, timeout=e.timeout_s,
                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     except subprocess.TimeoutExpired:
         print(f"results: {e.name}: timed out after {e.timeout_s} s (previous result kept)", file=sys.stderr)
-        return False
+        return None
     wall = time.monotonic() - t0
     if p.returncode != 0:
         err = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
         print(f"results: {e.name}: exit {p.returncode}: {err} (previous result kept)", file=sys.stderr)
-        return False
+        return None
     try:
         result = _last_json(p.stdout)
     except ValueError:
         print(f"results: {e.name}: printed no JSON (previous result kept)", file=sys.stderr)
-        return False
-    result = json.loads(json.dumps(result).replace(str(ROOT) + "/", ""))  # repository paths, not this checkout's
-    doc = {"name": e.name, "command": shlex.join(e.argv), "wall_s": round(wall, 1), "stamp": st, "result": result}
+        return None
+    return json.loads(json.dumps(result).replace(str(ROOT) + "/", "")), wall  # repository paths, not this checkout's
+
+
+def run_entry(e: Entry, st: dict[str, str]) -> bool:
+    print(f"results: {e.name}: {' '.join(e.argv)}" + (f" ({e.runs} runs)" if e.runs > 1 else ""), file=sys.stderr,
+          flush=True)
+    runs = []
+    for _ in range(e.runs):
+        r = _run_once(e)
+        if r is None:
+            return False
+        runs.append(r)
+    wall = sum(w for _, w in runs)
+    doc = {"name": e.name, "command": shlex.join(e.argv), "wall_s": round(wall, 1), "stamp": st,
+           "result": runs[0][0]}
+    if e.runs > 1:
+        doc["runs"] = [r for r, _ in runs]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{e.name}.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(f"results: {e.name}: {wall:.1f} s", file=sys.stderr, flush=True)
@@ -349,12 +365,31 @@ def _bench_tables(d: dict[str, Any], title: str) -> list[str]:
     return out
 
 
+def _ranges(runs: list[Any]) -> Any:
+    """Several runs of one benchmark -> one object whose numbers read "min–max" (or the number, when all agree)."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {k: _ranges([r[k] for r in runs]) for k in first if all(isinstance(r, dict) and k in r for r in runs)}
+    if isinstance(first, list):
+        if all(isinstance(r, list) and len(r) == len(first) for r in runs):
+            return [_ranges(list(col)) for col in zip(*runs, strict=True)]
+        return first
+    nums = [r for r in runs if isinstance(r, int | float) and not isinstance(r, bool)]
+    if len(nums) == len(runs) and len(runs) > 1:
+        lo, hi = min(nums), max(nums)
+        return lo if lo == hi else f"{_f(lo)}–{_f(hi)}"
+    return first
+
+
 def section_bench(res: dict[str, dict[str, Any]]) -> list[str]:
     out = ["## Benchmarks (`bench/`)", "",
            "Each benchmark compares alternatives side by side in one run: compare the ratios, not absolute "
            "figures across machines or loads. [Benchmarks](benchmarks.md) says what each one measures.", ""]
     for d in _pick(res, "bench-"):
-        out += [f"### `{d['command']}`", "", *_bench_tables(d["result"], d["name"]), _stamp_line([d]), ""]
+        runs = d.get("runs") or [d["result"]]
+        note = f"Range over {len(runs)} runs (min–max)." if len(runs) > 1 else "One run."
+        out += [f"### `{d['command']}`", "", note, "", *_bench_tables(_ranges(runs), d["name"]), _stamp_line([d]),
+                ""]
     return out
 
 
