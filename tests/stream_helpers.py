@@ -112,3 +112,15 @@ class Collector:
                     await self.new.wait()
                 return True
         return False
+
+
+@contextlib.asynccontextmanager
+async def running(*coros):
+    """Run background coroutines for the body's duration; all are cancelled and awaited after it."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        yield tasks
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

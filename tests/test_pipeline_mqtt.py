@@ -4,14 +4,13 @@ restart, bad in/text messages rejected and counted, the local demo pipeline stee
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import aiomqtt
 import numpy as np
 import pytest
 import torch
-from stream_helpers import CLASSES, Collector, gesture_model_file, lm_model_file, recording
+from stream_helpers import CLASSES, Collector, gesture_model_file, lm_model_file, recording, running
 
 from s2node.models import load_torch_model
 from s2node.step import load_step_model
@@ -29,16 +28,6 @@ from stream.text_pipeline import TextLM, run_text_pipeline, subscribe_text
 pytestmark = pytest.mark.broker
 
 
-@contextlib.asynccontextmanager
-async def running(*coros):
-    """Run background coroutines for the body's duration; all are cancelled and awaited after it."""
-    tasks = [asyncio.create_task(c) for c in coros]
-    try:
-        yield tasks
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def direct_probs(model_path, rec_path) -> np.ndarray:

@@ -4,13 +4,12 @@ the UI; each is counted as malformed and what follows is still served."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 
 import aiomqtt
 import pytest
-from stream_helpers import Collector, gesture_model_file, lm_model_file, recording
+from stream_helpers import Collector, gesture_model_file, lm_model_file, recording, running
 from tui_helpers import client, connected, publish, publish_raw, screen_text, wait_for
 
 from stream.local import run_local_pipeline
@@ -32,15 +31,6 @@ HOSTILE = [
 ]
 
 
-@contextlib.asynccontextmanager
-async def serving(*coros):
-    tasks = [asyncio.create_task(c) for c in coros]
-    try:
-        yield tasks
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _until_text_answered(c: aiomqtt.Client, col: Collector, node: str, text: str, n: int) -> None:
@@ -55,10 +45,10 @@ async def test_hostile_in_text_and_control_do_not_stop_the_local_pipeline(mosqui
     """Every reproducer on in/text and in/control is counted as malformed; the pipeline still answers text."""
     node, mosquitto = "hostile", mosquitto_private  # its retained status stays off the shared broker
     col = Collector(mosquitto.host, mosquitto.port, [f"s2/v1/{node}/#"], "col-hostile")
-    async with serving(col.run()):
+    async with running(col.run()):
         await asyncio.wait_for(col.subscribed.wait(), 5)
         pipe = run_local_pipeline(mosquitto.url, node, None, None, lm_model_file(tmp_path))
-        async with serving(pipe) as (task,), aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
+        async with running(pipe) as (task,), aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
             await _until_text_answered(c, col, node, "a", 0)
             for raw in HOSTILE:
                 await c.publish(topic(node, "in/text"), raw, qos=1)
@@ -79,9 +69,9 @@ async def test_control_never_opens_a_path_and_bounds_speed(mosquitto_private, tm
     other = tmp_path / "not-announced.npy"
     other.write_bytes(b"\x93NUMPY garbage")
     col = Collector(mosquitto.host, mosquitto.port, [f"s2/v1/{node}/#"], "col-ctl")
-    async with serving(col.run()):
+    async with running(col.run()):
         await asyncio.wait_for(col.subscribed.wait(), 5)
-        async with serving(run_local_pipeline(mosquitto.url, node, [rec], g, None, loop=True)) as (task,), \
+        async with running(run_local_pipeline(mosquitto.url, node, [rec], g, None, loop=True)) as (task,), \
                 aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
             assert await col.wait_for(lambda: len(col.of("pred/gesture")) >= 3, 30)
             for value in (str(other), str(tmp_path / "missing.npy"), "/etc/passwd", str(rec)):
@@ -170,7 +160,7 @@ async def test_a_handler_that_raises_is_counted_and_the_link_stays_up(mosquitto)
 
     link = MqttLink(mosquitto.url)
     link.subscribe("s2/v1/hx/in/text", handler)
-    async with serving(link.run()):
+    async with running(link.run()):
         assert await link.synced(5)
         async with client(mosquitto.url) as c:
             await c.publish("s2/v1/hx/in/text", b"boom", qos=1)
