@@ -60,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="gesture readout: mean of the per-step logits over the last seconds (default 2, as `s2 run` "
                         "and the UI; 0 = over the whole recording, as `s2 node run` and `s2 eval`)")
     _sensor_args(p, "the file's own (NPY/CSV without one: the model's)")
+    _chip_args(p)
     _broker_args(p)
     p.set_defaults(func=_replay)
 
@@ -80,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--window-s", type=_non_negative, default=2.0,
                    help="gesture readout: mean of per-step logits over the last seconds (default 2; 0 = since start)")
     _sensor_args(r, "the model's; synthetic: 128x128")
+    _chip_args(r)
     _broker_args(r)
     r.set_defaults(func=_run)
 
@@ -110,6 +112,20 @@ def _sensor_options(args: argparse.Namespace):
 
 def _say(text: str) -> None:
     print(f"s2: sensor map: {text}", file=sys.stderr, flush=True)
+
+
+def _chip_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--numerics", choices=["fp32", "int8"], default="fp32",
+                   help="the emulated node's PE arithmetic (default fp32)")
+    p.add_argument("--decoder", choices=["host", "pe"], default="host",
+                   help="where the decoder runs: on the host (default, as the paper) or on the chip's PEs")
+    p.add_argument("--embedding", choices=["host", "pe"], default="host",
+                   help="language models: where the embedding table lives (default host, as the paper)")
+
+
+def _node_options(args: argparse.Namespace) -> dict:
+    """The emulated node's placement (s2node.step.load_step_model's node options)."""
+    return {"numerics": args.numerics, "decoder": args.decoder, "embedding": args.embedding}
 
 
 def _broker_args(p: argparse.ArgumentParser, node: bool = True) -> None:
@@ -231,7 +247,7 @@ def _replay(args: argparse.Namespace) -> int:
         s = await serve_replay(url, args.file, model=args.model, link=opts, speed=args.speed,
                                loop=args.loop, start_s=args.start_s, end_s=args.end_s, frames=not args.no_frames,
                                window_s=args.window_s, backend=backend, sensor_map=sensor_map, sensor=sensor,
-                               announce=_say, report=report)
+                               announce=_say, report=report, node_options=_node_options(args))
         return 0 if s.unsent == 0 else 1
 
     note = " (it ends with this replay; to keep one: `s2 broker --port 1883 &` and --broker mqtt://127.0.0.1:1883)"
@@ -257,7 +273,8 @@ def _run(args: argparse.Namespace) -> int:
         _cancel_on_sigterm()
         await serve_live(url, args.source, model=args.model, link=opts, buffer=args.buffer,
                          duration_s=args.duration_s, idle_s=args.idle_s, window_s=args.window_s,
-                         backend=backend, sensor_map=sensor_map, sensor=sensor, announce=_say, report=report)
+                         backend=backend, sensor_map=sensor_map, sensor=sensor, announce=_say, report=report,
+                         node_options=_node_options(args))
         return 0
 
     return _run_async(_with_broker(args.broker, body))

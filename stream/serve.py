@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from s2node.step import Backend, load_step_model
@@ -107,14 +108,15 @@ async def serve_replay(url: str, path: str, *, model: str = DEFAULT_GESTURE_MODE
                        frames: bool = True, window_s: float | None = 2.0, backend: Backend = "node",
                        sensor_map: SensorMap = SensorMap(), sensor: SensorSize | None = None,
                        announce: Callable[[str], None] | None = None,
-                       report: Callable[[ServeSummary], object] | None = None) -> ServeSummary:
+                       report: Callable[[ServeSummary], object] | None = None,
+                       node_options: Mapping[str, Any] | None = None) -> ServeSummary:
     """Replay an event file paced by its timestamps into a gesture model, predictions to the broker at url.
 
     The file's sensor (or `sensor`) meets the model's input through `sensor_map` (told once to `announce` and in
     the status). Publishing exerts backpressure on the replay: while more than PUBLISH_BACKLOG messages wait for
     the broker, the replay waits (nothing is lost, whatever --speed). `report` gets the summary however the
     replay ends (cancelled by Ctrl-C or SIGTERM too)."""
-    m = load_step_model(model, backend, window_s=window_s)
+    m = load_step_model(model, backend, window_s=window_s, **_chip_only(backend, node_options))
     mapping = recording_mapping(m.config, sensor_map, path, sensor)
     binner = make_binner(m.config, mapping)
     # the status carries the recording's file name only: where it lies on this machine is nobody else's business
@@ -144,6 +146,11 @@ async def paced_by(link: MqttLink, batches: AsyncIterator[EventBatch]) -> AsyncI
             yield b
 
 
+def _chip_only(backend: Backend, node_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The emulated node's options (numerics, decoder and embedding placement); the PyTorch backend takes none."""
+    return dict(node_options or {}) if backend == "node" else {}
+
+
 def live_kind(source: str) -> str:
     """"udp://h:p" -> "udp"; PipelineError (one line) for a source we do not serve."""
     kind = source.split("://", 1)[0] if "://" in source else source
@@ -167,13 +174,14 @@ async def serve_live(url: str, source: str, *, model: str | None = None, link: L
                      buffer: int = 256, duration_s: float | None = None, idle_s: float = IDLE_S,
                      window_s: float | None = 2.0, backend: Backend = "node", sensor_map: SensorMap = SensorMap(),
                      sensor: SensorSize | None = None, announce: Callable[[str], None] | None = None,
-                     report: Callable[[ServeSummary], object] | None = None) -> ServeSummary:
+                     report: Callable[[ServeSummary], object] | None = None,
+                     node_options: Mapping[str, Any] | None = None) -> ServeSummary:
     """A live source (udp://, dv://, synthetic, text) through a model until it ends or duration_s passes.
     Event sources have the given `sensor` (default: the model's own; the synthetic camera's is 128 x 128).
     `report` gets the summary however it ends (cancelled by Ctrl-C or SIGTERM too)."""
     kind = live_kind(source)
     m = load_step_model(model or (DEFAULT_TEXT_MODEL if kind == "text" else DEFAULT_GESTURE_MODEL), backend,
-                        window_s=window_s)
+                        window_s=window_s, **_chip_only(backend, node_options))
     mapping, described = None, None
     if kind != "text":
         mapping = sensor_mapping(m.config, sensor_map, DVS128 if kind == "synthetic" else sensor)

@@ -193,3 +193,16 @@ def test_s2_run_udp_spif_source_publishes_predictions(mosquitto, tmp_path):
     preds = [json.loads(line)["payload"] for line in out.splitlines()]
     assert len(preds) == 5 and [p["seq"] for p in preds] == list(range(5))
     assert all(abs(sum(p["probs"]) - 1) < 1e-4 for p in preds)
+
+
+@pytest.mark.broker
+def test_replay_takes_the_nodes_numerics_and_placement(mosquitto, tmp_path):
+    """`s2 replay --numerics int8 --decoder pe` serves the recording on that node; a bad choice is one line, exit 2."""
+    m = gesture_model_file(tmp_path)
+    rec = recording(tmp_path / "r.npy", n=3000, duration_us=200_000)
+    r = s2_run("replay", str(rec), "--model", str(m), "--speed", "0", "--broker", mosquitto.url, "--node", "i8",
+               "--numerics", "int8", "--decoder", "pe", "--no-frames")
+    assert r.returncode == 0, r.stderr
+    assert int(r.stderr.split("s2 replay: ")[1].split(" predictions")[0]) > 0
+    bad = s2_run("replay", str(rec), "--decoder", "gpu")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
