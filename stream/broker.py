@@ -127,8 +127,10 @@ class MosquittoProcess:
         self.start()
 
     def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        try:
+            self.stop()
+        finally:  # a second Ctrl-C or SIGTERM while mosquitto stops still removes the temp dir
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> MosquittoProcess:
         return self.start()

@@ -72,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2 if args.command is None and argv is None and len(sys.argv) <= 1 else 0
+    from stream.signals import stop_on_signals
+
+    stop_on_signals()  # SIGTERM and SIGHUP end every command as Ctrl-C does (docs/architecture.md, "Stopping")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "broker",
         help="run the embedded MQTT broker and print its URL",
         description="Run a local MQTT broker: a mosquitto subprocess when the binary exists, else an "
-        "in-process amqtt broker (MQTT 3.1.1). Binds to 127.0.0.1 unless --host says otherwise. Ctrl-C stops it.",
+        "in-process amqtt broker (MQTT 3.1.1). Binds to 127.0.0.1 unless --host says otherwise. Ctrl-C, SIGTERM or "
+        "SIGHUP stop it (exit status 0).",
     )
     b.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     b.add_argument("--port", type=int, default=1883, help="port (default 1883; 0 picks a free one)")
@@ -155,28 +156,16 @@ def password(args: argparse.Namespace) -> str | None:
     return resolve_password(args.password, args.password_file)
 
 
-def _cancel_on_sigterm() -> None:
-    """SIGTERM ends the command as Ctrl-C does: the main task is cancelled, so the summary is printed and the
-    offline status sent on the way out."""
-    import asyncio
-    import signal
-
-    task = asyncio.current_task()
-    if task is not None:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-
-
 def _run_async(coro) -> int:
     """asyncio.run, but a user error raised inside task groups surfaces as itself (one line, exit 1); Ctrl-C
-    is exit status 130."""
+    (and SIGTERM, SIGHUP: stream.signals) is exit status 130."""
     import asyncio
 
     from stream.cli import user_errors
 
     try:
         return asyncio.run(coro)
-    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM's cancellation
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM or SIGHUP
         return 130
     except BaseExceptionGroup as eg:
         leaf: BaseException = eg
@@ -215,7 +204,6 @@ def _broker(args: argparse.Namespace) -> int:
     check_exposure(args.host, args.allow_anonymous)
 
     async def run() -> None:
-        _cancel_on_sigterm()  # SIGTERM stops the mosquitto child too, instead of leaving it running
         async with embedded_broker(args.port or None, args.host, "amqtt" if args.amqtt else "auto") as url:
             kind = "amqtt" if args.amqtt else "mosquitto-or-amqtt"
             print(f"broker listening at {url} ({kind}); Ctrl-C to stop", flush=True)
@@ -243,7 +231,6 @@ def _replay(args: argparse.Namespace) -> int:
     opts = _link_options(args)
 
     async def body(url: str) -> int:
-        _cancel_on_sigterm()
         s = await serve_replay(url, args.file, model=args.model, link=opts, speed=args.speed,
                                loop=args.loop, start_s=args.start_s, end_s=args.end_s, frames=not args.no_frames,
                                window_s=args.window_s, backend=backend, sensor_map=sensor_map, sensor=sensor,
@@ -270,7 +257,6 @@ def _run(args: argparse.Namespace) -> int:
     opts = _link_options(args)
 
     async def body(url: str) -> int:
-        _cancel_on_sigterm()
         await serve_live(url, args.source, model=args.model, link=opts, buffer=args.buffer,
                          duration_s=args.duration_s, idle_s=args.idle_s, window_s=args.window_s,
                          backend=backend, sensor_map=sensor_map, sensor=sensor, announce=_say, report=report,
@@ -285,13 +271,16 @@ def _subscribe(args: argparse.Namespace) -> int:
 
     pw = password(args)
 
+    def report(r) -> None:
+        if r.timed_out:
+            print(f"s2 subscribe: nothing for {args.timeout_s} s ({r.received} messages)", file=sys.stderr)
+        elif args.count is None or r.received < args.count:  # stopped by Ctrl-C or a signal
+            print(f"s2 subscribe: {r.received} messages", file=sys.stderr, flush=True)
+
     async def body(url: str) -> int:
         r = await print_messages(url, args.topic or DEFAULT_TOPICS, count=args.count, timeout_s=args.timeout_s,
                                  qos=args.qos, username=args.username, password=pw,
-                                 tls=args.tls or None, cafile=args.cafile)
-        if r.timed_out:
-            print(f"s2 subscribe: nothing for {args.timeout_s} s ({r.received} messages)", file=sys.stderr)
-            return 1
-        return 0
+                                 tls=args.tls or None, cafile=args.cafile, report=report)
+        return 1 if r.timed_out else 0
 
     return _run_async(_with_broker(args.broker, body))

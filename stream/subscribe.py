@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -45,10 +45,12 @@ async def print_messages(
     cafile: str | None = None,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
     out: TextIO | None = None,
+    report: Callable[[SubscribeResult], None] | None = None,
 ) -> SubscribeResult:
     """Print one JSON line per message on `topics` until `count` messages, or until nothing came for `timeout_s`
     (counted from the connection), or forever. Reconnects and resubscribes when the broker goes away.
-    BrokerError (from the client) when the broker cannot be reached within connect_timeout_s at the start."""
+    BrokerError (from the client) when the broker cannot be reached within connect_timeout_s at the start.
+    `report` gets the result however it ends once connected (cancelled by Ctrl-C or SIGTERM too)."""
     out = out or sys.stdout
     n = 0
     enough = asyncio.Event()
@@ -69,15 +71,21 @@ async def print_messages(
     for t in topics:
         link.subscribe(t, on_message, qos=qos)
     run = asyncio.create_task(link.run())
+    result = None
     try:
         await link.ensure_connected(connect_timeout_s)
+        result = SubscribeResult(n, False)
         try:
             async with asyncio.timeout(timeout_s) as idle:
                 await enough.wait()
         except TimeoutError:
-            return SubscribeResult(n, True)
-        return SubscribeResult(n, False)
+            result.timed_out = True
+        result.received = n
+        return result
     finally:
+        if result is not None and report is not None:
+            result.received = n
+            report(result)
         run.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await run

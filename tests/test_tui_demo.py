@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
@@ -43,53 +42,3 @@ async def test_demo_pipeline_feeds_the_ui():
             # the node counts what it could not accept from us (controls, keystrokes): nothing
             await wait_for(pilot, lambda: app.state.stats is not None, timeout_s=10)
             assert all(st.malformed_in == 0 for st in app.state.stats_by_model.values())
-
-
-@pytest.mark.parametrize("sig", ["SIGHUP", "SIGTERM"])
-def test_closed_terminal_stops_the_demo_broker(sig):
-    """`s2 tui` in a real terminal (a pty): closing the terminal (SIGHUP) or a kill (SIGTERM) ends it like ctrl+q,
-    and the mosquitto it started goes with it instead of outliving it."""
-    import os
-    import pty
-    import select
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from conftest import _need_mosquitto
-
-    _need_mosquitto()
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the real command line in a terminal
-        os.chdir(ROOT)
-        os.environ["TERM"] = "xterm-256color"
-        os.execv(sys.executable, [sys.executable, "-m", "stream.cli", "tui"])
-    broker: list[int] = []
-    try:
-        deadline = time.monotonic() + 60
-        while not broker and time.monotonic() < deadline:
-            if select.select([fd], [], [], 0.2)[0]:
-                os.read(fd, 65536)
-            out = subprocess.run(["pgrep", "-a", "-P", str(pid)], capture_output=True, text=True).stdout
-            broker = [int(line.split()[0]) for line in out.splitlines() if "mosquitto" in line]
-        assert broker, "s2 tui did not start its mosquitto"
-        end = time.monotonic() + 3
-        while time.monotonic() < end:  # let the app come up fully
-            if select.select([fd], [], [], 0.2)[0]:
-                os.read(fd, 65536)
-        os.kill(pid, getattr(signal, sig))
-        os.close(fd)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
-            time.sleep(0.1)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and os.path.exists(f"/proc/{broker[0]}"):
-            time.sleep(0.1)
-        assert not os.path.exists(f"/proc/{broker[0]}"), "the demo's mosquitto outlived s2 tui"
-    finally:
-        for p in [pid, *broker]:
-            with contextlib.suppress(ProcessLookupError, ChildProcessError):
-                os.kill(p, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)

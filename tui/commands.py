@@ -49,7 +49,7 @@ def _tui(args: argparse.Namespace) -> int:
     if args.broker:
         from stream.credentials import resolve_password
         from stream.mqtt import ConnectSettings, refusal
-        from tui.app import run_app
+        from tui.app import S2App
 
         try:
             BrokerURL.parse(args.broker)
@@ -62,7 +62,7 @@ def _tui(args: argparse.Namespace) -> int:
         import asyncio
 
         asyncio.run(refusal(settings))  # a refused password is a one-line error, not a UI that retries forever
-        return run_app(args.broker, args.node, settings=settings)
+        return asyncio.run(_app_until_quit(S2App(args.broker, args.node, settings=settings)))
     return _demo(args.node, args.recording, args.speed, args.sensor_map)
 
 
@@ -70,7 +70,7 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
           sensor_map: str = "scale") -> int:
     """Embedded broker + local pipeline + the app, all in this process; everything stops when the UI quits."""
     import asyncio
-    import signal
+    import sys
     from pathlib import Path
 
     from stream.errors import PipelineError
@@ -88,17 +88,36 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
     async def main() -> int:
         async with local_demo(node, recordings, speed, backend, sensor_map) as (url, pipeline):
             app = S2App(url, node)
-            # a closed terminal (SIGHUP) or a kill (SIGTERM) ends the app like ctrl+q, so that the broker and the
-            # pipeline are stopped on the way out instead of outliving the process
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGHUP, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
-                    loop.add_signal_handler(sig, app.exit)
             # a pipeline that dies (missing model, bad recording) ends the UI instead of leaving it waiting
             pipeline.add_done_callback(lambda t: t.cancelled() or t.exception() is None or app.exit(return_code=1))
-            await app.run_async()
+            await _app_until_quit(app)
             if pipeline.done() and not pipeline.cancelled() and pipeline.exception():
                 raise PipelineError(f"local pipeline failed: {pipeline.exception()}")
-            return app.return_code or 0  # non-zero when the app itself failed
+        with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+            print("s2 tui: stopped the demo's broker and pipeline", file=sys.stderr, flush=True)
+        return app.return_code or 0  # non-zero when the app itself failed
 
     return asyncio.run(main())
+
+
+async def _app_until_quit(app) -> int:
+    """Run the app until it quits; a closed terminal (SIGHUP), a kill (SIGTERM) or SIGINT end it like ctrl+q
+    (stream.signals), so that the demo's broker and pipeline stop on the way out instead of outliving the process
+    and the terminal is given back as it was."""
+    import os
+    import signal
+
+    from stream.signals import interrupt_calls
+
+    def stop(signum: int) -> None:
+        if signum == getattr(signal, "SIGHUP", None):
+            # the terminal is gone: its writes fail, and Textual's writer thread would then block the shutdown
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+        app.exit()
+
+    with interrupt_calls(stop):
+        await app.run_async()
+    return app.return_code or 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -48,10 +50,32 @@ async def stdin_text(max_line: int = MAX_LINE, stats: LineStats | None = None,
     st = stats if stats is not None else LineStats()
     src = stream if stream is not None else sys.stdin
     while True:
-        line = await asyncio.to_thread(_read_line, src, max_line, st)
+        line = await _in_daemon_thread(_read_line, src, max_line, st)
         if not line:
             return
         yield TextEvent(time.monotonic_ns() // 1000, line)
+
+
+async def _in_daemon_thread(fn, *args):
+    """fn(*args) on a daemon thread: a read that blocks until the next line must not hold the process up when it
+    stops (asyncio.to_thread's executor is joined at exit, so Ctrl-C or SIGTERM would wait for Enter)."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+
+    def settle(ok: bool, value) -> None:
+        if not fut.done():
+            fut.set_result(value) if ok else fut.set_exception(value)
+
+    def run() -> None:
+        try:
+            ok, value = True, fn(*args)
+        except Exception as e:  # handed to the awaiting coroutine
+            ok, value = False, e
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+            loop.call_soon_threadsafe(settle, ok, value)
+
+    threading.Thread(target=run, daemon=True, name="stdin").start()
+    return await fut
 
 
 @dataclass
