@@ -127,8 +127,12 @@ def generate_dataset(
         ev = render_recording(seed, user, j, light, label, duration_s, fps)
         counts.append(int(ev.size))
         tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, _to_tonic_rows(ev))
-        tmp.replace(path)  # atomic: an interrupted run never leaves a truncated recording
+        try:
+            np.save(tmp, _to_tonic_rows(ev))
+            tmp.replace(path)  # atomic: an interrupted run never leaves a truncated recording
+        except BaseException:  # Ctrl-C or SIGTERM halfway through: no partial file left behind
+            tmp.unlink(missing_ok=True)
+            raise
         if write_aedat4 is not None:
             from sources.events import DVS128
 

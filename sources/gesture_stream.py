@@ -160,8 +160,12 @@ def generate_streams(out: str | Path, streams: int, seed: int, *, split: str = "
         user = (TEST_USER_BASE if split == "test" else 100) + i  # one subject per stream
         events, side = render_stream(seed, user, i, cfg, sensor=sensor)
         tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, _rows(events))
-        tmp.replace(path)
+        try:
+            np.save(tmp, _rows(events))
+            tmp.replace(path)
+        except BaseException:  # Ctrl-C or SIGTERM halfway through: no partial file left behind
+            tmp.unlink(missing_ok=True)
+            raise
         path.with_suffix(".json").write_text(json.dumps(side, indent=1) + "\n")
     return written
 

@@ -230,3 +230,16 @@ def test_tui_demo(tmp_path, sig):
                 os.waitpid(pid, 0)
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def test_batch_command_interrupted(command, tmp_path):
+    """A batch command (`s2 data gestures`) ended by SIGTERM: "interrupted", exit 130, no partial file."""
+    out = tmp_path / "gestures"
+    c = command("data", "gestures", "--subjects", "5", "--duration-s", "1", "--lightings", "1", "--out", str(out))
+    deadline = time.monotonic() + 60
+    while not list(out.rglob("*.npy")) and time.monotonic() < deadline:
+        assert c.proc.poll() is None, "".join(c.err)
+        time.sleep(0.05)
+    rc, _, err = c.stop(signal.SIGTERM)
+    assert rc == 130 and "s2: interrupted" in err, err
+    assert list(out.rglob("*.npy")) and not list(out.rglob("*.tmp.npy"))
