@@ -143,17 +143,44 @@ async def node_stage(
                 yield b, r, t_wall
 
 
-class FrameMaker:
-    """Downsampled ON/OFF count images for the UI, published a few times per second (wall clock)."""
+@dataclass(frozen=True)
+class FrameLimits:
+    """How event frames go out: at most `per_s` a second, downsampled to at most `max_side` pixels a side, and at
+    most `max_bytes` a message: a busier frame is coarsened (2 x 2 pixels into one) until it fits."""
 
-    def __init__(self, link: MqttLink, width: int, height: int, max_side: int = 64, per_s: float = 5.0) -> None:
-        self.link, self.per_s = link, per_s
-        self.d = max(1, -(-max(width, height) // max_side))
+    per_s: float = 5.0
+    max_bytes: int = 4096
+    max_side: int = 64
+
+    def __post_init__(self) -> None:
+        if not (self.per_s > 0 and self.max_bytes >= MIN_FRAME_BYTES and self.max_side >= 1):
+            raise ValueError(f"frame limits: per_s > 0, max_bytes >= {MIN_FRAME_BYTES}, max_side >= 1")
+
+
+MIN_FRAME_BYTES = 1024  # room for the header and an 8 x 8 frame of 16-bit counts, whatever the events
+
+
+def _coarsen(counts: np.ndarray) -> np.ndarray:
+    """(h, w) counts -> (ceil(h/2), ceil(w/2)): each pixel the sum of a 2 x 2 block."""
+    h, w = counts.shape
+    padded = np.zeros((h + h % 2, w + w % 2), counts.dtype)
+    padded[:h, :w] = counts
+    return padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2).sum(axis=(1, 3))
+
+
+class FrameMaker:
+    """Downsampled ON/OFF count images for the UI, published at most limits.per_s times a second (wall clock) and
+    within limits.max_bytes each (stream.schema.EventFrame: compressed counts)."""
+
+    def __init__(self, link: MqttLink, width: int, height: int, limits: FrameLimits = FrameLimits()) -> None:
+        self.link, self.limits = link, limits
+        self.d = max(1, -(-max(width, height) // limits.max_side))
         self.w, self.h = -(-width // self.d), -(-height // self.d)
         self.sensor = (width, height)
         self._on = np.zeros(self.w * self.h, np.int64)
         self._off = np.zeros(self.w * self.h, np.int64)
         self._n, self._t_last, self._t_event = 0, time.monotonic(), 0
+        self.sent = self.bytes_sent = self.coarsened = 0  # frames, their payload bytes, frames sent coarser
 
     def add(self, ev: np.ndarray) -> None:
         if len(ev):
@@ -167,15 +194,28 @@ class FrameMaker:
             self._n += len(ev)
             self._t_event = int(ev["t"][-1])
         now = time.monotonic()
-        if now - self._t_last >= 1.0 / self.per_s:
-            rate = self._n / (now - self._t_last)
-            self.link.publish(EventFrame(
-                t_event_us=self._t_event, width=self.w, height=self.h,
-                on=self._on.tolist(), off=self._off.tolist(), event_rate_hz=rate,
-            ))
-            self._on[:] = 0
-            self._off[:] = 0
-            self._n, self._t_last = 0, now
+        if now - self._t_last >= 1.0 / self.limits.per_s:
+            self.link.publish(self.take(self._n / (now - self._t_last)))
+            self._t_last = now
+
+    def take(self, rate_hz: float) -> EventFrame:
+        """The frame of the counts since the last one, coarsened until its payload fits limits.max_bytes; the
+        counts start again from zero."""
+        on, off = self._on.reshape(self.h, self.w).copy(), self._off.reshape(self.h, self.w).copy()
+        self._on[:] = 0
+        self._off[:] = 0
+        self._n = 0
+        while True:
+            f = EventFrame(t_event_us=self._t_event, width=on.shape[1], height=on.shape[0], on=on.ravel().tolist(),
+                           off=off.ravel().tolist(), event_rate_hz=rate_hz)
+            size = len(f.to_json()) + 40  # seq and t_wall are stamped when published: room for their digits
+            if size <= self.limits.max_bytes or max(on.shape) <= 8:
+                break
+            on, off = _coarsen(on), _coarsen(off)
+        self.sent += 1
+        self.bytes_sent += size
+        self.coarsened += on.shape != (self.h, self.w)
+        return f
 
 
 def node_stats(model: StepModel, c: PipelineCounters, dt_s: float, synops0: int) -> NodeStats:
@@ -217,7 +257,7 @@ async def run_gesture_pipeline(
     executor: ThreadPoolExecutor,
     counters: PipelineCounters | None = None,
     queue: BoundedQueue | None = None,
-    frames: bool = True,
+    frames: bool | FrameLimits = True,
     on_prediction: Any = None,
 ) -> PipelineCounters:
     """Source -> queue -> bins -> node -> MQTT until the source ends. Returns the counters."""
@@ -225,7 +265,8 @@ async def run_gesture_pipeline(
     q: BoundedQueue = queue or BoundedQueue(64, "block", weight=lambda b: len(b.events))
     fm = None
     if frames:
-        fm = FrameMaker(link, binner.spec.sensor.width, binner.spec.sensor.height)
+        limits = frames if isinstance(frames, FrameLimits) else FrameLimits()
+        fm = FrameMaker(link, binner.spec.sensor.width, binner.spec.sensor.height, limits)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(pump(source, q))
         dropped0, late0 = binner.dropped, q.dropped

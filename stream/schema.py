@@ -8,9 +8,14 @@ the epoch) and, where it applies, "t_event_us" (event time of the data that caus
 
 from __future__ import annotations
 
+import array
+import base64
 import json
+import sys
 import types
 import typing
+import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
@@ -265,9 +270,51 @@ class NodeStats(Payload):
     malformed_in: int = 0
 
 
+MAX_FRAME_SIDE = 256  # frame: at most this many pixels a side (the node sends at most 64)
+FRAME_DTYPES = {"u1": "B", "u2": "H"}  # frame counts: unsigned 8 or 16 bits, little-endian (array typecodes)
+
+
+def encode_counts(on: Sequence[int], off: Sequence[int]) -> tuple[str, str]:
+    """ON then OFF counts -> (dtype, base64 of zlib of the little-endian counts): "u1" when every count fits a
+    byte, else "u2" with counts above 65,535 clipped."""
+    top = max(max(on, default=0), max(off, default=0))
+    dtype = "u1" if top <= 0xFF else "u2"
+    if top > 0xFFFF:
+        on, off = [min(c, 0xFFFF) for c in on], [min(c, 0xFFFF) for c in off]
+    a = array.array(FRAME_DTYPES[dtype], on)  # array() converts (and range-checks) the list at C speed
+    a.extend(array.array(FRAME_DTYPES[dtype], off))
+    if sys.byteorder == "big":
+        a.byteswap()
+    return dtype, base64.b64encode(zlib.compress(a.tobytes(), 9)).decode("ascii")
+
+
+def decode_counts(dtype: Any, counts: Any, n: int) -> tuple[list[int], list[int]]:
+    """The inverse of encode_counts for n pixels; PayloadError for anything else. The inflated size is known from
+    n before inflating, and inflating stops there: a small message cannot expand into a large one."""
+    if dtype not in FRAME_DTYPES or not isinstance(counts, str):
+        raise PayloadError(f"frame: dtype must be one of {', '.join(FRAME_DTYPES)} and counts a base64 string")
+    size = 2 * n * (1 if dtype == "u1" else 2)
+    try:
+        z = zlib.decompressobj()
+        raw = z.decompress(base64.b64decode(counts, validate=True), size + 1)
+    except (ValueError, zlib.error) as e:  # binascii.Error is a ValueError
+        raise PayloadError(f"frame: counts are not base64 of zlib data ({str(e)[:60]})") from e
+    if len(raw) != size or not z.eof or z.unconsumed_tail or z.unused_data:
+        raise PayloadError(f"frame: counts must inflate to exactly {size} bytes (2 x width x height x {dtype})")
+    a = array.array(FRAME_DTYPES[dtype], raw)
+    if sys.byteorder == "big":
+        a.byteswap()
+    values = a.tolist()
+    return values[:n], values[n:]
+
+
 @dataclass
 class EventFrame(Payload):
+    """ON and OFF event counts per (downsampled) pixel. On the wire the two lists travel compressed, as "dtype" and
+    "counts" (encode_counts; docs/mqtt-api.md has a decoder): 64 x 64 frames take a few hundred bytes to 2 KB."""
+
     KIND: ClassVar[str] = "frame"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("width", "height", "dtype", "counts")
     t_event_us: int = 0
     width: int = 0
     height: int = 0
@@ -277,9 +324,32 @@ class EventFrame(Payload):
 
     def check(self) -> None:
         super().check()
-        n = self.width * self.height if self.width > 0 and self.height > 0 else -1
+        n = self.width * self.height if 0 < self.width <= MAX_FRAME_SIDE and 0 < self.height <= MAX_FRAME_SIDE else -1
         if n <= 0 or len(self.on) != n or len(self.off) != n:
-            raise PayloadError("frame: on/off must hold width*height counts")
+            raise PayloadError(f"frame: width and height 1 to {MAX_FRAME_SIDE}, on/off width*height counts each")
+        if min(self.on) < 0 or min(self.off) < 0:
+            raise PayloadError("frame: counts must be non-negative")
+
+    def to_json(self) -> bytes:
+        dtype, counts = encode_counts(self.on, self.off)
+        d = {"v": SCHEMA_VERSION, "seq": self.seq, "t_wall": self.t_wall, "t_event_us": self.t_event_us,
+             "width": self.width, "height": self.height, "event_rate_hz": self.event_rate_hz,
+             "dtype": dtype, "counts": counts}
+        return json.dumps(d, separators=(",", ":"), allow_nan=False).encode()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EventFrame:
+        missing = [n for n in ("seq", "t_wall", *cls.REQUIRED) if n not in d]
+        if missing:
+            raise PayloadError(f"frame: missing field {missing[0]!r}")
+        w, h = d["width"], d["height"]
+        if not (_int(w) and _int(h) and 0 < w <= MAX_FRAME_SIDE and 0 < h <= MAX_FRAME_SIDE):
+            raise PayloadError(f"frame: width and height must be integers from 1 to {MAX_FRAME_SIDE}")
+        on, off = decode_counts(d["dtype"], d["counts"], w * h)
+        obj = cls(seq=d["seq"], t_wall=d["t_wall"], t_event_us=d.get("t_event_us", 0), width=w, height=h,
+                  on=on, off=off, event_rate_hz=d.get("event_rate_hz", 0.0))
+        obj.check()
+        return obj
 
 
 @dataclass
