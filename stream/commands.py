@@ -56,10 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C)")
     p.add_argument("--start-s", type=float, default=0.0, help="skip this many seconds of the recording")
     p.add_argument("--end-s", type=float, default=None, help="stop at this many seconds of the recording")
-    p.add_argument("--no-frames", action="store_true", help="do not publish event frames")
     p.add_argument("--window-s", type=_non_negative, default=2.0,
                    help="gesture readout: mean of the per-step logits over the last seconds (default 2, as `s2 run` "
                         "and the UI; 0 = over the whole recording, as `s2 node run` and `s2 eval`)")
+    _frame_args(p)
     _sensor_args(p, "the file's own (NPY/CSV without one: the model's)")
     _chip_args(p)
     _broker_args(p)
@@ -81,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default 0.05)")
     r.add_argument("--window-s", type=_non_negative, default=2.0,
                    help="gesture readout: mean of per-step logits over the last seconds (default 2; 0 = since start)")
+    _frame_args(r)
     _sensor_args(r, "the model's; synthetic: 128x128")
     _chip_args(r)
     _broker_args(r)
@@ -96,6 +97,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--timeout-s", type=float, default=None, help="exit (status 1) if nothing came for this long")
     _broker_args(s, node=False)
     s.set_defaults(func=_subscribe)
+
+
+def _frame_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-frames", action="store_true", help="do not publish event frames")
+    p.add_argument("--frames-per-s", type=float, default=5.0, metavar="N",
+                   help="event frames (for the UI) at most N a second (default 5)")
+    p.add_argument("--frame-bytes", type=int, default=4096, metavar="B",
+                   help="an event frame is at most B bytes: a busier one goes out coarser (default 4096, "
+                   "at least 1024)")
+
+
+def _frames(args: argparse.Namespace):
+    """--no-frames, --frames-per-s, --frame-bytes -> False or stream.pipeline.FrameLimits (one-line errors)."""
+    from stream.errors import PipelineError
+    from stream.pipeline import MIN_FRAME_BYTES, FrameLimits
+
+    if args.no_frames:
+        return False
+    if not (args.frames_per_s > 0 and args.frames_per_s <= 1000) or args.frame_bytes < MIN_FRAME_BYTES:
+        raise PipelineError(f"--frames-per-s must be above 0 and at most 1000, --frame-bytes at least "
+                            f"{MIN_FRAME_BYTES}")
+    return FrameLimits(per_s=args.frames_per_s, max_bytes=args.frame_bytes)
 
 
 def _sensor_args(p: argparse.ArgumentParser, default: str) -> None:
@@ -221,6 +244,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     next(iter_file(args.file, 1000), None)  # fail fast (one line) on a missing or unreadable file
     sensor_map, sensor = _sensor_options(args)
+    frames = _frames(args)
     backend = backend_from_env()
     tune_for_streaming()
 
@@ -232,7 +256,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     async def body(url: str) -> int:
         s = await serve_replay(url, args.file, model=args.model, link=opts, speed=args.speed,
-                               loop=args.loop, start_s=args.start_s, end_s=args.end_s, frames=not args.no_frames,
+                               loop=args.loop, start_s=args.start_s, end_s=args.end_s, frames=frames,
                                window_s=args.window_s, backend=backend, sensor_map=sensor_map, sensor=sensor,
                                announce=_say, report=report, node_options=_node_options(args))
         return 0 if s.unsent == 0 else 1
@@ -247,6 +271,7 @@ def _run(args: argparse.Namespace) -> int:
 
     live_kind(args.source)  # a one-line error before a broker starts
     sensor_map, sensor = _sensor_options(args)
+    frames = _frames(args)
     backend = backend_from_env()
     tune_for_streaming()
 
@@ -260,7 +285,7 @@ def _run(args: argparse.Namespace) -> int:
         await serve_live(url, args.source, model=args.model, link=opts, buffer=args.buffer,
                          duration_s=args.duration_s, idle_s=args.idle_s, window_s=args.window_s,
                          backend=backend, sensor_map=sensor_map, sensor=sensor, announce=_say, report=report,
-                         node_options=_node_options(args))
+                         node_options=_node_options(args), frames=frames)
         return 0
 
     return _run_async(_with_broker(args.broker, body))

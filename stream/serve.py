@@ -33,7 +33,7 @@ from stream.binner import make_binner, recording_mapping, sensor_mapping
 from stream.defaults import DEFAULT_GESTURE_MODEL, DEFAULT_TEXT_MODEL
 from stream.errors import BrokerError, PipelineError
 from stream.mqtt import MqttLink
-from stream.pipeline import PipelineCounters, run_gesture_pipeline, stats_loop
+from stream.pipeline import FrameLimits, PipelineCounters, run_gesture_pipeline, stats_loop
 from stream.queues import BoundedQueue
 from stream.replay import replay
 from stream.schema import DEFAULT_NODE_ID, Status
@@ -105,7 +105,7 @@ def _announce(mapping: SensorMapping, announce: Callable[[str], None] | None) ->
 
 async def serve_replay(url: str, path: str, *, model: str = DEFAULT_GESTURE_MODEL, link: LinkOptions = LinkOptions(),
                        speed: float = 1.0, loop: bool = False, start_s: float = 0.0, end_s: float | None = None,
-                       frames: bool = True, window_s: float | None = 2.0, backend: Backend = "node",
+                       frames: bool | FrameLimits = True, window_s: float | None = 2.0, backend: Backend = "node",
                        sensor_map: SensorMap = SensorMap(), sensor: SensorSize | None = None,
                        announce: Callable[[str], None] | None = None,
                        report: Callable[[ServeSummary], object] | None = None,
@@ -175,7 +175,8 @@ async def serve_live(url: str, source: str, *, model: str | None = None, link: L
                      window_s: float | None = 2.0, backend: Backend = "node", sensor_map: SensorMap = SensorMap(),
                      sensor: SensorSize | None = None, announce: Callable[[str], None] | None = None,
                      report: Callable[[ServeSummary], object] | None = None,
-                     node_options: Mapping[str, Any] | None = None) -> ServeSummary:
+                     node_options: Mapping[str, Any] | None = None,
+                     frames: bool | FrameLimits = True) -> ServeSummary:
     """A live source (udp://, dv://, synthetic, text) through a model until it ends or duration_s passes.
     Event sources have the given `sensor` (default: the model's own; the synthetic camera's is 128 x 128).
     `report` gets the summary however it ends (cancelled by Ctrl-C or SIGTERM too)."""
@@ -196,7 +197,7 @@ async def serve_live(url: str, source: str, *, model: str | None = None, link: L
                         if kind == "text":
                             await _serve_text(m, mqtt, ex, c)
                         else:
-                            await _serve_events(kind, source, m, mqtt, ex, c, buffer, idle_s, mapping)
+                            await _serve_events(kind, source, m, mqtt, ex, c, buffer, idle_s, mapping, frames)
     finally:
         if report is not None:
             report(_summary(c, mqtt))
@@ -221,7 +222,8 @@ async def _serve_text(model, link: MqttLink, ex: ThreadPoolExecutor, c: Pipeline
 
 
 async def _serve_events(kind: str, source: str, model, link: MqttLink, ex: ThreadPoolExecutor,
-                        c: PipelineCounters, buffer: int, idle_s: float, mapping: SensorMapping | None) -> None:
+                        c: PipelineCounters, buffer: int, idle_s: float, mapping: SensorMapping | None,
+                        frames: bool | FrameLimits = True) -> None:
     binner = make_binner(model.config, mapping, live=True)
     q: BoundedQueue = BoundedQueue(buffer, "drop-oldest", weight=lambda b: len(b.events))
     if kind == "udp":
@@ -229,10 +231,11 @@ async def _serve_events(kind: str, source: str, model, link: MqttLink, ex: Threa
         async with UdpEventSource(host, port, (query.get("format") or ["spif"])[0], buffer) as src:
             c.sources.append(lambda: (src.stats.dropped + src.kernel_drops(), src.stats.malformed))
             await run_gesture_pipeline(udp_batches(src, idle_s), model, binner, link, executor=ex, counters=c,
-                                       queue=q)
+                                       queue=q, frames=frames)
     elif kind == "dv":
         host, port, _ = _host_port(source)
         await run_gesture_pipeline(dv_batches(host, port, idle_s), model, binner, link, executor=ex, counters=c,
-                                   queue=q)
+                                   queue=q, frames=frames)
     else:
-        await run_gesture_pipeline(synthetic_batches(), model, binner, link, executor=ex, counters=c, queue=q)
+        await run_gesture_pipeline(synthetic_batches(), model, binner, link, executor=ex, counters=c, queue=q,
+                                   frames=frames)

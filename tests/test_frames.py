@@ -155,3 +155,19 @@ def test_limits_are_checked():
         FrameLimits(max_bytes=100)
     with pytest.raises(ValueError):
         FrameLimits(per_s=0)
+
+
+def test_frame_options_are_checked_in_one_line(tmp_path):
+    """`s2 replay --frame-bytes` below the minimum, or `s2 run --frames-per-s 0`, is one line and exit 1."""
+    import os
+    import subprocess
+    import sys
+
+    from stream_helpers import recording
+
+    rec = recording(tmp_path / "r.npy", n=100)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for args in (["replay", str(rec), "--frame-bytes", "100"], ["run", "--source", "synthetic", "--frames-per-s", "0"]):
+        r = subprocess.run([sys.executable, "-m", "stream.cli", *args, "--broker", "mqtt://127.0.0.1:1"],
+                           capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "--frame-bytes at least" in r.stderr
