@@ -48,13 +48,18 @@ def test_round_trip_is_lossless_in_8_and_16_bits():
 
 
 def test_the_documented_decoder_reads_it():
-    """The few lines docs/mqtt-api.md gives a third-party client (numpy) give the same counts."""
-    f = samples.frame(7)
-    p = json.loads(f.to_json())
-    raw = zlib.decompress(base64.b64decode(p["counts"]))
-    counts = np.frombuffer(raw, dtype="<" + p["dtype"]).reshape(2, p["height"], p["width"])
-    on, off = counts
-    assert on.ravel().tolist() == f.on and off.ravel().tolist() == f.off
+    """The decoder docs/mqtt-api.md gives a third-party client reads frames of either dtype as sent, and stops a
+    zip bomb."""
+    import re
+
+    text = (ROOT / "docs" / "mqtt-api.md").read_text().split("**`frame`**", 1)[1]
+    scope: dict = {}
+    exec(re.search(r"```python\n(.*?)```", text, re.S).group(1), scope)
+    for f in (samples.frame(7), EventFrame(width=3, height=2, on=[0, 300, 0, 1, 2, 3], off=[9, 0, 0, 0, 0, 70_000])):
+        on, off = scope["frame_counts"](f.to_json())
+        assert on.ravel().tolist() == f.on and off.ravel().tolist() == [min(c, 65_535) for c in f.off]
+    with pytest.raises(ValueError):
+        scope["frame_counts"](wire(counts=base64.b64encode(zlib.compress(bytes(10**6))).decode()))
 
 
 @pytest.mark.parametrize(
