@@ -226,14 +226,19 @@ def _broker(args: argparse.Namespace) -> int:
 
     check_exposure(args.host, args.allow_anonymous)
 
+    started: list[str] = []
+
     async def run() -> None:
         async with embedded_broker(args.port or None, args.host, "amqtt" if args.amqtt else "auto") as url:
             kind = "amqtt" if args.amqtt else "mosquitto-or-amqtt"
             print(f"broker listening at {url} ({kind}); Ctrl-C to stop", flush=True)
+            started.append(url)
             await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(run())
+    if started:
+        print(f"s2 broker: stopped the broker at {started[0]}", file=sys.stderr, flush=True)
     return 0
 
 

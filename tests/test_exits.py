@@ -54,7 +54,7 @@ class Command:
             time.sleep(0.05)
         raise AssertionError(f"no {pattern!r} within {timeout_s} s: {''.join(self.err)}")
 
-    def stop(self, sig: signal.Signals, timeout_s: float = 30) -> tuple[int, str, str]:
+    def stop(self, sig: signal.Signals, timeout_s: float = 60) -> tuple[int, str, str]:
         """Send `sig`; the exit status and output once it has ended; its children must be gone and TMPDIR empty."""
         children = psutil.Process(self.proc.pid).children(recursive=True)
         self.proc.send_signal(sig)
@@ -125,8 +125,8 @@ def test_broker(command, kind, sig):
     assert wait_port(host, int(port), 10)
     if kind == "mosquitto":
         assert list(c.tmp.iterdir()), "mosquitto's config dir is expected in TMPDIR"
-    rc, _, _ = c.stop(sig)
-    assert rc == 0 and not wait_port(host, int(port), 0.5)
+    rc, _, err = c.stop(sig)
+    assert rc == 0 and "s2 broker: stopped" in err and not wait_port(host, int(port), 0.5)
 
 
 def test_replay(command, tmp_path):
@@ -164,21 +164,18 @@ def test_subscribe(command):
     assert rc == 130 and "s2 subscribe: 1 messages" in err, err
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_tui_demo(tmp_path, sig):
-    """`s2 tui` (the demo) in a real terminal: SIGTERM ends it like ctrl+q (exit 0, its line printed, the terminal
-    given back); SIGHUP with the terminal closed too; the demo's mosquitto and its temp dir go with it."""
+def tui_in_a_terminal(tmp_path: Path, *args: str):
+    """`s2 tui ARGS` in a pseudo-terminal with its own TMPDIR: (pid, terminal fd, read(until), output, TMPDIR)."""
     import pty
     import select
 
-    need_mosquitto()
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     pid, fd = pty.fork()
     if pid == 0:  # the child: the real command line in a terminal
         os.chdir(ROOT)
         os.environ.update(TERM="xterm-256color", TMPDIR=str(tmp))
-        os.execv(sys.executable, [sys.executable, "-m", "stream.cli", "tui"])
+        os.execv(sys.executable, [sys.executable, "-m", "stream.cli", "tui", *args])
     out = bytearray()
 
     def read(until: float) -> None:
@@ -191,6 +188,49 @@ def test_tui_demo(tmp_path, sig):
                 if not chunk:
                     return
                 out.extend(chunk)
+
+    return pid, fd, read, out, tmp
+
+
+def wait_exit(pid: int, timeout_s: float = 20) -> int:
+    deadline = time.monotonic() + timeout_s
+    done, status = os.waitpid(pid, os.WNOHANG)
+    while time.monotonic() < deadline and done == 0:
+        time.sleep(0.1)
+        done, status = os.waitpid(pid, os.WNOHANG)
+    if done == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError("s2 tui did not end")
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_tui_with_a_broker(tmp_path, mosquitto):
+    """`s2 tui --broker` in a real terminal: SIGTERM quits it like ctrl+q, exit 0, the terminal given back."""
+    pid, fd, read, out, tmp = tui_in_a_terminal(tmp_path, "--broker", mosquitto.url)
+    try:
+        deadline = time.monotonic() + 60
+        while b"\x1b[?1049h" not in out and time.monotonic() < deadline:  # the UI has taken the screen
+            read(time.monotonic() + 0.2)
+        read(time.monotonic() + 2)
+        os.kill(pid, signal.SIGTERM)
+        read(time.monotonic() + 20)
+        rc, pid = wait_exit(pid), 0
+        assert rc == 0 and "\x1b[?1049l" in out.decode(errors="replace") and not list(tmp.iterdir())
+    finally:
+        if pid:
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        os.close(fd)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_tui_demo(tmp_path, sig):
+    """`s2 tui` (the demo) in a real terminal: SIGTERM ends it like ctrl+q (exit 0, its line printed, the terminal
+    given back); SIGHUP with the terminal closed too; the demo's mosquitto and its temp dir go with it."""
+    need_mosquitto()
+    pid, fd, read, out, tmp = tui_in_a_terminal(tmp_path)
 
     broker: list[psutil.Process] = []
     try:
@@ -205,14 +245,8 @@ def test_tui_demo(tmp_path, sig):
             os.close(fd)
         else:
             read(time.monotonic() + 20)
-        deadline = time.monotonic() + 20
-        done, status = os.waitpid(pid, os.WNOHANG)
-        while time.monotonic() < deadline and done == 0:
-            time.sleep(0.1)
-            done, status = os.waitpid(pid, os.WNOHANG)
-        assert done == pid, "s2 tui did not end"
-        pid = 0  # reaped
-        assert os.waitstatus_to_exitcode(status) == 0
+        rc, pid = wait_exit(pid), 0  # reaped
+        assert rc == 0
         psutil.wait_procs(broker, timeout=5)
         assert not any(p.is_running() for p in broker), "the demo's mosquitto outlived s2 tui"
         assert not list(tmp.iterdir())
