@@ -277,3 +277,21 @@ def test_batch_command_interrupted(command, tmp_path):
     rc, _, err = c.stop(signal.SIGTERM)
     assert rc == 130 and "s2: interrupted" in err, err
     assert list(out.rglob("*.npy")) and not list(out.rglob("*.tmp.npy"))
+
+
+def test_a_signal_ignored_from_the_start_stays_ignored():
+    """Under nohup (SIGHUP ignored) SIGHUP stays ignored; SIGTERM and SIGHUP otherwise go where Ctrl-C goes."""
+    from stream.signals import stop_on_signals
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        stop_on_signals()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, before[signal.SIGTERM])
+        with pytest.raises(KeyboardInterrupt):  # in plain code: KeyboardInterrupt, as Ctrl-C
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)

@@ -100,24 +100,41 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
     return asyncio.run(main())
 
 
+class _HangupSafe:
+    """The stream the UI draws on (Textual's Linux driver writes to sys.__stderr__ from a thread), with writes to a
+    terminal that has hung up (EIO) dropped: the error would kill Textual's writer thread, and the UI's shutdown
+    would then wait on that thread's full queue forever, with the demo's broker still running."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError):
+            self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 async def _app_until_quit(app) -> int:
     """Run the app until it quits; a closed terminal (SIGHUP), a kill (SIGTERM) or SIGINT end it like ctrl+q
     (stream.signals), so that the demo's broker and pipeline stop on the way out instead of outliving the process
     and the terminal is given back as it was."""
-    import os
-    import signal
+    import sys
 
     from stream.signals import interrupt_calls
 
-    def stop(signum: int) -> None:
-        if signum == getattr(signal, "SIGHUP", None):
-            # the terminal is gone: its writes fail, and Textual's writer thread would then block the shutdown
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            os.close(null)
-        app.exit()
-
-    with interrupt_calls(stop):
-        await app.run_async()
+    terminal = sys.__stderr__
+    sys.__stderr__ = _HangupSafe(terminal)  # type: ignore[misc]
+    try:
+        with interrupt_calls(app.exit):
+            await app.run_async()
+    finally:
+        sys.__stderr__ = terminal  # type: ignore[misc]
     return app.return_code or 0
