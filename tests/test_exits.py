@@ -140,11 +140,16 @@ def test_replay(command, tmp_path):
     assert rc == 130 and re.search(r"s2 replay: \d+ predictions", err), err
 
 
-@pytest.mark.parametrize(("source", "sig"), [("synthetic", signal.SIGHUP), ("text", signal.SIGTERM)])
+@pytest.mark.parametrize(("source", "sig"), [("synthetic", signal.SIGHUP), ("text", signal.SIGTERM),
+                                             ("udp", signal.SIGTERM)])
 def test_run(command, tmp_path, source, sig):
     """`s2 run` of a live source with its embedded broker: the signal prints the summary and exits 130."""
+    from stream.broker import free_port
+
     need_mosquitto()
     model = lm_model_file(tmp_path) if source == "text" else gesture_model_file(tmp_path)
+    if source == "udp":
+        source = f"udp://127.0.0.1:{free_port()}"
     c = command("run", "--source", source, "--model", str(model), "--node", "ex",
                 stdin=subprocess.PIPE if source == "text" else subprocess.DEVNULL)
     wait_online(c.wait_for(c.err, "embedded broker at " + URL.pattern), "ex")
