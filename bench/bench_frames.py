@@ -86,7 +86,8 @@ def main() -> None:
         "decode_ms_per_frame": {"plain_json_only": round(1000 * plain_dec_s / n, 3),
                                 "compact_checked": round(1000 * dec_s / n, 3)},
         "max_bytes": args.max_bytes, "coarsened": fm.coarsened,
-        "cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version(), "numpy": np.__version__,
+        "cpus": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(), "numpy": np.__version__,
     }
     print(json.dumps(result))
 

