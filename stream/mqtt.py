@@ -511,11 +511,12 @@ def _check_topic(t: str) -> None:
         raise ValueError(f"cannot publish on {t!r}: a topic name has no wildcards and is not empty")
 
 
-async def refusal(settings: ConnectSettings, timeout_s: float = 3.0) -> None:
+async def refusal(settings: ConnectSettings, timeout_s: float = 3.0, mqtt5: bool = False) -> None:
     """BrokerError when the broker refuses these settings for good (bad password, not authorised, a certificate
-    that fails) within timeout_s; returns otherwise, also when the broker did not answer (it may come later)."""
+    that fails, MQTT 5 when asked) within timeout_s; returns otherwise, also when the broker did not answer (it
+    may come later)."""
     link = MqttLink(settings.url, username=settings.username, password=settings.password, tls=settings.tls,
-                    cafile=settings.cafile)
+                    cafile=settings.cafile, mqtt5=mqtt5)
     task = asyncio.create_task(link.run())
     try:
         await link.ensure_connected(timeout_s)

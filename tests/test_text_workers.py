@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from stream_helpers import lm_model_file, running
+from tui_helpers import wait_for
 
 from s2node.step import load_step_model
 from stream.errors import BrokerError
@@ -231,3 +232,34 @@ def test_answer_topics_are_per_client():
     """Each client's answers come on its own topic under the group's."""
     assert lm_answer_topic("g", "abc") == "s2/v1/lm/g/answer/abc"
     assert lm_request_topic("g") == "s2/v1/lm/g/request"
+
+
+@pytest.mark.broker
+async def test_the_tui_text_pane_asks_the_group(mosquitto, tmp_path):
+    """With a group the typed keys go to its workers (not in/text): the pane shows the pipeline's answer for
+    them, and ctrl+l starts the conversation afresh."""
+    from tui.app import S2App
+    from tui.widgets import TextPane
+
+    path = lm_model_file(tmp_path)
+    ready = asyncio.Event()
+    app = S2App(mosquitto.url, "nobody", group="pane")
+    pane = lambda: app.query_one(TextPane).prediction  # noqa: E731
+    async with running(serve_text_worker(mosquitto.url, str(path), "pane", ready=lambda _: ready.set())):
+        await asyncio.wait_for(ready.wait(), 20)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.link.stats.connected)
+            await pilot.press(*"to be")
+            await wait_for(pilot, lambda: pane() is not None and pane().context == "to be")
+            got = json.loads(pane().to_json()) | {"seq": 0, "t_wall": 0.0}
+            assert got == _pipeline_answer(path, list("to be"), 5, 20)  # one message per key, as in/text gets them
+            await pilot.press("ctrl+l", *"so")
+            await wait_for(pilot, lambda: pane() is not None and pane().context == "so")
+            assert pane().topk == _pipeline_answer(path, list("so"), 5, 20)["topk"]
+
+
+def test_tui_group_needs_a_broker():
+    """`s2 tui --group G` without --broker is a one-line error (the workers' broker cannot be guessed)."""
+    r = subprocess.run([sys.executable, "-m", "stream.cli", "tui", "--group", "g"], capture_output=True, text=True,
+                       env=ENV, timeout=60)
+    assert r.returncode == 1 and "--group needs --broker" in r.stderr and "Traceback" not in r.stderr
