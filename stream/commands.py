@@ -42,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--amqtt", action="store_true", help="use the in-process amqtt broker even if mosquitto exists")
     b.add_argument("--allow-anonymous", action="store_true",
                    help="with a --host other than loopback: run anyway (the embedded broker has no credentials)")
+    b.add_argument("--bridge", metavar="URL", action="append",
+                   help="forward s2/v1/# to this central broker and take its in/text and in/control back "
+                        "(mosquitto's bridge: QoS 1, persistent session, messages queued while it is away); "
+                        "mqtt://[user[:pw]@]host[:port] or mqtts://...; repeatable; needs mosquitto")
+    b.add_argument("--bridge-password-file", metavar="FILE",
+                   help="the bridge password (first line of FILE) for --bridge URLs with a user but no password")
+    b.add_argument("--bridge-cafile", metavar="FILE", help="CA certificate file to verify mqtts:// bridges")
     b.set_defaults(func=_broker)
 
     p = sub.add_parser(
@@ -214,17 +221,36 @@ def _broker(args: argparse.Namespace) -> int:
     from stream.broker import check_exposure, embedded_broker
 
     check_exposure(args.host, args.allow_anonymous)
+    bridges = _bridges(args)
 
     async def run() -> None:
         _cancel_on_sigterm()  # SIGTERM stops the mosquitto child too, instead of leaving it running
-        async with embedded_broker(args.port or None, args.host, "amqtt" if args.amqtt else "auto") as url:
+        async with embedded_broker(args.port or None, args.host, "amqtt" if args.amqtt else "auto",
+                                   bridges=bridges) as url:
             kind = "amqtt" if args.amqtt else "mosquitto-or-amqtt"
             print(f"broker listening at {url} ({kind}); Ctrl-C to stop", flush=True)
+            for b in bridges:  # str() of a broker URL never shows the password
+                print(f"bridged to {b.url} (s2/v1/# out, in/text and in/control in; QoS 1)", flush=True)
             await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(run())
     return 0
+
+
+def _bridges(args: argparse.Namespace) -> list:
+    """The --bridge URLs as stream.bridge.Bridge values (one-line errors for bad ones, passwords masked)."""
+    from stream.bridge import Bridge
+    from stream.credentials import read_password_file
+    from stream.errors import PipelineError
+
+    if not args.bridge:
+        for opt in ("bridge_password_file", "bridge_cafile"):
+            if getattr(args, opt):
+                raise PipelineError(f"--{opt.replace('_', '-')} needs --bridge")
+        return []
+    pw = read_password_file(args.bridge_password_file) if args.bridge_password_file else None
+    return [Bridge.parse(u, password=pw, cafile=args.bridge_cafile) for u in args.bridge]
 
 
 def _replay(args: argparse.Namespace) -> int:
