@@ -1,0 +1,64 @@
+"""The fleet table: one row per node heard on the broker, updated in place from a FleetState."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from tui.payloads import clean, si
+from tui.state import FleetRow, FleetState
+
+# the widest column last, so that the figures stay in view on narrow terminals
+COLUMNS = (("node", "node"), ("state", "status"), ("rate", "events/s"), ("last", "last prediction"),
+           ("dropped", "dropped"), ("reconnects", "reconnects"), ("models", "models"))
+STATE_STYLE = {"online": "green", "offline": "red"}
+
+
+def cells(row: FleetRow) -> tuple[Text, ...]:
+    """A row's cells as Rich Text: never read as markup, control characters replaced, lengths bounded."""
+    rate = row.rate_hz
+    return (
+        Text(clean(row.node, 64), style="bold"),
+        Text(clean(row.state, 12) or "?", style=STATE_STYLE.get(row.state, "dim")),
+        Text(si(rate, "ev/s") if rate is not None else "-", justify="right"),
+        Text(clean(row.last, 32)),
+        Text(str(row.dropped), justify="right", style="bold red" if row.dropped else ""),
+        Text("-" if row.reconnects is None else str(row.reconnects), justify="right"),
+        Text(clean(", ".join(row.models), 64)),
+    )
+
+
+class FleetTable(DataTable):
+    """Rows keyed by node id, sorted by it; `sync()` adds, updates and removes only what changed."""
+
+    DEFAULT_CSS = """
+    FleetTable { height: 1fr; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self._shown: dict[str, tuple[str, ...]] = {}  # node -> the plain text of its cells as shown
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def sync(self, fleet: FleetState) -> None:
+        added = False
+        for node in [n for n in self._shown if n not in fleet.rows]:
+            self.remove_row(node)
+            del self._shown[node]
+        for node, row in fleet.rows.items():
+            new = cells(row)
+            plain = tuple(c.plain for c in new)
+            old = self._shown.get(node)
+            if old is None:
+                self.add_row(*new, key=node)
+                added = True
+            elif old != plain:
+                for (key, _label), a, b in zip(COLUMNS, old, new, strict=True):
+                    if a != b.plain:
+                        self.update_cell(node, key, b, update_width=True)
+            self._shown[node] = plain
+        if added:
+            self.sort("node", key=lambda t: t.plain)
