@@ -97,6 +97,11 @@ class MosquittoProcess:
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
+    @property
+    def conf_path(self) -> Path:
+        """The generated mosquitto.conf (readable by its owner only: it may hold a bridge password)."""
+        return self._conf
+
     def start(self, timeout_s: float = 10.0) -> MosquittoProcess:
         if self.running:
             return self
