@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "broker",
         help="run the embedded MQTT broker and print its URL",
         description="Run a local MQTT broker: a mosquitto subprocess when the binary exists, else an "
-        "in-process amqtt broker (MQTT 3.1.1). Binds to 127.0.0.1 unless --host says otherwise. Ctrl-C stops it.",
+        "in-process amqtt broker (MQTT 3.1.1). Binds to 127.0.0.1 unless --host says otherwise. Ctrl-C stops it. "
+        "With --bridge it is an edge broker that forwards its nodes to a central one (docs/fleet.md).",
     )
     b.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     b.add_argument("--port", type=int, default=1883, help="port (default 1883; 0 picks a free one)")
