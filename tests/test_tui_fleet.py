@@ -128,3 +128,37 @@ def test_fleet_is_bounded_and_forgets_offline_nodes_first():
     for i in range(2000):
         fleet.apply(f"x{i}", Status(state="online", node=f"x{i}"), now=7.0 + i)
     assert len(fleet.rows) == 3
+
+
+def test_fleet_changes_are_taken_per_node_and_bounded():
+    """A view learns which nodes changed since it last looked; unread, the record stays bounded."""
+    fleet = FleetState(limit=4)
+    for i in range(3):
+        fleet.apply(f"n{i}", Status(state="online", node=f"n{i}"), now=float(i))
+    assert fleet.take_changed() == {"n0", "n1", "n2"} and fleet.take_changed() == set()
+    fleet.apply("n1", _stats(1, 1.0), now=4.0)
+    assert fleet.take_changed() == {"n1"}
+    for i in range(100):
+        fleet.apply(f"x{i}", Status(state="online", node=f"x{i}"), now=5.0 + i)
+    assert fleet.take_changed() is None  # too many to list: the view redraws every row
+
+
+async def test_the_table_drops_forgotten_nodes_while_open():
+    """Nodes forgotten to stay within the limit leave the open table; changed rows are updated in place."""
+    from textual.app import App
+
+    fleet = FleetState(limit=2)
+    fleet.apply("a", Status(state="offline", node="a"), now=1.0)
+    fleet.apply("b", Status(state="online", node="b"), now=2.0)
+    app = App()
+    async with app.run_test(size=(100, 12)) as pilot:
+        app.push_screen(FleetScreen(fleet))
+        await pilot.pause(0.1)
+        table = app.screen.query_one(FleetTable)
+        assert table.row_count == 2
+        fleet.apply("c", Status(state="online", node="c"), now=3.0)
+        fleet.apply("b", _stats(1, 1.0, dropped=5), now=4.0)
+        await wait_for(pilot, lambda: table.row_count == 2 and "c" in table.rows and "a" not in table.rows)
+        await wait_for(pilot, lambda: table.get_cell("b", "dropped").plain == "5")
+        assert [str(k.value) for k in table.rows] == ["b", "c"]
+        assert "1 forgotten" in str(app.screen.query_one("#fleet-title").render())

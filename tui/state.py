@@ -169,6 +169,7 @@ class FleetState:
         self.rows: dict[str, FleetRow] = {}  # least recently heard first
         self.forgotten = 0  # rows dropped to stay within the limit
         self.version = 0  # bumped on every change, so a view can skip idle refreshes
+        self._changed: set[str] | None = set()  # nodes changed or forgotten since take_changed(); None: all
 
     def apply(self, node: str, p: Payload, now: float) -> None:
         row = self.rows.pop(node, None)
@@ -179,11 +180,26 @@ class FleetState:
         self.rows[node] = row  # re-inserted: the dict stays ordered by when each node was last heard
         row.heard = now
         row.apply(p)
+        self._note(node)
         self.version += 1
+
+    def _note(self, node: str) -> None:
+        if self._changed is not None:
+            self._changed.add(node)
+            if len(self._changed) > 2 * self.limit:  # nobody took them (no view open): "all" is as good
+                self._changed = None
+
+    def take_changed(self) -> set[str] | None:
+        """The nodes changed or forgotten since the last call (None: any node may have), so that a view
+        redraws only their rows."""
+        changed, self._changed = self._changed, set()
+        return changed
 
     def _forget_one(self) -> None:
         victim = next((n for n, r in self.rows.items() if r.state == "offline"), None)
-        del self.rows[victim if victim is not None else next(iter(self.rows))]
+        victim = victim if victim is not None else next(iter(self.rows))
+        del self.rows[victim]
+        self._note(victim)
         self.forgotten += 1
 
     def online(self) -> list[str]:
