@@ -34,8 +34,9 @@ def _stats(i: int, t_wall: float, model: str = "gesture-egru", dropped: int = 0)
 
 async def _three_nodes(url: str) -> None:
     """Three publishers: two cameras and one with a hostile id, each with a retained online status."""
-    for node in ("cam-a", "cam-b", HOSTILE):
+    for node in ("cam-a", "cam-b"):
         await publish(url, node, samples.status(node), retain=True)
+    await publish(url, HOSTILE, Status(node=HOSTILE), retain=True)  # no models: its stats name one
 
 
 async def _stats_of_two(url: str) -> None:
@@ -59,14 +60,16 @@ async def test_fleet_opens_by_itself_and_a_row_shows_that_node(mosquitto_private
         await publish(url, "cam-b", g)  # predictions of every node while the fleet is shown
         await wait_for(pilot, lambda: app.fleet.rows["cam-b"].last.startswith("right_hand_wave"))
         await publish(url, HOSTILE, Status(state="offline", node=HOSTILE), retain=True)
-        await wait_for(pilot, lambda: app.fleet.rows[HOSTILE].state == "offline")
-        await pilot.pause(0.2)
         table = app.screen.query_one(FleetTable)
+        await wait_for(pilot, lambda: table.row_count == 3  # the view refreshes at 2 Hz
+                       and table.get_cell(HOSTILE, "state").plain == "offline"
+                       and table.get_cell("cam-b", "last").plain != "")
+        await pilot.pause(0.1)
         assert table.row_count == 3
         shown = cells_shown(app)
         assert any(t.startswith("fleet: 3 nodes, 2 online") for t in shown)
         assert HOSTILE in shown  # literally, not read as markup
-        assert "gesture-egru, shakespeare-egru, [blink]m[/blink]" in shown
+        assert "[blink]m[/blink]" in shown
         a = shown.index("cam-a")
         assert shown[a:a + 6] == ["cam-a", "online", "3 kev/s", "7", "-", "gesture-egru, shakespeare-egru"]
         b = shown.index("cam-b")

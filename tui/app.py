@@ -236,7 +236,7 @@ class S2App(App[None]):
             if v is not None and v != self.state.node and is_node_id(v):
                 self._follow(v)
 
-        self._choose(FleetScreen(self.fleet, self.state.node, REFRESH_HZ), chosen)
+        self._choose(FleetScreen(self.fleet, self.state.node), chosen)
 
     def action_next_model(self) -> None:
         self.state.next_model()

@@ -81,6 +81,9 @@ class ChoiceScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+FLEET_REFRESH_HZ = 2.0  # nodes send stats once a second; repainting a thousand-row table costs (bench_fleet.py)
+
+
 class FleetScreen(Screen[str | None]):
     """Every node heard on the broker, one row each; enter shows the chosen node's panes, esc goes back."""
 
@@ -89,7 +92,7 @@ class FleetScreen(Screen[str | None]):
     """
     BINDINGS = [Binding("escape,f", "dismiss_none", "back")]
 
-    def __init__(self, fleet: FleetState, current: str = "", refresh_hz: float = 15.0) -> None:
+    def __init__(self, fleet: FleetState, current: str = "", refresh_hz: float = FLEET_REFRESH_HZ) -> None:
         super().__init__()
         self.fleet, self._current, self._refresh_hz = fleet, current, refresh_hz
         self._shown = -1

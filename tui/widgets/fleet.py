@@ -8,9 +8,10 @@ from textual.widgets import DataTable
 from tui.payloads import clean, si
 from tui.state import FleetRow, FleetState
 
-# the widest column last, so that the figures stay in view on narrow terminals
-COLUMNS = (("node", "node"), ("state", "status"), ("rate", "events/s"), ("last", "last prediction"),
-           ("dropped", "dropped"), ("reconnects", "reconnects"), ("models", "models"))
+# (key, label, width): the widest column last, so that the figures stay in view on narrow terminals. Widths are
+# fixed (the node's fits its id when its row is added): widening a column on update would measure all its rows
+COLUMNS = (("node", "node", None), ("state", "status", 7), ("rate", "events/s", 11), ("last", "last prediction", 28),
+           ("dropped", "dropped", 8), ("reconnects", "reconnects", 10), ("models", "models", 40))
 STATE_STYLE = {"online": "green", "offline": "red"}
 
 
@@ -21,10 +22,10 @@ def cells(row: FleetRow) -> tuple[Text, ...]:
         Text(clean(row.node, 64), style="bold"),
         Text(clean(row.state, 12) or "?", style=STATE_STYLE.get(row.state, "dim")),
         Text(si(rate, "ev/s") if rate is not None else "-", justify="right"),
-        Text(clean(row.last, 32)),
+        Text(clean(row.last, 28)),
         Text(str(row.dropped), justify="right", style="bold red" if row.dropped else ""),
         Text("-" if row.reconnects is None else str(row.reconnects), justify="right"),
-        Text(clean(", ".join(row.models), 64)),
+        Text(clean(", ".join(row.models), 40)),
     )
 
 
@@ -41,14 +42,15 @@ class FleetTable(DataTable):
         self._synced = False  # the first sync shows every row; later ones only the changed
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+        for key, label, width in COLUMNS:
+            self.add_column(label, width=width, key=key)
 
-    def sync(self, fleet: FleetState) -> None:
-        """Show the fleet: every row the first time, then only the rows of nodes changed since the last call
-        (a thousand nodes send a thousand stats a second; the table is redrawn 15 times a second)."""
+    def sync(self, fleet: FleetState, full: bool = False) -> None:
+        """Show the fleet: every row the first time (or with `full`), then only the rows of nodes changed since
+        the last call (a thousand nodes send a thousand stats a second; the table is redrawn 15 times a second)."""
         changed = fleet.take_changed()
-        todo = changed if self._synced and changed is not None else {*fleet.rows, *self._shown}
+        incremental = self._synced and changed is not None and not full
+        todo = changed if incremental else {*fleet.rows, *self._shown}
         self._synced, added = True, False
         for node in list(todo):
             row = fleet.rows.get(node)
@@ -63,9 +65,9 @@ class FleetTable(DataTable):
                 self.add_row(*new, key=node)
                 added = True
             elif old != plain:
-                for (key, _label), a, b in zip(COLUMNS, old, new, strict=True):
+                for (key, _label, _width), a, b in zip(COLUMNS, old, new, strict=True):
                     if a != b.plain:
-                        self.update_cell(node, key, b, update_width=True)
+                        self.update_cell(node, key, b)
             self._shown[node] = plain
         if added:
             self.sort("node", key=lambda t: t.plain)
