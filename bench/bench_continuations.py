@@ -41,7 +41,8 @@ from sources.text_data import encode, read_text
 from stream.text_pipeline import TextLM
 
 MODELS = ("models/shakespeare-egru", "models/ptb-egru")
-DECODERS = ("greedy", "greedy:ngram=3", "beam:w=4", "beam:w=4,ngram=3", "sample:t=0.8,p=0.9", "sample:t=1,p=1")
+DECODERS = ("greedy", "beam:w=4", "beam:w=4,ngram=3", "sample:t=0.8,p=0.9", "sample:t=0.7,p=0.9",
+            "sample:t=0.8,p=0.9,ngram=3", "sample:t=0.8,p=0.9,rep=1.2", "sample:t=1,p=1")
 
 
 def words(text: str) -> list[str]:
@@ -139,6 +140,7 @@ def main() -> None:
             print(f"bench_continuations: {m}: {e}", file=sys.stderr)
     print(json.dumps({"bench": "continuations", "cpu_count": os.cpu_count(), "python": platform.python_version(),
                       "numpy": np.__version__, "machine": platform.machine(),
+                      "load_avg": [round(x, 2) for x in os.getloadavg()],
                       "wall_s": round(time.perf_counter() - t0, 1), "runs": runs}, indent=1, ensure_ascii=False))
     for r in runs:
         print(f"\n{r['model']} ({r['prompts']} prompts, {r['length_tokens']} tokens; real text: "

@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="greedy|sample|beam[:KEY=V,...]",
                    help="text: how the continuation is written (default sample:t=0.8,p=0.9, nucleus sampling "
                    "seeded by the text). Keys: t temperature, p top-p, k top-k, rep repetition penalty, ngram "
-                   "no-repeat n-gram, seed; beam: w width, lp length alpha. E.g. beam:w=4,ngram=3")
+                   "no-repeat n-gram, seed; beam: w width. E.g. beam:w=4,ngram=3")
     _sensor_args(r, "the model's; synthetic: 128x128")
     _chip_args(r)
     _broker_args(r)

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--continuation", metavar="greedy|sample|beam[:KEY=V,...]", default="sample:t=0.8,p=0.9",
                    help="without --broker: how the language model writes its continuation (default "
                    "sample:t=0.8,p=0.9, nucleus sampling seeded by the text). Keys: t temperature, p top-p, k top-k, "
-                   "rep repetition penalty, ngram no-repeat n-gram, seed; beam: w width, lp length alpha. "
+                   "rep repetition penalty, ngram no-repeat n-gram, seed; beam: w width. "
                    "E.g. greedy, beam:w=4,ngram=3")
     p.set_defaults(func=_tui)
 
