@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,7 @@ from s2node.decode import (
     sample,
 )
 from s2node.step import StepModel, load_step_model
+from stream.local import local_demo
 from stream.schema import PayloadError, TextPrediction, decode
 from stream.text_pipeline import TextLM
 from tui.app import S2App
@@ -273,8 +277,51 @@ def test_text_lm_seeds_by_the_text_and_sends_the_decoder(tmp_path):
 def test_run_refuses_a_bad_continuation_in_one_line():
     """`s2 run --continuation` with a bad spec is a usage error naming the setting, no traceback."""
     r = subprocess.run([sys.executable, "-m", "stream.cli", "run", "--source", "text", "--continuation", "beam:w=0"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+                       capture_output=True, text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL)
     assert r.returncode == 2 and "beam width must be 1 or more" in r.stderr and "Traceback" not in r.stderr
+
+
+async def test_the_demo_refuses_a_bad_continuation_before_starting_anything():
+    """`s2 tui --continuation` reaches local_demo as text; a bad one is a DecodeError (one line, exit 1) raised
+    before the broker or the pipeline starts."""
+    with pytest.raises(DecodeError, match="top-p must be in"):
+        async with local_demo(recordings=[], decoder="sample:p=0"):
+            pytest.fail("the demo started")
+
+
+@pytest.mark.broker
+def test_run_continuation_option_reaches_the_payload(mosquitto, tmp_path):
+    """`s2 run --source text --continuation beam:w=2,ngram=2` answers a stdin line with a pred/text naming that
+    decoder, whose continuation follows the rule."""
+    sub_bin = shutil.which("mosquitto_sub")
+    if sub_bin is None:
+        pytest.skip("mosquitto_sub not installed")
+    lm = make_lm(tmp_path / "lm", hidden=(32,))
+    sub = subprocess.Popen([sub_bin, "-h", mosquitto.host, "-p", str(mosquitto.port), "-t", "s2/v1/dx/pred/text",
+                            "-C", "1", "-W", "40"], stdout=subprocess.PIPE, text=True)
+    node = subprocess.Popen([sys.executable, "-m", "stream.cli", "run", "--source", "text", "--model", str(lm),
+                             "--broker", mosquitto.url, "--node", "dx", "--duration-s", "40",
+                             "--continuation", "beam:w=2,ngram=2"], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # mosquitto_sub subscribes long before the node has loaded its model
+        node.stdin.write("to be or not\n")
+        node.stdin.close()
+        out, _ = sub.communicate(timeout=45)
+    finally:
+        for p in (node, sub):
+            if p.poll() is None:
+                p.terminate()
+            p.wait(timeout=10)
+            for f in (p.stdout, p.stderr):
+                if f is not None:
+                    f.close()
+    pred = json.loads(out)
+    assert pred["decoder"] == "beam w=2 no-repeat 2" and pred["context"] == "to be or not\n"
+    seq = pred["context"] + pred["continuation"]
+    pairs = [seq[i:i + 2] for i in range(len(seq) - 1)]
+    new = pairs[len(pred["context"]) - 1:]
+    assert len(new) == 20 and len(set(new)) == 20 and not set(new) & set(pairs[:len(pred["context"]) - 1])
 
 
 @pytest.mark.broker
