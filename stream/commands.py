@@ -88,6 +88,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default 0.05)")
     r.add_argument("--window-s", type=_non_negative, default=2.0,
                    help="gesture readout: mean of per-step logits over the last seconds (default 2; 0 = since start)")
+    r.add_argument("--continuation", type=_continuation, default="sample:t=0.8,p=0.9",
+                   metavar="greedy|sample|beam[:KEY=V,...]",
+                   help="text: how the continuation is written (default sample:t=0.8,p=0.9, nucleus sampling "
+                   "seeded by the text). Keys: t temperature, p top-p, k top-k, rep repetition penalty, ngram "
+                   "no-repeat n-gram, seed; beam: w width. E.g. beam:w=4,ngram=3")
     _sensor_args(r, "the model's; synthetic: 128x128")
     _chip_args(r)
     _broker_args(r)
@@ -104,6 +109,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     _broker_args(s, node=False)
     s.set_defaults(func=_subscribe)
     register_text_workers(sub)
+
+
+def _continuation(text: str):
+    """--continuation: an s2node.decode.DecodeSpec, or a one-line usage error."""
+    from s2node.decode import DecodeError, DecodeSpec
+
+    try:
+        return DecodeSpec.parse(text)
+    except DecodeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def _sensor_args(p: argparse.ArgumentParser, default: str) -> None:
@@ -302,7 +317,7 @@ def _run(args: argparse.Namespace) -> int:
         await serve_live(url, args.source, model=args.model, link=opts, buffer=args.buffer,
                          duration_s=args.duration_s, idle_s=args.idle_s, window_s=args.window_s,
                          backend=backend, sensor_map=sensor_map, sensor=sensor, announce=_say, report=report,
-                         node_options=_node_options(args))
+                         node_options=_node_options(args), decoder=args.continuation)
         return 0
 
     return _run_async(_with_broker(args.broker, body))
