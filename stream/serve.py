@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from s2node.decode import DEFAULT, DecodeSpec
 from s2node.step import Backend, load_step_model
 from sources.events import DVS128, EventBatch, SensorSize
 from sources.live import (
@@ -175,9 +176,10 @@ async def serve_live(url: str, source: str, *, model: str | None = None, link: L
                      window_s: float | None = 2.0, backend: Backend = "node", sensor_map: SensorMap = SensorMap(),
                      sensor: SensorSize | None = None, announce: Callable[[str], None] | None = None,
                      report: Callable[[ServeSummary], object] | None = None,
-                     node_options: Mapping[str, Any] | None = None,
+                     node_options: Mapping[str, Any] | None = None, decoder: DecodeSpec = DEFAULT,
                      frames: bool | FrameLimits = True) -> ServeSummary:
     """A live source (udp://, dv://, synthetic, text) through a model until it ends or duration_s passes.
+    `decoder`: how the text model writes its continuations (s2node.decode).
     Event sources have the given `sensor` (default: the model's own; the synthetic camera's is 128 x 128).
     `report` gets the summary however it ends (cancelled by Ctrl-C or SIGTERM too)."""
     kind = live_kind(source)
@@ -195,7 +197,7 @@ async def serve_live(url: str, source: str, *, model: str | None = None, link: L
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(duration_s):
                         if kind == "text":
-                            await _serve_text(m, mqtt, ex, c)
+                            await _serve_text(m, mqtt, ex, c, decoder)
                         else:
                             await _serve_events(kind, source, m, mqtt, ex, c, buffer, idle_s, mapping, frames)
     finally:
@@ -204,8 +206,9 @@ async def serve_live(url: str, source: str, *, model: str | None = None, link: L
     return _summary(c, mqtt)
 
 
-async def _serve_text(model, link: MqttLink, ex: ThreadPoolExecutor, c: PipelineCounters) -> None:
-    lm = TextLM(model)
+async def _serve_text(model, link: MqttLink, ex: ThreadPoolExecutor, c: PipelineCounters,
+                      decoder: DecodeSpec = DEFAULT) -> None:
+    lm = TextLM(model, decoder=decoder)
     inbox = TextInbox(256)
     subscribe_text(link, inbox, lm)
     lines = LineStats()
