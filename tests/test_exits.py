@@ -157,6 +157,15 @@ def test_run(command, tmp_path, source, sig):
     assert rc == 130 and re.search(r"s2 run: \d+ predictions, \d+ events in", err), err
 
 
+def test_text_worker(command, tmp_path):
+    """`s2 serve` (a text worker) with its embedded mosquitto: SIGTERM prints its counts and exits 130."""
+    need_mosquitto()
+    c = command("serve", "--group", "ex", "--lm", str(lm_model_file(tmp_path)))
+    c.wait_for(c.err, "s2 serve: worker .* answering")
+    rc, _, err = c.stop(signal.SIGTERM)
+    assert rc == 130 and re.search(r"s2 serve: \d+ answered", err), err
+
+
 def test_subscribe(command):
     """`s2 subscribe` with its embedded broker: SIGHUP prints how many messages came and exits 130."""
     need_mosquitto()
