@@ -76,18 +76,21 @@ def _pollable_fd(stream: object) -> int | None:
 
 async def _chunks_from_fd(fd: int) -> AsyncIterator[bytes]:
     """Bytes as they arrive on fd, read when the event loop says it is readable: no thread sits in a read, so
-    Ctrl-C ends the program at once. Ends at EOF."""
+    Ctrl-C ends the program at once. Ends at EOF. The watch is taken off in the callback and put back after the
+    read, so that a readiness seen before the read cannot be acted on after it (which would block)."""
     loop = asyncio.get_running_loop()
     ready = asyncio.Event()
-    loop.add_reader(fd, ready.set)
+
+    def readable() -> None:
+        loop.remove_reader(fd)
+        ready.set()
+
     try:
         while True:
-            await ready.wait()
             ready.clear()
-            try:
-                data = os.read(fd, READ_BYTES)  # readable: returns what is there without blocking
-            except BlockingIOError:
-                continue
+            loop.add_reader(fd, readable)
+            await ready.wait()
+            data = os.read(fd, READ_BYTES)  # readable, and no one else reads it: returns what is there
             if not data:
                 return
             yield data
