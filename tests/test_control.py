@@ -20,6 +20,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 from stream_helpers import Collector, gesture_model_file, lm_model_file, recording, running
+from tui_helpers import connected, publish, recorder, screen_text, wait_for
 
 from s2node.step import load_step_model
 from sources.live.text import LineSplitter, LineStats, TextInbox
@@ -30,6 +31,7 @@ from stream.replay import ReplayControl
 from stream.schema import ControlIn, ControlState, PayloadError, Status, TextIn, decode, topic
 from stream.text_pipeline import TextLM, answer_line, run_text_pipeline, subscribe_text, utterance_sep
 from tui import samples
+from tui.app import S2App
 from tui.payloads import control_in, playback, text_in
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -381,3 +383,21 @@ def test_answer_line_is_one_plain_line():
     assert "\n" not in line and "\x1b" not in line and line.startswith("next ␣ 50%  ⏎ 25%")
     assert "→ or⏎not" in line
     assert "\x1b[1m" in answer_line(p, color=True)
+
+
+async def test_the_ui_shows_what_is_in_effect_and_toggles_it(mosquitto):
+    """The status line shows the node's answer, not the request: paused, the achieved speed when it falls short;
+    the pause key toggles what is in effect (a node paused by someone else is resumed)."""
+    node = "uictl"
+    app = S2App(mosquitto.url, node)
+    async with recorder(mosquitto.url, node, "in/control") as got, app.run_test(size=(100, 24)) as pilot:
+        await connected(pilot)
+        await publish(mosquitto.url, node, samples.status(node, control=samples.control(paused=True, speed=8.0)))
+        await wait_for(pilot, lambda: "⏸ paused 8x" in screen_text(app))
+        await pilot.press("ctrl+p")  # the node says paused: the key resumes
+        await wait_for(pilot, lambda: len(got) == 1)
+        assert got[0]["cmd"] == "resume"
+        assert "⏸ paused 8x" in screen_text(app)  # until the node says otherwise
+        await publish(mosquitto.url, node, samples.status(node, control=samples.control(speed=8.0, achieved=2.1)))
+        await wait_for(pilot, lambda: "▶ 8x (achieved 2.1x)" in screen_text(app))
+        assert "?" not in screen_text(app).split("│")[2]
