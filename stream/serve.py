@@ -3,6 +3,7 @@
 Live sources come from sources.live (drop-oldest buffers: fresh data wins, drops counted); a replay blocks
 instead (nothing is lost), also on publishing: it waits while the MQTT link's backlog is long. Each serve
 function connects the one MQTT link, publishes stats every second, runs its pipeline and returns what it counted.
+Both obey in/control and answer it in the retained status (stream.control says what each obeys).
 """
 
 from __future__ import annotations

@@ -18,11 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiomqtt
+import numpy as np
 import pytest
 from stream_helpers import Collector, gesture_model_file, lm_model_file, recording, running
 from tui_helpers import connected, publish, recorder, screen_text, wait_for
 
 from s2node.step import load_step_model
+from sources.events import EventBatch, make_events
 from sources.live.text import LineSplitter, LineStats, TextInbox
 from stream.control import Controller, LiveGate, SpeedMeter
 from stream.mqtt import MqttLink
@@ -401,3 +403,16 @@ async def test_the_ui_shows_what_is_in_effect_and_toggles_it(mosquitto):
         await publish(mosquitto.url, node, samples.status(node, control=samples.control(speed=8.0, achieved=2.1)))
         await wait_for(pilot, lambda: "▶ 8x (achieved 2.1x)" in screen_text(app))
         assert "?" not in screen_text(app).split("│")[2]
+
+
+async def test_a_paused_live_source_drops_and_counts_its_input():
+    """While paused a live source's batches are dropped (their events counted); after resume they flow again."""
+    gate = LiveGate()
+
+    async def batches():
+        for i in range(6):
+            gate.paused = 2 <= i < 4  # paused for the third and fourth batch
+            yield EventBatch(make_events(np.full(5, i), np.zeros(5), np.zeros(5), np.ones(5)), i + 1, 0.0)
+
+    got = [int(b.events["t"][0]) async for b in gate.gated(batches())]
+    assert got == [0, 1, 4, 5] and gate.dropped == 10
