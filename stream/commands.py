@@ -1,4 +1,4 @@
-"""The stream package's sub-commands: `s2 broker`, `s2 replay`, `s2 run`, `s2 subscribe`.
+"""The stream package's sub-commands: `s2 broker`, `s2 replay`, `s2 run`, `s2 subscribe`, `s2 serve`, `s2 ask`.
 
 The one module of stream/ that parses options: each command turns them into one typed call (stream.serve,
 stream.broker) and makes the process-wide settings (stream.process). Without --broker an embedded broker is
@@ -99,6 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--timeout-s", type=float, default=None, help="exit (status 1) if nothing came for this long")
     _broker_args(s, node=False)
     s.set_defaults(func=_subscribe)
+    register_text_workers(sub)
 
 
 def _sensor_args(p: argparse.ArgumentParser, default: str) -> None:
@@ -322,3 +323,124 @@ def _subscribe(args: argparse.Namespace) -> int:
         return 0
 
     return _run_async(_with_broker(args.broker, body))
+
+
+# --- text workers: `s2 serve` (a worker of a group) and `s2 ask` (a client) ------------------------------------
+def register_text_workers(sub: argparse._SubParsersAction) -> None:
+    w = sub.add_parser(
+        "serve", help="a text worker: answer a group's text requests (MQTT 5 shared subscription)",
+        description="Answer text requests sent to s2/v1/lm/<group>/request, sharing them with every other worker "
+        "of the group through the MQTT 5 shared subscription $share/<group>/...: start as many as the load needs, "
+        "on any machine that reaches the broker. Needs an MQTT 5 broker (mosquitto; not the amqtt fallback). "
+        "Without --broker an embedded mosquitto is started and its URL printed.",
+    )
+    w.add_argument("--lm", default=DEFAULT_TEXT_MODEL, metavar="MODEL",
+                   help=f"language model file (default {DEFAULT_TEXT_MODEL})")
+    w.add_argument("--group", required=True, help="the group whose requests this worker shares (one topic level)")
+    w.add_argument("--worker", metavar="ID", help="this worker's id in its answers (default HOST-PID)")
+    w.add_argument("--cache", type=_positive_int, default=256, metavar="N",
+                   help="conversations whose reading state is kept (LRU; default 256); others are read afresh")
+    _chip_args(w)
+    w.add_argument("--broker", metavar="URL", help="mqtt://[user[:pw]@]host[:port] or mqtts://... "
+                   "(default: start an embedded mosquitto on a free port)")
+    credential_args(w)
+    w.set_defaults(func=_serve)
+
+    a = sub.add_parser(
+        "ask", help="ask a group of text workers (`s2 serve`) for predictions",
+        description="Send TEXT (one message) or, without TEXT, each line of standard input as the next message "
+        "of one conversation to the workers of --group, and print each answer: the likeliest next tokens and a "
+        "continuation. A line '/reset' starts the conversation afresh; a conversation holds at most 4096 "
+        "characters. A request not answered within --timeout-s is sent again (same correlation), --retries times.",
+    )
+    a.add_argument("text", nargs="*", metavar="TEXT", help="one message (words joined by spaces); none: read stdin")
+    a.add_argument("--group", required=True, help="the workers' group")
+    a.add_argument("--conversation", metavar="ID", help="conversation id (default: a new random one)")
+    a.add_argument("--topk", type=_positive_int, default=5, help="next tokens to show (default 5, at most 50)")
+    a.add_argument("--continuation", type=int, default=20, help="tokens of continuation (default 20, at most 200)")
+    a.add_argument("--timeout-s", type=_positive_float, default=2.0,
+                   help="send a request again after this long without an answer (default 2)")
+    a.add_argument("--retries", type=int, default=5, help="times a request is sent again before giving up (default 5)")
+    a.add_argument("--json", action="store_true", help="print each answer as its JSON payload")
+    a.add_argument("--broker", metavar="URL", required=True, help="the MQTT 5 broker the workers use")
+    credential_args(a)
+    a.set_defaults(func=_ask)
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return v
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from stream.lm_service import WorkerOptions, serve_text_worker
+    from stream.process import backend_from_env, tune_for_streaming
+    from stream.schema import lm_request_topic
+
+    backend = backend_from_env()
+    tune_for_streaming()
+    opts = WorkerOptions(args.username, password(args), args.tls or None, args.cafile)
+
+    def ready(wid: str) -> None:
+        print(f"s2 serve: worker {wid} answering {lm_request_topic(args.group)} (group {args.group})",
+              file=sys.stderr, flush=True)
+
+    def report(s) -> None:
+        print(f"s2 serve: {s.answered} answered, {s.refused} refused, {s.dropped} dropped, {s.reused} from a "
+              "kept state", file=sys.stderr, flush=True)
+
+    async def body(url: str) -> int:
+        _cancel_on_sigterm()
+        await serve_text_worker(url, args.lm, args.group, worker_id=args.worker, options=opts, backend=backend,
+                                node_options=_node_options(args), cache_max=args.cache, ready=ready, report=report)
+        return 0
+
+    return _run_async(_with_broker(args.broker, body))
+
+
+def _ask(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sources.live.text import stdin_text
+    from stream.errors import PipelineError
+    from stream.lm_ask import Conversation, TextClient, converse, describe
+    from stream.mqtt import MqttLink
+    from stream.schema import LM_CONTINUATION_MAX, LM_TOPK_MAX, BrokerURL, is_node_id
+
+    BrokerURL.parse(args.broker)
+    if not 1 <= args.topk <= LM_TOPK_MAX or not 0 <= args.continuation <= LM_CONTINUATION_MAX:
+        raise PipelineError(f"--topk must be 1 to {LM_TOPK_MAX} and --continuation 0 to {LM_CONTINUATION_MAX}")
+    if args.retries < 0:
+        raise PipelineError("--retries must be 0 or more")
+    if args.conversation is not None and not is_node_id(args.conversation):
+        raise PipelineError(f"--conversation {args.conversation!r}: 1 to 64 printable characters without / + #")
+    conv = Conversation(args.conversation) if args.conversation else Conversation()
+
+    def show(ans) -> None:
+        print(ans.to_json().decode() if args.json else describe(ans), flush=True)
+
+    async def lines():
+        if args.text:
+            yield " ".join(args.text)
+            return
+        async for ev in stdin_text():
+            yield ev.text
+
+    async def main() -> int:
+        _cancel_on_sigterm()
+        link = MqttLink(args.broker, mqtt5=True, username=args.username, password=password(args),
+                        tls=args.tls or None, cafile=args.cafile)
+        client = TextClient(link, args.group, timeout_s=args.timeout_s, retries=args.retries)
+        async with asyncio.TaskGroup() as tg:
+            run = tg.create_task(link.run())
+            try:
+                await link.ensure_connected(10.0)
+                errors = await converse(client, lines(), show, conversation=conv, topk=args.topk,
+                                        continuation=args.continuation)
+            finally:
+                run.cancel()
+        return 1 if errors else 0
+
+    return _run_async(main())

@@ -448,3 +448,77 @@ def decode(kind: str, raw: bytes) -> Payload:
     if isinstance(msg, TextIn) and (not _str(msg.text) or len(msg.text.encode()) > MAX_TEXT_BYTES):
         raise PayloadError(f"in/text: text longer than {MAX_TEXT_BYTES} bytes")
     return msg
+
+
+# --- Text workers (`s2 serve`, `s2 ask`): MQTT 5 request/response on a shared subscription --------------------
+# A request goes to s2/v1/lm/<group>/request with the MQTT 5 properties Response Topic and Correlation Data;
+# the workers of the group share `$share/<group>/s2/v1/lm/<group>/request`, so the broker hands each request
+# to one of them, and the answer goes to the Response Topic with the same Correlation Data.
+LM_PREFIX = f"{PREFIX}/lm"
+LM_TEXT_MAX = 4096  # characters of a conversation since its last reset; a longer one gets an error answer
+LM_TOPK_MAX = 50
+LM_CONTINUATION_MAX = 200  # tokens
+
+
+def lm_request_topic(group: str) -> str:
+    """lm_request_topic("g") -> "s2/v1/lm/g/request" (the topic a client publishes on)."""
+    return f"{LM_PREFIX}/{group}/request"
+
+
+def lm_shared_filter(group: str) -> str:
+    """The workers' subscription: MQTT 5 shared subscription `$share/<group>/s2/v1/lm/<group>/request`."""
+    return f"$share/{group}/{lm_request_topic(group)}"
+
+
+def lm_answer_topic(group: str, client: str) -> str:
+    """Where a client asks its answers to go (its Response Topic): s2/v1/lm/<group>/answer/<client>."""
+    return f"{LM_PREFIX}/{group}/answer/{client}"
+
+
+@dataclass
+class LmRequest(Payload):
+    """A text request: the conversation's messages since its last reset, in order, each read as the text pipeline
+    reads one in/text message, so that any worker can answer it from the text alone (non-empty messages of at
+    most LM_TEXT_MAX characters in all)."""
+
+    KIND: ClassVar[str] = "lm/request"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("conversation", "text")
+    conversation: str = ""  # 1..64 printable characters
+    text: list[str] = field(default_factory=list)
+    topk: int = 5  # 1..LM_TOPK_MAX next tokens
+    continuation: int = 20  # 0..LM_CONTINUATION_MAX tokens of greedy continuation
+
+    def check(self) -> None:
+        super().check()
+        if not (0 < len(self.conversation) <= NODE_ID_MAX and self.conversation.isprintable()):
+            raise PayloadError("lm/request: conversation must be 1 to 64 printable characters")
+        if not all(self.text):
+            raise PayloadError("lm/request: text must be a list of non-empty messages")
+        n = sum(len(t) for t in self.text)
+        if n > LM_TEXT_MAX:
+            raise PayloadError(f"lm/request: conversation of {n} characters exceeds {LM_TEXT_MAX} "
+                               "(start a new one)")
+        if not 1 <= self.topk <= LM_TOPK_MAX:
+            raise PayloadError(f"lm/request: topk must be 1 to {LM_TOPK_MAX}")
+        if not 0 <= self.continuation <= LM_CONTINUATION_MAX:
+            raise PayloadError(f"lm/request: continuation must be 0 to {LM_CONTINUATION_MAX}")
+
+
+@dataclass
+class LmAnswer(TextPrediction):
+    """A worker's answer: the text prediction for the request's conversation (or `error`), the conversation and
+    the worker that answered. Its Correlation Data (an MQTT 5 property) is the request's: a second answer with
+    the same correlation is a duplicate (a retried request answered twice) and is dropped by the client."""
+
+    KIND: ClassVar[str] = "lm/answer"
+    conversation: str = ""
+    worker: str = ""
+    error: str | None = None  # why the request was refused (no prediction then)
+    reused: int = 0  # messages of the text whose state the worker had kept (0: read from the start)
+
+    def prediction(self) -> TextPrediction:
+        """The answer as the in-pipeline text model's payload (seq and time left to the caller)."""
+        return TextPrediction(context=self.context, topk=self.topk, continuation=self.continuation, bpc=self.bpc)
+
+
+KINDS.update({c.KIND: c for c in (LmRequest, LmAnswer)})

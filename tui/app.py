@@ -48,13 +48,14 @@ class S2App(App[None]):
     ]
 
     def __init__(self, broker_url: str, node_id: str | None = None, *, coalesce: bool = True,
-                 settings: ConnectSettings | None = None) -> None:
+                 settings: ConnectSettings | None = None, group: str | None = None) -> None:
         """With node_id None the app follows the first node that announces itself online; `settings` carry
-        credentials and TLS (default: what the URL says)."""
+        credentials and TLS (default: what the URL says); with `group` the text pane asks that group's text
+        workers (`s2 serve`) instead of the node."""
         super().__init__()
         self.state = FeedState(node_id or "")
-        self.link = open_link(settings or broker_url, self.post_message)
-        self.feed = NodeFeed(self.link, self.post_message, self.state.node)
+        self.link = open_link(settings or broker_url, self.post_message, mqtt5=group is not None)
+        self.feed = NodeFeed(self.link, self.post_message, self.state.node, group=group)
         self.coalesce = coalesce  # False repaints on every message (the bench's baseline)
         self.paused, self.speed, self.recording = False, "1", ""
         self._seq = itertools.count()
@@ -84,7 +85,7 @@ class S2App(App[None]):
 
     @work(exclusive=True, group="mqtt")
     async def listen(self) -> None:
-        await self.link.run()
+        await self.feed.run()
 
     def _follow(self, node: str) -> None:
         """Show another node: the state starts afresh and the subscriptions move (same connection)."""
@@ -230,8 +231,9 @@ class S2App(App[None]):
         self.set_focus(None)
 
 
-def run_app(broker_url: str, node_id: str | None = None, settings: ConnectSettings | None = None) -> int:
+def run_app(broker_url: str, node_id: str | None = None, settings: ConnectSettings | None = None,
+            group: str | None = None) -> int:
     """Run the UI in this terminal until the user quits; the exit status (non-zero when the app failed)."""
-    app = S2App(broker_url, node_id, settings=settings)
+    app = S2App(broker_url, node_id, settings=settings, group=group)
     app.run()
     return app.return_code or 0
