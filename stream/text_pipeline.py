@@ -87,9 +87,9 @@ class TextLM:
         self.c.oov += outside
         return ids.tolist()
 
-    def feed(self, text: str, continues: bool = False) -> TextPrediction:
-        """Consume the text as the utterance rule says (utterance_sep), then predict; synchronous (called in the
-        worker thread)."""
+    def feed(self, text: str, continues: bool = True) -> TextPrediction:
+        """Consume the text, then predict; synchronous (called in the worker thread). With continues=False the
+        text is an utterance of its own, joined to the context as utterance_sep says (in/text's rule)."""
         if not self.word:
             text = utterance_sep(self.context, text, continues) + text
         for i in self.tokens(text):
