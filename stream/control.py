@@ -92,11 +92,8 @@ class Controller:
         self.replay, self.recordings, self.current = replay, list(recordings or []), current
         self.gate, self.text, self.reset_gesture = gate, text, reset_gesture
         self.meter = SpeedMeter()
-        accepts = ["reset"]
-        if replay is not None or gate is not None:
-            accepts[:0] = ["pause", "resume"]
-        if replay is not None:
-            accepts[2:2] = ["speed", "recording"]
+        accepts = [*(["pause", "resume"] if replay is not None or gate is not None else []),
+                   *(["speed", "recording"] if replay is not None else []), "reset"]
         self.state = ControlState(accepts=accepts, speed_requested=replay.speed if replay is not None else None,
                                   recording=current.name if current is not None else None)
         link.status.control = self.state
@@ -129,8 +126,10 @@ class Controller:
             return f"{msg.cmd} does not apply here (this node obeys {', '.join(self.state.accepts)})"
         if msg.cmd in ("pause", "resume"):
             paused = msg.cmd == "pause"
-            if self.replay is not None:
-                self.replay.pause() if paused else self.replay.resume()
+            if self.replay is not None and paused:
+                self.replay.pause()
+            elif self.replay is not None:
+                self.replay.resume()
             if self.gate is not None:
                 self.gate.paused = paused
             self.state.paused = paused

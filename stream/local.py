@@ -75,9 +75,10 @@ async def run_local_pipeline(
     counters.sources.append(lambda: (link.stats.dropped_incoming, 0))  # in/ messages a flood pushed out
     lm = TextLM(tm) if tm is not None else None
     inbox = TextInbox(256) if lm is not None else None
-    controller = Controller(link, counters, replay=ctl if gm is not None else None, recordings=recs,
-                            current=recs[0] if gm is not None else None, text=inbox)
-    if control:
+    controller = None
+    if control:  # only then does the status carry a control object: a node that does not obey says nothing
+        controller = Controller(link, counters, replay=ctl if gm is not None else None, recordings=recs,
+                                current=recs[0] if gm is not None else None, text=inbox)
         controller.subscribe()
     if lm is not None and inbox is not None:
         subscribe_text(link, inbox, lm)
@@ -87,7 +88,7 @@ async def run_local_pipeline(
         if gm is not None:
             await play(recs[0], gm, link, ctl, executor=gx, counters=counters, loop=loop,
                        mapping=lambda r: recording_mapping(gm.config, sensor_map, r),
-                       on_prediction=controller.note_prediction)
+                       on_prediction=None if controller is None else controller.note_prediction)
         await asyncio.Event().wait()  # keep serving text and control until cancelled
 
     with ThreadPoolExecutor(1, "s2-gesture") as gx, ThreadPoolExecutor(1, "s2-text") as tx:
@@ -96,7 +97,7 @@ async def run_local_pipeline(
             tg.create_task(stats_loop(link, [m for m in (gm, tm) if m is not None], counters))
             if lm is not None and inbox is not None:
                 tg.create_task(run_text_pipeline(inbox, lm, link, tx))
-            await controller.serving(serve())
+            await (serve() if controller is None else controller.serving(serve()))
 
 
 @contextlib.asynccontextmanager
