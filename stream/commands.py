@@ -35,13 +35,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "broker",
         help="run the embedded MQTT broker and print its URL",
         description="Run a local MQTT broker: a mosquitto subprocess when the binary exists, else an "
-        "in-process amqtt broker (MQTT 3.1.1). Binds to 127.0.0.1 unless --host says otherwise. Ctrl-C stops it.",
+        "in-process amqtt broker (MQTT 3.1.1). Binds to 127.0.0.1 unless --host says otherwise. Ctrl-C stops it. "
+        "With --bridge it is an edge broker that forwards its nodes to a central one (docs/fleet.md).",
     )
     b.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     b.add_argument("--port", type=int, default=1883, help="port (default 1883; 0 picks a free one)")
     b.add_argument("--amqtt", action="store_true", help="use the in-process amqtt broker even if mosquitto exists")
     b.add_argument("--allow-anonymous", action="store_true",
                    help="with a --host other than loopback: run anyway (the embedded broker has no credentials)")
+    b.add_argument("--bridge", metavar="URL", action="append",
+                   help="forward s2/v1/# to this central broker and take its in/text and in/control back "
+                        "(mosquitto's bridge: QoS 1, persistent session, messages queued while it is away); "
+                        "mqtt://[user[:pw]@]host[:port] or mqtts://...; repeatable; needs mosquitto")
+    b.add_argument("--bridge-password-file", metavar="FILE",
+                   help="the bridge password (first line of FILE) for --bridge URLs with a user but no password")
+    b.add_argument("--bridge-cafile", metavar="FILE", help="CA certificate file to verify mqtts:// bridges")
     b.set_defaults(func=_broker)
 
     p = sub.add_parser(
@@ -84,6 +92,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default 0.05)")
     r.add_argument("--window-s", type=_non_negative, default=2.0,
                    help="gesture readout: mean of per-step logits over the last seconds (default 2; 0 = since start)")
+    r.add_argument("--continuation", type=_continuation, default="sample:t=0.8,p=0.9",
+                   metavar="greedy|sample|beam[:KEY=V,...]",
+                   help="text: how the continuation is written (default sample:t=0.8,p=0.9, nucleus sampling "
+                   "seeded by the text). Keys: t temperature, p top-p, k top-k, rep repetition penalty, ngram "
+                   "no-repeat n-gram, seed; beam: w width. E.g. beam:w=4,ngram=3")
     _sensor_args(r, "the model's; synthetic: 128x128")
     _chip_args(r)
     _broker_args(r)
@@ -100,6 +113,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     _broker_args(s, node=False)
     s.set_defaults(func=_subscribe)
     register_text_workers(sub)
+
+
+def _continuation(text: str):
+    """--continuation: an s2node.decode.DecodeSpec, or a one-line usage error."""
+    from s2node.decode import DecodeError, DecodeSpec
+
+    try:
+        return DecodeSpec.parse(text)
+    except DecodeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def _sensor_args(p: argparse.ArgumentParser, default: str) -> None:
@@ -239,17 +262,36 @@ def _broker(args: argparse.Namespace) -> int:
     from stream.broker import check_exposure, embedded_broker
 
     check_exposure(args.host, args.allow_anonymous)
+    bridges = _bridges(args)
 
     async def run() -> None:
         _cancel_on_sigterm()  # SIGTERM stops the mosquitto child too, instead of leaving it running
-        async with embedded_broker(args.port or None, args.host, "amqtt" if args.amqtt else "auto") as url:
+        async with embedded_broker(args.port or None, args.host, "amqtt" if args.amqtt else "auto",
+                                   bridges=bridges) as url:
             kind = "amqtt" if args.amqtt else "mosquitto-or-amqtt"
             print(f"broker listening at {url} ({kind}); Ctrl-C to stop", flush=True)
+            for b in bridges:  # str() of a broker URL never shows the password
+                print(f"bridged to {b.url} (s2/v1/# out, in/text and in/control in; QoS 1)", flush=True)
             await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(run())
     return 0
+
+
+def _bridges(args: argparse.Namespace) -> list:
+    """The --bridge URLs as stream.bridge.Bridge values (one-line errors for bad ones, passwords masked)."""
+    from stream.bridge import Bridge
+    from stream.credentials import read_password_file
+    from stream.errors import PipelineError
+
+    if not args.bridge:
+        for opt in ("bridge_password_file", "bridge_cafile"):
+            if getattr(args, opt):
+                raise PipelineError(f"--{opt.replace('_', '-')} needs --bridge")
+        return []
+    pw = read_password_file(args.bridge_password_file) if args.bridge_password_file else None
+    return [Bridge.parse(u, password=pw, cafile=args.bridge_cafile) for u in args.bridge]
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -302,7 +344,8 @@ def _run(args: argparse.Namespace) -> int:
         await serve_live(url, args.source, model=args.model, link=opts, buffer=args.buffer,
                          duration_s=args.duration_s, idle_s=args.idle_s, window_s=args.window_s,
                          backend=backend, sensor_map=sensor_map, sensor=sensor, announce=_say, report=report,
-                         node_options=_node_options(args), stop=stop, on_answer=_print_answer if text else None)
+                         node_options=_node_options(args), decoder=args.continuation, stop=stop,
+                         on_answer=_print_answer if text else None)
         return 0
 
     return _run_async(_with_broker(args.broker, body))

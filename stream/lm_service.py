@@ -104,7 +104,7 @@ class TextWorker:
         self._keep(req.conversation, text, lm.snapshot())
         lm.k, lm.n_cont = req.topk, req.continuation
         p = lm.predict()
-        return LmAnswer(context=p.context, topk=p.topk, continuation=p.continuation, bpc=p.bpc,
+        return LmAnswer(context=p.context, topk=p.topk, continuation=p.continuation, bpc=p.bpc, decoder=p.decoder,
                         conversation=req.conversation, worker=self.worker_id, reused=start)
 
     def _keep(self, conversation: str, text: tuple[str, ...], snap: Snapshot) -> None:

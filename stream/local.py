@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from s2node.decode import DEFAULT, DecodeSpec
 from s2node.step import Backend, StepModel, load_step_model
 from sources.live.text import TextInbox
 from sources.sensor_map import SensorMap
@@ -44,6 +45,7 @@ async def run_local_pipeline(
     window_s: float | None = 2.0,
     backend: Backend = "node",
     sensor_map: SensorMap = SensorMap(),
+    decoder: DecodeSpec = DEFAULT,
 ) -> None:
     """Serve the demo until cancelled. `recording`: one event file or a list (the first plays; in/control
     {"cmd": "recording", "recording": NAME} switches). Either model may be None to leave its half out; a half
@@ -73,7 +75,7 @@ async def run_local_pipeline(
     ctl = ReplayControl(speed=speed)
     counters = PipelineCounters()
     counters.sources.append(lambda: (link.stats.dropped_incoming, 0))  # in/ messages a flood pushed out
-    lm = TextLM(tm) if tm is not None else None
+    lm = TextLM(tm, decoder=decoder) if tm is not None else None
     inbox = TextInbox(256) if lm is not None else None
     controller = None
     if control:  # only then does the status carry a control object: a node that does not obey says nothing
@@ -102,15 +104,20 @@ async def run_local_pipeline(
 
 @contextlib.asynccontextmanager
 async def local_demo(node: str = DEFAULT_NODE_ID, recordings: list[str] | None = None, speed: float = 1.0,
-                     backend: Backend = "node", sensor_map: SensorMap | str = "scale"):
-    """Yield (broker URL, pipeline task): the embedded broker with the local demo pipeline publishing to it."""
+                     backend: Backend = "node", sensor_map: SensorMap | str = "scale",
+                     decoder: DecodeSpec | str = DEFAULT):
+    """Yield (broker URL, pipeline task): the embedded broker with the local demo pipeline publishing to it.
+    `decoder`: how the text model writes continuations (a DecodeSpec or its text, as DecodeSpec.parse reads)."""
     from stream.broker import embedded_broker
 
     if isinstance(sensor_map, str):
         sensor_map = SensorMap.parse(sensor_map)  # a bad --sensor-map is one line before anything starts
+    if isinstance(decoder, str):
+        decoder = DecodeSpec.parse(decoder)  # so is a bad --continuation
     async with embedded_broker() as url:
         pipeline = asyncio.create_task(run_local_pipeline(url, node, recording=recordings or None, speed=speed,
-                                                          backend=backend, sensor_map=sensor_map))
+                                                          backend=backend, sensor_map=sensor_map,
+                                                          decoder=decoder))
         try:
             yield url, pipeline
         finally:

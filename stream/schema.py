@@ -238,8 +238,9 @@ class TextPrediction(Payload):
     t_event_us: int = 0
     context: str = ""  # the last characters the model has consumed
     topk: list[list[Any]] = field(default_factory=list)  # [[token, probability], ...] best first
-    continuation: str = ""  # greedy continuation the model writes
+    continuation: str = ""  # the continuation the model writes
     bpc: float | None = None  # running bits per character (or per token for word models)
+    decoder: str | None = None  # how the continuation was written, e.g. "nucleus p=0.9 T=0.8" (absent: unknown)
 
     def check(self) -> None:
         super().check()
@@ -518,7 +519,8 @@ class LmAnswer(TextPrediction):
 
     def prediction(self) -> TextPrediction:
         """The answer as the in-pipeline text model's payload (seq and time left to the caller)."""
-        return TextPrediction(context=self.context, topk=self.topk, continuation=self.continuation, bpc=self.bpc)
+        return TextPrediction(context=self.context, topk=self.topk, continuation=self.continuation, bpc=self.bpc,
+                              decoder=self.decoder)
 
 
 KINDS.update({c.KIND: c for c in (LmRequest, LmAnswer)})

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from s2node.decode import DEFAULT, DecodeSpec
 from s2node.step import Backend, StepModel, load_step_model
 from sources.events import DVS128, EventBatch, SensorSize, TextEvent
 from sources.live import (
@@ -201,12 +202,14 @@ async def serve_live(url: str, source: str, *, model: str | None = None, link: L
                      window_s: float | None = 2.0, backend: Backend = "node", sensor_map: SensorMap = SensorMap(),
                      sensor: SensorSize | None = None, announce: Callable[[str], None] | None = None,
                      report: Callable[[ServeSummary], object] | None = None,
-                     node_options: Mapping[str, Any] | None = None, stop: asyncio.Event | None = None,
+                     node_options: Mapping[str, Any] | None = None, decoder: DecodeSpec = DEFAULT,
+                     stop: asyncio.Event | None = None,
                      on_answer: Callable[[TextPrediction], object] | None = None) -> ServeSummary:
     """A live source (udp://, dv://, synthetic, text) through a model until it ends, duration_s passes or `stop`
     is set. Event sources have the given `sensor` (default: the model's own; the synthetic camera's is 128 x 128).
-    Text: `on_answer` gets the answer to each line of stdin. `report` gets the summary however it ends (cancelled
-    by Ctrl-C or SIGTERM too). in/control is obeyed and answered as stream.control says."""
+    Text: `decoder` says how the model writes its continuations (s2node.decode); `on_answer` gets the answer to
+    each line of stdin. `report` gets the summary however it ends (cancelled by Ctrl-C or SIGTERM too).
+    in/control is obeyed and answered as stream.control says."""
     kind = live_kind(source)
     m = load_step_model(model or (DEFAULT_TEXT_MODEL if kind == "text" else DEFAULT_GESTURE_MODEL), backend,
                         window_s=window_s, **_chip_only(backend, node_options))
@@ -230,7 +233,7 @@ async def serve_live(url: str, source: str, *, model: str | None = None, link: L
 
             async def body() -> None:
                 if kind == "text":
-                    await _serve_text(m, mqtt, ex, c, inbox, on_answer)
+                    await _serve_text(m, mqtt, ex, c, inbox, on_answer, decoder)
                 else:
                     await _serve_events(kind, source, m, mqtt, ex, c, buffer, idle_s, mapping, gate)
 
@@ -260,8 +263,8 @@ async def _until_set(stop: asyncio.Event | None, body: Coroutine[Any, Any, None]
 
 
 async def _serve_text(model, link: MqttLink, ex: ThreadPoolExecutor, c: PipelineCounters, inbox: TextInbox,
-                      on_answer: Callable[[TextPrediction], object] | None) -> None:
-    lm = TextLM(model)
+                      on_answer: Callable[[TextPrediction], object] | None, decoder: DecodeSpec = DEFAULT) -> None:
+    lm = TextLM(model, decoder=decoder)
     subscribe_text(link, inbox, lm)
     lines = LineStats()
     c.sources.append(lambda: (inbox.stats.dropped + lines.lines_cut, lm.c.malformed))

@@ -1,7 +1,8 @@
 """The text pipeline: messages on in/text (or lines of stdin) -> the language model, token by token -> pred/text.
 
 Every character (word, for word-level models) of a message is fed to the LM; after the message a
-TextPrediction goes out with the top-k next tokens, a greedy continuation and the running bits per token.
+TextPrediction goes out with the top-k next tokens, a continuation (s2node.decode: nucleus sampling seeded by the
+context by default, so the same text gives the same answer) and the running bits per token.
 Each message is an utterance (`utterance_sep`): joined to the context before it by one space unless it starts
 with whitespace or closing punctuation, the context ends in whitespace, or it says it `continues` (keystrokes).
 Bad messages (malformed JSON, oversized, invalid UTF-8) are rejected and counted, never fatal.
@@ -12,12 +13,14 @@ owns the model, so a reset during a stream of text takes effect between two mess
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncIterable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from s2node.decode import DEFAULT, DecodeSpec, continuation
 from s2node.step import StepModel, bits
 from sources.events import TextEvent
 from sources.live.text import TextInbox
@@ -71,9 +74,13 @@ class TextCounters:
 class TextLM:
     """Tokenisation, state and scoring around a language StepModel (runs in the worker thread)."""
 
-    def __init__(self, model: StepModel, topk: int = 5, continuation: int = 20, context: int = 60) -> None:
+    def __init__(self, model: StepModel, topk: int = 5, continuation: int = 20, context: int = 60,
+                 decoder: DecodeSpec = DEFAULT) -> None:
         cfg = model.config
         self.model, self.k, self.n_cont, self.n_ctx = model, topk, continuation, context
+        self.decoder = decoder
+        # never written into a continuation: an <unk> there says nothing to the reader
+        self._banned = [cfg["vocab"].index(cfg["unk"])] if cfg.get("unk") in cfg["vocab"] else []
         self.vocab: list[str] = list(cfg["vocab"])
         self.word = cfg.get("level") == "word"
         self.c = TextCounters()
@@ -102,22 +109,27 @@ class TextLM:
         self.context = joined[-self.n_ctx:]
         return self.predict()
 
+    @property
+    def next_probs(self) -> np.ndarray | None:
+        """The model's distribution over the next token (None before any text)."""
+        return self._probs
+
     def predict(self) -> TextPrediction:
         p = self._probs
         if p is None:
             return TextPrediction(context=self.context)
         top = np.argsort(-p)[: self.k]
-        saved = self.model.get_state()
-        cont, q = [], p
-        for _ in range(self.n_cont):  # greedy, on a copy of the state: the real context is untouched
-            i = int(np.argmax(q))
-            cont.append(self.vocab[i])
-            q = self.model.step(i).probs
-        self.model.set_state(saved)
+        # the history of the repetition rules is the visible context; the generator is seeded by it, so the same
+        # text gets the same continuation whatever came before it
+        history = encode(self.context, self.model.config, final_eos=False)[0].tolist()
+        rng = np.random.default_rng([self.decoder.seed, zlib.crc32(self.context.encode(errors="surrogatepass"))])
+        ids = continuation(self.model, p, self.n_cont, self.decoder, rng, history=history, banned=self._banned)
+        cont = [self.vocab[i] for i in ids]
         sep = " " if self.word else ""
         return TextPrediction(
             context=self.context, topk=[[self.vocab[i], round(float(p[i]), 6)] for i in top],
             continuation=sep.join(cont), bpc=(self.c.bits / self.c.scored) if self.c.scored else None,
+            decoder=self.decoder.describe(),
         )
 
     def reset(self) -> None:

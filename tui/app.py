@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -13,14 +14,16 @@ from textual.widgets import Footer
 from stream.mqtt import ConnectSettings
 from stream.schema import is_node_id
 from tui.feed import Feed, NodeFeed, open_link
+from tui.fleet_feed import FleetFeed
 from tui.payloads import control_in, literal, text_chunks, text_in
-from tui.screens import ChoiceScreen, HelpScreen
-from tui.state import FeedState
+from tui.screens import ChoiceScreen, FleetScreen, HelpScreen
+from tui.state import FeedState, FleetState
 from tui.widgets import EventsPane, GesturePane, NodePane, StatusLine, TextPane
 
 SPEEDS = ["0.25", "0.5", "1", "2", "4", "8"]
 REFRESH_HZ = 15.0  # the panes show the latest state at this rate, however fast messages arrive
 NO_NODE = "…"  # shown as the node until the first one announces itself
+FLEET_SETTLE_S = 2.0  # with no node given: the fleet view opens by itself if 2+ nodes are online this soon
 
 
 class S2App(App[None]):
@@ -45,6 +48,8 @@ class S2App(App[None]):
         Binding("ctrl+o", "next_model", "model", priority=True),
         Binding("o", "next_model", show=False),
         Binding("escape", "leave_input", show=False),
+        Binding("ctrl+f", "fleet", "fleet", priority=True),
+        Binding("f", "fleet", show=False),
     ]
 
     def __init__(self, broker_url: str, node_id: str | None = None, *, coalesce: bool = True,
@@ -61,6 +66,10 @@ class S2App(App[None]):
         self._seq = itertools.count()
         self._shown = -1
         self._was_connected = False  # a first connection after failed attempts is not a reconnect
+        self.fleet = FleetState()
+        self.fleet_feed = FleetFeed(self.link, self.fleet)
+        # no node given: the fleet view may open by itself just after the first connection (retained statuses)
+        self._fleet_until: float | None = None if node_id else 0.0
 
     def compose(self) -> ComposeResult:
         yield StatusLine()
@@ -105,6 +114,8 @@ class S2App(App[None]):
         if line.state == "disconnected" and self._was_connected:
             line.reconnects += 1
         line.state, line.detail, self._was_connected = "connected", "", True
+        if self._fleet_until == 0.0:
+            self._fleet_until = time.monotonic() + FLEET_SETTLE_S
 
     def on_feed_disconnected(self, m: Feed.Disconnected) -> None:
         self.status_line.state = "disconnected"
@@ -124,6 +135,15 @@ class S2App(App[None]):
         if not self.state.node and p.state == "online" and is_node_id(p.node):  # no node given: the first one heard
             self._follow(p.node)
         self.state.apply(p)
+        self.fleet.apply(p.node, p, time.monotonic())
+        self._open_fleet_if_many()
+
+    def _open_fleet_if_many(self) -> None:
+        """Started with no node: once, right after connecting, show the fleet if more than one node is online."""
+        if self._fleet_until and time.monotonic() <= self._fleet_until and len(self.fleet.online()) > 1:
+            self._fleet_until = None
+            if not isinstance(self.screen, FleetScreen):
+                self.action_fleet()
 
     def on_feed_malformed(self, m: Feed.Malformed) -> None:
         self.state.count_malformed()
@@ -204,6 +224,21 @@ class S2App(App[None]):
 
         self._choose(ChoiceScreen("node", nodes, self.state.node), chosen)
 
+    def action_fleet(self) -> None:
+        """Open the fleet view (or close it); choosing a row shows that node's panes."""
+        if isinstance(self.screen, FleetScreen):
+            self.screen.dismiss(None)
+            return
+        self._fleet_until = None  # opened by hand: it will not open by itself any more
+        self.fleet_feed.watch_predictions(True)
+
+        def chosen(v: str | None) -> None:
+            self.fleet_feed.watch_predictions(False)
+            if v is not None and v != self.state.node and is_node_id(v):
+                self._follow(v)
+
+        self._choose(FleetScreen(self.fleet, self.state.node), chosen)
+
     def action_next_model(self) -> None:
         self.state.next_model()
 
@@ -215,7 +250,7 @@ class S2App(App[None]):
     def action_help(self) -> None:
         self._choose(HelpScreen())
 
-    def _choose(self, screen: ChoiceScreen | HelpScreen, chosen=None) -> None:
+    def _choose(self, screen: ChoiceScreen | HelpScreen | FleetScreen, chosen=None) -> None:
         """Open a chooser (or the help); when it closes the focus goes back where it was, so that after Esc
         plain keys stay commands instead of going to the language model."""
         before = self.focused

@@ -40,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sensor-map", default="scale", metavar="scale|crop|roi=x,y,w,h",
                    help="without --broker: how recordings of another sensor size reach the gesture model's input "
                    "(default scale: the whole sensor, aspect kept)")
+    p.add_argument("--continuation", metavar="greedy|sample|beam[:KEY=V,...]", default="sample:t=0.8,p=0.9",
+                   help="without --broker: how the language model writes its continuation (default "
+                   "sample:t=0.8,p=0.9, nucleus sampling seeded by the text). Keys: t temperature, p top-p, k top-k, "
+                   "rep repetition penalty, ngram no-repeat n-gram, seed; beam: w width. "
+                   "E.g. greedy, beam:w=4,ngram=3")
     p.set_defaults(func=_tui)
 
 
@@ -71,11 +76,11 @@ def _tui(args: argparse.Namespace) -> int:
         # a refused password (or MQTT 5, with a group) is a one-line error, not a UI that retries forever
         asyncio.run(refusal(settings, mqtt5=args.group is not None))
         return run_app(args.broker, args.node, settings=settings, group=args.group)
-    return _demo(args.node, args.recording, args.speed, args.sensor_map)
+    return _demo(args.node, args.recording, args.speed, args.sensor_map, args.continuation)
 
 
 def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 1.0,
-          sensor_map: str = "scale") -> int:
+          sensor_map: str = "scale", continuation: str = "sample:t=0.8,p=0.9") -> int:
     """Embedded broker + local pipeline + the app, all in this process; everything stops when the UI quits."""
     import asyncio
     import signal
@@ -94,7 +99,7 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
         recordings = [DEFAULT_RECORDING]
 
     async def main() -> int:
-        async with local_demo(node, recordings, speed, backend, sensor_map) as (url, pipeline):
+        async with local_demo(node, recordings, speed, backend, sensor_map, continuation) as (url, pipeline):
             app = S2App(url, node)
             # a closed terminal (SIGHUP) or a kill (SIGTERM) ends the app like ctrl+q, so that the broker and the
             # pipeline are stopped on the way out instead of outliving the process
