@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "replay", help="replay an event file into the gesture model, predictions to MQTT",
         description="Replay a DVS event file (AEDAT4, EVT2/3, DAT, ES, CSV, NPY) paced by its timestamps into "
-        "the gesture model; publish predictions, stats and event frames on s2/v1/<node>/...",
+        "the gesture model; publish predictions, stats and event frames on s2/v1/<node>/... It obeys in/control "
+        "(pause, resume, speed, reset: start over) and answers in the retained status, with the speed achieved.",
     )
     p.add_argument("file", help="event file")
     p.add_argument("--model", default=DEFAULT_GESTURE_MODEL, help=f"gesture model (default {DEFAULT_GESTURE_MODEL})")
@@ -77,7 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run", help="run a live source (udp://, dv://, synthetic, text) through a model, predictions to MQTT",
         description="Live sources: udp://HOST:PORT (SPIF 32-bit words as AEStream sends; ?format=faery for "
         "faery's UDP records), dv://HOST:PORT (DV software network stream, needs dv-processing), synthetic "
-        "(the gesture renderer as a live camera), text (lines of stdin and messages on in/text into the LM).",
+        "(the gesture renderer as a live camera), text (lines of stdin and messages on in/text into the LM; "
+        "each line's answer is printed on stdout, Ctrl-C ends with the summary). in/control is obeyed and "
+        "answered in the retained status: reset; pause/resume for udp/dv/synthetic (input is dropped and counted "
+        "while paused).",
     )
     r.add_argument("--source", required=True, help="udp://HOST:PORT | dv://HOST:PORT | synthetic | text")
     r.add_argument("--model", help=f"model (default {DEFAULT_GESTURE_MODEL}, or {DEFAULT_TEXT_MODEL} for text)")
@@ -203,6 +207,14 @@ def password(args: argparse.Namespace) -> str | None:
     return resolve_password(args.password, args.password_file)
 
 
+def _print_answer(p) -> None:
+    """The answer to a line of stdin, one line on stdout (ANSI styled on a terminal)."""
+    from stream.text_pipeline import answer_line
+
+    with contextlib.suppress(BrokenPipeError):  # `| head -1`: the rest goes to MQTT only
+        print(answer_line(p, color=sys.stdout.isatty()), flush=True)
+
+
 def _run_async(coro) -> int:
     """asyncio.run, but a user error raised inside task groups surfaces as itself (one line, exit 1); Ctrl-C
     (and SIGTERM, SIGHUP: stream.signals) is exit status 130."""
@@ -314,8 +326,11 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from stream.process import backend_from_env, tune_for_streaming
     from stream.serve import live_kind, serve_live
+    from stream.signals import interrupt_calls
 
     live_kind(args.source)  # a one-line error before a broker starts
     sensor_map, sensor = _sensor_options(args)
@@ -328,12 +343,20 @@ def _run(args: argparse.Namespace) -> int:
               f"{s.malformed_in} malformed", file=sys.stderr, flush=True)
 
     opts = _link_options(args)
+    text = live_kind(args.source) == "text"
 
     async def body(url: str) -> int:
-        await serve_live(url, args.source, model=args.model, link=opts, buffer=args.buffer,
-                         duration_s=args.duration_s, idle_s=args.idle_s, window_s=args.window_s,
-                         backend=backend, sensor_map=sensor_map, sensor=sensor, announce=_say, report=report,
-                         node_options=_node_options(args), decoder=args.continuation, frames=frames)
+        stop = asyncio.Event() if text else None
+        # interactive text: Ctrl-C (and so SIGTERM, SIGHUP) ends it as EOF does, with the summary, exit status 0
+        with interrupt_calls(stop.set) if stop is not None else contextlib.nullcontext():
+            if stop is not None and sys.stdin.isatty():
+                print("s2 run: type a line and press Enter for the model's answer; Ctrl-C ends", file=sys.stderr,
+                      flush=True)
+            await serve_live(url, args.source, model=args.model, link=opts, buffer=args.buffer,
+                             duration_s=args.duration_s, idle_s=args.idle_s, window_s=args.window_s,
+                             backend=backend, sensor_map=sensor_map, sensor=sensor, announce=_say, report=report,
+                             node_options=_node_options(args), decoder=args.continuation, stop=stop,
+                             on_answer=_print_answer if text else None, frames=frames)
         return 0
 
     return _run_async(_with_broker(args.broker, body))

@@ -15,56 +15,16 @@ from s2node.decode import DEFAULT, DecodeSpec
 from s2node.step import Backend, StepModel, load_step_model
 from sources.live.text import TextInbox
 from sources.sensor_map import SensorMap
-from stream.binner import make_binner, recording_mapping
+from stream.binner import recording_mapping
+from stream.control import Controller
 from stream.defaults import DEFAULT_GESTURE_MODEL, DEFAULT_RECORDING, DEFAULT_TEXT_MODEL
 from stream.errors import PipelineError
 from stream.mqtt import MqttLink
-from stream.pipeline import PipelineCounters, run_gesture_pipeline, stats_loop
-from stream.replay import ReplayControl, replay
-from stream.schema import DEFAULT_NODE_ID, ControlIn, PayloadError, Status, decode, topic
+from stream.pipeline import PipelineCounters, stats_loop
+from stream.replay import ReplayControl
+from stream.schema import DEFAULT_NODE_ID, Status
+from stream.serve import play
 from stream.text_pipeline import TextLM, run_text_pipeline, subscribe_text
-
-
-def _resolve(name: str, recordings: list[Path]) -> Path | None:
-    """One of the recordings this pipeline announced, by its name (or stem); a path sent over the network is
-    never opened, nor looked up: its existence would otherwise be an answer to whoever sent it."""
-    for r in recordings:
-        if name in (r.name, r.stem):
-            return r
-    return None
-
-
-def subscribe_control(link: MqttLink, ctl: ReplayControl, counters: PipelineCounters, recordings: list[Path],
-                      text: TextInbox | None) -> None:
-    """in/control -> the replay's knobs, and a reset into the text inbox (the text worker applies it in order);
-    bad messages (speed outside schema's bounds included) and recordings not announced are counted as malformed."""
-
-    def on_message(_topic: str, raw: bytes) -> None:
-        try:
-            msg = decode("in/control", raw)
-        except PayloadError:
-            counters.malformed_in += 1
-            return
-        if not isinstance(msg, ControlIn):
-            return
-        if msg.cmd == "pause":
-            ctl.pause()
-        elif msg.cmd == "resume":
-            ctl.resume()
-        elif msg.cmd == "speed":
-            ctl.set_speed(float(msg.arg()))
-        elif msg.cmd == "reset" and text is not None:
-            text.push_reset()
-        elif msg.cmd == "recording":
-            target = _resolve(str(msg.arg()), recordings)
-            if target is None:
-                counters.malformed_in += 1
-            else:
-                ctl.switch(str(target))
-
-    link.subscribe(topic(link.node, "in/control"), on_message)
-
-
 
 
 def _have_model(path: str | Path) -> bool:
@@ -117,32 +77,29 @@ async def run_local_pipeline(
     counters.sources.append(lambda: (link.stats.dropped_incoming, 0))  # in/ messages a flood pushed out
     lm = TextLM(tm, decoder=decoder) if tm is not None else None
     inbox = TextInbox(256) if lm is not None else None
-    if control:
-        subscribe_control(link, ctl, counters, recs, inbox)
+    controller = None
+    if control:  # only then does the status carry a control object: a node that does not obey says nothing
+        controller = Controller(link, counters, replay=ctl if gm is not None else None, recordings=recs,
+                                current=recs[0] if gm is not None else None, text=inbox)
+        controller.subscribe()
     if lm is not None and inbox is not None:
         subscribe_text(link, inbox, lm)
         counters.sources.append(lambda: (inbox.stats.dropped, lm.c.malformed))
+
+    async def serve() -> None:
+        if gm is not None:
+            await play(recs[0], gm, link, ctl, executor=gx, counters=counters, loop=loop,
+                       mapping=lambda r: recording_mapping(gm.config, sensor_map, r),
+                       on_prediction=None if controller is None else controller.note_prediction)
+        await asyncio.Event().wait()  # keep serving text and control until cancelled
+
     with ThreadPoolExecutor(1, "s2-gesture") as gx, ThreadPoolExecutor(1, "s2-text") as tx:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(link.run())
             tg.create_task(stats_loop(link, [m for m in (gm, tm) if m is not None], counters))
             if lm is not None and inbox is not None:
                 tg.create_task(run_text_pipeline(inbox, lm, link, tx))
-            if gm is not None:
-                current = str(recs[0])
-                while True:
-                    ctl.switch_to = None
-                    binner = make_binner(gm.config, recording_mapping(gm.config, sensor_map, current))
-                    gm.reset()
-                    await run_gesture_pipeline(
-                        replay(current, loop=loop, control=ctl, chunk_us=binner.spec.release_chunk_us), gm, binner,
-                        link, executor=gx, counters=counters
-                    )
-                    if ctl.switch_to is not None:
-                        current = ctl.switch_to
-                        continue
-                    break
-            await asyncio.Event().wait()  # keep serving text and control until cancelled
+            await (serve() if controller is None else controller.serving(serve()))
 
 
 @contextlib.asynccontextmanager

@@ -165,12 +165,16 @@ def _is(v: Any, tp: Any) -> bool:
     """Whether a decoded JSON value has the declared type (the few forms the payloads use)."""
     if tp is Any:
         return _json_value(v)
+    if tp is bool:
+        return type(v) is bool
     if tp is int:
         return _int(v)
     if tp is float:
         return _num(v)
     if tp is str:
         return _str(v)
+    if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):  # a nested object, checked by its own check()
+        return isinstance(v, tp)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is list:
         if type(v) is not list:
@@ -199,7 +203,10 @@ def _json_value(v: Any) -> bool:
 
 
 def _describe(tp: Any) -> str:
-    names = {int: "a 64-bit integer", float: "a finite number", str: "a string", Any: "a JSON value"}
+    names = {int: "a 64-bit integer", float: "a finite number", str: "a string", bool: "true or false",
+             Any: "a JSON value"}
+    if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
+        return "an object"
     if tp in names:
         return names[tp]
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -356,6 +363,45 @@ class EventFrame(Payload):
         return obj
 
 
+CONTROL_RESULT_MAX = 160  # characters of ControlState.last_cmd_result
+
+
+@dataclass
+class ControlState:
+    """Status.control: what in/control asked of a node and what is in effect, answered after every command.
+
+    A node that carries this object obeys in/control; one without it (an older node) does not answer."""
+
+    accepts: list[str] = field(default_factory=list)  # the commands this node obeys; others are refused
+    paused: bool = False  # in effect: a paused replay releases nothing; a paused live source drops its input
+    speed_requested: float | None = None  # replay speed asked for (command line or in/control); 0 = at once
+    speed: float | None = None  # achieved: event time advanced per wall second over the last seconds; null
+    #                             while nothing was measured (paused, just changed, a live source)
+    speed_short: bool = False  # the achieved speed is below 90 % of the request (the machine cannot keep up)
+    recording: str | None = None  # the recording playing (a name from Status.recordings)
+    dropped_paused: int = 0  # live input dropped while paused (events, or lines of text)
+    seq: int = 0  # in/control messages answered so far: a sender sees its command answered when it grows
+    last_cmd: str | None = None  # the command last answered (null for a message that named none)
+    last_cmd_seq: int | None = None  # that message's own seq, so a sender can match the answer to its request
+    last_cmd_result: str | None = None  # "ok" or "refused: <why>"
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ControlState:
+        if type(d) is not dict:
+            raise PayloadError("status: control must be an object or null")
+        known = {f.name for f in fields(cls)}
+        obj = cls(**{k: v for k, v in d.items() if k in known})
+        obj.check()
+        return obj
+
+    def check(self) -> None:
+        for name, tp in _field_types(type(self)).items():
+            if not _is(getattr(self, name), tp):
+                raise PayloadError(f"status: control.{name} must be {_describe(tp)}")
+        if self.seq < 0:
+            raise PayloadError("status: control.seq must be a non-negative integer")
+
+
 @dataclass
 class Status(Payload):
     KIND: ClassVar[str] = "status"
@@ -364,6 +410,18 @@ class Status(Payload):
     models: list[str] = field(default_factory=list)
     recordings: list[str] = field(default_factory=list)
     sensor_map: str | None = None  # how the source's sensor meets the gesture model's input, when one is served
+    control: ControlState | None = None  # in/control acknowledged (absent from nodes that do not obey it)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        if d.get("control") is not None:
+            d = {**d, "control": ControlState.from_dict(d["control"])}
+        return super().from_dict(d)
+
+    def check(self) -> None:
+        super().check()
+        if self.control is not None:
+            self.control.check()
 
 
 @dataclass
@@ -373,6 +431,10 @@ class TextIn(Payload):
     KIND: ClassVar[str] = "in/text"
     REQUIRED: ClassVar[tuple[str, ...]] = ("text",)
     text: str = ""
+    # The utterance rule: a message is an utterance of its own, joined to the context before it by one space
+    # unless it starts with whitespace or closing punctuation or the context ends in whitespace. `continues`
+    # true (keystroke-wise clients such as the UI) appends the text as it is.
+    continues: bool = False
 
     def check(self) -> None:
         super().check()
@@ -381,14 +443,17 @@ class TextIn(Payload):
 
 
 CONTROL_CMDS = ("pause", "resume", "speed", "recording", "reset")
+RESET_TARGETS = (None, "text", "gesture")  # reset: everything the node serves, or only that model
 
 
 @dataclass
 class ControlIn(Payload):
     """A message on in/control: {"cmd": "pause"|"resume"|"speed"|"recording"|"reset", "value": ...}.
 
-    "speed" takes a number >= 0 (0 = as fast as possible), "recording" a name from Status.recordings or a
-    path; the argument goes in "value" (as the TUI sends it) or, equivalently, in "speed" / "recording"."""
+    "speed" takes a number >= 0 (0 = as fast as possible), "recording" a name from Status.recordings, "reset"
+    optionally what to reset ("text" or "gesture"; all the node serves when absent); the argument goes in
+    "value" (as the TUI sends it) or, equivalently, in "speed" / "recording". The node answers in its retained
+    Status.control."""
 
     KIND: ClassVar[str] = "in/control"
     REQUIRED: ClassVar[tuple[str, ...]] = ("cmd",)
@@ -410,6 +475,8 @@ class ControlIn(Payload):
             raise PayloadError(f"in/control: speed must be 0 or between {SPEED_MIN} and {SPEED_MAX:g}")
         if self.cmd == "recording" and not (_str(a) and 0 < len(a) <= 255):
             raise PayloadError("in/control: recording must be a name of 1 to 255 characters")
+        if self.cmd == "reset" and a not in RESET_TARGETS:
+            raise PayloadError('in/control: reset takes no value, "text" or "gesture"')
 
 
 KINDS: dict[str, type[Payload]] = {

@@ -3,6 +3,8 @@
 Every character (word, for word-level models) of a message is fed to the LM; after the message a
 TextPrediction goes out with the top-k next tokens, a continuation (s2node.decode: nucleus sampling seeded by the
 context by default, so the same text gives the same answer) and the running bits per token.
+Each message is an utterance (`utterance_sep`): joined to the context before it by one space unless it starts
+with whitespace or closing punctuation, the context ends in whitespace, or it says it `continues` (keystrokes).
 Bad messages (malformed JSON, oversized, invalid UTF-8) are rejected and counted, never fatal.
 Text and resets reach the model through one TextInbox and are applied in order on the one worker thread that
 owns the model, so a reset during a stream of text takes effect between two messages, never inside one.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -26,6 +28,37 @@ from sources.text_data import encode
 from stream.mqtt import MqttLink
 from stream.pipeline import closing
 from stream.schema import PayloadError, TextIn, TextPrediction, decode, topic
+
+NO_SPACE_BEFORE = frozenset(".,;:!?)]}…»”’")  # an utterance starting with one of these follows on directly
+
+
+def utterance_sep(context: str, text: str, continues: bool = False) -> str:
+    """What goes between the context and a new message: one space, or nothing when the message continues the
+    text (keystroke-wise clients), starts a context, starts with whitespace or closing punctuation, or the
+    context already ends in whitespace."""
+    if continues or not context or not text or context[-1].isspace() or text[0].isspace():
+        return ""
+    return "" if text[0] in NO_SPACE_BEFORE else " "
+
+
+_SHOWN = {" ": "␣", "\n": "⏎", "\t": "⇥"}  # whitespace made visible in an answer line
+_CONTROLS = {c: "\ufffd" for c in (*range(32), 127, *range(0x80, 0xA0))}
+
+
+def _visible(text: str) -> str:
+    return _SHOWN.get(text) or text.replace("\n", "⏎").replace("\t", "⇥").translate(_CONTROLS)
+
+
+def answer_line(p: TextPrediction, color: bool = False) -> str:
+    """One line for a terminal or a pipe: the top-k next tokens with their probabilities, the continuation, the
+    running bits per token; whitespace tokens shown as ␣ ⏎ ⇥, control characters replaced. `color`: ANSI
+    bold/dim/cyan for a terminal."""
+    b, d, c, r = ("\x1b[1m", "\x1b[2m", "\x1b[36m", "\x1b[0m") if color else ("", "", "", "")
+    top = "  ".join(f"{b}{_visible(str(tok))}{r} {float(prob):.0%}" for tok, prob in p.topk)
+    line = f"{d}next{r} {top}  {d}→{r} {c}{_visible(p.continuation)}{r}"
+    if p.bpc is not None:
+        line += f"  {d}({p.bpc:.3f} bits/token){r}"
+    return line
 
 
 @dataclass
@@ -61,8 +94,11 @@ class TextLM:
         self.c.oov += outside
         return ids.tolist()
 
-    def feed(self, text: str) -> TextPrediction:
-        """Consume the text, then predict; synchronous (called in the worker thread)."""
+    def feed(self, text: str, continues: bool = True) -> TextPrediction:
+        """Consume the text, then predict; synchronous (called in the worker thread). With continues=False the
+        text is an utterance of its own, joined to the context as utterance_sep says (in/text's rule)."""
+        if not self.word:
+            text = utterance_sep(self.context, text, continues) + text
         for i in self.tokens(text):
             if self._probs is not None:
                 self.c.bits += bits(float(self._probs[i]))
@@ -111,23 +147,26 @@ def subscribe_text(link: MqttLink, inbox: TextInbox, lm: TextLM) -> None:
             lm.c.malformed += 1
             return
         if isinstance(msg, TextIn) and msg.text:
-            inbox.push(msg.text)
+            inbox.push(msg.text, continues=msg.continues)
 
     link.subscribe(topic(link.node, "in/text"), on_message)
 
 
 async def run_text_pipeline(
-    texts: AsyncIterable[TextEvent], lm: TextLM, link: MqttLink, executor: ThreadPoolExecutor
+    texts: AsyncIterable[TextEvent], lm: TextLM, link: MqttLink, executor: ThreadPoolExecutor,
+    on_answer: Callable[[TextEvent, TextPrediction], object] | None = None,
 ) -> None:
-    """Each text event -> the LM (worker thread) -> one TextPrediction on pred/text; a reset event resets the
-    LM on the same thread, in its place in the stream."""
+    """Each text event -> the LM (worker thread) -> one TextPrediction on pred/text (and to `on_answer`); a reset
+    event resets the LM on the same thread, in its place in the stream."""
     loop = asyncio.get_running_loop()
     async with closing(texts) as it:
         async for ev in it:
             if ev.reset:
                 await loop.run_in_executor(executor, lm.reset)
                 continue
-            pred = await loop.run_in_executor(executor, lm.feed, ev.text)
+            pred = await loop.run_in_executor(executor, lm.feed, ev.text, ev.continues)
             pred.t_event_us = ev.t_us
             lm.c.messages += 1
             link.publish(pred)
+            if on_answer is not None:
+                on_answer(ev, pred)

@@ -162,6 +162,7 @@ class S2App(App[None]):
         node.stats, node.position = s.stats, s.model_position
         line = self.status_line
         line.node, line.node_state = s.node or NO_NODE, s.nodes.get(s.node, "")
+        line.control = s.control  # what the node says is in effect (None: it does not answer in/control)
         line.dropped, line.malformed = s.dropped, s.malformed
 
     # -- the user's side: typed text and playback control go out on in/ topics ----------------------------
@@ -186,7 +187,7 @@ class S2App(App[None]):
         self.status_line.playback = f"{'⏸ paused' if self.paused else '▶'} {self.speed}x {self.recording}".rstrip()
 
     def action_toggle_pause(self) -> None:
-        self.paused = not self.paused
+        self.paused = not self.state.paused_in_effect(self.paused)
         self._control("pause" if self.paused else "resume")
 
     def action_choose_speed(self) -> None:
@@ -244,7 +245,7 @@ class S2App(App[None]):
     def action_reset_text(self) -> None:
         self.state.text = None  # or the next refresh would put the old answer back
         self.query_one(TextPane).clear()
-        self._control("reset")
+        self._control("reset", "text")
 
     def action_help(self) -> None:
         self._choose(HelpScreen())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from stream.schema import EventFrame, GesturePrediction, NodeStats, Payload, Status, TextPrediction
+from stream.schema import ControlState, EventFrame, GesturePrediction, NodeStats, Payload, Status, TextPrediction
 from tui.payloads import SeqTracker
 
 HISTORY = 12  # gesture changes kept
@@ -42,6 +42,18 @@ class FeedState:
     def stats(self) -> NodeStats | None:
         """The stats of the model the node pane shows."""
         return self.stats_by_model.get(self.model_shown) if self.model_shown is not None else None
+
+    @property
+    def control(self) -> ControlState | None:
+        """What the node says is in effect (its answer to in/control); None from a node that does not answer
+        or is offline (then only what was asked can be shown)."""
+        st = self.status
+        return st.control if st is not None and st.state == "online" else None
+
+    def paused_in_effect(self, asked: bool) -> bool:
+        """Whether the node is paused as it says, else as last asked: a pause key toggles what is in effect."""
+        c = self.control
+        return asked if c is None else c.paused
 
     @property
     def model_position(self) -> tuple[int, int]:
