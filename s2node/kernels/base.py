@@ -76,6 +76,41 @@ class SparseColumns:
         w = self.data[pos] * np.repeat(np.asarray(vals, np.float64), lens)
         return np.bincount(self.rows[pos], weights=w, minlength=self.n_rows)
 
+    def matmat(self, x: np.ndarray) -> np.ndarray:
+        """Row s of x [streams, sources] times the columns: [streams, rows] in float64, each stream's sum in the
+        order of `matvec` (ascending sources), so equal to matvec of that stream's active sources."""
+        s, cols = np.nonzero(x)
+        starts = self.indptr[cols]
+        lens = self.indptr[cols + 1] - starts
+        total = int(lens.sum())
+        out_len = x.shape[0] * self.n_rows
+        if total == 0:
+            return np.zeros((x.shape[0], self.n_rows))
+        pos = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(total)
+        w = self.data[pos] * np.repeat(x[s, cols].astype(np.float64), lens)
+        at = np.repeat(s * self.n_rows, lens) + self.rows[pos]
+        return np.bincount(at, weights=w, minlength=out_len).reshape(x.shape[0], self.n_rows)
+
+    def touched(self, x: np.ndarray) -> int:
+        """Non-zeros that the active sources of all rows of x [streams, sources] walk."""
+        per_source = np.diff(self.indptr)
+        return int((x != 0).sum(0) @ per_source)
+
+
+def batch_plan(x: np.ndarray, wt: np.ndarray, sparse: SparseColumns | None) -> tuple[str, np.ndarray | None]:
+    """How to apply the weights wt [sources, rows] to several streams' payloads x [streams, sources]:
+    ("sparse", None) per-stream CSC walk, ("dense", None) one full product, ("union", cols) the product over the
+    sources active in any stream, ("none", None) when no source is active."""
+    active = np.flatnonzero(x.any(0))
+    if not len(active):
+        return "none", None
+    dense_cost = x.shape[0] * min(len(active), wt.shape[0]) * wt.shape[1]
+    if sparse is not None and sparse.touched(x) * SPARSE_COST_RATIO + SPARSE_FIXED < dense_cost:
+        return "sparse", None
+    if len(active) * DENSE_GATHER_RATIO > wt.shape[0]:
+        return "dense", None
+    return "union", active
+
 
 def maybe_sparse(wt: np.ndarray) -> SparseColumns | None:
     return SparseColumns(wt) if wt.size and np.count_nonzero(wt) / wt.size <= SPARSE_DENSITY else None
@@ -96,12 +131,17 @@ class Kernel(ABC):
     def accumulate(self, group: int, kind: str, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         """Sum of vals[i] * W[:, cols[i]] for the group's 'ih' (input/decoder) or 'hh' (recurrent) weights."""
 
+    @abstractmethod
+    def accumulate_many(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
+        """`accumulate` of several streams at once: x [streams, sources] holds each stream's payloads (0 where a
+        source is silent) -> [streams, rows] float32."""
+
     def update_units(self, layer: int, gx: np.ndarray, gh: np.ndarray, c_prev: np.ndarray):
         """Gates, state, threshold and subtractive reset of every unit: -> (c, c_hat, fired mask)."""
-        h = self.hidden[layer]
-        r = _sigmoid(gx[:h] + gh[:h])
-        z = _sigmoid(gx[h:2 * h] + gh[h:2 * h])
-        n = np.tanh(gx[2 * h:] + r * gh[2 * h:])
+        h = self.hidden[layer]  # gx, gh: [3H], or [streams, 3H] with c_prev [streams, H]
+        r = _sigmoid(gx[..., :h] + gh[..., :h])
+        z = _sigmoid(gx[..., h:2 * h] + gh[..., h:2 * h])
+        n = np.tanh(gx[..., 2 * h:] + r * gh[..., 2 * h:])
         c_hat = (F32(1.0) - z) * n + z * c_prev
         p = self.zoneout[layer]
         if p > 0:  # eval-mode zoneout, as torch_egru: p·c_prev + (1 − p)·ĉ

@@ -19,7 +19,7 @@ from s2node.compiler.quantize import (
     quantize_payload,
     quantize_rows,
 )
-from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, maybe_sparse, scatter
+from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, batch_plan, maybe_sparse, scatter
 from s2node.spec import ModelSpec
 
 
@@ -67,4 +67,28 @@ class Int8Kernel(Kernel):
             acc = scatter(cols, p, wt.shape[0], wt.dtype) @ wt
         else:
             acc = p @ wt[cols]
+        return (acc * (self.scale[group][kind] * sp)).astype(F32)
+
+    def payload_scales(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
+        """`payload_scale` of each stream of x [streams, sources], as a [streams, 1] column."""
+        if group == 0 and kind == "ih" and self.input_scale is None:  # per timestep and stream: max|x| / 127
+            m = np.abs(x).max(1).astype(np.float64) if x.shape[1] else np.zeros(x.shape[0])
+            sp = np.where(m > 0, m / Q_MAX, 1.0)
+        else:
+            sp = np.full(x.shape[0], self.input_scale if group == 0 and kind == "ih" else Y_PAYLOAD_SCALE)
+        return sp[:, None]
+
+    def accumulate_many(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
+        wt = self.w[group][kind]
+        sp = self.payload_scales(group, kind, x)
+        p = quantize_payload(x, sp)  # [streams, sources], integers; each stream's sum is exact in any order
+        how, cols = batch_plan(p, wt, self.csc[group][kind])
+        if how == "none":
+            return np.zeros((x.shape[0], wt.shape[1]), F32)
+        if how == "sparse":
+            acc = self.csc[group][kind].matmat(p)
+        elif how == "dense":
+            acc = p.astype(wt.dtype) @ wt
+        else:
+            acc = p[:, cols].astype(wt.dtype) @ wt[cols]
         return (acc * (self.scale[group][kind] * sp)).astype(F32)
