@@ -33,7 +33,8 @@ def softmax_rows(v: np.ndarray) -> np.ndarray:
 
 
 class StreamBatch:
-    """N independent streams of one model file, stepped together: one kernel call per tick for the streams with input."""
+    """N independent streams of one model file, stepped together: one kernel call per tick for the streams with
+    input."""
 
     config: dict[str, Any]
     name: str
