@@ -23,7 +23,28 @@ from s2node.errors import S2NodeError
 from s2node.readout import Pooling
 from s2node.runtime import F32, Node
 
+COUNTS = ("steps", "events_in", "events_out", "synops", "decoder_synops", "host_decoder_synops", "host_packets_in",
+          "host_packets_out", "embedding_synops", "units")
 OnePrediction = tuple[np.ndarray, np.ndarray, int, int, int]  # pooled logits, step logits, events, units, synops
+
+
+class CountTable:
+    """The compiler's nnz[source, pe] and recv[source, pe] side by side, summed over each stream's active sources
+    as one product `mask @ table` (exact: integer sums in float64). Sources with equal rows (a dense layer: every
+    source has the same count on each PE) share one row: mask @ one-hot(row), then @ the distinct rows."""
+
+    def __init__(self, nnz: np.ndarray, recv: np.ndarray) -> None:
+        self.n_pes = nnz.shape[1]
+        table = np.concatenate([nnz, recv], 1).astype(np.float64)
+        rows, which = np.unique(table, axis=0, return_inverse=True)
+        self.table, self.rows, self.which = table, None, None
+        if len(rows) * 4 <= len(table):
+            self.rows, self.which = rows, np.eye(len(rows))[which.reshape(-1)]
+
+    def __call__(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """mask [streams, sources] 0/1 float64 -> (synops, packets) per stream and PE."""
+        out = mask @ self.table if self.rows is None else (mask @ self.which) @ self.rows
+        return out[:, : self.n_pes], out[:, self.n_pes:]
 
 
 class PoolingMany:
@@ -70,6 +91,9 @@ class NodeBatch:
         nd = node
         self.n_in = nd.spec.n_inputs
         self._onehot = [np.eye(g.n_pes)[g.unit_pe] for g in nd.groups]  # [units, PEs]: per-PE counts of events
+        self._count_in = [CountTable(nd._nnz_in[i], nd._recv_in[i]) for i in range(len(nd.groups))]
+        self._count_rec = [None if nd._nnz_rec[i] is None else CountTable(nd._nnz_rec[i], nd._recv_rec[i])
+                           for i in range(len(nd.groups))]
         self._n_classes = len(nd.spec.decoder_bias)
         self._c = [np.zeros((n, h), F32) for h in nd.kernel.hidden]
         self._y = [np.zeros((n, h), F32) for h in nd.kernel.hidden]  # last step's payloads (0 = no event)
@@ -92,9 +116,7 @@ class NodeBatch:
 
     def _reset_stats(self) -> None:
         n, p = self.n, self.node.n_pes
-        self._tot = {k: np.zeros(n, np.int64) for k in (
-            "steps", "events_in", "events_out", "synops", "decoder_synops", "host_decoder_synops", "host_packets_in",
-            "host_packets_out", "embedding_synops", "units")}
+        self._tot = np.zeros((n, len(COUNTS)), np.int64)  # RunStats' counts, one row per stream
         self._energy = np.zeros(n)
         self._lat: list[list[float]] = [[] for _ in range(n)]
         self._pe_synops = np.zeros((n, p))
@@ -170,11 +192,10 @@ class NodeBatch:
             gi = nd._layer_group[li]
             g, sl = nd.groups[gi], nd._slices[gi]
             o_prev = self._o[li][idx]
-            syn[:, sl] += mf @ nd._nnz_in[gi]
-            pin[:, sl] += mf @ nd._recv_in[gi]
-            mr = o_prev.astype(np.float64)
-            syn[:, sl] += mr @ nd._nnz_rec[gi]
-            pin[:, sl] += mr @ nd._recv_rec[gi]
+            for counts, mask in ((self._count_in[gi], mf), (self._count_rec[gi], o_prev.astype(np.float64))):
+                s_, p_ = counts(mask)
+                syn[:, sl] += s_
+                pin[:, sl] += p_
             if g.spilled:
                 dram[:, sl] = syn[:, sl] * g.bytes_per_weight
             b_ih, b_hh = nd._bias[li]
@@ -190,8 +211,7 @@ class NodeBatch:
         if nd.decoder_on_pes:
             dg = len(nd.groups) - 1
             dsl = nd._slices[dg]
-            syn[:, dsl] = mf @ nd._nnz_in[dg]
-            pin[:, dsl] = mf @ nd._recv_in[dg]
+            syn[:, dsl], pin[:, dsl] = self._count_in[dg](mf)
             if nd.groups[dg].spilled:
                 dram[:, dsl] = syn[:, dsl] * nd.groups[dg].bytes_per_weight
             pout[:, dsl] = 1
@@ -228,11 +248,8 @@ class NodeBatch:
         dyn = cyc.sum(1) * table.energy_per_cycle_j + pin.sum(1) * table.energy_per_packet_j \
             + dram.sum(1) * table.energy_per_dram_byte_j + mac
         static = (cyc.shape[1] * table.static_power_per_pe_w + table.static_power_chip_w) * latency
-        t = self._tot
-        t["steps"][idx] += 1
-        for key, v in counts.items():
-            t[key][idx] += np.asarray(v).astype(np.int64)
-        t["units"][idx] += nd._n_units
+        self._tot[idx] += np.stack([np.ones(len(idx)), *(counts[k] for k in COUNTS[1:-1]),
+                                    np.full(len(idx), nd._n_units)], 1).astype(np.int64)
         self._energy[idx] += dyn + static
         for i, lat in zip(idx, latency.tolist(), strict=True):
             self._lat[i].append(lat)
@@ -242,7 +259,7 @@ class NodeBatch:
     def stats_summary(self, i: int) -> dict[str, Any]:
         """Stream i's RunStats.summary()."""
         self._check(i)
-        t = {k: int(v[i]) for k, v in self._tot.items()}
+        t = dict(zip(COUNTS, self._tot[i].tolist(), strict=True))
         n = max(t["steps"], 1)
         lat = np.array(self._lat[i]) if self._lat[i] else np.zeros(1)
         out = {"steps": t["steps"], "activity_sparsity": self.activity_sparsity(i)}
@@ -254,14 +271,15 @@ class NodeBatch:
         return out
 
     def activity_sparsity(self, i: int) -> float:
-        units = int(self._tot["units"][i])
-        return 1.0 - int(self._tot["events_out"][i]) / units if units else 0.0
+        t = dict(zip(COUNTS, self._tot[i].tolist(), strict=True))
+        return 1.0 - t["events_out"] / t["units"] if t["units"] else 0.0
 
     def node_stats(self, i: int) -> dict[str, Any]:
         """Stream i's side of the stats topic, as Node.node_stats."""
         self._check(i)
         nd = self.node
-        steps = int(self._tot["steps"][i])
+        t = dict(zip(COUNTS, self._tot[i].tolist(), strict=True))
+        steps = t["steps"]
         wall = time.monotonic() - self._t0[i]
         act = np.zeros(nd.chip.n_pes)
         if self._has_last[i]:
@@ -274,10 +292,10 @@ class NodeBatch:
             "pe_activity": act.round(4).tolist(),
             "sram_bytes_used": int(nd.compiled.sram_total_per_pe.sum()),
             "sram_bytes_total": nd.chip.n_pes * nd.chip.sram_bytes_per_pe,
-            "synops_per_s": int(self._tot["synops"][i]) / wall if wall > 0 else 0.0,
+            "synops_per_s": t["synops"] / wall if wall > 0 else 0.0,
             "activity_sparsity": self.activity_sparsity(i),
             "energy_per_inference_j": float(self._energy[i]) / max(steps, 1),
             "latency_p50_s": float(np.percentile(lat, 50)),
             "latency_p99_s": float(np.percentile(lat, 99)),
-            "events_in": int(self._tot["events_in"][i]),
+            "events_in": t["events_in"],
         }

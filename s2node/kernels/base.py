@@ -58,6 +58,7 @@ class SparseColumns:
         self.indptr = np.concatenate([[0], np.cumsum(nz.sum(1))]).astype(np.int64)
         src, self.rows = np.nonzero(nz)
         self.data = wt[src, self.rows].astype(np.float64)
+        self.col_nnz = np.diff(self.indptr)
 
     def worth_it(self, cols: np.ndarray) -> bool:
         """Is the CSC path cheaper than the dense columns for these active sources?"""
@@ -91,25 +92,36 @@ class SparseColumns:
         at = np.repeat(s * self.n_rows, lens) + self.rows[pos]
         return np.bincount(at, weights=w, minlength=out_len).reshape(x.shape[0], self.n_rows)
 
-    def touched(self, x: np.ndarray) -> int:
-        """Non-zeros that the active sources of all rows of x [streams, sources] walk."""
-        per_source = np.diff(self.indptr)
-        return int((x != 0).sum(0) @ per_source)
+    def touched(self, per_source: np.ndarray) -> int:
+        """Non-zeros walked when source j sends per_source[j] packets (one per stream)."""
+        return int(per_source @ self.col_nnz)
+
+
+# Several streams at once (`Kernel.accumulate_many`): one BLAS product over all streams is the cheapest per
+# multiply, but it multiplies every silent source too; a stream's own active rows cost about ROWS_COST_RATIO times
+# more per multiply (the gather copies each row first) plus ~10 µs per stream (ROWS_FIXED dense-element
+# equivalents). Measured on the gesture model (2048 inputs, 6 % active per stream, 64 streams): one product
+# 13-27 ms, per-stream rows 7.6 ms.
+ROWS_COST_RATIO = 8
+ROWS_FIXED = 50_000
 
 
 def batch_plan(x: np.ndarray, wt: np.ndarray, sparse: SparseColumns | None) -> tuple[str, np.ndarray | None]:
-    """How to apply the weights wt [sources, rows] to several streams' payloads x [streams, sources]:
-    ("sparse", None) per-stream CSC walk, ("dense", None) one full product, ("union", cols) the product over the
-    sources active in any stream, ("none", None) when no source is active."""
-    active = np.flatnonzero(x.any(0))
+    """How to apply the weights wt [sources, rows] to several streams' payloads x [streams, sources], cheapest
+    first: ("none", None) no source active; ("sparse", None) per-stream CSC walks; ("rows", None) each stream's
+    active rows; ("union", cols) one product over the sources active in any stream; ("dense", None) one full
+    product."""
+    per_source = np.count_nonzero(x, axis=0)  # streams sending from each source
+    active = np.flatnonzero(per_source)
     if not len(active):
         return "none", None
-    dense_cost = x.shape[0] * min(len(active), wt.shape[0]) * wt.shape[1]
-    if sparse is not None and sparse.touched(x) * SPARSE_COST_RATIO + SPARSE_FIXED < dense_cost:
-        return "sparse", None
-    if len(active) * DENSE_GATHER_RATIO > wt.shape[0]:
-        return "dense", None
-    return "union", active
+    k, (n_src, n_rows) = x.shape[0], wt.shape
+    plans = {"dense": k * n_src * n_rows,
+             "union": k * len(active) * n_rows * (1 + 1 / k) if len(active) * DENSE_GATHER_RATIO <= n_src else None,
+             "rows": int(per_source.sum()) * n_rows * ROWS_COST_RATIO + k * ROWS_FIXED,
+             "sparse": sparse.touched(per_source) * SPARSE_COST_RATIO + SPARSE_FIXED if sparse is not None else None}
+    how = min((c, h) for h, c in plans.items() if c is not None)[1]
+    return how, active if how == "union" else None
 
 
 def maybe_sparse(wt: np.ndarray) -> SparseColumns | None:

@@ -47,6 +47,12 @@ class Fp32Kernel(Kernel):
         if how == "sparse":
             return self.csc[group][kind].matmat(x).astype(F32)
         x = x.astype(F32, copy=False)
+        if how == "rows":  # each stream as `accumulate` gathers it
+            out = np.empty((x.shape[0], wt.shape[1]), F32)
+            for s, v in enumerate(x):
+                cols = np.flatnonzero(v)
+                out[s] = v[cols] @ wt[cols] if len(cols) else 0
+            return out
         if how == "dense":
             return x @ wt
         return x[:, cols] @ wt[cols]

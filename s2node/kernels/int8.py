@@ -87,6 +87,12 @@ class Int8Kernel(Kernel):
             return np.zeros((x.shape[0], wt.shape[1]), F32)
         if how == "sparse":
             acc = self.csc[group][kind].matmat(p)
+        elif how == "rows":
+            acc = np.zeros((x.shape[0], wt.shape[1]), wt.dtype)
+            for s, v in enumerate(p.astype(wt.dtype)):
+                cols = np.flatnonzero(v)
+                if len(cols):
+                    acc[s] = v[cols] @ wt[cols]
         elif how == "dense":
             acc = p.astype(wt.dtype) @ wt
         else:
