@@ -28,25 +28,6 @@ COUNTS = ("steps", "events_in", "events_out", "synops", "decoder_synops", "host_
 OnePrediction = tuple[np.ndarray, np.ndarray, int, int, int]  # pooled logits, step logits, events, units, synops
 
 
-class CountTable:
-    """The compiler's nnz[source, pe] and recv[source, pe] side by side, summed over each stream's active sources
-    as one product `mask @ table` (exact: integer sums in float64). Sources with equal rows (a dense layer: every
-    source has the same count on each PE) share one row: mask @ one-hot(row), then @ the distinct rows."""
-
-    def __init__(self, nnz: np.ndarray, recv: np.ndarray) -> None:
-        self.n_pes = nnz.shape[1]
-        table = np.concatenate([nnz, recv], 1).astype(np.float64)
-        rows, which = np.unique(table, axis=0, return_inverse=True)
-        self.table, self.rows, self.which = table, None, None
-        if len(rows) * 4 <= len(table):
-            self.rows, self.which = rows, np.eye(len(rows))[which.reshape(-1)]
-
-    def __call__(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """mask [streams, sources] 0/1 float64 -> (synops, packets) per stream and PE."""
-        out = mask @ self.table if self.rows is None else (mask @ self.which) @ self.rows
-        return out[:, : self.n_pes], out[:, self.n_pes:]
-
-
 class PoolingMany:
     """readout.Pooling of n streams, vectorised: the same float64 sums in the same order, so equal results."""
 
@@ -91,9 +72,6 @@ class NodeBatch:
         nd = node
         self.n_in = nd.spec.n_inputs
         self._onehot = [np.eye(g.n_pes)[g.unit_pe] for g in nd.groups]  # [units, PEs]: per-PE counts of events
-        self._count_in = [CountTable(nd._nnz_in[i], nd._recv_in[i]) for i in range(len(nd.groups))]
-        self._count_rec = [None if nd._nnz_rec[i] is None else CountTable(nd._nnz_rec[i], nd._recv_rec[i])
-                           for i in range(len(nd.groups))]
         self._n_classes = len(nd.spec.decoder_bias)
         self._c = [np.zeros((n, h), F32) for h in nd.kernel.hidden]
         self._y = [np.zeros((n, h), F32) for h in nd.kernel.hidden]  # last step's payloads (0 = no event)
@@ -178,9 +156,9 @@ class NodeBatch:
         events_in = m.sum(1)
         emb_syn = np.zeros(k)
         if nd.embedding_on_pes:  # one packet (the token) to the embedding PEs; they send its non-zero values
-            esl = nd._slices[0]
-            syn[:, esl] = nd._nnz_in[0][toks]
-            pin[:, esl] = nd._recv_in[0][toks]
+            esl = nd.slices[0]
+            table = nd.counts_in[0].table[toks]
+            syn[:, esl], pin[:, esl] = table[:, :nd.groups[0].n_pes], table[:, nd.groups[0].n_pes:]
             pout[:, esl] = m @ self._onehot[0]
             emb_syn = syn[:, esl].sum(1)
             host_out = np.ones(k, np.int64)
@@ -189,17 +167,20 @@ class NodeBatch:
         events = np.zeros(k, np.int64)
         mf = m.astype(np.float64)
         for li in range(nd.n_layers):
-            gi = nd._layer_group[li]
-            g, sl = nd.groups[gi], nd._slices[gi]
+            gi = nd.layer_group[li]
+            g, sl = nd.groups[gi], nd.slices[gi]
             o_prev = self._o[li][idx]
-            for counts, mask in ((self._count_in[gi], mf), (self._count_rec[gi], o_prev.astype(np.float64))):
+            for counts, mask in ((nd.counts_in[gi], mf), (nd.counts_rec[gi], o_prev.astype(np.float64))):
                 s_, p_ = counts(mask)
                 syn[:, sl] += s_
                 pin[:, sl] += p_
             if g.spilled:
                 dram[:, sl] = syn[:, sl] * g.bytes_per_weight
-            b_ih, b_hh = nd._bias[li]
-            gx = kern.accumulate_many(li, "ih", x) + b_ih
+            b_ih, b_hh = nd.bias[li]
+            if li == 0 and toks is not None and nd.has_token_table:  # the lone node's per-token table
+                gx = np.stack([nd.token_gx(t) for t in toks.tolist()])
+            else:
+                gx = kern.accumulate_many(li, "ih", x) + b_ih
             gh = kern.accumulate_many(li, "hh", self._y[li][idx]) + b_hh
             c, c_hat, o = kern.update_units(li, gx, gh, self._c[li][idx])
             x = np.where(o, c_hat, F32(0))
@@ -210,28 +191,28 @@ class NodeBatch:
         synops = syn.sum(1) - emb_syn
         if nd.decoder_on_pes:
             dg = len(nd.groups) - 1
-            dsl = nd._slices[dg]
-            syn[:, dsl], pin[:, dsl] = self._count_in[dg](mf)
+            dsl = nd.slices[dg]
+            syn[:, dsl], pin[:, dsl] = nd.counts_in[dg](mf)
             if nd.groups[dg].spilled:
                 dram[:, dsl] = syn[:, dsl] * nd.groups[dg].bytes_per_weight
             pout[:, dsl] = 1
             dec_syn, host_dec = syn[:, dsl].sum(1), np.zeros(k)
             host_in = np.full(k, nd.groups[dg].n_pes)
         else:
-            dec_syn = host_dec = mf @ nd._dec_col_nnz.astype(np.float64)
+            dec_syn = host_dec = mf @ nd.dec_col_nnz.astype(np.float64)
             host_in = mf.sum(1)
         acc = kern.accumulate_many(nd.n_layers, "ih", x)
         if nd.trace is not None:
             a = nd.trace.alpha  # from u = 0, α·0 + (1 - α)·v is exactly Trace's first (1 - α)·v
             acc = a * self._u[idx] + (1.0 - a) * acc
             self._u[idx] = acc
-        logits = acc + nd._dec_bias
+        logits = acc + nd.dec_bias
         pooled = logits if nd.readout.pool == "last" else self._pool(idx, logits).astype(F32)
         self._account(idx, syn, pin, pout, dram, {
             "events_in": events_in, "events_out": events, "synops": synops, "decoder_synops": dec_syn,
             "host_decoder_synops": host_dec, "host_packets_in": host_in, "host_packets_out": host_out,
             "embedding_synops": emb_syn})
-        units = nd._n_units
+        units = nd.n_units
         return [(pooled[j], logits[j], int(events[j]), units, int(synops[j])) for j in range(k)]
 
     # -- statistics ---------------------------------------------------------------------------------------
@@ -240,8 +221,8 @@ class NodeBatch:
         """Each stream's cost (cost.step_cost's formulas, row by row) and run totals (Node._account's)."""
         nd = self.node
         chip, table = nd.chip, nd.cost_table
-        cyc = pe_cycles(chip, table, nd.numerics, syn, pin, pout, nd._updates, dram, nd.compiled.layout,
-                        nd._pe_nnz)
+        cyc = pe_cycles(chip, table, nd.numerics, syn, pin, pout, nd.updates, dram, nd.compiled.layout,
+                        nd.pe_nnz)
         slowest = np.maximum.reduceat(cyc, nd.group_starts, axis=1)
         latency = slowest.sum(1) / chip.clock_hz + len(nd.group_starts) * table.hop_latency_s
         mac = syn.sum(1) * table.energy_per_mac_j if nd.numerics == "int8" else 0.0
@@ -249,7 +230,7 @@ class NodeBatch:
             + dram.sum(1) * table.energy_per_dram_byte_j + mac
         static = (cyc.shape[1] * table.static_power_per_pe_w + table.static_power_chip_w) * latency
         self._tot[idx] += np.stack([np.ones(len(idx)), *(counts[k] for k in COUNTS[1:-1]),
-                                    np.full(len(idx), nd._n_units)], 1).astype(np.int64)
+                                    np.full(len(idx), nd.n_units)], 1).astype(np.int64)
         self._energy[idx] += dyn + static
         for i, lat in zip(idx, latency.tolist(), strict=True):
             self._lat[i].append(lat)
@@ -283,9 +264,7 @@ class NodeBatch:
         wall = time.monotonic() - self._t0[i]
         act = np.zeros(nd.chip.n_pes)
         if self._has_last[i]:
-            if nd._dense_cycles is None:
-                nd._dense_cycles = nd.dense_step_stats().cost.cycles_per_pe
-            act[: nd.n_pes] = np.minimum(1.0, self._last_cycles[i] / nd._dense_cycles)
+            act[: nd.n_pes] = np.minimum(1.0, self._last_cycles[i] / nd.dense_cycles())
         lat = np.array(self._lat[i]) if self._lat[i] else np.zeros(1)
         return {
             "steps": steps,
