@@ -31,13 +31,6 @@ def scatter(cols: np.ndarray, vals: np.ndarray, n: int, dtype) -> np.ndarray:
     return v
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # exp(-x) overflows to inf for x < -88 in float32, which gives the right limit 0; silence the warning
-    # (a stray line on stderr would garble the TUI that runs this node in-process)
-    with np.errstate(over="ignore"):
-        return F32(1.0) / (F32(1.0) + np.exp(-x))
-
-
 # A pruned matrix (density <= SPARSE_DENSITY) keeps a CSC copy; per step, its active columns are applied from
 # the CSC entries (work ∝ nnz touched) when that is cheaper than the dense columns: NumPy costs about
 # SPARSE_COST_RATIO times more per CSC entry than per dense element (measured: ~25 ns vs ~1.5 ns on one core),
@@ -151,8 +144,15 @@ class Kernel(ABC):
     def update_units(self, layer: int, gx: np.ndarray, gh: np.ndarray, c_prev: np.ndarray):
         """Gates, state, threshold and subtractive reset of every unit: -> (c, c_hat, fired mask)."""
         h = self.hidden[layer]  # gx, gh: [3H], or [streams, 3H] with c_prev [streams, H]
-        r = _sigmoid(gx[..., :h] + gh[..., :h])
-        z = _sigmoid(gx[..., h:2 * h] + gh[..., h:2 * h])
+        rz = gx[..., :2 * h] + gh[..., :2 * h]  # r and z in one sigmoid (elementwise: the same floats)
+        np.negative(rz, out=rz)
+        # exp(-x) overflows to inf for x < -88, which gives the right limit σ = 0; silence the warning (a stray
+        # line on stderr would garble the TUI that runs this node in-process)
+        with np.errstate(over="ignore"):
+            np.exp(rz, out=rz)
+        rz += F32(1.0)
+        np.divide(F32(1.0), rz, out=rz)
+        r, z = rz[..., :h], rz[..., h:]
         n = np.tanh(gx[..., 2 * h:] + r * gh[..., 2 * h:])
         c_hat = (F32(1.0) - z) * n + z * c_prev
         p = self.zoneout[layer]
