@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from s2node import modelfile
 from s2node.batch import load_stream_batch
@@ -28,6 +27,7 @@ from s2node.node_inputs import gesture_samples
 from s2node.runtime import limit_blas_threads
 from s2node.step import load_step_model
 
+ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "gesture-egru"
 DEMO = ROOT / "models" / "demo-gestures.aedat4"
 BACKENDS = {"node_fp32": ("node", "fp32"), "node_int8": ("node", "int8"), "torch": ("torch", "fp32")}

@@ -140,8 +140,8 @@ class CountTable:
             self.rows, self.which = rows, which.reshape(-1)
             self.which_onehot = np.eye(len(rows))[self.which]
 
-    def sum(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Active sources `cols` -> (synops, packets) per PE."""
+    def sum(self, cols: np.ndarray) -> np.ndarray:
+        """Active sources `cols` -> [2, PEs]: synops, packets."""
         if self.rows is not None:
             out = len(cols) * self.rows[0] if len(self.rows) == 1 else \
                 np.bincount(self.which[cols], minlength=len(self.rows)) @ self.rows
@@ -151,7 +151,7 @@ class CountTable:
             out = mask @ self.table
         else:
             out = self.table[cols].sum(0)
-        return out[: self.n_pes], out[self.n_pes:]
+        return out.reshape(2, self.n_pes)
 
     def __call__(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Several streams: mask [streams, sources] 0/1 float64 -> (synops, packets) [streams, PEs]."""
@@ -299,7 +299,7 @@ class Node:
             return
         if self._x_early is None:
             self._x_early = np.zeros(self.spec.n_inputs, F32)
-            self._acct_early = [np.zeros(self.groups[0].n_pes), np.zeros(self.groups[0].n_pes), 0]  # no embedding
+            self._acct_early = [np.zeros((2, self.groups[0].n_pes)), None, 0]  # no embedding
         self._count_new_sources(cols)
         self._x_early[cols] += vals
         if self.numerics == "fp32":
@@ -312,9 +312,7 @@ class Node:
         new = cols[self._x_early[cols] == 0]
         if len(new):
             acct = self._acct_early
-            syn, pin = self.counts_in[0].sum(new)
-            acct[0] += syn
-            acct[1] += pin
+            acct[0] += self.counts_in[0].sum(new)  # synops and packets per PE
             acct[2] += len(new)
 
     def _take_early(self, inp: Any) -> tuple[Any, np.ndarray | None, list | None]:
@@ -337,7 +335,8 @@ class Node:
             inp, gx_early, acct_early = self._take_early(inp)
         cols, vals = self.input_packets(inp)
         n = self.n_pes
-        syn, pin, pout, dram = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+        counts = np.zeros((4, n))  # synops, packets in, packets out, DRAM bytes per PE
+        syn, pin, pout, dram = counts
         st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self.updates, dram, events_in=len(cols),
                        units=self.n_units, layout=self.compiled.layout, pe_nnz=self._pe_nnz)
         k = self.kernel
@@ -354,16 +353,11 @@ class Node:
             g, sl = self.groups[gi], self.slices[gi]
             rc, rv = self._y_idx[li], self._y_val[li]
             if li == 0 and acct_early is not None:
-                syn[sl] += acct_early[0]
-                pin[sl] += acct_early[1]
+                counts[:2, sl] += acct_early[0]
             elif len(cols):
-                s_, p_ = self.counts_in[gi].sum(cols)
-                syn[sl] += s_
-                pin[sl] += p_
+                counts[:2, sl] += self.counts_in[gi].sum(cols)
             if len(rc):
-                s_, p_ = self.counts_rec[gi].sum(rc)
-                syn[sl] += s_
-                pin[sl] += p_
+                counts[:2, sl] += self.counts_rec[gi].sum(rc)
             if g.spilled:
                 dram[sl] = syn[sl] * g.bytes_per_weight
             b_ih, b_hh = self.bias[li]
@@ -387,7 +381,7 @@ class Node:
             dg = len(self.groups) - 1
             dsl = self.slices[dg]
             if len(cols):
-                syn[dsl], pin[dsl] = self.counts_in[dg].sum(cols)
+                counts[:2, dsl] = self.counts_in[dg].sum(cols)
             if self.groups[dg].spilled:
                 dram[dsl] = syn[dsl] * self.groups[dg].bytes_per_weight
             pout[dsl] = 1  # local argmax to the host

@@ -166,5 +166,5 @@ class Kernel(ABC):
     @staticmethod
     def emit(c_hat: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Events of the units that fired: (source ids, graded payloads y = ĉ)."""
-        idx = np.flatnonzero(o)
+        idx = o.nonzero()[0]
         return idx, c_hat[idx]

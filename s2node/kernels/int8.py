@@ -53,24 +53,27 @@ class Int8Kernel(Kernel):
             return self.input_scale if self.input_scale is not None else dynamic_payload_scale(vals)
         return Y_PAYLOAD_SCALE
 
-    def _quantize(self, vals: np.ndarray, sp: float) -> np.ndarray:
-        """quantize_payload(vals, sp) in place on one float64 copy (the same floats, fewer temporaries)."""
+    def _quantize(self, vals: np.ndarray, sp: float, is_input: bool) -> np.ndarray:
+        """quantize_payload(vals, sp) in place on one float64 copy (the same floats, fewer temporaries). A unit
+        event's payload y = ĉ > θ > 0 (thresholds are positive), so its lower clip never acts and is skipped."""
         q = np.array(vals, np.float64)
         np.divide(q, sp, out=q)
         np.rint(q, out=q)
-        np.maximum(q, -Q_MAX, out=q)
+        if is_input:
+            np.maximum(q, -Q_MAX, out=q)
         return np.minimum(q, Q_MAX, out=q)
 
     def accumulate(self, group: int, kind: str, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         wt = self.w[group][kind]
         if len(cols) == 0:
             return self.zeros[group].copy()
-        sp = self.payload_scale(group, kind, vals)
-        p = self._quantize(vals, sp)
-        # s_w · s_p per row: fixed for unit events and language input, so computed once (the same product)
-        scaled = self.scaled[group].get(kind)
-        if scaled is None or sp != self.static_scale(group, kind):
+        is_input = group == 0 and kind == "ih"
+        if is_input and self.input_scale is None:  # gesture input: a scale per timestep
+            sp = dynamic_payload_scale(vals)
             scaled = self.scale[group][kind] * sp
+        else:  # s_w · s_p per row, fixed for unit events and language input: computed once (the same product)
+            sp, scaled = (self.input_scale if is_input else Y_PAYLOAD_SCALE), self.scaled[group][kind]
+        p = self._quantize(vals, sp, is_input)
         sparse = self.csc[group][kind]
         if sparse is not None and sparse.worth_it(cols):
             return (sparse.matvec(cols, p) * scaled).astype(F32)
