@@ -144,17 +144,23 @@ class Kernel(ABC):
     def update_units(self, layer: int, gx: np.ndarray, gh: np.ndarray, c_prev: np.ndarray):
         """Gates, state, threshold and subtractive reset of every unit: -> (c, c_hat, fired mask)."""
         h = self.hidden[layer]  # gx, gh: [3H], or [streams, 3H] with c_prev [streams, H]
-        rz = gx[..., :2 * h] + gh[..., :2 * h]  # r and z in one sigmoid (elementwise: the same floats)
+        # the same float32 operations as the equations, in place (commuted operands where it saves a copy)
+        rz = gx[..., :2 * h] + gh[..., :2 * h]  # r and z in one sigmoid: σ(x) = 1 / (1 + exp(-x))
         np.negative(rz, out=rz)
-        # exp(-x) overflows to inf for x < -88, which gives the right limit σ = 0; silence the warning (a stray
-        # line on stderr would garble the TUI that runs this node in-process)
-        with np.errstate(over="ignore"):
+        if rz.size and rz.max() < 88.0:
             np.exp(rz, out=rz)
+        else:  # exp overflows to inf for -x > 88.7, which gives the right limit σ = 0; silence the warning (a stray
+            with np.errstate(over="ignore"):  # line on stderr would garble the TUI that runs this node in-process)
+                np.exp(rz, out=rz)
         rz += F32(1.0)
         np.divide(F32(1.0), rz, out=rz)
         r, z = rz[..., :h], rz[..., h:]
-        n = np.tanh(gx[..., 2 * h:] + r * gh[..., 2 * h:])
-        c_hat = (F32(1.0) - z) * n + z * c_prev
+        n = r * gh[..., 2 * h:]
+        n += gx[..., 2 * h:]
+        np.tanh(n, out=n)
+        c_hat = np.subtract(F32(1.0), z)
+        c_hat *= n
+        c_hat += z * c_prev
         p = self.zoneout[layer]
         if p > 0:  # eval-mode zoneout, as torch_egru: p·c_prev + (1 − p)·ĉ
             c_hat = p * c_prev + (F32(1.0) - p) * c_hat
