@@ -150,6 +150,8 @@ class NodeBatch:
         nd, k = self.node, len(idx)
         kern = nd.kernel
         x, toks = self._inputs(idx, inputs)
+        if k == 1 and nd.readout.pool in ("last", "mean"):
+            return [self._step_alone(int(idx[0]), x[0] if toks is None else int(toks[0]))]
         m = x != 0
         p = nd.n_pes
         syn, pin, pout, dram = (np.zeros((k, p)) for _ in range(4))
@@ -214,6 +216,32 @@ class NodeBatch:
             "embedding_synops": emb_syn})
         units = nd.n_units
         return [(pooled[j], logits[j], int(events[j]), units, int(synops[j])) for j in range(k)]
+
+    def _step_alone(self, i: int, inp: Any) -> OnePrediction:
+        """One stream alone: the lone node's own step on stream i's state (no batching overhead to amortise)."""
+        nd, pool = self.node, self._pool
+        idx = [o[i].nonzero()[0] for o in self._o]
+        pool_state = (pool._sum[i] if pool._count[i] else None, int(pool._count[i]), [])
+        nd.set_state(([c[i] for c in self._c], idx, [y[i][j] for y, j in zip(self._y, idx, strict=True)],
+                      self._u[i] if nd.trace is not None else None, pool_state, 0))
+        pred = nd.step(inp)
+        c, yi, yv, u, (pool_sum, pool_n, _), _ = nd.get_state()
+        for li in range(nd.n_layers):
+            self._c[li][i], self._y[li][i], self._o[li][i] = c[li], 0, False
+            self._y[li][i, yi[li]], self._o[li][i, yi[li]] = yv[li], True
+        if u is not None:
+            self._u[i] = u
+        if pool_n:
+            pool._sum[i], pool._count[i] = pool_sum, pool_n
+        st = pred.stats
+        nd.stats.latencies_s.clear()  # the lone node's own totals are not used; keep them bounded
+        self._tot[i] += [1, st.events_in, st.events_out, st.synops, st.decoder_synops, st.host_decoder_synops,
+                         st.host_packets_in, st.host_packets_out, st.embedding_synops, nd.n_units]
+        self._energy[i] += st.cost.energy_j
+        self._lat[i].append(st.cost.latency_s)
+        self._pe_synops[i] += st.pe_synops
+        self._last_cycles[i], self._has_last[i] = st.cost.cycles_per_pe, True
+        return pred.logits, pred.step_logits, st.events_out, st.units, st.synops
 
     # -- statistics ---------------------------------------------------------------------------------------
     def _account(self, idx: np.ndarray, syn: np.ndarray, pin: np.ndarray, pout: np.ndarray, dram: np.ndarray,

@@ -20,7 +20,8 @@ def _schedule(rng, task, n_in, vocab):
     """Per tick: {stream: input} for a random subset (streams skip ticks), early deliveries and resets."""
     ticks = []
     for t in range(T):
-        active = [i for i in range(N) if rng.random() < 0.7]
+        # some ticks step one stream alone (the batch's single-stream path), the others a random subset
+        active = [t % N] if t % 5 == 0 else [i for i in range(N) if rng.random() < 0.7]
         if task == "lm":
             xs = {i: int(rng.integers(0, vocab)) for i in active}
             early = {}
