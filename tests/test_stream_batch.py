@@ -126,3 +126,32 @@ def test_bad_input_is_a_one_line_error(tmp_path, backend):
     with pytest.raises(S2NodeError, match="backend"):
         load_stream_batch(tmp_path / "g", 2, "gpu")  # type: ignore[arg-type]
     assert g.step_many({}) == {}
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "int8"])
+def test_every_batched_product_equals_the_lone_accumulation(tmp_path, numerics):
+    """Kernel.accumulate_many picks dense, union, per-stream rows or CSC walks by cost; each equals accumulate."""
+    from s2node.kernels.base import batch_plan
+    from s2node.runtime import Node
+
+    path = make_gesture(tmp_path / "g", n_in=2048, hidden=(32,))
+    rng = np.random.default_rng(5)
+
+    def streams(k, active):
+        x = np.zeros((k, 2048), np.float32)
+        for row in x:
+            row[rng.choice(2048, active, replace=False)] = rng.integers(1, 4, active)
+        x[1] = 0  # a stream with no input
+        return x
+
+    cases = {"dense": (None, streams(4, 2048)), "union": (None, streams(4, 10)), "rows": (None, streams(64, 20)),
+             "sparse": (0.95, streams(8, 200))}
+    for how, (prune, x) in cases.items():
+        kern = Node.load(path, numerics=numerics, prune=prune).kernel
+        assert batch_plan(x, kern.w[0]["ih"], kern.csc[0]["ih"])[0] == how
+        got = kern.accumulate_many(0, "ih", x)
+        ref = np.stack([kern.accumulate(0, "ih", np.flatnonzero(r), r[np.flatnonzero(r)]) for r in x])
+        if numerics == "int8":
+            assert np.array_equal(got, ref)  # integer sums: the same in any order
+        else:
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-6 * np.abs(ref).max())  # float32 sum order

@@ -99,6 +99,19 @@ ROWS_COST_RATIO = 8
 ROWS_FIXED = 50_000
 
 
+def stream_rows(x: np.ndarray):
+    """(stream, active sources, their payloads) of each stream of x [streams, sources] with input, from one
+    nonzero() call (sources ascending, as `accumulate` sees them)."""
+    s, cols = np.nonzero(x)
+    ends = np.cumsum(np.bincount(s, minlength=x.shape[0]))
+    start = 0
+    for i, end in enumerate(ends.tolist()):
+        if end > start:
+            c = cols[start:end]
+            yield i, c, x[i, c]
+        start = end
+
+
 def batch_plan(x: np.ndarray, wt: np.ndarray, sparse: SparseColumns | None) -> tuple[str, np.ndarray | None]:
     """How to apply the weights wt [sources, rows] to several streams' payloads x [streams, sources], cheapest
     first: ("none", None) no source active; ("sparse", None) per-stream CSC walks; ("rows", None) each stream's

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, batch_plan, maybe_sparse, scatter
+from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, batch_plan, maybe_sparse, scatter, stream_rows
 from s2node.spec import ModelSpec
 
 
@@ -48,10 +48,9 @@ class Fp32Kernel(Kernel):
             return self.csc[group][kind].matmat(x).astype(F32)
         x = x.astype(F32, copy=False)
         if how == "rows":  # each stream as `accumulate` gathers it
-            out = np.empty((x.shape[0], wt.shape[1]), F32)
-            for s, v in enumerate(x):
-                cols = np.flatnonzero(v)
-                out[s] = v[cols] @ wt[cols] if len(cols) else 0
+            out = np.zeros((x.shape[0], wt.shape[1]), F32)
+            for s, cols, vals in stream_rows(x):
+                out[s] = vals @ wt[cols]
             return out
         if how == "dense":
             return x @ wt

@@ -19,7 +19,7 @@ from s2node.compiler.quantize import (
     quantize_payload,
     quantize_rows,
 )
-from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, batch_plan, maybe_sparse, scatter
+from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, batch_plan, maybe_sparse, scatter, stream_rows
 from s2node.spec import ModelSpec
 
 _Q = np.float64(Q_MAX)
@@ -130,10 +130,8 @@ class Int8Kernel(Kernel):
             acc = self.csc[group][kind].matmat(p)
         elif how == "rows":
             acc = np.zeros((x.shape[0], wt.shape[1]), wt.dtype)
-            for s, v in enumerate(p.astype(wt.dtype)):
-                cols = np.flatnonzero(v)
-                if len(cols):
-                    acc[s] = v[cols] @ wt[cols]
+            for s, cols, vals in stream_rows(p.astype(wt.dtype)):
+                acc[s] = vals @ wt[cols]
         elif how == "dense":
             acc = p.astype(wt.dtype) @ wt
         else:
