@@ -373,7 +373,7 @@ class Node:
             self._y_idx[li], self._y_val[li] = cols, vals
             pout[sl] = np.bincount(g.unit_pe[cols], minlength=g.n_pes)
             st.events_per_layer.append(len(cols))
-        st.synops = int(syn.sum()) - st.embedding_synops
+        st.synops = int(np.add.reduce(syn)) - st.embedding_synops
         st.events_out = int(sum(st.events_per_layer))
         # the decoder, driven by the last layer's events: on PEs, or on the host
         di = self.n_layers  # the kernel's decoder; on PEs, the last compiled group
@@ -496,7 +496,7 @@ class Node:
             st.decoder_synops = int(syn[self.slices[-1]].sum())
             st.synops = int(syn.sum()) - st.decoder_synops - st.embedding_synops
         else:
-            st.synops = int(syn.sum()) - st.embedding_synops
+            st.synops = int(np.add.reduce(syn)) - st.embedding_synops
             st.decoder_synops = st.host_decoder_synops = int(self.dec_col_nnz.sum())
         st.events_out = int(sum(self.kernel.hidden))
         st.cost = step_cost(self.chip, self.cost_table, st)

@@ -160,7 +160,7 @@ class Kernel(ABC):
         # the same float32 operations as the equations, in place (commuted operands where it saves a copy)
         rz = gx[..., :2 * h] + gh[..., :2 * h]  # r and z in one sigmoid: σ(x) = 1 / (1 + exp(-x))
         np.negative(rz, out=rz)
-        if rz.size and rz.max() < 88.0:
+        if rz.size and np.maximum.reduce(rz, axis=None) < 88.0:  # (the ufunc itself: no wrapper per call)
             np.exp(rz, out=rz)
         else:  # exp overflows to inf for -x > 88.7, which gives the right limit σ = 0; silence the warning (a stray
             with np.errstate(over="ignore"):  # line on stderr would garble the TUI that runs this node in-process)
