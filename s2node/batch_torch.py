@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s2node.batch import StreamBatch, softmax_rows
+from s2node.batch_base import StreamBatch, softmax_rows
 from s2node.errors import S2NodeError
 from s2node.models import load_torch_model
 from s2node.node_batch import PoolingMany

@@ -14,6 +14,7 @@ same inputs; its arithmetic equals the lone node's exactly for int8 (integer sum
 from __future__ import annotations
 
 import time
+from array import array
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from s2node.cost import pe_cycles
 from s2node.errors import S2NodeError
 from s2node.readout import Pooling
-from s2node.runtime import F32, Node
+from s2node.runtime import F32, LATENCY_WINDOW, Node
 
 COUNTS = ("steps", "events_in", "events_out", "synops", "decoder_synops", "host_decoder_synops", "host_packets_in",
           "host_packets_out", "embedding_synops", "units")
@@ -96,7 +97,7 @@ class NodeBatch:
         n, p = self.n, self.node.n_pes
         self._tot = np.zeros((n, len(COUNTS)), np.int64)  # RunStats' counts, one row per stream
         self._energy = np.zeros(n)
-        self._lat: list[list[float]] = [[] for _ in range(n)]
+        self._lat = [array("d") for _ in range(n)]  # each stream's latencies, bounded as the lone node's
         self._pe_synops = np.zeros((n, p))
         self._last_cycles = np.zeros((n, p))
         self._has_last = np.zeros(n, bool)
@@ -238,7 +239,7 @@ class NodeBatch:
         self._tot[i] += [1, st.events_in, st.events_out, st.synops, st.decoder_synops, st.host_decoder_synops,
                          st.host_packets_in, st.host_packets_out, st.embedding_synops, nd.n_units]
         self._energy[i] += st.cost.energy_j
-        self._lat[i].append(st.cost.latency_s)
+        self._add_latency(i, st.cost.latency_s)
         self._pe_synops[i] += st.pe_synops
         self._last_cycles[i], self._has_last[i] = st.cost.cycles_per_pe, True
         return pred.logits, pred.step_logits, st.events_out, st.units, st.synops
@@ -260,24 +261,16 @@ class NodeBatch:
         self._tot[idx] += np.stack([np.ones(len(idx)), *(counts[k] for k in COUNTS[1:-1]),
                                     np.full(len(idx), nd.n_units)], 1).astype(np.int64)
         self._energy[idx] += dyn + static
-        for i, lat in zip(idx, latency.tolist(), strict=True):
-            self._lat[i].append(lat)
+        for i, lat in zip(idx.tolist(), latency.tolist(), strict=True):
+            self._add_latency(i, lat)
         self._pe_synops[idx] += syn
         self._last_cycles[idx], self._has_last[idx] = cyc, True
 
-    def stats_summary(self, i: int) -> dict[str, Any]:
-        """Stream i's RunStats.summary()."""
-        self._check(i)
-        t = dict(zip(COUNTS, self._tot[i].tolist(), strict=True))
-        n = max(t["steps"], 1)
-        lat = np.array(self._lat[i]) if self._lat[i] else np.zeros(1)
-        out = {"steps": t["steps"], "activity_sparsity": self.activity_sparsity(i)}
-        out.update({f"{k}_per_step": t[k] / n for k in (
-            "events_in", "events_out", "synops", "decoder_synops", "host_decoder_synops", "host_packets_in",
-            "host_packets_out", "embedding_synops")})
-        out.update({"latency_s_p50": float(np.percentile(lat, 50)), "latency_s_p99": float(np.percentile(lat, 99)),
-                    "energy_j_per_step": float(self._energy[i]) / n})
-        return out
+    def _add_latency(self, i: int, latency_s: float) -> None:
+        lat = self._lat[i]
+        lat.append(latency_s)
+        if len(lat) > 2 * LATENCY_WINDOW:  # as Node._account
+            del lat[:LATENCY_WINDOW]
 
     def activity_sparsity(self, i: int) -> float:
         t = dict(zip(COUNTS, self._tot[i].tolist(), strict=True))
@@ -293,7 +286,7 @@ class NodeBatch:
         act = np.zeros(nd.chip.n_pes)
         if self._has_last[i]:
             act[: nd.n_pes] = np.minimum(1.0, self._last_cycles[i] / nd.dense_cycles())
-        lat = np.array(self._lat[i]) if self._lat[i] else np.zeros(1)
+        lat = np.array(self._lat[i], np.float64) if self._lat[i] else np.zeros(1)
         return {
             "steps": steps,
             "pe_activity": act.round(4).tolist(),

@@ -34,7 +34,9 @@ from s2node.readout import ReadoutSpec, Trace
 from s2node.spec import ModelSpec
 
 F32 = np.float32
-TOKEN_CACHE_BYTES = 64 << 20  # the largest per-token table of layer-0 accumulations a Node keeps
+TOKEN_CACHE_BYTES = 64 << 20
+# Step latencies kept for the percentiles: memory stays bounded on an endless stream (between W + 1 and 2W kept)
+LATENCY_WINDOW = 16384  # the largest per-token table of layer-0 accumulations a Node keeps
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class RunStats:
     embedding_synops: int = 0
     units: int = 0  # unit-steps (for activity sparsity)
     energy_j: float = 0.0
-    latencies_s: list[float] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)  # the last LATENCY_WINDOW (+ up to as many) steps
     pe_synops: np.ndarray | None = None
 
     @property
@@ -425,6 +427,8 @@ class Node:
         s.units += sum(self.kernel.hidden)
         s.energy_j += st.cost.energy_j
         s.latencies_s.append(st.cost.latency_s)
+        if len(s.latencies_s) > 2 * LATENCY_WINDOW:
+            del s.latencies_s[:LATENCY_WINDOW]
         s.pe_synops += st.pe_synops
         self.last = st
 
