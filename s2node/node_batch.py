@@ -3,9 +3,10 @@
 Each stream is what a lone `runtime.Node` of the same compiled model would be: its own unit states, pending
 events, readout and run statistics. A tick steps the streams that have input together: the states are
 [streams, units] arrays, each layer's synaptic work is one product over the streams' payloads
-(`Kernel.accumulate_many`: the union of their active sources, the full matrix, or per-stream CSC walks, whichever
-is cheaper), and the per-PE counters are [streams, PEs] products of the active-source masks with the compiler's
-nnz[source, pe] and recv[source, pe] tables (exact integer sums, as the lone node's). The cost model is applied
+(`Kernel.accumulate_many`: the full matrix, the union of their active sources, each stream's own active rows or
+per-stream CSC walks, whichever is cheaper), and the per-PE counters are [streams, PEs] products of the
+active-source masks with the compiler's count tables (exact integer sums, as the lone node's). A tick of one
+stream runs the lone node's own step on that stream's state. The cost model is applied
 row by row with the same formulas, so each stream's counters, energy and latency are those of a lone node fed the
 same inputs; its arithmetic equals the lone node's exactly for int8 (integer sums) and to float rounding for fp32
 (another summation order).
