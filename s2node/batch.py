@@ -19,7 +19,7 @@ import numpy as np
 from s2node.batch_base import StreamBatch, softmax_rows
 from s2node.errors import ModelFileError, S2NodeError
 from s2node.node_batch import NodeBatch, PoolingMany
-from s2node.step import BACKENDS, Backend, StepResult
+from s2node.step import BACKENDS, Backend, StepResult, softmax
 
 __all__ = ["StreamBatch", "load_stream_batch"]
 
@@ -39,6 +39,9 @@ class NodeStreamBatch(StreamBatch):
 
     def _step(self, idx: np.ndarray, inputs: list[Any]) -> list[StepResult]:
         preds = self.nodes.step(idx, inputs)
+        if len(preds) == 1 and self._pool is None:  # one stream: no stacking
+            pooled, _, ev, units, syn = preds[0]
+            return [StepResult(softmax(np.asarray(pooled, np.float64)), ev, units, syn)]
         if self._pool is None:
             logits = np.stack([p[0] for p in preds])
         else:

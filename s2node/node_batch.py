@@ -82,12 +82,15 @@ class NodeBatch:
         self._pool = PoolingMany(nd.readout.pool, n, self._n_classes)
         self._early = np.zeros((n, self.n_in), F32)
         self._has_early = np.zeros(n, bool)
+        self._parked: int | None = None  # the stream whose state the lone node holds (_park)
         self._reset_stats()
 
     # -- per-stream state -------------------------------------------------------------------------------
     def reset(self, i: int) -> None:
         """Stream i starts a new sequence (as Node.reset); its statistics go on."""
         self._check(i)
+        if self._parked == i:
+            self._unpark()
         for a in (*self._c, *self._y, *self._o):
             a[i] = 0
         self._u[i] = 0
@@ -151,9 +154,15 @@ class NodeBatch:
         """Step streams idx (distinct) with their inputs; the others keep their state."""
         nd, k = self.node, len(idx)
         kern = nd.kernel
-        x, toks = self._inputs(idx, inputs)
         if k == 1 and nd.readout.pool in ("last", "mean"):
-            return [self._step_alone(int(idx[0]), x[0] if toks is None else int(toks[0]))]
+            i, inp = int(idx[0]), inputs[0]
+            if nd.spec.task != "lm":
+                inp = self._vector(inp)
+                if self._has_early[i]:  # the delivered part first, then the tick's own
+                    inp, self._early[i], self._has_early[i] = self._early[i] + inp, 0, False
+            return [self._step_alone(i, inp)]
+        self._unpark()
+        x, toks = self._inputs(idx, inputs)
         m = x != 0
         p = nd.n_pes
         syn, pin, pout, dram = (np.zeros((k, p)) for _ in range(4))
@@ -219,22 +228,38 @@ class NodeBatch:
         units = nd.n_units
         return [(pooled[j], logits[j], int(events[j]), units, int(synops[j])) for j in range(k)]
 
-    def _step_alone(self, i: int, inp: Any) -> OnePrediction:
-        """One stream alone: the lone node's own step on stream i's state (no batching overhead to amortise)."""
+    def _park(self, i: int) -> None:
+        """Put stream i's state into the lone node, which then holds it (the arrays' copy is stale) until _unpark:
+        a stream stepping alone tick after tick (a batch of one) costs no copies."""
+        if self._parked == i:
+            return
+        self._unpark()
         nd, pool = self.node, self._pool
         idx = [o[i].nonzero()[0] for o in self._o]
         pool_state = (pool._sum[i] if pool._count[i] else None, int(pool._count[i]), [])
         nd.set_state(([c[i] for c in self._c], idx, [y[i][j] for y, j in zip(self._y, idx, strict=True)],
                       self._u[i] if nd.trace is not None else None, pool_state, 0))
-        pred = nd.step(inp)
-        c, yi, yv, u, (pool_sum, pool_n, _), _ = nd.get_state()
-        for li in range(nd.n_layers):
+        self._parked = i
+
+    def _unpark(self) -> None:
+        """The parked stream's state back into the arrays."""
+        i, self._parked = self._parked, None
+        if i is None:
+            return
+        c, yi, yv, u, (pool_sum, pool_n, _), _ = self.node.get_state()
+        for li in range(self.node.n_layers):
             self._c[li][i], self._y[li][i], self._o[li][i] = c[li], 0, False
             self._y[li][i, yi[li]], self._o[li][i, yi[li]] = yv[li], True
         if u is not None:
             self._u[i] = u
         if pool_n:
-            pool._sum[i], pool._count[i] = pool_sum, pool_n
+            self._pool._sum[i], self._pool._count[i] = pool_sum, pool_n
+
+    def _step_alone(self, i: int, inp: Any) -> OnePrediction:
+        """One stream alone: the lone node's own step on stream i's state (no batching overhead to amortise)."""
+        nd = self.node
+        self._park(i)
+        pred = nd.step(inp)
         st = pred.stats
         nd.stats.latencies_s.clear()  # the lone node's own totals are not used; keep them bounded
         self._tot[i] += [1, st.events_in, st.events_out, st.synops, st.decoder_synops, st.host_decoder_synops,

@@ -20,15 +20,15 @@ def _schedule(rng, task, n_in, vocab):
     """Per tick: {stream: input} for a random subset (streams skip ticks), early deliveries and resets."""
     ticks = []
     for t in range(T):
-        # some ticks step one stream alone (the batch's single-stream path), the others a random subset
-        active = [t % N] if t % 5 == 0 else [i for i in range(N) if rng.random() < 0.7]
+        # two ticks in five step one stream alone (the batch's single-stream path), the others a random subset
+        active = [(t // 5) % N] if t % 5 < 2 else [i for i in range(N) if rng.random() < 0.7]
         if task == "lm":
             xs = {i: int(rng.integers(0, vocab)) for i in active}
             early = {}
         else:
             xs = {i: random_counts(rng, 1, n_in, 0.05)[0] for i in active}
             early = {i: random_counts(rng, 1, n_in, 0.03)[0] for i in active if rng.random() < 0.3}
-        resets = [2] if t == T // 2 else []
+        resets = [2] if t == 11 else []  # stream 2 steps alone at ticks 10 and 11: a reset between them
         ticks.append((xs, early, resets))
     return ticks
 
