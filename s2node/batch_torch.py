@@ -39,6 +39,8 @@ class TorchStreamBatch(StreamBatch):
         self._pool = PoolingMany("window", n, n_out, self._window) if self._window else PoolingMany(ro.pool, n, n_out)
         self._early = np.zeros((n, self._n_in), np.float32)
         self._has_early = np.zeros(n, bool)
+        self._parked: int | None = None  # the stream whose state is _parked_states, not in the buffers
+        self._parked_states: list = []
 
     def _zeros(self, layer: torch.nn.Module) -> tuple[torch.Tensor, ...]:
         h = layer.hidden_size
@@ -66,6 +68,11 @@ class TorchStreamBatch(StreamBatch):
             for t, v in zip(comps, new, strict=True):
                 t.index_copy_(d, idx, v)
 
+    def _unpark(self) -> None:
+        if self._parked is not None:
+            self._scatter(torch.tensor([self._parked]), self._parked_states)
+            self._parked, self._parked_states = None, []
+
     def _inputs(self, idx: np.ndarray, inputs: list[Any]) -> torch.Tensor:
         if self.task == "lm":
             vocab = self.model.embedding.num_embeddings
@@ -89,8 +96,16 @@ class TorchStreamBatch(StreamBatch):
         ti = torch.from_numpy(idx)
         with torch.no_grad():
             x = self._inputs(idx, inputs)
-            h, states, ev = self.model.rnn(x, self._gather(ti))
-            self._scatter(ti, states)
+            if len(idx) == 1 and self._parked == int(idx[0]):
+                states = self._parked_states
+            else:
+                self._unpark()
+                states = self._gather(ti)
+            h, states, ev = self.model.rnn(x, states)
+            if len(idx) == 1:  # a stream stepping alone keeps its state out of the buffers until another tick
+                self._parked, self._parked_states = int(idx[0]), states
+            else:
+                self._scatter(ti, states)
             y = h[:, -1]
             if self._alpha is not None and self.task != "lm":  # from u = 0, α·0 + (1 - α)·v is Trace's first step
                 y = self._alpha * self._u.index_select(0, ti) + (1.0 - self._alpha) * y
@@ -112,6 +127,8 @@ class TorchStreamBatch(StreamBatch):
 
     def reset(self, i: int) -> None:
         self._check(i)
+        if self._parked == i:
+            self._parked, self._parked_states = None, []
         d = self._batch_dim()
         for comps in self._state:
             for t in comps:
