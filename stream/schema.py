@@ -487,7 +487,8 @@ class LmRequest(Payload):
     conversation: str = ""  # 1..64 printable characters
     text: list[str] = field(default_factory=list)
     topk: int = 5  # 1..LM_TOPK_MAX next tokens
-    continuation: int = 20  # 0..LM_CONTINUATION_MAX tokens of greedy continuation
+    continuation: int = 20  # 0..LM_CONTINUATION_MAX tokens of continuation
+    continues: bool = False  # True: the messages are pieces of one text (keystrokes), glued as they are
 
     def check(self) -> None:
         super().check()
