@@ -34,9 +34,9 @@ from s2node.readout import ReadoutSpec, Trace
 from s2node.spec import ModelSpec
 
 F32 = np.float32
-TOKEN_CACHE_BYTES = 64 << 20
+TOKEN_CACHE_BYTES = 64 << 20  # the largest per-token table of layer-0 accumulations a Node keeps
 # Step latencies kept for the percentiles: memory stays bounded on an endless stream (between W + 1 and 2W kept)
-LATENCY_WINDOW = 16384  # the largest per-token table of layer-0 accumulations a Node keeps
+LATENCY_WINDOW = 16384
 
 
 @dataclass(frozen=True)
@@ -301,7 +301,8 @@ class Node:
             return
         if self._x_early is None:
             self._x_early = np.zeros(self.spec.n_inputs, F32)
-            self._acct_early = [np.zeros((2, self.groups[0].n_pes)), None, 0]  # no embedding
+            # layer 0's [synops, packets] per PE, (unused), active sources; no embedding with event input
+            self._acct_early = [np.zeros((2, self.groups[0].n_pes)), None, 0]
         self._count_new_sources(cols)
         self._x_early[cols] += vals
         if self.numerics == "fp32":
