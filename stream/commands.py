@@ -331,7 +331,7 @@ def _run_fleet(args: argparse.Namespace) -> int:
             c = s.counts
             state = f"stopped: {s.error}" if s.error else f"{c.predictions} predictions"
             print(f"s2 run: {s.node}: {state}, {c.events_in} events in, {c.events_dropped} dropped, "
-                  f"{c.malformed_in} malformed, {c.unsent} unsent ({s.source}; {s.sensor_map})",
+                  f"{c.malformed_in} malformed, {c.unsent} unsent ({s.source})",
                   file=sys.stderr, flush=True)
 
     def say(text: str) -> None:

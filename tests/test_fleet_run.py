@@ -4,6 +4,7 @@ subprocess serving nine streams to a real mosquitto, each stream's predictions t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -143,20 +144,36 @@ async def _wait_exit(proc: asyncio.subprocess.Process, timeout_s: float) -> tupl
 
 
 @pytest.mark.broker
-async def test_nine_streams_in_one_s2_run_each_as_if_alone(mosquitto, tmp_path):
+async def test_eleven_streams_in_one_s2_run_each_as_if_alone(mosquitto, tmp_path):
     """Eight recordings replayed as fast as possible (two model files, two readout windows) and a UDP camera
-    sending garbage, in one `s2 run --fleet`: each file stream's predictions are those of its recording alone, the
-    silent and malformed UDP stream holds back nobody and its bad datagrams are counted on its own line."""
+    sending good and malformed datagrams, in one `s2 run --fleet`: each file stream's predictions are those of its
+    recording alone, and the camera's bad datagrams are counted on its own summary line only; a silent camera and
+    one that cannot be reached hold back nobody."""
     ma, mb = gesture_model_file(tmp_path / "a", seed=0), gesture_model_file(tmp_path / "b", seed=1)
-    recs = [recording(tmp_path / f"r{k}.npy", n=3000, duration_us=200_000 + 10_000 * k, seed=10 + k)
-            for k in range(8)]
+    # r5 is sparse: empty milliseconds make a replayed batch close a bin and reach into the next one's early input
+    recs = [recording(tmp_path / f"r{k}.npy", n=80 if k == 5 else 3000, duration_us=200_000 + 10_000 * k,
+                      seed=10 + k) for k in range(8)]
     port = free_port()
     streams = "".join(
         f'[[stream]]\nid = "f{k}"\nsource = "r{k}.npy"\n' + ('model = "b/gesture"\n' if k >= 6 else "")
         + ("window_s = 0.05\n" if k in (2, 3) else "") for k in range(8))
     f = fleet(tmp_path, f'[defaults]\nmodel = "a/gesture"\nspeed = 0\nframes = false\n\n{streams}'
-                        f'[[stream]]\nid = "u"\nsource = "udp://127.0.0.1:{port}"\n')
+                        f'[[stream]]\nid = "u"\nsource = "udp://127.0.0.1:{port}"\n'
+                        f'[[stream]]\nid = "quiet"\nsource = "udp://127.0.0.1:{free_port()}"\n'
+                        '[[stream]]\nid = "dead"\nsource = "dv://127.0.0.1:1"\n')
     col = Collector(mosquitto.host, mosquitto.port, ["s2/v1/+/pred/gesture", "s2/v1/+/status"], "col-fleet")
+    sent = {"bad": 0}
+
+    async def camera() -> None:
+        """A UDP camera all along: a malformed datagram (not whole SPIF words) beside each good one."""
+        raw = encode_spif(make_events(np.zeros(8), np.arange(8), np.arange(8), np.arange(8) % 2))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            while True:
+                s.sendto(b"bad", ("127.0.0.1", port))
+                s.sendto(raw, ("127.0.0.1", port))
+                sent["bad"] += 1
+                await asyncio.sleep(0.003)
+
     async with running(col.run()):
         await asyncio.wait_for(col.subscribed.wait(), 10)
         proc = await asyncio.create_subprocess_exec(
@@ -169,18 +186,13 @@ async def test_nine_streams_in_one_s2_run_each_as_if_alone(mosquitto, tmp_path):
             def preds(node: str) -> list[dict]:
                 return [p for t, p in col.messages if t == f"s2/v1/{node}/pred/gesture"]
 
-            done = await col.wait_for(lambda: all(len(preds(n)) >= len(r) for n, r in refs.items()), 40)
-            assert done, {n: len(preds(n)) for n in refs}
-            raw = encode_spif(make_events(np.zeros(8), np.arange(8), np.arange(8), np.arange(8) % 2))
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                for _ in range(5):
-                    s.sendto(b"bad", ("127.0.0.1", port))  # not a whole SPIF word: malformed
-                for _ in range(40):
-                    s.sendto(raw, ("127.0.0.1", port))
-                    await asyncio.sleep(0.002)
-            assert await col.wait_for(lambda: len(preds("fl-u")) >= 2, 10)
+            async with running(camera()):
+                done = await col.wait_for(lambda: all(len(preds(n)) >= len(r) for n, r in refs.items()), 40)
+                assert done, {n: len(preds(n)) for n in refs}
+                assert await col.wait_for(lambda: len(preds("fl-u")) >= 2, 10)
         finally:
-            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
             rc, err = await _wait_exit(proc, 30)
     for node, ref in refs.items():
         got = preds(node)
@@ -191,14 +203,16 @@ async def test_nine_streams_in_one_s2_run_each_as_if_alone(mosquitto, tmp_path):
     assert not np.allclose(reference(ma, recs[2], None), refs["fl-f2"], atol=1e-3)
     assert all(abs(sum(p["probs"]) - 1) < 1e-4 for p in preds("fl-u"))
     online = {p["node"]: p for t, p in col.messages if t.endswith("/status") and p.get("state") == "online"}
-    assert set(online) == {*refs, "fl-u"}
+    assert {*refs, "fl-u", "fl-quiet"} <= set(online)
     assert online["fl-f0"]["recordings"] == ["r0.npy"] and online["fl-u"]["recordings"] == ["udp"]
     assert "no mapping" in online["fl-f0"]["sensor_map"] and online["fl-f6"]["models"] == ["gesture"]
     assert rc == 130, err  # SIGTERM ends it as Ctrl-C does, with the summary
     lines = {ln.split(":")[1].strip(): ln for ln in err.splitlines() if ln.startswith("s2 run: fl-")}
-    assert set(lines) == {*refs, "fl-u"}, err
+    assert set(lines) == {*refs, "fl-u", "fl-quiet", "fl-dead"}, err
+    assert "fl-quiet: 0 predictions" in lines["fl-quiet"] and "fl-dead: stopped: dv:" in lines["fl-dead"]
     assert f"{len(refs['fl-f7'])} predictions, 3000 events in, 0 dropped, 0 malformed, 0 unsent" in lines["fl-f7"]
-    assert " 5 malformed" in lines["fl-u"] and "udp://127.0.0.1" in lines["fl-u"]
+    malformed = int(lines["fl-u"].split(" malformed")[0].rsplit(" ", 1)[1])
+    assert 0 < malformed <= sent["bad"] and "udp://127.0.0.1" in lines["fl-u"]
     assert "Traceback" not in err
 
 
