@@ -4,186 +4,34 @@
     source ─▶ BoundedQueue ─▶ bin_stage ─▶ ready ─┼─▶ tick: one StreamBatch.step_many per model file ─▶ each
     ...                                           ┘        stream's own MQTT node id, <node>-<id>
 
-Each stream has its own source, bounded queue (live: drop-oldest; files: block, nothing lost), binner, readout
-state, counters and MQTT link, so that every existing subscriber and the UI see it as a node of its own. Streams
-on the same model file (and readout window) share one s2node.batch.StreamBatch: a tick takes the next ready bin
-of every stream and steps them in one call per batch on the worker thread. A tick waits for nothing that is not
-ready, so a slow or silent source holds back only itself; a source that fails ends only its own stream.
+Each stream (stream.fleet_stream) has its own source, queue, binner, readout state, counters and MQTT link, so
+that every existing subscriber and the UI see it as a node of its own. Streams on the same model file (and
+readout window) share one s2node.batch.StreamBatch: a tick takes the next ready bin of every stream and steps
+them in one call per batch on the worker thread. A tick waits for nothing that is not ready, so a slow or
+silent source holds back only itself; a source that fails ends only its own stream.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from s2node.batch import StreamBatch, load_stream_batch
-from s2node.errors import S2NodeError
-from s2node.step import Backend, StepCounters, StepResult
-from sources.errors import SourceError
-from sources.events import DVS128, EventBatch
-from sources.live import UdpEventSource, dv_batches, synthetic_batches, udp_batches
-from sources.live.dv import DvStats
-from stream.binner import Bin, make_binner, recording_mapping, sensor_mapping
-from stream.errors import PipelineError
+from s2node.step import Backend, StepResult
+from sources.events import DVS128
+from stream.binner import Bin, recording_mapping, sensor_mapping
+from stream.errors import BrokerError
 from stream.fleet_file import FleetError, StreamSpec
-from stream.mqtt import MqttLink
-from stream.pipeline import FrameMaker, PipelineCounters, bin_stage, gesture_payload, pump
-from stream.queues import BoundedQueue
-from stream.replay import replay
-from stream.schema import Status, is_node_id
-from stream.serve import LinkOptions, ServeSummary, connected, paced_by
-
-READY_MAX = 8  # binned items waiting per stream for a tick; beyond, its binning waits (and its queue fills)
-STREAM_ERRORS = (SourceError, PipelineError, S2NodeError)  # end one stream, not the others
-
-
-class BatchMember:
-    """Stream i of a StreamBatch seen as a StepModel (what gesture_payload and the stats loop read)."""
-
-    def __init__(self, batch: StreamBatch, i: int) -> None:
-        self.batch, self.i = batch, i
-        self.config, self.name = batch.config, batch.name
-
-    @property
-    def counters(self) -> StepCounters:
-        return self.batch.counters(self.i)
-
-    def step(self, x: np.ndarray | int) -> StepResult:
-        return self.batch.step_many({self.i: x})[self.i]
-
-    def deliver(self, x: np.ndarray) -> None:
-        self.batch.deliver(self.i, x)
-
-    def reset(self) -> None:
-        self.batch.reset(self.i)
-
-    def node_stats(self) -> dict[str, Any]:
-        return self.batch.node_stats(self.i)
-
-
-@dataclass(frozen=True)
-class StreamSummary:
-    """One stream's line of the summary: its node id, source, sensor map, counts and, if it failed, why."""
-
-    id: str
-    node: str
-    source: str
-    sensor_map: str
-    counts: ServeSummary
-    error: str | None = None
-
-
-class FleetStream:
-    """One stream's own parts: model view, binner, queues, counters, link, and its pending node work."""
-
-    def __init__(self, spec: StreamSpec, node: str, member: BatchMember, mapping, link: LinkOptions,
-                 url: str) -> None:
-        self.spec, self.node, self.member = spec, node, member
-        self.binner = make_binner(member.config, mapping, live=spec.kind != "file")
-        self.sensor_map = mapping.describe()
-        name = Path(spec.source).name if spec.kind == "file" else spec.kind  # a local path is nobody else's business
-        self.link: MqttLink = replace(link, node=node).link(
-            url, Status(models=[member.name], recordings=[name], sensor_map=self.sensor_map))
-        self.queue: BoundedQueue = BoundedQueue(spec.buffer, "block" if spec.kind == "file" else "drop-oldest",
-                                                weight=lambda b: len(b.events))
-        self.ready: BoundedQueue = BoundedQueue(READY_MAX, "block")
-        self.counters = PipelineCounters()
-        self.frames = (FrameMaker(self.link, self.binner.spec.sensor.width, self.binner.spec.sensor.height)
-                       if spec.frames else None)
-        self.ops: collections.deque[tuple[Bin | None, np.ndarray | None, float]] = collections.deque()
-        self.ended = False  # no more items will come
-        self.error: str | None = None
-        self._dropped0 = 0
-
-    async def pull(self) -> None:
-        """Move ready items into ops (as steps and early deliveries, in order) until a step is due or none is
-        ready; never waits (the queue's get returns at once while it holds anything)."""
-        while not self.ended and not any(b is not None for b, _, _ in self.ops) and len(self.ready):
-            try:
-                bins, partial, t_wall = await self.ready.get()
-            except StopAsyncIteration:
-                self.ended = True
-                break
-            self.ops.extend((b, None, t_wall) for b in bins)
-            if partial is not None:
-                self.ops.append((None, partial, t_wall))
-
-    def take(self) -> tuple[list[np.ndarray], tuple[Bin, float] | None, list[np.ndarray]]:
-        """This tick's work: early input before the step, the step (a bin), early input after it."""
-        pre, post, step = [], [], None
-        while self.ops and self.ops[0][0] is None:
-            pre.append(self.ops.popleft()[1])
-        if self.ops:
-            b, _, t_wall = self.ops.popleft()
-            step = (b, t_wall)
-            while self.ops and self.ops[0][0] is None:
-                post.append(self.ops.popleft()[1])
-        return pre, step, post
-
-    @property
-    def done(self) -> bool:
-        return self.ended and not self.ops
-
-    def count(self) -> None:
-        c, b = self.counters, self.binner
-        c.events_in = b.events_in
-        dropped = b.dropped + self.queue.dropped
-        c.events_dropped += dropped - self._dropped0
-        self._dropped0 = dropped
-
-    def summary(self) -> StreamSummary:
-        c = self.counters
-        counts = ServeSummary(c.predictions, c.events_in, c.dropped_total, c.malformed_total,
-                              self.link.stats.dropped, self.link.pending)
-        return StreamSummary(self.spec.id, self.node, self.spec.source, self.sensor_map, counts, self.error)
-
-
-@contextlib.asynccontextmanager
-async def _batches(s: FleetStream) -> AsyncIterator[AsyncIterator[EventBatch]]:
-    """The stream's source as event batches (a UDP socket is bound for the body's duration)."""
-    spec = s.spec
-    if spec.kind == "file":
-        src = replay(spec.source, speed=spec.speed, loop=spec.loop, chunk_us=s.binner.spec.release_chunk_us)
-        yield paced_by(s.link, src)
-    elif spec.kind == "udp":
-        host, port, fmt = spec.address()
-        async with UdpEventSource(host, port, fmt, spec.buffer) as udp:
-            s.counters.sources.append(lambda: (udp.stats.dropped + udp.kernel_drops(), udp.stats.malformed))
-            yield udp_batches(udp, spec.idle_s)
-    elif spec.kind == "dv":
-        host, port, _ = spec.address()
-        dv = DvStats()
-        s.counters.sources.append(lambda: (dv.dropped, 0))
-        yield dv_batches(host, port, spec.idle_s, spec.buffer, dv)
-    else:
-        yield synthetic_batches(seed=spec.seed or 0)
-
-
-async def _feed(s: FleetStream, wake: asyncio.Event, announce: Callable[[str], None] | None) -> None:
-    """Source -> queue -> binner -> the stream's ready items, until the source ends or fails (this stream only)."""
-    try:
-        async with _batches(s) as batches, asyncio.TaskGroup() as tg:
-            tg.create_task(pump(batches, s.queue))
-            async with contextlib.aclosing(bin_stage(s.queue, s.binner, s.frames, early=True)) as items:
-                async for item in items:
-                    await s.ready.put(item)
-                    wake.set()
-    except* STREAM_ERRORS as eg:
-        s.error = str(eg.exceptions[0])
-        if announce is not None:
-            announce(f"{s.spec.id}: stopped: {s.error}")
-    finally:
-        s.ready.close()
-        wake.set()
+from stream.fleet_stream import STREAM_ERRORS, BatchMember, FleetStream, StreamSummary, feed
+from stream.pipeline import gesture_payload, stats_loop
+from stream.schema import is_node_id
+from stream.serve import LinkOptions
 
 
 def _run_tick(work: list[tuple[StreamBatch, list[tuple[int, np.ndarray]], dict[int, np.ndarray],
@@ -274,6 +122,34 @@ def mapping_of(spec: StreamSpec, config: dict[str, Any]):
                           else spec.sensor)
 
 
+@contextlib.asynccontextmanager
+async def _links_up(streams: list[FleetStream], close_timeout_s: float = 3.0) -> AsyncIterator[None]:
+    """stream.serve.connected for every stream's link at once: each link runs with its stats loop for the body's
+    duration, a broker that cannot be reached at the start is a one-line BrokerError, and on the way out the links
+    send their offline status and drain side by side (a broker gone at the end costs one timeout, not one each)."""
+    async with asyncio.TaskGroup() as tg:
+        runs = [tg.create_task(s.link.run()) for s in streams]
+        try:
+            for s in streams:  # one after another: once the first is in, the others take milliseconds
+                await s.link.ensure_connected(10.0)
+        except BrokerError:
+            for r in runs:
+                r.cancel()
+            raise
+        loops = []
+        for s in streams:
+            s.counters.sources.append(lambda link=s.link: (link.stats.dropped_incoming, 0))
+            loops.append(tg.create_task(stats_loop(s.link, [s.member], s.counters)))
+        try:
+            yield
+        finally:
+            for t in loops:
+                t.cancel()
+            await asyncio.gather(*(s.link.close(timeout_s=close_timeout_s) for s in streams))
+            for r in runs:
+                r.cancel()
+
+
 async def serve_fleet(url: str, specs: list[StreamSpec], *, link: LinkOptions = LinkOptions(),
                       duration_s: float | None = None, backend: Backend = "node",
                       node_options: Mapping[str, Any] | None = None,
@@ -296,13 +172,11 @@ async def serve_fleet(url: str, specs: list[StreamSpec], *, link: LinkOptions = 
     wake = asyncio.Event()
     try:
         with ThreadPoolExecutor(1, "s2-node") as ex:
-            async with contextlib.AsyncExitStack() as stack:
-                for s in streams:
-                    await stack.enter_async_context(connected(s.link, url, [s.member], s.counters, 3.0))
+            async with _links_up(streams):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(duration_s), asyncio.TaskGroup() as tg:
                         for s in streams:
-                            tg.create_task(_feed(s, wake, announce))
+                            tg.create_task(feed(s, wake, announce))
                         tg.create_task(_ticks(streams, ex, wake))
     finally:
         for s in streams:
