@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from stream_helpers import Collector, gesture_model_file, recording, running
 
 from s2node.models import load_torch_model
@@ -120,6 +123,40 @@ def test_source_options_with_ids():
         from_sources(["a=synthetic", "synthetic"], DEFAULTS)
     with pytest.raises(FleetError, match="'a' given twice"):
         from_sources(["a=synthetic", "a=x.npy"], DEFAULTS)
+
+
+KEYS = ["id", "source", "model", "sensor", "sensor_map", "window_s", "speed", "loop", "frames", "buffer", "idle_s",
+        "seed", "sped", ""]
+VALUES = st.one_of(
+    st.text(max_size=20), st.sampled_from(["synthetic", "udp://h:1", "dv://h:x", "a.npy", "346x260", "roi=1,2,3"]),
+    st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=True), st.booleans())
+
+
+def _toml(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "nan" if v != v else ("inf" if v == float("inf") else "-inf" if v == float("-inf") else repr(v))
+    return json.dumps(v) if isinstance(v, str) else str(v)
+
+
+@settings(max_examples=int(os.environ.get("S2_FUZZ_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=6), min_size=0, max_size=3),
+       st.dictionaries(st.sampled_from(KEYS[2:]), VALUES, max_size=3))
+def test_any_fleet_file_is_streams_or_one_line(tmp_path, tables, defaults):
+    """Whatever keys and values a fleet file holds, reading it gives checked streams or a one-line FleetError."""
+    text = "".join(f"{k} = {_toml(v)}\n" for k, v in defaults.items() if k)
+    text = ("[defaults]\n" + text if text else "") + "".join(
+        "[[stream]]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in t.items() if k) for t in tables)
+    try:
+        specs = read_fleet(fleet(tmp_path, text), DEFAULTS)
+    except FleetError as e:
+        assert "\n" not in str(e)
+        return
+    assert len({s.id for s in specs}) == len(specs) == len(tables)
+    assert all(s.window_s >= 0 and s.speed >= 0 and s.buffer > 0 and s.kind in ("udp", "dv", "synthetic", "file")
+               for s in specs)
 
 
 def reference(model_path: Path, rec: Path, window_steps: int | None) -> np.ndarray:
