@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -104,7 +104,9 @@ class Payload:
     t_wall: float = 0.0
 
     def to_json(self) -> bytes:
-        d = {"v": SCHEMA_VERSION, **asdict(self)}
+        # fields hold JSON values only (no nested dataclasses), so a shallow dict serialises alike; asdict's deep
+        # copy cost 17 ms per 64 x 64 event frame (2 ms this way), a CPU-second per second with a dozen streams
+        d = {"v": SCHEMA_VERSION, **{f.name: getattr(self, f.name) for f in fields(self)}}
         return json.dumps(d, separators=(",", ":"), allow_nan=False).encode()
 
     @classmethod
