@@ -59,8 +59,12 @@ class EventBatch(NamedTuple):
 @dataclass(frozen=True)
 class TextEvent:
     """Typed text arriving at time t_us (µs, wall or event clock of the source). `reset`: the text starts a new
-    context (the model forgets what came before), so that a reset is ordered with the text around it."""
+    context (the model forgets what came before), so that a reset is ordered with the text around it.
+    `continues`: the text goes on from the text before it (keystrokes), rather than being an utterance of its
+    own; `origin` says where it came from (e.g. "stdin"), for whoever answers it."""
 
     t_us: int
     text: str
     reset: bool = False
+    continues: bool = False
+    origin: str = ""

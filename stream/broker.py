@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from stream import schema
+from stream.bridge import MAX_QUEUED_BYTES, Bridge, bridges_conf
 from stream.errors import BrokerError
 
 
@@ -57,8 +58,10 @@ class MosquittoProcess:
     """A mosquitto subprocess on one port, with stop/restart on the same port (for fault tests)."""
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1", persistence: bool = False,
-                 users: dict[str, str] | None = None) -> None:
-        """`users` (name -> password): only they may connect (mosquitto_passwd writes the hashed file)."""
+                 users: dict[str, str] | None = None, bridges: list[Bridge] | None = None) -> None:
+        """`users` (name -> password): only they may connect (mosquitto_passwd writes the hashed file).
+        `bridges`: forward s2/v1/ to these brokers with mosquitto's own bridge (persistence is then on, so what
+        is queued for a central broker that is away survives a restart of this one)."""
         binary = mosquitto_binary()
         if binary is None:
             raise BrokerError(f"mqtt://{host}", "mosquitto is not installed (apt-get install mosquitto)")
@@ -75,7 +78,9 @@ class MosquittoProcess:
                                check=True, capture_output=True)
             # as root, mosquitto would drop to user "mosquitto", who cannot read our private temp folder
             auth = f"allow_anonymous false\npassword_file {pw}\nuser {getpass.getuser()}\n"
+        persistence = persistence or bool(bridges)
         conf = self._dir / "mosquitto.conf"
+        conf.touch(mode=0o600)  # a bridge's remote password is written into it
         conf.write_text(
             f"listener {self.port} {self.host}\n{auth}"
             # persistence keeps sessions (subscriptions, queued QoS-1 messages) across stop/restart
@@ -83,26 +88,42 @@ class MosquittoProcess:
             + (f"persistence true\npersistence_location {self._dir}/\n" if persistence else "persistence false\n")
             + (f"user {getpass.getuser()}\n" if persistence and not users else "")
             + "max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
+            + (f"max_queued_bytes {MAX_QUEUED_BYTES}\n{bridges_conf(bridges, self.port)}" if bridges else "")
         )
+        self.bridges = list(bridges or ())
         self._conf = conf
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
+    @property
+    def conf_path(self) -> Path:
+        """The generated mosquitto.conf (readable by its owner only: it may hold a bridge password)."""
+        return self._conf
+
     def start(self, timeout_s: float = 10.0) -> MosquittoProcess:
         if self.running:
             return self
-        self._proc = subprocess.Popen(
-            [self.binary, "-c", str(self._conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        # its log goes to a file: a bridge whose remote is away logs an error at every retry, and a pipe nobody
+        # reads would fill up and stall the broker
+        log = self._dir / "mosquitto.log"
+        with log.open("ab") as err_file:
+            self._proc = subprocess.Popen([self.binary, "-c", str(self._conf)], stdout=subprocess.DEVNULL,
+                                          stderr=err_file)
         if not wait_port(self.host, self.port, timeout_s):
-            err = b""
-            if self._proc.poll() is not None and self._proc.stderr:
-                err = self._proc.stderr.read()
+            exited = self._proc.poll() is not None
             self.stop()
-            raise BrokerError(self.url, f"mosquitto did not start: {err.decode(errors='replace').strip()[:200]}")
+            err = log.read_text(errors="replace").strip().splitlines()[-1:] if exited else []
+            why = self._masked(err[0] if err else "")
+            raise BrokerError(self.url, f"mosquitto did not start: {why[:200]}")
         return self
+
+    def _masked(self, text: str) -> str:
+        for b in self.bridges:
+            if b.password:
+                text = text.replace(b.password, "***")
+        return text
 
     @property
     def running(self) -> bool:
@@ -118,8 +139,6 @@ class MosquittoProcess:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(5)
-        if self._proc.stderr:
-            self._proc.stderr.close()
         self._proc = None
 
     def restart(self) -> None:
@@ -198,10 +217,15 @@ def check_exposure(host: str, allow_anonymous: bool) -> None:
 
 
 @contextlib.asynccontextmanager
-async def embedded_broker(port: int | None = None, host: str = "127.0.0.1", prefer: str = "auto"):
-    """Yield the URL of a broker that lives as long as the context: mosquitto if installed, else amqtt."""
+async def embedded_broker(port: int | None = None, host: str = "127.0.0.1", prefer: str = "auto",
+                          bridges: list[Bridge] | None = None):
+    """Yield the URL of a broker that lives as long as the context: mosquitto if installed, else amqtt.
+    `bridges` need mosquitto (amqtt has no bridge): BrokerError without it."""
+    if bridges and (prefer == "amqtt" or not mosquitto_binary()):
+        why = "the amqtt broker has no bridge" if prefer == "amqtt" else "mosquitto is not installed"
+        raise BrokerError(f"mqtt://{host}", f"--bridge needs mosquitto ({why}; apt-get install mosquitto)")
     if prefer in ("auto", "mosquitto") and mosquitto_binary():
-        proc = MosquittoProcess(port, host)
+        proc = MosquittoProcess(port, host, bridges=bridges)
         try:
             proc.start()
             yield proc.url

@@ -1,4 +1,4 @@
-"""The stream package's sub-commands: `s2 broker`, `s2 replay`, `s2 run`, `s2 subscribe`.
+"""The stream package's sub-commands: `s2 broker`, `s2 replay`, `s2 run`, `s2 subscribe`, `s2 serve`, `s2 ask`.
 
 The one module of stream/ that parses options: each command turns them into one typed call (stream.serve,
 stream.broker) and makes the process-wide settings (stream.process). Without --broker an embedded broker is
@@ -35,19 +35,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "broker",
         help="run the embedded MQTT broker and print its URL",
         description="Run a local MQTT broker: a mosquitto subprocess when the binary exists, else an "
-        "in-process amqtt broker (MQTT 3.1.1). Binds to 127.0.0.1 unless --host says otherwise. Ctrl-C stops it.",
+        "in-process amqtt broker (MQTT 3.1.1). Binds to 127.0.0.1 unless --host says otherwise. Ctrl-C stops it. "
+        "With --bridge it is an edge broker that forwards its nodes to a central one (docs/fleet.md).",
     )
     b.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     b.add_argument("--port", type=int, default=1883, help="port (default 1883; 0 picks a free one)")
     b.add_argument("--amqtt", action="store_true", help="use the in-process amqtt broker even if mosquitto exists")
     b.add_argument("--allow-anonymous", action="store_true",
                    help="with a --host other than loopback: run anyway (the embedded broker has no credentials)")
+    b.add_argument("--bridge", metavar="URL", action="append",
+                   help="forward s2/v1/# to this central broker and take its in/text and in/control back "
+                        "(mosquitto's bridge: QoS 1, persistent session, messages queued while it is away); "
+                        "mqtt://[user[:pw]@]host[:port] or mqtts://...; repeatable; needs mosquitto")
+    b.add_argument("--bridge-password-file", metavar="FILE",
+                   help="the bridge password (first line of FILE) for --bridge URLs with a user but no password")
+    b.add_argument("--bridge-cafile", metavar="FILE", help="CA certificate file to verify mqtts:// bridges")
     b.set_defaults(func=_broker)
 
     p = sub.add_parser(
         "replay", help="replay an event file into the gesture model, predictions to MQTT",
         description="Replay a DVS event file (AEDAT4, EVT2/3, DAT, ES, CSV, NPY) paced by its timestamps into "
-        "the gesture model; publish predictions, stats and event frames on s2/v1/<node>/...",
+        "the gesture model; publish predictions, stats and event frames on s2/v1/<node>/... It obeys in/control "
+        "(pause, resume, speed, reset: start over) and answers in the retained status, with the speed achieved.",
     )
     p.add_argument("file", help="event file")
     p.add_argument("--model", default=DEFAULT_GESTURE_MODEL, help=f"gesture model (default {DEFAULT_GESTURE_MODEL})")
@@ -69,8 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predictions to MQTT",
         description="One source: --source udp://HOST:PORT (SPIF 32-bit words as AEStream sends; ?format=faery for "
         "faery's UDP records), dv://HOST:PORT (DV software network stream, needs dv-processing), synthetic "
-        "(the gesture renderer as a live camera) or text (lines of stdin and messages on in/text into the LM); "
-        "it publishes as s2/v1/<node>/... "
+        "(the gesture renderer as a live camera) or text (lines of stdin and messages on in/text into the LM; "
+        "each line's answer is printed on stdout, Ctrl-C ends with the summary); it publishes as "
+        "s2/v1/<node>/... and obeys in/control, answered in the retained status: reset; pause/resume for "
+        "udp/dv/synthetic (input is dropped and counted while paused). "
         "Many streams in one process: repeat --source ID=URL (URL as above, or an event file to replay; text is "
         "served alone), or give --fleet FILE.toml (docs/fleet.md). Each stream publishes as its own node, "
         "s2/v1/<node>-<ID>/..., with its own status, stats and counters; streams on the same model file are "
@@ -95,6 +106,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--speed", type=_non_negative, default=1.0,
                    help="file streams: replay speed factor (default 1; 0 = as fast as possible; nothing is dropped)")
     r.add_argument("--loop", action="store_true", help="file streams: start again at the end")
+    r.add_argument("--continuation", type=_continuation, default="sample:t=0.8,p=0.9",
+                   metavar="greedy|sample|beam[:KEY=V,...]",
+                   help="text: how the continuation is written (default sample:t=0.8,p=0.9, nucleus sampling "
+                   "seeded by the text). Keys: t temperature, p top-p, k top-k, rep repetition penalty, ngram "
+                   "no-repeat n-gram, seed; beam: w width. E.g. beam:w=4,ngram=3")
     _sensor_args(r, "the model's; synthetic: 128x128; files: their own")
     _chip_args(r)
     _broker_args(r)
@@ -110,6 +126,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--timeout-s", type=float, default=None, help="exit (status 1) if nothing came for this long")
     _broker_args(s, node=False)
     s.set_defaults(func=_subscribe)
+    register_text_workers(sub)
+
+
+def _continuation(text: str):
+    """--continuation: an s2node.decode.DecodeSpec, or a one-line usage error."""
+    from s2node.decode import DecodeError, DecodeSpec
+
+    try:
+        return DecodeSpec.parse(text)
+    except DecodeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def _sensor_args(p: argparse.ArgumentParser, default: str) -> None:
@@ -182,6 +209,27 @@ def _cancel_on_sigterm() -> None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
+def _stop_on_sigint():
+    """An event the first Ctrl-C sets: interactive text ends cleanly on it (summary, exit status 0)."""
+    import asyncio
+    import signal
+
+    stop = asyncio.Event()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+    if sys.stdin.isatty():
+        print("s2 run: type a line and press Enter for the model's answer; Ctrl-C ends", file=sys.stderr, flush=True)
+    return stop
+
+
+def _print_answer(p) -> None:
+    """The answer to a line of stdin, one line on stdout (ANSI styled on a terminal)."""
+    from stream.text_pipeline import answer_line
+
+    with contextlib.suppress(BrokenPipeError):  # `| head -1`: the rest goes to MQTT only
+        print(answer_line(p, color=sys.stdout.isatty()), flush=True)
+
+
 def _run_async(coro) -> int:
     """asyncio.run, but a user error raised inside task groups surfaces as itself (one line, exit 1); Ctrl-C
     is exit status 130."""
@@ -228,17 +276,36 @@ def _broker(args: argparse.Namespace) -> int:
     from stream.broker import check_exposure, embedded_broker
 
     check_exposure(args.host, args.allow_anonymous)
+    bridges = _bridges(args)
 
     async def run() -> None:
         _cancel_on_sigterm()  # SIGTERM stops the mosquitto child too, instead of leaving it running
-        async with embedded_broker(args.port or None, args.host, "amqtt" if args.amqtt else "auto") as url:
+        async with embedded_broker(args.port or None, args.host, "amqtt" if args.amqtt else "auto",
+                                   bridges=bridges) as url:
             kind = "amqtt" if args.amqtt else "mosquitto-or-amqtt"
             print(f"broker listening at {url} ({kind}); Ctrl-C to stop", flush=True)
+            for b in bridges:  # str() of a broker URL never shows the password
+                print(f"bridged to {b.url} (s2/v1/# out, in/text and in/control in; QoS 1)", flush=True)
             await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(run())
     return 0
+
+
+def _bridges(args: argparse.Namespace) -> list:
+    """The --bridge URLs as stream.bridge.Bridge values (one-line errors for bad ones, passwords masked)."""
+    from stream.bridge import Bridge
+    from stream.credentials import read_password_file
+    from stream.errors import PipelineError
+
+    if not args.bridge:
+        for opt in ("bridge_password_file", "bridge_cafile"):
+            if getattr(args, opt):
+                raise PipelineError(f"--{opt.replace('_', '-')} needs --bridge")
+        return []
+    pw = read_password_file(args.bridge_password_file) if args.bridge_password_file else None
+    return [Bridge.parse(u, password=pw, cafile=args.bridge_cafile) for u in args.bridge]
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -297,13 +364,16 @@ def _run_one(args: argparse.Namespace, source: str) -> int:
               f"{s.malformed_in} malformed", file=sys.stderr, flush=True)
 
     opts = _link_options(args)
+    text = live_kind(source) == "text"
 
     async def body(url: str) -> int:
         _cancel_on_sigterm()
+        stop = _stop_on_sigint() if text else None
         await serve_live(url, source, model=args.model, link=opts, buffer=args.buffer,
                          duration_s=args.duration_s, idle_s=args.idle_s, window_s=args.window_s,
                          backend=backend, sensor_map=sensor_map, sensor=sensor, announce=_say, report=report,
-                         node_options=_node_options(args))
+                         node_options=_node_options(args), decoder=args.continuation, stop=stop,
+                         on_answer=_print_answer if text else None)
         return 0
 
     return _run_async(_with_broker(args.broker, body))
@@ -363,3 +433,124 @@ def _subscribe(args: argparse.Namespace) -> int:
         return 0
 
     return _run_async(_with_broker(args.broker, body))
+
+
+# --- text workers: `s2 serve` (a worker of a group) and `s2 ask` (a client) ------------------------------------
+def register_text_workers(sub: argparse._SubParsersAction) -> None:
+    w = sub.add_parser(
+        "serve", help="a text worker: answer a group's text requests (MQTT 5 shared subscription)",
+        description="Answer text requests sent to s2/v1/lm/<group>/request, sharing them with every other worker "
+        "of the group through the MQTT 5 shared subscription $share/<group>/...: start as many as the load needs, "
+        "on any machine that reaches the broker. Needs an MQTT 5 broker (mosquitto; not the amqtt fallback). "
+        "Without --broker an embedded mosquitto is started and its URL printed.",
+    )
+    w.add_argument("--lm", default=DEFAULT_TEXT_MODEL, metavar="MODEL",
+                   help=f"language model file (default {DEFAULT_TEXT_MODEL})")
+    w.add_argument("--group", required=True, help="the group whose requests this worker shares (one topic level)")
+    w.add_argument("--worker", metavar="ID", help="this worker's id in its answers (default HOST-PID)")
+    w.add_argument("--cache", type=_positive_int, default=256, metavar="N",
+                   help="conversations whose reading state is kept (LRU; default 256); others are read afresh")
+    _chip_args(w)
+    w.add_argument("--broker", metavar="URL", help="mqtt://[user[:pw]@]host[:port] or mqtts://... "
+                   "(default: start an embedded mosquitto on a free port)")
+    credential_args(w)
+    w.set_defaults(func=_serve)
+
+    a = sub.add_parser(
+        "ask", help="ask a group of text workers (`s2 serve`) for predictions",
+        description="Send TEXT (one message) or, without TEXT, each line of standard input as the next message "
+        "of one conversation to the workers of --group, and print each answer: the likeliest next tokens and a "
+        "continuation. A line '/reset' starts the conversation afresh; a conversation holds at most 4096 "
+        "characters. A request not answered within --timeout-s is sent again (same correlation), --retries times.",
+    )
+    a.add_argument("text", nargs="*", metavar="TEXT", help="one message (words joined by spaces); none: read stdin")
+    a.add_argument("--group", required=True, help="the workers' group")
+    a.add_argument("--conversation", metavar="ID", help="conversation id (default: a new random one)")
+    a.add_argument("--topk", type=_positive_int, default=5, help="next tokens to show (default 5, at most 50)")
+    a.add_argument("--continuation", type=int, default=20, help="tokens of continuation (default 20, at most 200)")
+    a.add_argument("--timeout-s", type=_positive_float, default=2.0,
+                   help="send a request again after this long without an answer (default 2)")
+    a.add_argument("--retries", type=int, default=5, help="times a request is sent again before giving up (default 5)")
+    a.add_argument("--json", action="store_true", help="print each answer as its JSON payload")
+    a.add_argument("--broker", metavar="URL", required=True, help="the MQTT 5 broker the workers use")
+    credential_args(a)
+    a.set_defaults(func=_ask)
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return v
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from stream.lm_service import WorkerOptions, serve_text_worker
+    from stream.process import backend_from_env, tune_for_streaming
+    from stream.schema import lm_request_topic
+
+    backend = backend_from_env()
+    tune_for_streaming()
+    opts = WorkerOptions(args.username, password(args), args.tls or None, args.cafile)
+
+    def ready(wid: str) -> None:
+        print(f"s2 serve: worker {wid} answering {lm_request_topic(args.group)} (group {args.group})",
+              file=sys.stderr, flush=True)
+
+    def report(s) -> None:
+        print(f"s2 serve: {s.answered} answered, {s.refused} refused, {s.dropped} dropped, {s.reused} from a "
+              "kept state", file=sys.stderr, flush=True)
+
+    async def body(url: str) -> int:
+        _cancel_on_sigterm()
+        await serve_text_worker(url, args.lm, args.group, worker_id=args.worker, options=opts, backend=backend,
+                                node_options=_node_options(args), cache_max=args.cache, ready=ready, report=report)
+        return 0
+
+    return _run_async(_with_broker(args.broker, body))
+
+
+def _ask(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sources.live.text import stdin_text
+    from stream.errors import PipelineError
+    from stream.lm_ask import Conversation, TextClient, converse, describe
+    from stream.mqtt import MqttLink
+    from stream.schema import LM_CONTINUATION_MAX, LM_TOPK_MAX, BrokerURL, is_node_id
+
+    BrokerURL.parse(args.broker)
+    if not 1 <= args.topk <= LM_TOPK_MAX or not 0 <= args.continuation <= LM_CONTINUATION_MAX:
+        raise PipelineError(f"--topk must be 1 to {LM_TOPK_MAX} and --continuation 0 to {LM_CONTINUATION_MAX}")
+    if args.retries < 0:
+        raise PipelineError("--retries must be 0 or more")
+    if args.conversation is not None and not is_node_id(args.conversation):
+        raise PipelineError(f"--conversation {args.conversation!r}: 1 to 64 printable characters without / + #")
+    conv = Conversation(args.conversation) if args.conversation else Conversation()
+
+    def show(ans) -> None:
+        print(ans.to_json().decode() if args.json else describe(ans), flush=True)
+
+    async def lines():
+        if args.text:
+            yield " ".join(args.text)
+            return
+        async for ev in stdin_text():
+            yield ev.text
+
+    async def main() -> int:
+        _cancel_on_sigterm()
+        link = MqttLink(args.broker, mqtt5=True, username=args.username, password=password(args),
+                        tls=args.tls or None, cafile=args.cafile)
+        client = TextClient(link, args.group, timeout_s=args.timeout_s, retries=args.retries)
+        async with asyncio.TaskGroup() as tg:
+            run = tg.create_task(link.run())
+            try:
+                await link.ensure_connected(10.0)
+                errors = await converse(client, lines(), show, conversation=conv, topk=args.topk,
+                                        continuation=args.continuation)
+            finally:
+                run.cancel()
+        return 1 if errors else 0
+
+    return _run_async(main())

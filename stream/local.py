@@ -11,59 +11,20 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from s2node.decode import DEFAULT, DecodeSpec
 from s2node.step import Backend, StepModel, load_step_model
 from sources.live.text import TextInbox
 from sources.sensor_map import SensorMap
-from stream.binner import make_binner, recording_mapping
+from stream.binner import recording_mapping
+from stream.control import Controller
 from stream.defaults import DEFAULT_GESTURE_MODEL, DEFAULT_RECORDING, DEFAULT_TEXT_MODEL
 from stream.errors import PipelineError
 from stream.mqtt import MqttLink
-from stream.pipeline import PipelineCounters, run_gesture_pipeline, stats_loop
-from stream.replay import ReplayControl, replay
-from stream.schema import DEFAULT_NODE_ID, ControlIn, PayloadError, Status, decode, topic
+from stream.pipeline import PipelineCounters, stats_loop
+from stream.replay import ReplayControl
+from stream.schema import DEFAULT_NODE_ID, Status
+from stream.serve import play
 from stream.text_pipeline import TextLM, run_text_pipeline, subscribe_text
-
-
-def _resolve(name: str, recordings: list[Path]) -> Path | None:
-    """One of the recordings this pipeline announced, by its name (or stem); a path sent over the network is
-    never opened, nor looked up: its existence would otherwise be an answer to whoever sent it."""
-    for r in recordings:
-        if name in (r.name, r.stem):
-            return r
-    return None
-
-
-def subscribe_control(link: MqttLink, ctl: ReplayControl, counters: PipelineCounters, recordings: list[Path],
-                      text: TextInbox | None) -> None:
-    """in/control -> the replay's knobs, and a reset into the text inbox (the text worker applies it in order);
-    bad messages (speed outside schema's bounds included) and recordings not announced are counted as malformed."""
-
-    def on_message(_topic: str, raw: bytes) -> None:
-        try:
-            msg = decode("in/control", raw)
-        except PayloadError:
-            counters.malformed_in += 1
-            return
-        if not isinstance(msg, ControlIn):
-            return
-        if msg.cmd == "pause":
-            ctl.pause()
-        elif msg.cmd == "resume":
-            ctl.resume()
-        elif msg.cmd == "speed":
-            ctl.set_speed(float(msg.arg()))
-        elif msg.cmd == "reset" and text is not None:
-            text.push_reset()
-        elif msg.cmd == "recording":
-            target = _resolve(str(msg.arg()), recordings)
-            if target is None:
-                counters.malformed_in += 1
-            else:
-                ctl.switch(str(target))
-
-    link.subscribe(topic(link.node, "in/control"), on_message)
-
-
 
 
 def _have_model(path: str | Path) -> bool:
@@ -84,6 +45,7 @@ async def run_local_pipeline(
     window_s: float | None = 2.0,
     backend: Backend = "node",
     sensor_map: SensorMap = SensorMap(),
+    decoder: DecodeSpec = DEFAULT,
 ) -> None:
     """Serve the demo until cancelled. `recording`: one event file or a list (the first plays; in/control
     {"cmd": "recording", "recording": NAME} switches). Either model may be None to leave its half out; a half
@@ -113,47 +75,49 @@ async def run_local_pipeline(
     ctl = ReplayControl(speed=speed)
     counters = PipelineCounters()
     counters.sources.append(lambda: (link.stats.dropped_incoming, 0))  # in/ messages a flood pushed out
-    lm = TextLM(tm) if tm is not None else None
+    lm = TextLM(tm, decoder=decoder) if tm is not None else None
     inbox = TextInbox(256) if lm is not None else None
-    if control:
-        subscribe_control(link, ctl, counters, recs, inbox)
+    controller = None
+    if control:  # only then does the status carry a control object: a node that does not obey says nothing
+        controller = Controller(link, counters, replay=ctl if gm is not None else None, recordings=recs,
+                                current=recs[0] if gm is not None else None, text=inbox)
+        controller.subscribe()
     if lm is not None and inbox is not None:
         subscribe_text(link, inbox, lm)
         counters.sources.append(lambda: (inbox.stats.dropped, lm.c.malformed))
+
+    async def serve() -> None:
+        if gm is not None:
+            await play(recs[0], gm, link, ctl, executor=gx, counters=counters, loop=loop,
+                       mapping=lambda r: recording_mapping(gm.config, sensor_map, r),
+                       on_prediction=None if controller is None else controller.note_prediction)
+        await asyncio.Event().wait()  # keep serving text and control until cancelled
+
     with ThreadPoolExecutor(1, "s2-gesture") as gx, ThreadPoolExecutor(1, "s2-text") as tx:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(link.run())
             tg.create_task(stats_loop(link, [m for m in (gm, tm) if m is not None], counters))
             if lm is not None and inbox is not None:
                 tg.create_task(run_text_pipeline(inbox, lm, link, tx))
-            if gm is not None:
-                current = str(recs[0])
-                while True:
-                    ctl.switch_to = None
-                    binner = make_binner(gm.config, recording_mapping(gm.config, sensor_map, current))
-                    gm.reset()
-                    await run_gesture_pipeline(
-                        replay(current, loop=loop, control=ctl, chunk_us=binner.spec.release_chunk_us), gm, binner,
-                        link, executor=gx, counters=counters
-                    )
-                    if ctl.switch_to is not None:
-                        current = ctl.switch_to
-                        continue
-                    break
-            await asyncio.Event().wait()  # keep serving text and control until cancelled
+            await (serve() if controller is None else controller.serving(serve()))
 
 
 @contextlib.asynccontextmanager
 async def local_demo(node: str = DEFAULT_NODE_ID, recordings: list[str] | None = None, speed: float = 1.0,
-                     backend: Backend = "node", sensor_map: SensorMap | str = "scale"):
-    """Yield (broker URL, pipeline task): the embedded broker with the local demo pipeline publishing to it."""
+                     backend: Backend = "node", sensor_map: SensorMap | str = "scale",
+                     decoder: DecodeSpec | str = DEFAULT):
+    """Yield (broker URL, pipeline task): the embedded broker with the local demo pipeline publishing to it.
+    `decoder`: how the text model writes continuations (a DecodeSpec or its text, as DecodeSpec.parse reads)."""
     from stream.broker import embedded_broker
 
     if isinstance(sensor_map, str):
         sensor_map = SensorMap.parse(sensor_map)  # a bad --sensor-map is one line before anything starts
+    if isinstance(decoder, str):
+        decoder = DecodeSpec.parse(decoder)  # so is a bad --continuation
     async with embedded_broker() as url:
         pipeline = asyncio.create_task(run_local_pipeline(url, node, recording=recordings or None, speed=speed,
-                                                          backend=backend, sensor_map=sensor_map))
+                                                          backend=backend, sensor_map=sensor_map,
+                                                          decoder=decoder))
         try:
             yield url, pipeline
         finally:

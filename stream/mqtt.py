@@ -12,6 +12,11 @@ Overflow drops the oldest, counted. `try_publish_raw()` is the UI's form: refuse
 backed up, and discarded rather than replayed when the connection drops. Subscriptions (MQTT wildcards
 allowed) are kept across reconnects. On a broken connection the client is re-entered after a jittered
 exponential backoff; aiomqtt's MqttError never leaves this module (set-up errors are `BrokerError`).
+
+MQTT 3.1.1 is the default (the embedded amqtt broker speaks only that); `mqtt5=True` speaks MQTT 5, whose request/
+response properties (Response Topic, Correlation Data) `publish_raw` sets and `subscribe(..., props=True)` hands
+to its handler; `Requests` is a client's side of that exchange (retries with the same correlation, duplicate
+answers counted and dropped).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import os
 import random
 import ssl
 import time
@@ -29,8 +35,10 @@ from pathlib import Path
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from stream.errors import BrokerError
+from stream.errors import BrokerError, PipelineError
 from stream.schema import BrokerURL, BrokerURLError, Payload, Status, mask_url, offline_status, topic
 
 BACKOFF_FIRST_S = 0.1  # first wait after a lost connection or a failed attempt
@@ -44,6 +52,17 @@ TRY_MAX = 256  # try_publish_raw messages waiting at once; more are refused, not
 INCOMING_MAX = 10_000  # received messages waiting for dispatch; more are dropped (counted): a flood cannot grow memory
 
 Handler = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class MessageProps:
+    """A received message's MQTT 5 request/response properties (None where absent, and always under MQTT 3.1.1)."""
+
+    response_topic: str | None = None
+    correlation: bytes | None = None
+
+
+PropsHandler = Callable[[str, bytes, MessageProps], None]
 
 
 @dataclass(frozen=True)
@@ -138,12 +157,33 @@ class _Msg:
     qos: int
     retain: bool
     volatile: bool = False  # from try_publish_raw: discarded, not replayed, when the connection drops
+    properties: Properties | None = None  # MQTT 5 Response Topic / Correlation Data
 
 
 def _payload_bytes(p: object) -> bytes:
     if isinstance(p, bytes | bytearray):
         return bytes(p)
     return b"" if p is None else str(p).encode()
+
+
+def _properties(response_topic: str | None, correlation: bytes | None) -> Properties | None:
+    if response_topic is None and correlation is None:
+        return None
+    props = Properties(PacketTypes.PUBLISH)
+    if response_topic is not None:
+        _check_topic(response_topic)
+        props.ResponseTopic = response_topic
+    if correlation is not None:
+        props.CorrelationData = correlation
+    return props
+
+
+def _message_props(msg: aiomqtt.Message) -> MessageProps:
+    p = msg.properties
+    if p is None:
+        return MessageProps()
+    rt, cd = getattr(p, "ResponseTopic", None), getattr(p, "CorrelationData", None)
+    return MessageProps(rt if isinstance(rt, str) else None, bytes(cd) if isinstance(cd, bytes | bytearray) else None)
 
 
 def _quiet_disconnect(client: aiomqtt.Client) -> None:
@@ -160,8 +200,8 @@ class MqttLink:
 
     With `node` the link publishes payloads on s2/v1/<node>/<kind> and, unless `announce=False`, announces the
     node (retained "online" status, last will "offline"). Without `node` it is a pure client (the UI,
-    `s2 subscribe`). `on_connect(url)` is called once subscriptions are active; `on_disconnect(reason,
-    retry_in_s)` after each lost connection or failed attempt.
+    `s2 subscribe`). `mqtt5` speaks MQTT 5 instead of 3.1.1. `on_connect(url)` is called once subscriptions
+    are active; `on_disconnect(reason, retry_in_s)` after each lost connection or failed attempt.
     """
 
     def __init__(
@@ -184,6 +224,7 @@ class MqttLink:
         on_connect: Callable[[str], object] | None = None,
         on_disconnect: Callable[[str, float], object] | None = None,
         rng: random.Random | None = None,
+        mqtt5: bool = False,
     ) -> None:
         self.settings = ConnectSettings.make(url, username=username, password=password, tls=tls, cafile=cafile,
                                              client_id=client_id, client_prefix=f"s2-{node or 'sub'}")
@@ -194,6 +235,7 @@ class MqttLink:
             raise ValueError("announce needs a node")
         self.status = status or Status(node=node or "")
         self.backoff, self.window, self.incoming_max = backoff, window, incoming_max
+        self.mqtt5 = mqtt5
         self.on_connect, self.on_disconnect = on_connect, on_disconnect
         self.stats = LinkStats()
         self._rng = rng or random.Random()
@@ -202,7 +244,7 @@ class MqttLink:
         self._volatile = 0
         self._wake = asyncio.Event()
         self._seq: dict[str, int] = collections.defaultdict(int)
-        self._subs: dict[str, tuple[Handler, int]] = {}
+        self._subs: dict[str, tuple[Handler | PropsHandler, int, bool]] = {}
         self._subs_changed = asyncio.Event()
         self._synced = asyncio.Event()
         self._connected = asyncio.Event()
@@ -221,13 +263,18 @@ class MqttLink:
         self.publish_raw(topic(self.node, kind), payload.to_json(), retain=retain)
         return payload.seq
 
-    def publish_raw(self, topic_name: str, data: bytes, qos: int | None = None, retain: bool = False) -> None:
-        """Buffer bytes for a topic (sent in order once connected; the oldest dropped when the buffer is full)."""
+    def publish_raw(self, topic_name: str, data: bytes, qos: int | None = None, retain: bool = False, *,
+                    response_topic: str | None = None, correlation: bytes | None = None) -> None:
+        """Buffer bytes for a topic (sent in order once connected; the oldest dropped when the buffer is full).
+        `response_topic` and `correlation` are MQTT 5's request/response properties (a link with mqtt5 only)."""
         _check_topic(topic_name)
+        props = _properties(response_topic, correlation)
+        if props is not None and not self.mqtt5:
+            raise ValueError("Response Topic and Correlation Data are MQTT 5 properties: make the link with mqtt5=True")
         while len(self._buf) >= self.buffer_size:
             self._drop_front()
             self.stats.dropped += 1
-        self._buf.append(_Msg(topic_name, data, self.qos if qos is None else qos, retain))
+        self._buf.append(_Msg(topic_name, data, self.qos if qos is None else qos, retain, properties=props))
         self._wake.set()
 
     def try_publish_raw(self, topic_name: str, data: bytes, qos: int = 0, retain: bool = False) -> bool:
@@ -241,12 +288,14 @@ class MqttLink:
         self._wake.set()
         return True
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Call handler(topic, payload) for messages matching the filter (`+` and `#` allowed); kept across
+    def subscribe(self, topic_filter: str, handler: Handler | PropsHandler, qos: int = 1, *,
+                  props: bool = False) -> None:
+        """Call handler(topic, payload) for messages matching the filter (`+` and `#` allowed, and MQTT 5's
+        `$share/<group>/<filter>`); with `props`, handler(topic, payload, MessageProps). Kept across
         reconnects, active at once when connected (see `synced`). A message matching several filters reaches
         each distinct handler once."""
         aiomqtt.Wildcard(topic_filter)  # ValueError for a malformed filter
-        self._subs[topic_filter] = (handler, qos)
+        self._subs[topic_filter] = (handler, qos, props)
         self._synced.clear()
         self._subs_changed.set()
 
@@ -284,6 +333,10 @@ class MqttLink:
             await asyncio.gather(*waits, return_exceptions=True)
         if not self._connected.is_set():
             why = self.stats.last_error or "no answer"
+            if self.mqtt5 and self.refused and getattr(getattr(self._last_exc, "rc", None), "value",
+                                                       getattr(self._last_exc, "rc", None)) in (1, 0x84):
+                why = ("it refuses MQTT 5; this needs an MQTT 5 broker such as mosquitto (the embedded amqtt "
+                       "fallback speaks MQTT 3.1.1 only)")
             raise BrokerError(str(self.url), f"cannot connect ({why})") from self._last_exc
 
     @property
@@ -319,7 +372,8 @@ class MqttLink:
         if self.announce and self.node is not None:
             will = aiomqtt.Will(topic(self.node, "status"), offline_status(self.node), qos=1, retain=True)
         client = aiomqtt.Client(**self.settings.client_kwargs(), will=will, tls_context=self._ssl,
-                                queue_type=CountingQueue, max_queued_incoming_messages=self.incoming_max)
+                                queue_type=CountingQueue, max_queued_incoming_messages=self.incoming_max,
+                                protocol=aiomqtt.ProtocolVersion.V5 if self.mqtt5 else None)
         _quiet_disconnect(client)
         # the send window keeps up to `window` publishes waiting by design (and counts what it drops): aiomqtt's
         # "pending publish calls" warning above 10 would be logged for every batch
@@ -375,7 +429,8 @@ class MqttLink:
             batch = list(itertools.islice(self._buf, self.window))
             async with asyncio.TaskGroup() as tg:
                 for m in batch:
-                    tg.create_task(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, timeout=10))
+                    tg.create_task(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain,
+                                                  properties=m.properties, timeout=10))
             for m in batch:  # acknowledged: leave the buffer (unless overflow already dropped them)
                 if self._buf and self._buf[0] is m:
                     self._drop_front()
@@ -415,12 +470,15 @@ class MqttLink:
             self.stats.received += 1
             t = str(msg.topic)
             raw = _payload_bytes(msg.payload)
-            called: list[Handler] = []
-            for f, (h, _qos) in list(self._subs.items()):
+            called: list[Handler | PropsHandler] = []
+            for f, (h, _qos, props) in list(self._subs.items()):
                 if msg.topic.matches(f) and not any(h is c for c in called):
                     called.append(h)
                     try:
-                        h(t, raw)
+                        if props:
+                            h(t, raw, _message_props(msg))  # type: ignore[call-arg]
+                        else:
+                            h(t, raw)  # type: ignore[call-arg]
                     except Exception as e:  # a handler's bug must not take the connection (and the node) down
                         self.stats.handler_errors += 1
                         self.stats.last_handler_error = f"{type(e).__name__}: {e}"[:200]
@@ -453,11 +511,12 @@ def _check_topic(t: str) -> None:
         raise ValueError(f"cannot publish on {t!r}: a topic name has no wildcards and is not empty")
 
 
-async def refusal(settings: ConnectSettings, timeout_s: float = 3.0) -> None:
+async def refusal(settings: ConnectSettings, timeout_s: float = 3.0, mqtt5: bool = False) -> None:
     """BrokerError when the broker refuses these settings for good (bad password, not authorised, a certificate
-    that fails) within timeout_s; returns otherwise, also when the broker did not answer (it may come later)."""
+    that fails, MQTT 5 when asked) within timeout_s; returns otherwise, also when the broker did not answer (it
+    may come later)."""
     link = MqttLink(settings.url, username=settings.username, password=settings.password, tls=settings.tls,
-                    cafile=settings.cafile)
+                    cafile=settings.cafile, mqtt5=mqtt5)
     task = asyncio.create_task(link.run())
     try:
         await link.ensure_connected(timeout_s)
@@ -475,3 +534,79 @@ async def _wait(ev: asyncio.Event, timeout_s: float | None) -> bool:
             await ev.wait()
             return True
     return False
+
+
+@dataclass
+class RequestStats:
+    sent: int = 0  # requests asked (not counting retries)
+    answered: int = 0
+    retries: int = 0  # requests sent again after `timeout_s` without an answer
+    duplicates: int = 0  # second answers to one correlation (a retry answered twice): dropped
+    unknown: int = 0  # answers to no request of ours (a correlation long forgotten, or a stray message)
+    failed: int = 0  # requests given up after every retry
+
+
+class NoAnswer(PipelineError):
+    """A request that no worker answered after every retry."""
+
+
+class Requests:
+    """A client's side of MQTT 5 request/response over one link (made with mqtt5=True).
+
+    Each request carries this client's Response Topic and a Correlation Data of its own; without an answer
+    after `timeout_s` it is sent again with the same correlation, up to `retries` times, so that a worker
+    that died holding it costs one timeout. An answer to a correlation already answered is a duplicate:
+    counted and dropped. The correlations of recent answers are remembered (bounded) to tell duplicates
+    from strays.
+    """
+
+    RECENT_MAX = 4096
+
+    def __init__(self, link: MqttLink, response_topic: str, *, timeout_s: float = 2.0, retries: int = 5) -> None:
+        if not link.mqtt5:
+            raise ValueError("request/response needs an MQTT 5 link (mqtt5=True)")
+        self.link, self.response_topic = link, response_topic
+        self.timeout_s, self.retries = timeout_s, retries
+        self.stats = RequestStats()
+        self._pending: dict[bytes, asyncio.Future[bytes]] = {}
+        self._recent: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        link.subscribe(response_topic, self._on_answer, qos=1, props=True)
+
+    def _on_answer(self, _topic: str, raw: bytes, props: MessageProps) -> None:
+        corr = props.correlation
+        fut = self._pending.get(corr) if corr is not None else None
+        if fut is not None and not fut.done():
+            fut.set_result(raw)
+        elif corr is not None and (corr in self._recent or fut is not None):
+            self.stats.duplicates += 1
+        else:
+            self.stats.unknown += 1
+
+    async def request(self, topic_name: str, payload: bytes, correlation: bytes | None = None) -> bytes:
+        """Publish a request and wait for its answer's payload; NoAnswer after every retry timed out."""
+        corr = correlation or os.urandom(16)
+        if corr in self._pending:
+            raise ValueError("a request with this correlation is already waiting")
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[corr] = fut
+        self.stats.sent += 1
+        try:
+            await self.link.synced(self.timeout_s)  # an answer must not arrive before we listen for it
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    self.stats.retries += 1
+                self.link.publish_raw(topic_name, payload, qos=1, response_topic=self.response_topic,
+                                      correlation=corr)
+                with contextlib.suppress(TimeoutError):
+                    raw = await asyncio.wait_for(asyncio.shield(fut), self.timeout_s)
+                    self.stats.answered += 1
+                    return raw
+            self.stats.failed += 1
+            raise NoAnswer(f"no answer on {self.response_topic} after {self.retries + 1} tries of "
+                           f"{self.timeout_s:g} s")
+        finally:
+            self._pending.pop(corr, None)
+            fut.cancel()
+            self._recent[corr] = None
+            while len(self._recent) > self.RECENT_MAX:
+                self._recent.popitem(last=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -104,9 +104,13 @@ class Payload:
     t_wall: float = 0.0
 
     def to_json(self) -> bytes:
-        # fields hold JSON values only (no nested dataclasses), so a shallow dict serialises alike; asdict's deep
-        # copy cost 17 ms per 64 x 64 event frame (2 ms this way), a CPU-second per second with a dozen streams
-        d = {"v": SCHEMA_VERSION, **{f.name: getattr(self, f.name) for f in fields(self)}}
+        # one level deep (a nested dataclass such as Status.control through asdict): asdict over the whole payload
+        # deep-copies every list, 17 ms per 64 x 64 event frame against 2 ms this way, a core's worth of frames
+        # with a dozen streams
+        d: dict[str, Any] = {"v": SCHEMA_VERSION}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            d[f.name] = asdict(v) if is_dataclass(v) else v
         return json.dumps(d, separators=(",", ":"), allow_nan=False).encode()
 
     @classmethod
@@ -162,12 +166,16 @@ def _is(v: Any, tp: Any) -> bool:
     """Whether a decoded JSON value has the declared type (the few forms the payloads use)."""
     if tp is Any:
         return _json_value(v)
+    if tp is bool:
+        return type(v) is bool
     if tp is int:
         return _int(v)
     if tp is float:
         return _num(v)
     if tp is str:
         return _str(v)
+    if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):  # a nested object, checked by its own check()
+        return isinstance(v, tp)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is list:
         if type(v) is not list:
@@ -196,7 +204,10 @@ def _json_value(v: Any) -> bool:
 
 
 def _describe(tp: Any) -> str:
-    names = {int: "a 64-bit integer", float: "a finite number", str: "a string", Any: "a JSON value"}
+    names = {int: "a 64-bit integer", float: "a finite number", str: "a string", bool: "true or false",
+             Any: "a JSON value"}
+    if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
+        return "an object"
     if tp in names:
         return names[tp]
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -233,8 +244,9 @@ class TextPrediction(Payload):
     t_event_us: int = 0
     context: str = ""  # the last characters the model has consumed
     topk: list[list[Any]] = field(default_factory=list)  # [[token, probability], ...] best first
-    continuation: str = ""  # greedy continuation the model writes
+    continuation: str = ""  # the continuation the model writes
     bpc: float | None = None  # running bits per character (or per token for word models)
+    decoder: str | None = None  # how the continuation was written, e.g. "nucleus p=0.9 T=0.8" (absent: unknown)
 
     def check(self) -> None:
         super().check()
@@ -284,6 +296,45 @@ class EventFrame(Payload):
             raise PayloadError("frame: on/off must hold width*height counts")
 
 
+CONTROL_RESULT_MAX = 160  # characters of ControlState.last_cmd_result
+
+
+@dataclass
+class ControlState:
+    """Status.control: what in/control asked of a node and what is in effect, answered after every command.
+
+    A node that carries this object obeys in/control; one without it (an older node) does not answer."""
+
+    accepts: list[str] = field(default_factory=list)  # the commands this node obeys; others are refused
+    paused: bool = False  # in effect: a paused replay releases nothing; a paused live source drops its input
+    speed_requested: float | None = None  # replay speed asked for (command line or in/control); 0 = at once
+    speed: float | None = None  # achieved: event time advanced per wall second over the last seconds; null
+    #                             while nothing was measured (paused, just changed, a live source)
+    speed_short: bool = False  # the achieved speed is below 90 % of the request (the machine cannot keep up)
+    recording: str | None = None  # the recording playing (a name from Status.recordings)
+    dropped_paused: int = 0  # live input dropped while paused (events, or lines of text)
+    seq: int = 0  # in/control messages answered so far: a sender sees its command answered when it grows
+    last_cmd: str | None = None  # the command last answered (null for a message that named none)
+    last_cmd_seq: int | None = None  # that message's own seq, so a sender can match the answer to its request
+    last_cmd_result: str | None = None  # "ok" or "refused: <why>"
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ControlState:
+        if type(d) is not dict:
+            raise PayloadError("status: control must be an object or null")
+        known = {f.name for f in fields(cls)}
+        obj = cls(**{k: v for k, v in d.items() if k in known})
+        obj.check()
+        return obj
+
+    def check(self) -> None:
+        for name, tp in _field_types(type(self)).items():
+            if not _is(getattr(self, name), tp):
+                raise PayloadError(f"status: control.{name} must be {_describe(tp)}")
+        if self.seq < 0:
+            raise PayloadError("status: control.seq must be a non-negative integer")
+
+
 @dataclass
 class Status(Payload):
     KIND: ClassVar[str] = "status"
@@ -292,6 +343,18 @@ class Status(Payload):
     models: list[str] = field(default_factory=list)
     recordings: list[str] = field(default_factory=list)
     sensor_map: str | None = None  # how the source's sensor meets the gesture model's input, when one is served
+    control: ControlState | None = None  # in/control acknowledged (absent from nodes that do not obey it)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        if d.get("control") is not None:
+            d = {**d, "control": ControlState.from_dict(d["control"])}
+        return super().from_dict(d)
+
+    def check(self) -> None:
+        super().check()
+        if self.control is not None:
+            self.control.check()
 
 
 @dataclass
@@ -301,6 +364,10 @@ class TextIn(Payload):
     KIND: ClassVar[str] = "in/text"
     REQUIRED: ClassVar[tuple[str, ...]] = ("text",)
     text: str = ""
+    # The utterance rule: a message is an utterance of its own, joined to the context before it by one space
+    # unless it starts with whitespace or closing punctuation or the context ends in whitespace. `continues`
+    # true (keystroke-wise clients such as the UI) appends the text as it is.
+    continues: bool = False
 
     def check(self) -> None:
         super().check()
@@ -309,14 +376,17 @@ class TextIn(Payload):
 
 
 CONTROL_CMDS = ("pause", "resume", "speed", "recording", "reset")
+RESET_TARGETS = (None, "text", "gesture")  # reset: everything the node serves, or only that model
 
 
 @dataclass
 class ControlIn(Payload):
     """A message on in/control: {"cmd": "pause"|"resume"|"speed"|"recording"|"reset", "value": ...}.
 
-    "speed" takes a number >= 0 (0 = as fast as possible), "recording" a name from Status.recordings or a
-    path; the argument goes in "value" (as the TUI sends it) or, equivalently, in "speed" / "recording"."""
+    "speed" takes a number >= 0 (0 = as fast as possible), "recording" a name from Status.recordings, "reset"
+    optionally what to reset ("text" or "gesture"; all the node serves when absent); the argument goes in
+    "value" (as the TUI sends it) or, equivalently, in "speed" / "recording". The node answers in its retained
+    Status.control."""
 
     KIND: ClassVar[str] = "in/control"
     REQUIRED: ClassVar[tuple[str, ...]] = ("cmd",)
@@ -338,6 +408,8 @@ class ControlIn(Payload):
             raise PayloadError(f"in/control: speed must be 0 or between {SPEED_MIN} and {SPEED_MAX:g}")
         if self.cmd == "recording" and not (_str(a) and 0 < len(a) <= 255):
             raise PayloadError("in/control: recording must be a name of 1 to 255 characters")
+        if self.cmd == "reset" and a not in RESET_TARGETS:
+            raise PayloadError('in/control: reset takes no value, "text" or "gesture"')
 
 
 KINDS: dict[str, type[Payload]] = {
@@ -383,3 +455,79 @@ def decode(kind: str, raw: bytes) -> Payload:
     if isinstance(msg, TextIn) and (not _str(msg.text) or len(msg.text.encode()) > MAX_TEXT_BYTES):
         raise PayloadError(f"in/text: text longer than {MAX_TEXT_BYTES} bytes")
     return msg
+
+
+# --- Text workers (`s2 serve`, `s2 ask`): MQTT 5 request/response on a shared subscription --------------------
+# A request goes to s2/v1/lm/<group>/request with the MQTT 5 properties Response Topic and Correlation Data;
+# the workers of the group share `$share/<group>/s2/v1/lm/<group>/request`, so the broker hands each request
+# to one of them, and the answer goes to the Response Topic with the same Correlation Data.
+LM_PREFIX = f"{PREFIX}/lm"
+LM_TEXT_MAX = 4096  # characters of a conversation since its last reset; a longer one gets an error answer
+LM_TOPK_MAX = 50
+LM_CONTINUATION_MAX = 200  # tokens
+
+
+def lm_request_topic(group: str) -> str:
+    """lm_request_topic("g") -> "s2/v1/lm/g/request" (the topic a client publishes on)."""
+    return f"{LM_PREFIX}/{group}/request"
+
+
+def lm_shared_filter(group: str) -> str:
+    """The workers' subscription: MQTT 5 shared subscription `$share/<group>/s2/v1/lm/<group>/request`."""
+    return f"$share/{group}/{lm_request_topic(group)}"
+
+
+def lm_answer_topic(group: str, client: str) -> str:
+    """Where a client asks its answers to go (its Response Topic): s2/v1/lm/<group>/answer/<client>."""
+    return f"{LM_PREFIX}/{group}/answer/{client}"
+
+
+@dataclass
+class LmRequest(Payload):
+    """A text request: the conversation's messages since its last reset, in order, each read as the text pipeline
+    reads one in/text message, so that any worker can answer it from the text alone (non-empty messages of at
+    most LM_TEXT_MAX characters in all)."""
+
+    KIND: ClassVar[str] = "lm/request"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("conversation", "text")
+    conversation: str = ""  # 1..64 printable characters
+    text: list[str] = field(default_factory=list)
+    topk: int = 5  # 1..LM_TOPK_MAX next tokens
+    continuation: int = 20  # 0..LM_CONTINUATION_MAX tokens of continuation
+    continues: bool = False  # True: the messages are pieces of one text (keystrokes), glued as they are
+
+    def check(self) -> None:
+        super().check()
+        if not (0 < len(self.conversation) <= NODE_ID_MAX and self.conversation.isprintable()):
+            raise PayloadError("lm/request: conversation must be 1 to 64 printable characters")
+        if not all(self.text):
+            raise PayloadError("lm/request: text must be a list of non-empty messages")
+        n = sum(len(t) for t in self.text)
+        if n > LM_TEXT_MAX:
+            raise PayloadError(f"lm/request: conversation of {n} characters exceeds {LM_TEXT_MAX} "
+                               "(start a new one)")
+        if not 1 <= self.topk <= LM_TOPK_MAX:
+            raise PayloadError(f"lm/request: topk must be 1 to {LM_TOPK_MAX}")
+        if not 0 <= self.continuation <= LM_CONTINUATION_MAX:
+            raise PayloadError(f"lm/request: continuation must be 0 to {LM_CONTINUATION_MAX}")
+
+
+@dataclass
+class LmAnswer(TextPrediction):
+    """A worker's answer: the text prediction for the request's conversation (or `error`), the conversation and
+    the worker that answered. Its Correlation Data (an MQTT 5 property) is the request's: a second answer with
+    the same correlation is a duplicate (a retried request answered twice) and is dropped by the client."""
+
+    KIND: ClassVar[str] = "lm/answer"
+    conversation: str = ""
+    worker: str = ""
+    error: str | None = None  # why the request was refused (no prediction then)
+    reused: int = 0  # messages of the text whose state the worker had kept (0: read from the start)
+
+    def prediction(self) -> TextPrediction:
+        """The answer as the in-pipeline text model's payload (seq and time left to the caller)."""
+        return TextPrediction(context=self.context, topk=self.topk, continuation=self.continuation, bpc=self.bpc,
+                              decoder=self.decoder)
+
+
+KINDS.update({c.KIND: c for c in (LmRequest, LmAnswer)})

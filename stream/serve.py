@@ -3,21 +3,23 @@
 Live sources come from sources.live (drop-oldest buffers: fresh data wins, drops counted); a replay blocks
 instead (nothing is lost), also on publishing: it waits while the MQTT link's backlog is long. Each serve
 function connects the one MQTT link, publishes stats every second, runs its pipeline and returns what it counted.
+Both obey in/control and answer it in the retained status (stream.control says what each obeys).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from s2node.step import Backend, load_step_model
-from sources.events import DVS128, EventBatch, SensorSize
+from s2node.decode import DEFAULT, DecodeSpec
+from s2node.step import Backend, StepModel, load_step_model
+from sources.events import DVS128, EventBatch, SensorSize, TextEvent
 from sources.live import (
     IDLE_S,
     LineStats,
@@ -30,16 +32,18 @@ from sources.live import (
 )
 from sources.sensor_map import SensorMap, SensorMapping
 from stream.binner import make_binner, recording_mapping, sensor_mapping
+from stream.control import Controller, LiveGate
 from stream.defaults import DEFAULT_GESTURE_MODEL, DEFAULT_TEXT_MODEL
 from stream.errors import BrokerError, PipelineError
 from stream.mqtt import MqttLink
 from stream.pipeline import PipelineCounters, run_gesture_pipeline, stats_loop
 from stream.queues import BoundedQueue
-from stream.replay import replay
-from stream.schema import DEFAULT_NODE_ID, Status
+from stream.replay import ReplayControl, replay
+from stream.schema import DEFAULT_NODE_ID, Status, TextPrediction
 from stream.text_pipeline import TextLM, run_text_pipeline, subscribe_text
 
 LIVE_KINDS = ("udp", "dv", "synthetic", "text")
+STDIN = "stdin"  # TextEvent.origin of the lines typed on stdin (answered on stdout too)
 PUBLISH_BACKLOG = 1_000  # messages waiting for the broker beyond which a replay waits (far below the link's bound)
 
 
@@ -118,22 +122,45 @@ async def serve_replay(url: str, path: str, *, model: str = DEFAULT_GESTURE_MODE
     replay ends (cancelled by Ctrl-C or SIGTERM too)."""
     m = load_step_model(model, backend, window_s=window_s, **_chip_only(backend, node_options))
     mapping = recording_mapping(m.config, sensor_map, path, sensor)
-    binner = make_binner(m.config, mapping)
     # the status carries the recording's file name only: where it lies on this machine is nobody else's business
     mqtt = link.link(url, Status(models=[m.name], recordings=[Path(path).name],
                                  sensor_map=_announce(mapping, announce)))
     c = PipelineCounters()
+    ctl = ReplayControl(speed=speed)
+    control = Controller(mqtt, c, replay=ctl, recordings=[Path(path)], current=Path(path))
+    control.subscribe()
     try:
         with ThreadPoolExecutor(1, "s2-node") as ex:
             async with connected(mqtt, url, [m], c):
-                src = replay(path, speed=speed, loop=loop, start_s=start_s, end_s=end_s,
-                             chunk_us=binner.spec.release_chunk_us)
-                await run_gesture_pipeline(paced_by(mqtt, src), m, binner, mqtt, executor=ex, counters=c,
-                                           frames=frames)
+                await control.serving(play(
+                    Path(path), m, mqtt, ctl, executor=ex, counters=c, mapping=lambda _p: mapping, loop=loop,
+                    start_s=start_s, end_s=end_s, frames=frames, paced=True, on_prediction=control.note_prediction))
     finally:
         if report is not None:
             report(_summary(c, mqtt))
     return _summary(c, mqtt)
+
+
+async def play(path: Path, model: StepModel, link: MqttLink, ctl: ReplayControl, *, executor: ThreadPoolExecutor,
+               counters: PipelineCounters, mapping: Callable[[Path], SensorMapping], loop: bool = False,
+               start_s: float = 0.0, end_s: float | None = None, frames: bool = True, paced: bool = False,
+               on_prediction: Callable[[int], object] | None = None) -> None:
+    """Replay `path` through the gesture model under `ctl` until it ends; a switch (another recording, or the
+    same one again: a reset) starts the new one from its beginning with the model's state reset. `paced`: the
+    replay waits while the link's backlog is long (see paced_by)."""
+    current = path
+    while True:
+        ctl.switch_to = None
+        model.reset()
+        binner = make_binner(model.config, mapping(current))
+        src = replay(current, loop=loop, start_s=start_s, end_s=end_s, control=ctl,
+                     chunk_us=binner.spec.release_chunk_us)
+        note = None if on_prediction is None else (lambda p: on_prediction(p.t_event_us))
+        await run_gesture_pipeline(paced_by(link, src) if paced else src, model, binner, link, executor=executor,
+                                   counters=counters, frames=frames, on_prediction=note)
+        if ctl.switch_to is None:
+            return
+        current = Path(ctl.switch_to)
 
 
 async def paced_by(link: MqttLink, batches: AsyncIterator[EventBatch]) -> AsyncIterator[EventBatch]:
@@ -175,10 +202,14 @@ async def serve_live(url: str, source: str, *, model: str | None = None, link: L
                      window_s: float | None = 2.0, backend: Backend = "node", sensor_map: SensorMap = SensorMap(),
                      sensor: SensorSize | None = None, announce: Callable[[str], None] | None = None,
                      report: Callable[[ServeSummary], object] | None = None,
-                     node_options: Mapping[str, Any] | None = None) -> ServeSummary:
-    """A live source (udp://, dv://, synthetic, text) through a model until it ends or duration_s passes.
-    Event sources have the given `sensor` (default: the model's own; the synthetic camera's is 128 x 128).
-    `report` gets the summary however it ends (cancelled by Ctrl-C or SIGTERM too)."""
+                     node_options: Mapping[str, Any] | None = None, decoder: DecodeSpec = DEFAULT,
+                     stop: asyncio.Event | None = None,
+                     on_answer: Callable[[TextPrediction], object] | None = None) -> ServeSummary:
+    """A live source (udp://, dv://, synthetic, text) through a model until it ends, duration_s passes or `stop`
+    is set. Event sources have the given `sensor` (default: the model's own; the synthetic camera's is 128 x 128).
+    Text: `decoder` says how the model writes its continuations (s2node.decode); `on_answer` gets the answer to
+    each line of stdin. `report` gets the summary however it ends (cancelled by Ctrl-C or SIGTERM too).
+    in/control is obeyed and answered as stream.control says."""
     kind = live_kind(source)
     m = load_step_model(model or (DEFAULT_TEXT_MODEL if kind == "text" else DEFAULT_GESTURE_MODEL), backend,
                         window_s=window_s, **_chip_only(backend, node_options))
@@ -190,22 +221,50 @@ async def serve_live(url: str, source: str, *, model: str | None = None, link: L
     c = PipelineCounters()
     try:
         with ThreadPoolExecutor(1, "s2-node") as ex:
+            inbox, gate = TextInbox(256), LiveGate()
+            if kind == "text":
+                control = Controller(mqtt, c, text=inbox)
+            else:
+                aloop = asyncio.get_running_loop()
+                # the reset runs on the node's own thread, between two of its steps
+                control = Controller(mqtt, c, gate=gate, reset_gesture=lambda: aloop.run_in_executor(ex, m.reset))
+                c.sources.append(lambda: (gate.dropped, 0))
+            control.subscribe()
+
+            async def body() -> None:
+                if kind == "text":
+                    await _serve_text(m, mqtt, ex, c, inbox, on_answer, decoder)
+                else:
+                    await _serve_events(kind, source, m, mqtt, ex, c, buffer, idle_s, mapping, gate)
+
             async with connected(mqtt, url, [m], c, close_timeout_s=3.0):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(duration_s):
-                        if kind == "text":
-                            await _serve_text(m, mqtt, ex, c)
-                        else:
-                            await _serve_events(kind, source, m, mqtt, ex, c, buffer, idle_s, mapping)
+                        await control.serving(_until_set(stop, body()))
     finally:
         if report is not None:
             report(_summary(c, mqtt))
     return _summary(c, mqtt)
 
 
-async def _serve_text(model, link: MqttLink, ex: ThreadPoolExecutor, c: PipelineCounters) -> None:
-    lm = TextLM(model)
-    inbox = TextInbox(256)
+async def _until_set(stop: asyncio.Event | None, body: Coroutine[Any, Any, None]) -> None:
+    """Await body until it ends or `stop` is set (then it is cancelled, and this returns normally)."""
+    if stop is None:
+        return await body
+    task, waiter = asyncio.ensure_future(body), asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, waiter):
+            t.cancel()
+        await asyncio.gather(task, waiter, return_exceptions=True)
+    if not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+
+
+async def _serve_text(model, link: MqttLink, ex: ThreadPoolExecutor, c: PipelineCounters, inbox: TextInbox,
+                      on_answer: Callable[[TextPrediction], object] | None, decoder: DecodeSpec = DEFAULT) -> None:
+    lm = TextLM(model, decoder=decoder)
     subscribe_text(link, inbox, lm)
     lines = LineStats()
     c.sources.append(lambda: (inbox.stats.dropped + lines.lines_cut, lm.c.malformed))
@@ -213,26 +272,33 @@ async def _serve_text(model, link: MqttLink, ex: ThreadPoolExecutor, c: Pipeline
     async def stdin_pump() -> None:  # ends at EOF; in/text keeps being served
         async with contextlib.aclosing(stdin_text(stats=lines)) as it:
             async for ev in it:
-                inbox.push(ev.text, ev.t_us)
+                inbox.push(ev.text, ev.t_us, origin=STDIN)
+
+    def answered(ev: TextEvent, pred: TextPrediction) -> None:
+        c.predictions += 1
+        if on_answer is not None and ev.origin == STDIN:
+            on_answer(pred)
 
     async with asyncio.TaskGroup() as tg:
         tg.create_task(stdin_pump())
-        tg.create_task(run_text_pipeline(inbox, lm, link, ex))
+        tg.create_task(run_text_pipeline(inbox, lm, link, ex, on_answer=answered))
 
 
 async def _serve_events(kind: str, source: str, model, link: MqttLink, ex: ThreadPoolExecutor,
-                        c: PipelineCounters, buffer: int, idle_s: float, mapping: SensorMapping | None) -> None:
+                        c: PipelineCounters, buffer: int, idle_s: float, mapping: SensorMapping | None,
+                        gate: LiveGate) -> None:
     binner = make_binner(model.config, mapping, live=True)
     q: BoundedQueue = BoundedQueue(buffer, "drop-oldest", weight=lambda b: len(b.events))
     if kind == "udp":
         host, port, query = _host_port(source)
         async with UdpEventSource(host, port, (query.get("format") or ["spif"])[0], buffer) as src:
             c.sources.append(lambda: (src.stats.dropped + src.kernel_drops(), src.stats.malformed))
-            await run_gesture_pipeline(udp_batches(src, idle_s), model, binner, link, executor=ex, counters=c,
-                                       queue=q)
+            await run_gesture_pipeline(gate.gated(udp_batches(src, idle_s)), model, binner, link, executor=ex,
+                                       counters=c, queue=q)
     elif kind == "dv":
         host, port, _ = _host_port(source)
-        await run_gesture_pipeline(dv_batches(host, port, idle_s), model, binner, link, executor=ex, counters=c,
-                                   queue=q)
+        await run_gesture_pipeline(gate.gated(dv_batches(host, port, idle_s)), model, binner, link, executor=ex,
+                                   counters=c, queue=q)
     else:
-        await run_gesture_pipeline(synthetic_batches(), model, binner, link, executor=ex, counters=c, queue=q)
+        await run_gesture_pipeline(gate.gated(synthetic_batches()), model, binner, link, executor=ex, counters=c,
+                                   queue=q)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -13,14 +14,16 @@ from textual.widgets import Footer
 from stream.mqtt import ConnectSettings
 from stream.schema import is_node_id
 from tui.feed import Feed, NodeFeed, open_link
+from tui.fleet_feed import FleetFeed
 from tui.payloads import control_in, literal, text_chunks, text_in
-from tui.screens import ChoiceScreen, HelpScreen
-from tui.state import FeedState
+from tui.screens import ChoiceScreen, FleetScreen, HelpScreen
+from tui.state import FeedState, FleetState
 from tui.widgets import EventsPane, GesturePane, NodePane, StatusLine, TextPane
 
 SPEEDS = ["0.25", "0.5", "1", "2", "4", "8"]
 REFRESH_HZ = 15.0  # the panes show the latest state at this rate, however fast messages arrive
 NO_NODE = "…"  # shown as the node until the first one announces itself
+FLEET_SETTLE_S = 2.0  # with no node given: the fleet view opens by itself if 2+ nodes are online this soon
 
 
 class S2App(App[None]):
@@ -45,21 +48,29 @@ class S2App(App[None]):
         Binding("ctrl+o", "next_model", "model", priority=True),
         Binding("o", "next_model", show=False),
         Binding("escape", "leave_input", show=False),
+        Binding("ctrl+f", "fleet", "fleet", priority=True),
+        Binding("f", "fleet", show=False),
     ]
 
     def __init__(self, broker_url: str, node_id: str | None = None, *, coalesce: bool = True,
-                 settings: ConnectSettings | None = None) -> None:
+                 settings: ConnectSettings | None = None, group: str | None = None) -> None:
         """With node_id None the app follows the first node that announces itself online; `settings` carry
-        credentials and TLS (default: what the URL says)."""
+        credentials and TLS (default: what the URL says); with `group` the text pane asks that group's text
+        workers (`s2 serve`) instead of the node."""
         super().__init__()
         self.state = FeedState(node_id or "")
-        self.link = open_link(settings or broker_url, self.post_message)
-        self.feed = NodeFeed(self.link, self.post_message, self.state.node)
+        self.link = open_link(settings or broker_url, self.post_message, mqtt5=group is not None)
+        self.feed = NodeFeed(self.link, self.post_message, self.state.node, group=group)
+        self.group = group  # the text pane asks this group's workers, not the node
         self.coalesce = coalesce  # False repaints on every message (the bench's baseline)
         self.paused, self.speed, self.recording = False, "1", ""
         self._seq = itertools.count()
         self._shown = -1
         self._was_connected = False  # a first connection after failed attempts is not a reconnect
+        self.fleet = FleetState()
+        self.fleet_feed = FleetFeed(self.link, self.fleet)
+        # no node given: the fleet view may open by itself just after the first connection (retained statuses)
+        self._fleet_until: float | None = None if node_id else 0.0
 
     def compose(self) -> ComposeResult:
         yield StatusLine()
@@ -84,7 +95,7 @@ class S2App(App[None]):
 
     @work(exclusive=True, group="mqtt")
     async def listen(self) -> None:
-        await self.link.run()
+        await self.feed.run()
 
     def _follow(self, node: str) -> None:
         """Show another node: the state starts afresh and the subscriptions move (same connection)."""
@@ -104,6 +115,8 @@ class S2App(App[None]):
         if line.state == "disconnected" and self._was_connected:
             line.reconnects += 1
         line.state, line.detail, self._was_connected = "connected", "", True
+        if self._fleet_until == 0.0:
+            self._fleet_until = time.monotonic() + FLEET_SETTLE_S
 
     def on_feed_disconnected(self, m: Feed.Disconnected) -> None:
         self.status_line.state = "disconnected"
@@ -123,6 +136,15 @@ class S2App(App[None]):
         if not self.state.node and p.state == "online" and is_node_id(p.node):  # no node given: the first one heard
             self._follow(p.node)
         self.state.apply(p)
+        self.fleet.apply(p.node, p, time.monotonic())
+        self._open_fleet_if_many()
+
+    def _open_fleet_if_many(self) -> None:
+        """Started with no node: once, right after connecting, show the fleet if more than one node is online."""
+        if self._fleet_until and time.monotonic() <= self._fleet_until and len(self.fleet.online()) > 1:
+            self._fleet_until = None
+            if not isinstance(self.screen, FleetScreen):
+                self.action_fleet()
 
     def on_feed_malformed(self, m: Feed.Malformed) -> None:
         self.state.count_malformed()
@@ -137,10 +159,12 @@ class S2App(App[None]):
         gesture.prediction, gesture.history = s.gesture, tuple(s.history)
         events.frame, events.rates = s.frame, tuple(s.rates)
         text.prediction = s.text
-        text.node_online = s.nodes.get(s.node) == "online"
+        # with a group the text workers take the text, whichever node is shown
+        text.node_online = (self.group is not None and self.link.stats.connected) or s.nodes.get(s.node) == "online"
         node.stats, node.position = s.stats, s.model_position
         line = self.status_line
         line.node, line.node_state = s.node or NO_NODE, s.nodes.get(s.node, "")
+        line.control = s.control  # what the node says is in effect (None: it does not answer in/control)
         line.dropped, line.malformed = s.dropped, s.malformed
 
     # -- the user's side: typed text and playback control go out on in/ topics ----------------------------
@@ -165,7 +189,7 @@ class S2App(App[None]):
         self.status_line.playback = f"{'⏸ paused' if self.paused else '▶'} {self.speed}x {self.recording}".rstrip()
 
     def action_toggle_pause(self) -> None:
-        self.paused = not self.paused
+        self.paused = not self.state.paused_in_effect(self.paused)
         self._control("pause" if self.paused else "resume")
 
     def action_choose_speed(self) -> None:
@@ -202,18 +226,33 @@ class S2App(App[None]):
 
         self._choose(ChoiceScreen("node", nodes, self.state.node), chosen)
 
+    def action_fleet(self) -> None:
+        """Open the fleet view (or close it); choosing a row shows that node's panes."""
+        if isinstance(self.screen, FleetScreen):
+            self.screen.dismiss(None)
+            return
+        self._fleet_until = None  # opened by hand: it will not open by itself any more
+        self.fleet_feed.watch_predictions(True)
+
+        def chosen(v: str | None) -> None:
+            self.fleet_feed.watch_predictions(False)
+            if v is not None and v != self.state.node and is_node_id(v):
+                self._follow(v)
+
+        self._choose(FleetScreen(self.fleet, self.state.node), chosen)
+
     def action_next_model(self) -> None:
         self.state.next_model()
 
     def action_reset_text(self) -> None:
         self.state.text = None  # or the next refresh would put the old answer back
         self.query_one(TextPane).clear()
-        self._control("reset")
+        self._control("reset", "text")
 
     def action_help(self) -> None:
         self._choose(HelpScreen())
 
-    def _choose(self, screen: ChoiceScreen | HelpScreen, chosen=None) -> None:
+    def _choose(self, screen: ChoiceScreen | HelpScreen | FleetScreen, chosen=None) -> None:
         """Open a chooser (or the help); when it closes the focus goes back where it was, so that after Esc
         plain keys stay commands instead of going to the language model."""
         before = self.focused
@@ -229,8 +268,9 @@ class S2App(App[None]):
         self.set_focus(None)
 
 
-def run_app(broker_url: str, node_id: str | None = None, settings: ConnectSettings | None = None) -> int:
+def run_app(broker_url: str, node_id: str | None = None, settings: ConnectSettings | None = None,
+            group: str | None = None) -> int:
     """Run the UI in this terminal until the user quits; the exit status (non-zero when the app failed)."""
-    app = S2App(broker_url, node_id, settings=settings)
+    app = S2App(broker_url, node_id, settings=settings, group=group)
     app.run()
     return app.return_code or 0

@@ -34,9 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--password-file", metavar="FILE", help="with --broker: read the MQTT password from FILE")
     p.add_argument("--tls", action="store_true", help="with --broker: connect with TLS (implied by mqtts://)")
     p.add_argument("--cafile", help="with --broker: CA certificate file for TLS")
+    p.add_argument("--group", metavar="G",
+                   help="with --broker: the text pane asks the text workers of group G (`s2 serve --group G`, an "
+                   "MQTT 5 broker) instead of the node's own language model")
     p.add_argument("--sensor-map", default="scale", metavar="scale|crop|roi=x,y,w,h",
                    help="without --broker: how recordings of another sensor size reach the gesture model's input "
                    "(default scale: the whole sensor, aspect kept)")
+    p.add_argument("--continuation", metavar="greedy|sample|beam[:KEY=V,...]", default="sample:t=0.8,p=0.9",
+                   help="without --broker: how the language model writes its continuation (default "
+                   "sample:t=0.8,p=0.9, nucleus sampling seeded by the text). Keys: t temperature, p top-p, k top-k, "
+                   "rep repetition penalty, ngram no-repeat n-gram, seed; beam: w width. "
+                   "E.g. greedy, beam:w=4,ngram=3")
     p.set_defaults(func=_tui)
 
 
@@ -46,6 +54,10 @@ def _tui(args: argparse.Namespace) -> int:
 
     if args.node is not None and not is_node_id(args.node):
         raise PipelineError(f"--node {args.node!r}: a node id is 1 to 64 printable characters without / + #")
+    if args.group is not None and not is_node_id(args.group):
+        raise PipelineError(f"--group {args.group!r}: a group is 1 to 64 printable characters without / + #")
+    if args.group is not None and not args.broker:
+        raise PipelineError("--group needs --broker: the MQTT 5 broker the group's workers (`s2 serve`) use")
     if args.broker:
         from stream.credentials import resolve_password
         from stream.mqtt import ConnectSettings, refusal
@@ -61,13 +73,14 @@ def _tui(args: argparse.Namespace) -> int:
                                         tls=args.tls or None, cafile=args.cafile, client_prefix="s2-tui")
         import asyncio
 
-        asyncio.run(refusal(settings))  # a refused password is a one-line error, not a UI that retries forever
-        return run_app(args.broker, args.node, settings=settings)
-    return _demo(args.node, args.recording, args.speed, args.sensor_map)
+        # a refused password (or MQTT 5, with a group) is a one-line error, not a UI that retries forever
+        asyncio.run(refusal(settings, mqtt5=args.group is not None))
+        return run_app(args.broker, args.node, settings=settings, group=args.group)
+    return _demo(args.node, args.recording, args.speed, args.sensor_map, args.continuation)
 
 
 def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 1.0,
-          sensor_map: str = "scale") -> int:
+          sensor_map: str = "scale", continuation: str = "sample:t=0.8,p=0.9") -> int:
     """Embedded broker + local pipeline + the app, all in this process; everything stops when the UI quits."""
     import asyncio
     import signal
@@ -86,7 +99,7 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
         recordings = [DEFAULT_RECORDING]
 
     async def main() -> int:
-        async with local_demo(node, recordings, speed, backend, sensor_map) as (url, pipeline):
+        async with local_demo(node, recordings, speed, backend, sensor_map, continuation) as (url, pipeline):
             app = S2App(url, node)
             # a closed terminal (SIGHUP) or a kill (SIGTERM) ends the app like ctrl+q, so that the broker and the
             # pipeline are stopped on the way out instead of outliving the process

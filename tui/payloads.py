@@ -10,35 +10,19 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from stream import schema
 from stream.schema import Payload, PayloadError
 
 # Kinds the UI listens to on its node, and the one it also watches on every node (to discover nodes).
 SUBSCRIBED_KINDS = ("pred/gesture", "pred/text", "stats", "frame", "status")
-CONTROL_CMDS = ("pause", "resume", "speed", "recording", "reset")
+CONTROL_CMDS = schema.CONTROL_CMDS
 SPARK_CHARS = " ▁▂▃▄▅▆▇█"
 # C0/C1 controls (tab and newline too: one pane line must stay one line) and the bidirectional overrides and
 # isolates, which could reorder what the terminal shows
 _CONTROL_CHARS = {c: "\ufffd" for c in (*range(0, 32), 127, *range(0x80, 0xA0), *range(0x202A, 0x202F),
                                         *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)}
-
-
-@dataclass
-class _LocalControlIn(Payload):
-    """in/control as the pipeline defines it: {"v","seq","t_wall","cmd","speed"?,"recording"?} (until schema has it)."""
-
-    KIND: ClassVar[str] = "in/control"
-    REQUIRED: ClassVar[tuple[str, ...]] = ("cmd",)
-    cmd: str = ""
-    speed: float | None = None  # for "speed": replay speed factor
-    recording: str | None = None  # for "recording": a name from Status.recordings
-
-
-# Prefer the pipeline's own ControlIn once it lands in stream/schema.py; the wire shape is the same.
-ControlIn: type[Payload] = getattr(schema, "ControlIn", _LocalControlIn)
 
 
 def clean(text: str, limit: int = 200) -> str:
@@ -129,16 +113,39 @@ def text_chunks(text: str, max_bytes: int = schema.MAX_TEXT_BYTES) -> list[str]:
 
 
 def text_in(seq: int, text: str) -> bytes:
-    """An in/text message carrying the characters just typed."""
-    return schema.TextIn(seq=seq, t_wall=time.time(), text=text).to_json()
+    """An in/text message carrying the characters just typed: they continue the text before them (keystrokes),
+    so the node appends them as they are instead of starting a new utterance."""
+    return schema.TextIn(seq=seq, t_wall=time.time(), text=text, continues=True).to_json()
 
 
 def control_in(seq: int, cmd: str, value: float | str | None = None) -> bytes:
-    """An in/control message: pause, resume, reset (the language model's context), speed X, recording NAME."""
+    """An in/control message: pause, resume, reset [text|gesture], speed X, recording NAME."""
     if cmd not in CONTROL_CMDS:
         raise ValueError(f"unknown control command {cmd!r}")
-    extra = {"speed": float(value)} if cmd == "speed" else {"recording": str(value)} if cmd == "recording" else {}
-    return ControlIn(seq=seq, t_wall=time.time(), cmd=cmd, **extra).to_json()  # type: ignore[call-arg]
+    msg = schema.ControlIn(seq=seq, t_wall=time.time(), cmd=cmd)
+    if cmd == "speed":
+        msg.speed = float(value)  # type: ignore[arg-type]
+    elif cmd == "recording":
+        msg.recording = str(value)
+    elif value is not None:
+        msg.value = value
+    return msg.to_json()
+
+
+def playback(c: schema.ControlState) -> tuple[str, str]:
+    """What a node's control status says is in effect, as (text, style) for the status line: paused or
+    playing, the speed asked for and, when it falls short, the speed achieved; the recording; a refusal."""
+    parts = ["⏸ paused" if c.paused else "▶"]
+    if c.speed_requested is not None:
+        asked = "max" if c.speed_requested == 0 else f"{c.speed_requested:g}x"
+        parts.append(f"{asked} (achieved {c.speed:.2g}x)" if c.speed_short and c.speed is not None else asked)
+    if c.recording:
+        parts.append(clean(c.recording, 40))
+    result = c.last_cmd_result or ""
+    if result.startswith("refused"):
+        parts.append(f"│ {clean(c.last_cmd or 'command', 12)} {clean(result, 60)}")
+        return " ".join(parts), "red"
+    return " ".join(parts), "yellow" if c.speed_short else ""
 
 
 class SeqTracker:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import math
 
-from stream.schema import EventFrame, GesturePrediction, NodeStats, Status, TextPrediction, topic
+from stream.schema import (
+    CONTROL_CMDS,
+    ControlState,
+    EventFrame,
+    GesturePrediction,
+    NodeStats,
+    Status,
+    TextPrediction,
+    topic,
+)
 
 CLASSES = [
     "hand_clap", "right_hand_wave", "left_hand_wave", "right_arm_cw", "right_arm_ccw", "left_arm_cw",
@@ -58,9 +67,17 @@ def frame(i: int, size: int = 32, t_wall: float = 1.7e9) -> EventFrame:
                       event_rate_hz=round(rate, 1))
 
 
-def status(node: str = "n0", t_wall: float = 1.7e9) -> Status:
+def status(node: str = "n0", t_wall: float = 1.7e9, control: ControlState | None = None) -> Status:
+    """A node's retained status; with `control`, one that answers in/control (what is in effect)."""
     return Status(seq=0, t_wall=t_wall, state="online", node=node, models=["gesture-egru", "shakespeare-egru"],
-                  recordings=["synthetic-gestures", "davis346-traffic"])
+                  recordings=["synthetic-gestures", "davis346-traffic"], control=control)
+
+
+def control(paused: bool = False, speed: float = 1.0, achieved: float | None = None) -> ControlState:
+    """What a replaying node says is in effect: playing (or paused) at `speed`, `achieved` when measured."""
+    short = achieved is not None and achieved < 0.9 * speed
+    return ControlState(accepts=list(CONTROL_CMDS), paused=paused, speed_requested=speed, speed=achieved,
+                        speed_short=short, last_cmd_result="ok")
 
 
 async def replay(url: str, node: str, steps: int, text_context: str = "to be or not to b") -> None:
@@ -73,7 +90,7 @@ async def replay(url: str, node: str, steps: int, text_context: str = "to be or 
     link = MqttLink(url, announce=False)
     run = asyncio.create_task(link.run())
     try:
-        link.publish_raw(topic(node, "status"), status(node).to_json(), qos=0)
+        link.publish_raw(topic(node, "status"), status(node, control=control()).to_json(), qos=0)
         for i in range(steps):
             link.publish_raw(topic(node, "pred/gesture"), gesture(i).to_json(), qos=0)
             link.publish_raw(topic(node, "frame"), frame(i).to_json(), qos=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from stream.schema import EventFrame, GesturePrediction, NodeStats, Payload, Status, TextPrediction
+from stream.schema import ControlState, EventFrame, GesturePrediction, NodeStats, Payload, Status, TextPrediction
 from tui.payloads import SeqTracker
 
 HISTORY = 12  # gesture changes kept
@@ -42,6 +42,18 @@ class FeedState:
     def stats(self) -> NodeStats | None:
         """The stats of the model the node pane shows."""
         return self.stats_by_model.get(self.model_shown) if self.model_shown is not None else None
+
+    @property
+    def control(self) -> ControlState | None:
+        """What the node says is in effect (its answer to in/control); None from a node that does not answer
+        or is offline (then only what was asked can be shown)."""
+        st = self.status
+        return st.control if st is not None and st.state == "online" else None
+
+    def paused_in_effect(self, asked: bool) -> bool:
+        """Whether the node is paused as it says, else as last asked: a pause key toggles what is in effect."""
+        c = self.control
+        return asked if c is None else c.paused
 
     @property
     def model_position(self) -> tuple[int, int]:
@@ -100,3 +112,107 @@ class FeedState:
         self.rates.clear()
         self.seqs.forget()
         self.version += 1
+
+
+# --- the fleet: every node heard on the broker, one row each ------------------------------------------------
+
+FLEET_MAX = 1000  # nodes tracked; beyond, the offline node heard longest ago is forgotten first
+
+
+@dataclass
+class FleetRow:
+    """What the fleet view shows of one node (texts raw from the network: the widget escapes them)."""
+
+    node: str
+    state: str = ""  # "online" | "offline" from its retained status; "" while only its stats were heard
+    models: list[str] = field(default_factory=list)  # from its status and its stats, first heard first
+    last: str = ""  # its last prediction: "label 87%" or the text continuation
+    rates_hz: dict[str, float] = field(default_factory=dict)  # input events per second, per model
+    dropped_by_model: dict[str, int] = field(default_factory=dict)  # events the node dropped, per model
+    reconnects: int | None = None  # when the node publishes it
+    heard: float = 0.0  # time.monotonic() of its last message
+    _events: dict[str, tuple[float, int]] = field(default_factory=dict)  # model -> (t_wall, events_in) last seen
+
+    @property
+    def rate_hz(self) -> float | None:
+        return sum(self.rates_hz.values()) if self.rates_hz else None
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.dropped_by_model.values())
+
+    def _model(self, name: str) -> bool:
+        """Note a model name; False when the node already has MODELS_MAX others (its figures are not kept)."""
+        if name in self.models:
+            return True
+        if len(self.models) >= MODELS_MAX:
+            return False
+        self.models.append(name)
+        return True
+
+    def apply(self, p: Payload) -> None:
+        if isinstance(p, Status):
+            self.state = p.state
+            for m in p.models:
+                self._model(m)
+        elif isinstance(p, NodeStats):
+            if not self._model(p.model):
+                return
+            prev = self._events.get(p.model)
+            if prev is not None and p.t_wall > prev[0] and p.events_in >= prev[1]:
+                self.rates_hz[p.model] = (p.events_in - prev[1]) / (p.t_wall - prev[0])
+            self._events[p.model] = (p.t_wall, p.events_in)
+            self.dropped_by_model[p.model] = p.events_dropped
+            reconnects = getattr(p, "reconnects", None)  # a field newer publishers may add
+            if isinstance(reconnects, int):
+                self.reconnects = reconnects
+        elif isinstance(p, GesturePrediction):
+            self.last = f"{p.label} {max(p.probs, default=0.0):.0%}"
+        elif isinstance(p, TextPrediction):
+            self.last = p.continuation or (p.topk[0][0] if p.topk else "")
+
+
+class FleetState:
+    """Every node heard (statuses, stats, predictions), bounded: at most `limit` rows, offline ones forgotten
+    first, then the one heard longest ago."""
+
+    def __init__(self, limit: int = FLEET_MAX) -> None:
+        self.limit = limit
+        self.rows: dict[str, FleetRow] = {}  # least recently heard first
+        self.forgotten = 0  # rows dropped to stay within the limit
+        self.version = 0  # bumped on every change, so a view can skip idle refreshes
+        self._changed: set[str] | None = set()  # nodes changed or forgotten since take_changed(); None: all
+
+    def apply(self, node: str, p: Payload, now: float) -> None:
+        row = self.rows.pop(node, None)
+        if row is None:
+            if len(self.rows) >= self.limit:
+                self._forget_one()
+            row = FleetRow(node)
+        self.rows[node] = row  # re-inserted: the dict stays ordered by when each node was last heard
+        row.heard = now
+        row.apply(p)
+        self._note(node)
+        self.version += 1
+
+    def _note(self, node: str) -> None:
+        if self._changed is not None:
+            self._changed.add(node)
+            if len(self._changed) > 2 * self.limit:  # nobody took them (no view open): "all" is as good
+                self._changed = None
+
+    def take_changed(self) -> set[str] | None:
+        """The nodes changed or forgotten since the last call (None: any node may have), so that a view
+        redraws only their rows."""
+        changed, self._changed = self._changed, set()
+        return changed
+
+    def _forget_one(self) -> None:
+        victim = next((n for n, r in self.rows.items() if r.state == "offline"), None)
+        victim = victim if victim is not None else next(iter(self.rows))
+        del self.rows[victim]
+        self._note(victim)
+        self.forgotten += 1
+
+    def online(self) -> list[str]:
+        return [n for n, r in self.rows.items() if r.state == "online"]

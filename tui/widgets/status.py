@@ -1,4 +1,5 @@
-"""The status line: broker, connection state, reconnects, loss and malformed counters, playback requests."""
+"""The status line: broker, connection state, reconnects, loss and malformed counters, and the playback: what the
+node says is in effect when it answers in/control, else what was last asked (dim, with a "?")."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tui.payloads import clean
+from stream.schema import ControlState
+from tui.payloads import clean, playback
 
 
 class StatusLine(Widget):
@@ -24,6 +26,7 @@ class StatusLine(Widget):
     dropped: reactive[int] = reactive(0)
     malformed: reactive[int] = reactive(0)
     playback: reactive[str] = reactive("")  # e.g. "▶ 1x demo" as last requested
+    control: reactive[ControlState | None] = reactive(None)  # what the node says is in effect
 
     def watch_state(self, state: str) -> None:
         self.set_class(state == "disconnected", "-down")
@@ -45,8 +48,11 @@ class StatusLine(Widget):
         out.append(" │ node " if long else " │ ", style="dim").append(clean(self.node, 32), style="bold")
         if self.node_state:
             out.append(f" {clean(self.node_state, 12)}", style="green" if self.node_state == "online" else "red")
-        if self.playback:
-            out.append(" │ ", style="dim").append(clean(self.playback, 40))
+        if self.control is not None:
+            text, style = playback(self.control)
+            out.append(" │ ", style="dim").append(text, style=style)
+        elif self.playback:  # a node that does not answer: what was asked, marked as unconfirmed
+            out.append(" │ ", style="dim").append(clean(self.playback, 40) + "?", style="dim")
         out.append(" │ reconnects " if long else " │ re ", style="dim").append(str(self.reconnects))
         out.append(" dropped " if long else " drop ", style="dim").append(str(self.dropped))
         bad_style = "bold red" if self.malformed else ""

@@ -94,5 +94,7 @@ class TextPane(Widget):
         if p.bpc is not None:
             out.append("bits/char ", style="dim")
             out.append(f"{p.bpc:.3f}", style="bold")
+        if p.decoder:  # how the node wrote the continuation (an older node does not say)
+            out.append(f"\ncontinuation: {clean(p.decoder, 60)}", style="dim")
         self.border_subtitle = f"seq {p.seq}"
         self.query_one("#answer", Static).update(out)
