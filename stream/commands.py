@@ -84,9 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "udp/dv/synthetic (input is dropped and counted while paused). "
         "Many streams in one process: repeat --source ID=URL (URL as above, or an event file to replay; text is "
         "served alone), or give --fleet FILE.toml (docs/fleet.md). Each stream publishes as its own node, "
-        "s2/v1/<node>-<ID>/..., with its own status, stats and counters; streams on the same model file are "
-        "stepped together, one batched call per tick. The options below are every stream's defaults; a fleet "
-        "file's [defaults] table and stream keys override them.",
+        "s2/v1/<node>-<ID>/..., with its own status, stats, counters and in/control; streams on the same model "
+        "file are stepped together, one batched call per tick. The options below are every stream's defaults; "
+        "a fleet file's [defaults] table and stream keys override them.",
     )
     r.add_argument("--source", action="append", metavar="URL | ID=URL",
                    help="udp://HOST:PORT | dv://HOST:PORT | synthetic | text; ID=URL (repeatable) for several "

@@ -26,6 +26,7 @@ from s2node.batch import StreamBatch, load_stream_batch
 from s2node.step import Backend, StepResult
 from sources.events import DVS128
 from stream.binner import Bin, recording_mapping, sensor_mapping
+from stream.control import Controller
 from stream.errors import BrokerError
 from stream.fleet_file import FleetError, StreamSpec
 from stream.fleet_stream import STREAM_ERRORS, BatchMember, FleetStream, StreamSummary, feed
@@ -83,6 +84,8 @@ async def _ticks(streams: list[FleetStream], executor: ThreadPoolExecutor, wake:
             c.t_event_us = p.t_event_us
             c.note_latency(time.time() - t_wall)
             s.count()
+            if s.control is not None:
+                s.control.note_prediction(p.t_event_us)
 
 
 def node_ids(node: str, specs: list[StreamSpec]) -> list[str]:
@@ -122,6 +125,18 @@ def mapping_of(spec: StreamSpec, config: dict[str, Any]):
                           else spec.sensor)
 
 
+def _obey_control(s: FleetStream, executor: ThreadPoolExecutor) -> None:
+    """in/control for one stream, answered in its status: pause, resume, reset, and speed for a recording; a reset
+    makes the model forget (on the node's thread, between two ticks), a recording plays on."""
+    loop = asyncio.get_running_loop()
+    live = s.replay_ctl is None
+    s.control = Controller(s.link, s.counters, replay=s.replay_ctl, gate=s.gate if live else None,
+                           reset_gesture=lambda: loop.run_in_executor(executor, s.member.reset))
+    if live:
+        s.counters.sources.append(lambda: (s.gate.dropped, 0))
+    s.control.subscribe()
+
+
 @contextlib.asynccontextmanager
 async def _links_up(streams: list[FleetStream], close_timeout_s: float = 3.0) -> AsyncIterator[None]:
     """stream.serve.connected for every stream's link at once: each link runs with its stats loop for the body's
@@ -140,6 +155,8 @@ async def _links_up(streams: list[FleetStream], close_timeout_s: float = 3.0) ->
         for s in streams:
             s.counters.sources.append(lambda link=s.link: (link.stats.dropped_incoming, 0))
             loops.append(tg.create_task(stats_loop(s.link, [s.member], s.counters)))
+            if s.control is not None:
+                loops.append(tg.create_task(s.control.watch()))
         try:
             yield
         finally:
@@ -172,6 +189,8 @@ async def serve_fleet(url: str, specs: list[StreamSpec], *, link: LinkOptions = 
     wake = asyncio.Event()
     try:
         with ThreadPoolExecutor(1, "s2-node") as ex:
+            for s in streams:
+                _obey_control(s, ex)
             async with _links_up(streams):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(duration_s), asyncio.TaskGroup() as tg:

@@ -23,12 +23,13 @@ from sources.events import EventBatch
 from sources.live import UdpEventSource, dv_batches, synthetic_batches, udp_batches
 from sources.live.dv import DvStats
 from stream.binner import Bin, make_binner
+from stream.control import Controller, LiveGate
 from stream.errors import PipelineError
 from stream.fleet_file import StreamSpec
 from stream.mqtt import MqttLink
 from stream.pipeline import FrameMaker, PipelineCounters, bin_stage, pump
 from stream.queues import BoundedQueue
-from stream.replay import replay
+from stream.replay import ReplayControl, replay
 from stream.schema import Status
 from stream.serve import LinkOptions, ServeSummary, paced_by
 
@@ -89,6 +90,11 @@ class FleetStream:
         self.counters = PipelineCounters()
         self.frames = (FrameMaker(self.link, self.binner.spec.sensor.width, self.binner.spec.sensor.height)
                        if spec.frames else None)
+        # in/control (stream.control): a recording pauses, resumes and changes speed in its replay, a live source
+        # drops its input while paused; the Controller itself is made by serve_fleet, beside the node's thread
+        self.replay_ctl = ReplayControl(speed=spec.speed) if spec.kind == "file" else None
+        self.gate = LiveGate()  # used by live sources only
+        self.control: Controller | None = None
         self.ops: collections.deque[tuple[Bin | None, np.ndarray | None, float]] = collections.deque()
         self.ended = False  # no more items will come
         self.error: str | None = None
@@ -142,20 +148,21 @@ async def open_batches(s: FleetStream) -> AsyncIterator[AsyncIterator[EventBatch
     """The stream's source as event batches (a UDP socket is bound for the body's duration)."""
     spec = s.spec
     if spec.kind == "file":
-        src = replay(spec.source, speed=spec.speed, loop=spec.loop, chunk_us=s.binner.spec.release_chunk_us)
+        src = replay(spec.source, loop=spec.loop, chunk_us=s.binner.spec.release_chunk_us, control=s.replay_ctl)
         yield paced_by(s.link, src)
-    elif spec.kind == "udp":
+        return
+    if spec.kind == "udp":
         host, port, fmt = spec.address()
         async with UdpEventSource(host, port, fmt, spec.buffer) as udp:
             s.counters.sources.append(lambda: (udp.stats.dropped + udp.kernel_drops(), udp.stats.malformed))
-            yield udp_batches(udp, spec.idle_s)
+            yield s.gate.gated(udp_batches(udp, spec.idle_s))
     elif spec.kind == "dv":
         host, port, _ = spec.address()
         dv = DvStats()
         s.counters.sources.append(lambda: (dv.dropped, 0))
-        yield dv_batches(host, port, spec.idle_s, spec.buffer, dv)
+        yield s.gate.gated(dv_batches(host, port, spec.idle_s, spec.buffer, dv))
     else:
-        yield synthetic_batches(seed=spec.seed or 0)
+        yield s.gate.gated(synthetic_batches(seed=spec.seed or 0))
 
 
 async def feed(s: FleetStream, wake: asyncio.Event, announce: Callable[[str], None] | None) -> None:

@@ -292,3 +292,51 @@ def test_s2_run_bad_streams_are_one_line_errors(tmp_path, args, says):
                        env=ENV, cwd=tmp_path, timeout=60)
     assert r.returncode == 1 and says in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith("s2 run: error: ")
+
+
+@pytest.mark.broker
+async def test_each_stream_obeys_its_own_in_control(mosquitto, tmp_path):
+    """in/control to one stream's node pauses and resumes that stream only, answered in its own status."""
+    import aiomqtt
+
+    from stream.schema import ControlIn, topic
+
+    m = gesture_model_file(tmp_path)
+    ra = recording(tmp_path / "ra.npy", n=2000, duration_us=300_000, seed=3)
+    rb = recording(tmp_path / "rb.npy", n=2000, duration_us=300_000, seed=4)
+    col = Collector(mosquitto.host, mosquitto.port, ["s2/v1/ctl-a/#", "s2/v1/ctl-b/#"], "col-fleet-ctl")
+
+    def of(node: str, kind: str) -> list[dict]:
+        return [p for t, p in col.messages if t == f"s2/v1/{node}/{kind}"]
+
+    def answer(seq: int) -> dict | None:
+        return next((st["control"] for st in of("ctl-a", "status")
+                     if st.get("control") and st["control"]["last_cmd_seq"] == seq), None)
+
+    async with running(col.run()):
+        await asyncio.wait_for(col.subscribed.wait(), 10)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "stream.cli", "run", "--source", f"a={ra}", "--source", f"b={rb}", "--model",
+            str(m), "--loop", "--broker", mosquitto.url, "--node", "ctl", "--duration-s", "60",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=ENV)
+        try:
+            assert await col.wait_for(lambda: min(len(of(n, "pred/gesture")) for n in ("ctl-a", "ctl-b")) >= 5, 40)
+            async with aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
+                pause = ControlIn(seq=11, t_wall=1.0, cmd="pause").to_json()
+                await c.publish(topic("ctl-a", "in/control"), pause, qos=1)
+                assert await col.wait_for(lambda: answer(11) is not None, 10)
+                assert answer(11)["paused"] is True and answer(11)["last_cmd_result"] == "ok"
+                await asyncio.sleep(0.3)  # what was binned before the pause has left the node
+                na, nb = len(of("ctl-a", "pred/gesture")), len(of("ctl-b", "pred/gesture"))
+                await asyncio.sleep(1.0)
+                assert len(of("ctl-a", "pred/gesture")) == na and len(of("ctl-b", "pred/gesture")) >= nb + 20
+                resume = ControlIn(seq=12, t_wall=1.0, cmd="resume").to_json()
+                await c.publish(topic("ctl-a", "in/control"), resume, qos=1)
+                assert await col.wait_for(lambda: answer(12) is not None, 10) and answer(12)["paused"] is False
+                assert await col.wait_for(lambda: len(of("ctl-a", "pred/gesture")) >= na + 10, 10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            rc, err = await _wait_exit(proc, 30)
+    assert rc == 130, err
+    assert all(st.get("control") is None or st["control"]["last_cmd"] is None for st in of("ctl-b", "status"))
