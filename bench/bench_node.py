@@ -3,7 +3,9 @@
 Prints one JSON object: emulator steps/s for a gesture-sized model against its real-time requirement at its
 bin size, the character LM's tokens/s (target >= 1,000 on one core), ratios to dense PyTorch, and how the
 emulator's time per step grows with events per step. Random weights scaled so that units fire (tests/
-node_models.py). `--quick` shortens every measurement.
+node_models.py). The "shipped" section runs the trained models of models/ at their own activity (the Shakespeare
+character LM on its vocabulary, the gesture model on the demo recording), in wall-clock and in CPU seconds (steadier
+on a shared machine), best of three interleaved rounds. `--quick` shortens every measurement.
 """
 
 from __future__ import annotations
@@ -41,6 +43,48 @@ def torch_steps_per_s(model, inputs, lm: bool) -> float:
                 x = states[i].y
             model.decoder(x)
         return len(inputs) / (time.perf_counter() - t0)
+
+
+def cpu_and_wall(fn) -> tuple[float, float]:
+    """(CPU s, wall s) of fn()."""
+    c, w = time.process_time(), time.perf_counter()
+    fn()
+    return time.process_time() - c, time.perf_counter() - w
+
+
+def shipped(n: int) -> dict:
+    """The trained models of models/ on the node (fp32, int8) and in PyTorch, steps/s wall and CPU, best of 3."""
+    from s2node import modelfile
+    from s2node.node_inputs import gesture_samples
+
+    root = Path(__file__).resolve().parent.parent / "models"
+    out: dict = {}
+    for name in ("shakespeare-egru", "gesture-egru"):
+        path = root / name
+        config, _ = modelfile.load(path)
+        lm = config["task"] == "lm"
+        if lm:
+            xs = np.random.default_rng(0).integers(0, len(config["vocab"]), n)
+        else:
+            xs = gesture_samples(config, events_path=root / "demo-gestures.aedat4")[0][0][:n]
+        model, _ = load_torch_model(path)
+        nodes = {num: Node.load(path, numerics=num) for num in ("fp32", "int8")}
+        runs = {"pytorch": (torch_steps_per_s, (model, xs, lm)),
+                **{f"node_{num}": (node_steps_per_s, (nd, xs)) for num, nd in nodes.items()}}
+        best: dict[str, list[float]] = {k: [0.0, 0.0] for k in runs}
+        for _ in range(3):
+            for k, (fn, fn_args) in runs.items():
+                cpu, wall = cpu_and_wall(lambda fn=fn, fn_args=fn_args: fn(*fn_args))
+                best[k] = [max(best[k][0], len(xs) / wall), max(best[k][1], len(xs) / cpu)]
+        r: dict = {"steps": len(xs), "activity_sparsity": nodes["fp32"].stats.activity_sparsity}
+        for k, (wall_sps, cpu_sps) in best.items():
+            r[f"{k}_steps_per_s"], r[f"{k}_steps_per_cpu_s"] = wall_sps, cpu_sps
+        for num in ("fp32", "int8"):
+            r[f"node_{num}_over_pytorch"] = best[f"node_{num}"][0] / best["pytorch"][0]
+            r[f"node_{num}_over_pytorch_cpu"] = best[f"node_{num}"][1] / best["pytorch"][1]
+        r["int8_over_fp32_cpu"] = best["node_int8"][1] / best["node_fp32"][1]
+        out[name] = r
+    return out
 
 
 def node_steps_per_s(node, inputs) -> float:
@@ -112,6 +156,7 @@ def main() -> None:
     lm["node_fp32_over_pytorch"] = lm["node_fp32_tokens_per_s"] / lm["pytorch_tokens_per_s"]
     lm["meets_target"] = lm["node_fp32_tokens_per_s"] >= 1000
     result["char_lm"] = lm
+    result["shipped"] = shipped(300 if args.quick else 1500)
     print(json.dumps(result, indent=1))
 
 

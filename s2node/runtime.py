@@ -34,6 +34,9 @@ from s2node.readout import ReadoutSpec, Trace
 from s2node.spec import ModelSpec
 
 F32 = np.float32
+TOKEN_CACHE_BYTES = 64 << 20  # the largest per-token table of layer-0 accumulations a Node keeps
+# Step latencies kept for the percentiles: memory stays bounded on an endless stream (between W + 1 and 2W kept)
+LATENCY_WINDOW = 16384
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class RunStats:
     embedding_synops: int = 0
     units: int = 0  # unit-steps (for activity sparsity)
     energy_j: float = 0.0
-    latencies_s: list[float] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)  # the last LATENCY_WINDOW (+ up to as many) steps
     pe_synops: np.ndarray | None = None
 
     @property
@@ -125,20 +128,37 @@ def limit_blas_threads(n: int) -> None:
     threadpool_limits(n, user_api="blas")
 
 
-def source_mask(n: int, cols: np.ndarray) -> np.ndarray | None:
-    """A 0/1 vector over n sources for colsum's mat-vec path, when enough sources are active to take it."""
-    if 8 * len(cols) <= n:
-        return None
-    mask = np.zeros(n)
-    mask[cols] = 1.0
-    return mask
+class CountTable:
+    """A group's nnz[source, pe] and recv[source, pe] side by side: per-PE synops and packets of a set of active
+    sources in one sum (exact: integer sums in float64). Sources with equal rows (a dense layer: every source has
+    the same count on each PE) share one row, so the sum is a count of sources per distinct row times the rows."""
 
+    def __init__(self, nnz: np.ndarray, recv: np.ndarray) -> None:
+        self.n_pes = nnz.shape[1]
+        self.table = np.concatenate([nnz, recv], 1).astype(np.float64)
+        rows, which = np.unique(self.table, axis=0, return_inverse=True)
+        self.rows: np.ndarray | None = None
+        if len(rows) * 4 <= len(self.table):
+            self.rows, self.which = rows, which.reshape(-1)
+            self.which_onehot = np.eye(len(rows))[self.which]
 
-def colsum(table: np.ndarray, cols: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Σ over the active sources of a [sources, PEs] table: a gather for few sources, a mat-vec for many."""
-    if mask is not None and 8 * len(cols) > table.shape[0]:
-        return mask @ table
-    return table[cols].sum(0)
+    def sum(self, cols: np.ndarray) -> np.ndarray:
+        """Active sources `cols` -> [2, PEs]: synops, packets."""
+        if self.rows is not None:
+            out = len(cols) * self.rows[0] if len(self.rows) == 1 else \
+                np.bincount(self.which[cols], minlength=len(self.rows)) @ self.rows
+        elif 8 * len(cols) > len(self.table):  # many sources: one BLAS mat-vec of a 0/1 mask
+            mask = np.zeros(len(self.table))
+            mask[cols] = 1.0
+            out = mask @ self.table
+        else:
+            out = self.table[cols].sum(0)
+        return out.reshape(2, self.n_pes)
+
+    def __call__(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Several streams: mask [streams, sources] 0/1 float64 -> (synops, packets) [streams, PEs]."""
+        out = mask @ self.table if self.rows is None else (mask @ self.which_onehot) @ self.rows
+        return out[:, : self.n_pes], out[:, self.n_pes:]
 
 
 class Node:
@@ -156,30 +176,35 @@ class Node:
         self.decoder_on_pes = compiled.decoder == "pe"
         self.embedding_on_pes = compiled.embedding == "pe"
         g0 = int(self.embedding_on_pes)  # compiled groups: [embedding], EGRU layers, [decoder]
-        self._layer_group = list(range(g0, g0 + self.n_layers))
-        self._dec_col_nnz = np.count_nonzero(self.spec.decoder_weight, axis=0).astype(np.int64)
+        self.layer_group = list(range(g0, g0 + self.n_layers))
+        self.dec_col_nnz = np.count_nonzero(self.spec.decoder_weight, axis=0).astype(np.int64)
         self._pe_nnz = stored_weights_walked(compiled)
         self.n_pes = compiled.n_pes_used
         self.group_starts = np.array([g.pe_start for g in self.groups])
-        self._slices = [slice(g.pe_start, g.pe_start + g.n_pes) for g in self.groups]
+        self.slices = [slice(g.pe_start, g.pe_start + g.n_pes) for g in self.groups]
         # an embedding PE forwards its table's values: no unit update
-        self._updates = np.concatenate([np.diff(g.bounds) * (g.name != "embedding") for g in self.groups]
+        self.updates = np.concatenate([np.diff(g.bounds) * (g.name != "embedding") for g in self.groups]
                                        ).astype(np.float64)
-        self._bias = [(layer.bias_ih.astype(F32), layer.bias_hh.astype(F32)) for layer in self.spec.layers]
-        self._dec_bias = self.spec.decoder_bias.astype(F32)
+        self.bias = [(layer.bias_ih.astype(F32), layer.bias_hh.astype(F32)) for layer in self.spec.layers]
+        self.dec_bias = self.spec.decoder_bias.astype(F32)
         self.readout = ReadoutSpec.from_config({"task": self.spec.task, "readout": self.spec.readout})
         # the trace runs on the decoder PEs as W·trace(y) = trace(W·y): the decoder is linear in the events
         self.trace = Trace(F32(self.readout.trace_alpha)) if self.readout.source == "trace" else None
         self.pooling = self.readout.pooling()
-        # float64 copies of the count tables, for BLAS mat-vecs when many sources are active (exact counts)
-        self._nnz_in = [g.nnz_in.astype(np.float64) for g in self.groups]
-        self._nnz_rec = [None if g.nnz_rec is None else g.nnz_rec.astype(np.float64) for g in self.groups]
-        self._recv_in = [r.astype(np.float64) for r in compiled.recv_in]
-        self._recv_rec = [None if r is None else r.astype(np.float64) for r in compiled.recv_rec]
+        # per-PE count tables of each group's input and recurrent sources
+        self.counts_in = [CountTable(g.nnz_in, r) for g, r in zip(self.groups, compiled.recv_in, strict=True)]
+        self.counts_rec = [None if g.nnz_rec is None else CountTable(g.nnz_rec, r)
+                           for g, r in zip(self.groups, compiled.recv_rec, strict=True)]
+        # A language model's layer-0 accumulation depends on the token only (the host sends its embedding row):
+        # kept per token once computed, when the table is small. The same sums, so the same floats; the counted
+        # work is unchanged (it is the chip's, every step).
+        v, h3 = (len(self.spec.embedding), 3 * self.kernel.hidden[0]) if self.spec.task == "lm" else (0, 0)
+        self._gx0 = np.zeros((v, h3), F32) if 0 < v * h3 * 4 <= TOKEN_CACHE_BYTES else None
+        self._gx0_known = np.zeros(v, bool)
         cfg = self.spec.config
         self.names = list(cfg.get("vocab") or cfg.get("classes") or [])
         self._dense_cycles: np.ndarray | None = None
-        self._n_units = int(sum(self.kernel.hidden))
+        self.n_units = int(sum(self.kernel.hidden))
         self.reset()
         self.reset_stats()
 
@@ -276,7 +301,8 @@ class Node:
             return
         if self._x_early is None:
             self._x_early = np.zeros(self.spec.n_inputs, F32)
-            self._acct_early = [np.zeros(self.groups[0].n_pes), np.zeros(self.groups[0].n_pes), 0]  # no embedding
+            # layer 0's [synops, packets] per PE, (unused), active sources; no embedding with event input
+            self._acct_early = [np.zeros((2, self.groups[0].n_pes)), None, 0]
         self._count_new_sources(cols)
         self._x_early[cols] += vals
         if self.numerics == "fp32":
@@ -288,9 +314,8 @@ class Node:
         in several deliveries still sends one packet at the tick)."""
         new = cols[self._x_early[cols] == 0]
         if len(new):
-            acct, mask = self._acct_early, source_mask(len(self._nnz_in[0]), new)
-            acct[0] += colsum(self._nnz_in[0], new, mask)
-            acct[1] += colsum(self._recv_in[0], new, mask)
+            acct = self._acct_early
+            acct[0] += self.counts_in[0].sum(new)  # synops and packets per PE
             acct[2] += len(new)
 
     def _take_early(self, inp: Any) -> tuple[Any, np.ndarray | None, list | None]:
@@ -313,38 +338,36 @@ class Node:
             inp, gx_early, acct_early = self._take_early(inp)
         cols, vals = self.input_packets(inp)
         n = self.n_pes
-        syn, pin, pout, dram = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
-        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self._updates, dram, events_in=len(cols),
-                       units=self._n_units, layout=self.compiled.layout, pe_nnz=self._pe_nnz)
+        counts = np.zeros((4, n))  # synops, packets in, packets out, DRAM bytes per PE
+        syn, pin, pout, dram = counts
+        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self.updates, dram, events_in=len(cols),
+                       units=self.n_units, layout=self.compiled.layout, pe_nnz=self._pe_nnz)
         k = self.kernel
         if self.embedding_on_pes:  # one packet (the token) to the embedding PEs; they send its non-zero values
-            tok, esl, eg = int(inp), self._slices[0], self.groups[0]
-            syn[esl] = self._nnz_in[0][tok]
-            pin[esl] = self._recv_in[0][tok]
+            tok, esl, eg = int(inp), self.slices[0], self.groups[0]
+            syn[esl], pin[esl] = self.counts_in[0].table[tok, :eg.n_pes], self.counts_in[0].table[tok, eg.n_pes:]
             pout[esl] = np.bincount(eg.unit_pe[cols], minlength=eg.n_pes)
             st.embedding_synops = int(syn[esl].sum())
             st.host_packets_out = 1
         else:
             st.host_packets_out = len(cols)
         for li in range(self.n_layers):
-            gi = self._layer_group[li]
-            g, sl = self.groups[gi], self._slices[gi]
+            gi = self.layer_group[li]
+            g, sl = self.groups[gi], self.slices[gi]
             rc, rv = self._y_idx[li], self._y_val[li]
             if li == 0 and acct_early is not None:
-                syn[sl] += acct_early[0]
-                pin[sl] += acct_early[1]
+                counts[:2, sl] += acct_early[0]
             elif len(cols):
-                mask = source_mask(len(self._nnz_in[gi]), cols)
-                syn[sl] += colsum(self._nnz_in[gi], cols, mask)
-                pin[sl] += colsum(self._recv_in[gi], cols, mask)
+                counts[:2, sl] += self.counts_in[gi].sum(cols)
             if len(rc):
-                syn[sl] += self._nnz_rec[gi][rc].sum(0)
-                pin[sl] += self._recv_rec[gi][rc].sum(0)
+                counts[:2, sl] += self.counts_rec[gi].sum(rc)
             if g.spilled:
                 dram[sl] = syn[sl] * g.bytes_per_weight
-            b_ih, b_hh = self._bias[li]
+            b_ih, b_hh = self.bias[li]
             if li == 0 and gx_early is not None:
                 gx = gx_early + b_ih
+            elif li == 0 and self._gx0 is not None:
+                gx = self.token_gx(int(inp))
             else:
                 gx = k.accumulate(li, "ih", cols, vals) + b_ih
             gh = k.accumulate(li, "hh", rc, rv) + b_hh
@@ -353,29 +376,28 @@ class Node:
             self._y_idx[li], self._y_val[li] = cols, vals
             pout[sl] = np.bincount(g.unit_pe[cols], minlength=g.n_pes)
             st.events_per_layer.append(len(cols))
-        st.synops = int(syn.sum()) - st.embedding_synops
+        st.synops = int(np.add.reduce(syn)) - st.embedding_synops
         st.events_out = int(sum(st.events_per_layer))
         # the decoder, driven by the last layer's events: on PEs, or on the host
         di = self.n_layers  # the kernel's decoder; on PEs, the last compiled group
         if self.decoder_on_pes:
             dg = len(self.groups) - 1
-            dsl = self._slices[dg]
+            dsl = self.slices[dg]
             if len(cols):
-                syn[dsl] = self._nnz_in[dg][cols].sum(0)
-                pin[dsl] = self._recv_in[dg][cols].sum(0)
+                counts[:2, dsl] = self.counts_in[dg].sum(cols)
             if self.groups[dg].spilled:
                 dram[dsl] = syn[dsl] * self.groups[dg].bytes_per_weight
             pout[dsl] = 1  # local argmax to the host
             st.decoder_synops = int(syn[dsl].sum())
             st.host_packets_in = self.groups[dg].n_pes
         else:
-            st.decoder_synops = st.host_decoder_synops = int(self._dec_col_nnz[cols].sum())
+            st.decoder_synops = st.host_decoder_synops = int(self.dec_col_nnz[cols].sum())
             st.host_packets_in = len(cols)
         acc = k.accumulate(di, "ih", cols, vals)
         if self.trace is not None:
-            logits = self.trace(acc) + self._dec_bias
+            logits = self.trace(acc) + self.dec_bias
         else:
-            logits = acc + self._dec_bias
+            logits = acc + self.dec_bias
         self._t += 1
         out = logits if self.readout.pool == "last" else self.pooling(logits).astype(F32)
         st.cost = step_cost(self.chip, self.cost_table, st)
@@ -383,6 +405,14 @@ class Node:
         label = int(np.argmax(out))
         return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t, st,
                           logits)
+
+    def token_gx(self, tok: int) -> np.ndarray:
+        """Layer 0's input pre-activation (W_ih·embedding[tok] + b_ih) of a language model (the cached table)."""
+        if not self._gx0_known[tok]:
+            cols = np.flatnonzero(self.spec.embedding[tok])
+            self._gx0[tok] = self.kernel.accumulate(0, "ih", cols, self.spec.embedding[tok][cols]) + self.bias[0][0]
+            self._gx0_known[tok] = True
+        return self._gx0[tok]
 
     def _account(self, st: StepStats) -> None:
         s = self.stats
@@ -398,17 +428,33 @@ class Node:
         s.units += sum(self.kernel.hidden)
         s.energy_j += st.cost.energy_j
         s.latencies_s.append(st.cost.latency_s)
+        if len(s.latencies_s) > 2 * LATENCY_WINDOW:
+            del s.latencies_s[:LATENCY_WINDOW]
         s.pe_synops += st.pe_synops
         self.last = st
 
     # -- for the stats topic ----------------------------------------------------------------------------------
+    @property
+    def pe_nnz(self) -> np.ndarray:
+        """Stored weights per used PE (what a csr walk visits every step)."""
+        return self._pe_nnz
+
+    @property
+    def has_token_table(self) -> bool:
+        """Whether layer 0's accumulation is kept per token (`token_gx`)."""
+        return self._gx0 is not None
+
+    def dense_cycles(self) -> np.ndarray:
+        """Cycles per used PE of the dense-equivalent step (computed once)."""
+        if self._dense_cycles is None:
+            self._dense_cycles = self.dense_step_stats().cost.cycles_per_pe
+        return self._dense_cycles
+
     def pe_activity(self) -> np.ndarray:
         """Per chip PE (all of them; unused PEs 0): last step's cycles over that PE's dense-equivalent cycles."""
         out = np.zeros(self.chip.n_pes)
         if self.last is not None and self.last.cost is not None:
-            if self._dense_cycles is None:
-                self._dense_cycles = self.dense_step_stats().cost.cycles_per_pe
-            out[: self.n_pes] = np.minimum(1.0, self.last.cost.cycles_per_pe / self._dense_cycles)
+            out[: self.n_pes] = np.minimum(1.0, self.last.cost.cycles_per_pe / self.dense_cycles())
         return out
 
     def node_stats(self) -> dict[str, Any]:
@@ -437,10 +483,10 @@ class Node:
         n = self.n_pes
         syn, pin, pout = np.zeros(n), np.zeros(n), np.zeros(n)
         dram = np.zeros(n)
-        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self._updates, dram,
+        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self.updates, dram,
                        events_in=self.spec.n_inputs, layout=self.compiled.layout, pe_nnz=self._pe_nnz)
         for i, g in enumerate(self.groups):
-            sl = self._slices[i]
+            sl = self.slices[i]
             if g.name == "embedding":  # one token a step: an average row of the table, every value sent
                 syn[sl], pin[sl], pout[sl] = g.nnz_in.mean(0), self.compiled.recv_in[i].mean(0), np.diff(g.bounds)
                 st.embedding_synops = round(syn[sl].sum())
@@ -452,11 +498,11 @@ class Node:
             if g.spilled:
                 dram[sl] = syn[sl] * g.bytes_per_weight
         if self.decoder_on_pes:
-            st.decoder_synops = int(syn[self._slices[-1]].sum())
+            st.decoder_synops = int(syn[self.slices[-1]].sum())
             st.synops = int(syn.sum()) - st.decoder_synops - st.embedding_synops
         else:
-            st.synops = int(syn.sum()) - st.embedding_synops
-            st.decoder_synops = st.host_decoder_synops = int(self._dec_col_nnz.sum())
+            st.synops = int(np.add.reduce(syn)) - st.embedding_synops
+            st.decoder_synops = st.host_decoder_synops = int(self.dec_col_nnz.sum())
         st.events_out = int(sum(self.kernel.hidden))
         st.cost = step_cost(self.chip, self.cost_table, st)
         return st

@@ -75,15 +75,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_replay)
 
     r = sub.add_parser(
-        "run", help="run a live source (udp://, dv://, synthetic, text) through a model, predictions to MQTT",
-        description="Live sources: udp://HOST:PORT (SPIF 32-bit words as AEStream sends; ?format=faery for "
+        "run", help="run live sources or recordings (udp://, dv://, synthetic, text, files) through models, "
+        "predictions to MQTT",
+        description="One source: --source udp://HOST:PORT (SPIF 32-bit words as AEStream sends; ?format=faery for "
         "faery's UDP records), dv://HOST:PORT (DV software network stream, needs dv-processing), synthetic "
-        "(the gesture renderer as a live camera), text (lines of stdin and messages on in/text into the LM; "
-        "each line's answer is printed on stdout, Ctrl-C ends with the summary). in/control is obeyed and "
-        "answered in the retained status: reset; pause/resume for udp/dv/synthetic (input is dropped and counted "
-        "while paused).",
+        "(the gesture renderer as a live camera) or text (lines of stdin and messages on in/text into the LM; "
+        "each line's answer is printed on stdout, Ctrl-C ends with the summary); it publishes as "
+        "s2/v1/<node>/... and obeys in/control, answered in the retained status: reset; pause/resume for "
+        "udp/dv/synthetic (input is dropped and counted while paused). "
+        "Many streams in one process: repeat --source ID=URL (URL as above, or an event file to replay; text is "
+        "served alone), or give --fleet FILE.toml (docs/fleet.md). Each stream publishes as its own node, "
+        "s2/v1/<node>-<ID>/..., with its own status, stats, counters and in/control; streams on the same model "
+        "file are stepped together, one batched call per tick. The options below are every stream's defaults; "
+        "a fleet file's [defaults] table and stream keys override them.",
     )
-    r.add_argument("--source", required=True, help="udp://HOST:PORT | dv://HOST:PORT | synthetic | text")
+    r.add_argument("--source", action="append", metavar="URL | ID=URL",
+                   help="udp://HOST:PORT | dv://HOST:PORT | synthetic | text; ID=URL (repeatable) for several "
+                        "streams, where URL may also be an event file (AEDAT4, EVT2/3, DAT, ES, CSV, NPY)")
+    r.add_argument("--fleet", metavar="FILE.toml",
+                   help="serve the streams of a TOML fleet file ([defaults] and one [[stream]] table each: id, "
+                        "source, model, sensor, sensor_map, window_s, speed, loop, frames, buffer, idle_s, seed)")
     r.add_argument("--model", help=f"model (default {DEFAULT_GESTURE_MODEL}, or {DEFAULT_TEXT_MODEL} for text)")
     r.add_argument("--buffer", type=_positive_int, default=256, help="live buffer in batches; the oldest are dropped")
     r.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds")
@@ -93,13 +104,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default 0.05)")
     r.add_argument("--window-s", type=_non_negative, default=2.0,
                    help="gesture readout: mean of per-step logits over the last seconds (default 2; 0 = since start)")
+    r.add_argument("--speed", type=_non_negative, default=1.0,
+                   help="file streams: replay speed factor (default 1; 0 = as fast as possible; nothing is dropped)")
+    r.add_argument("--loop", action="store_true", help="file streams: start again at the end")
     r.add_argument("--continuation", type=_continuation, default="sample:t=0.8,p=0.9",
                    metavar="greedy|sample|beam[:KEY=V,...]",
                    help="text: how the continuation is written (default sample:t=0.8,p=0.9, nucleus sampling "
                    "seeded by the text). Keys: t temperature, p top-p, k top-k, rep repetition penalty, ngram "
                    "no-repeat n-gram, seed; beam: w width. E.g. beam:w=4,ngram=3")
     _frame_args(r)
-    _sensor_args(r, "the model's; synthetic: 128x128")
+    _sensor_args(r, "the model's; synthetic: 128x128; files: their own")
     _chip_args(r)
     _broker_args(r)
     r.set_defaults(func=_run)
@@ -326,13 +340,27 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from stream.errors import PipelineError
+    from stream.fleet_file import split_source
+
+    sources = args.source or []
+    if args.fleet and sources:
+        raise PipelineError("give --fleet or --source, not both (see s2 run --help)")
+    if not args.fleet and not sources:
+        raise PipelineError("give --source URL, --source ID=URL (repeatable) or --fleet FILE.toml (see s2 run --help)")
+    if args.fleet or len(sources) > 1 or split_source(sources[0])[0] is not None:
+        return _run_fleet(args)
+    return _run_one(args, sources[0])
+
+
+def _run_one(args: argparse.Namespace, source: str) -> int:
     import asyncio
 
     from stream.process import backend_from_env, tune_for_streaming
     from stream.serve import live_kind, serve_live
     from stream.signals import interrupt_calls
 
-    live_kind(args.source)  # a one-line error before a broker starts
+    live_kind(source)  # a one-line error before a broker starts
     sensor_map, sensor = _sensor_options(args)
     frames = _frames(args)
     backend = backend_from_env()
@@ -343,7 +371,7 @@ def _run(args: argparse.Namespace) -> int:
               f"{s.malformed_in} malformed", file=sys.stderr, flush=True)
 
     opts = _link_options(args)
-    text = live_kind(args.source) == "text"
+    text = live_kind(source) == "text"
 
     async def body(url: str) -> int:
         stop = asyncio.Event() if text else None
@@ -352,12 +380,50 @@ def _run(args: argparse.Namespace) -> int:
             if stop is not None and sys.stdin.isatty():
                 print("s2 run: type a line and press Enter for the model's answer; Ctrl-C ends", file=sys.stderr,
                       flush=True)
-            await serve_live(url, args.source, model=args.model, link=opts, buffer=args.buffer,
+            await serve_live(url, source, model=args.model, link=opts, buffer=args.buffer,
                              duration_s=args.duration_s, idle_s=args.idle_s, window_s=args.window_s,
                              backend=backend, sensor_map=sensor_map, sensor=sensor, announce=_say, report=report,
                              node_options=_node_options(args), decoder=args.continuation, stop=stop,
                              on_answer=_print_answer if text else None, frames=frames)
         return 0
+
+    return _run_async(_with_broker(args.broker, body))
+
+
+def _run_fleet(args: argparse.Namespace) -> int:
+    from stream.fleet import node_ids, serve_fleet
+    from stream.fleet_file import from_sources, read_fleet
+    from stream.process import backend_from_env, tune_for_streaming
+    from stream.replay import iter_file
+
+    defaults = {"model": args.model, "sensor": args.sensor, "sensor_map": args.sensor_map,
+                "window_s": args.window_s, "speed": args.speed, "loop": args.loop, "buffer": args.buffer,
+                "idle_s": args.idle_s}
+    specs = read_fleet(args.fleet, defaults) if args.fleet else from_sources(args.source, defaults)
+    node_ids(args.node, specs)
+    for s in specs:  # fail fast (one line) on a missing or unreadable file, before a broker starts
+        if s.kind == "file":
+            next(iter_file(s.source, 1000), None)
+    backend = backend_from_env()
+    tune_for_streaming()
+
+    def report(summaries) -> None:
+        for s in summaries:
+            c = s.counts
+            state = f"stopped: {s.error}" if s.error else f"{c.predictions} predictions"
+            print(f"s2 run: {s.node}: {state}, {c.events_in} events in, {c.events_dropped} dropped, "
+                  f"{c.malformed_in} malformed, {c.unsent} unsent ({s.source})",
+                  file=sys.stderr, flush=True)
+
+    def say(text: str) -> None:
+        print(f"s2: {text}", file=sys.stderr, flush=True)
+
+    opts = _link_options(args)
+
+    async def body(url: str) -> int:
+        out = await serve_fleet(url, specs, link=opts, duration_s=args.duration_s, backend=backend,
+                                node_options=_node_options(args), announce=say, report=report)
+        return 1 if any(s.error or s.counts.unsent for s in out) else 0
 
     return _run_async(_with_broker(args.broker, body))
 

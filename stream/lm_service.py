@@ -85,12 +85,12 @@ class TextWorker:
         self.lm = ConversationLM(model)
         self.worker_id, self.cache_max = worker_id, cache_max
         self.stats = WorkerStats()
-        self._cache: collections.OrderedDict[str, tuple[tuple[str, ...], Snapshot]] = collections.OrderedDict()
+        self._cache: collections.OrderedDict[str, tuple[tuple[str, ...], Snapshot, bool]] = collections.OrderedDict()
 
     def answer(self, req: LmRequest) -> LmAnswer:
         lm, text = self.lm, tuple(req.text)
         kept = self._cache.get(req.conversation)
-        if kept is not None and text[: len(kept[0])] == kept[0]:
+        if kept is not None and kept[2] == req.continues and text[: len(kept[0])] == kept[0]:
             start = len(kept[0])
             lm.restore(kept[1])
             self.stats.reused += 1
@@ -99,16 +99,16 @@ class TextWorker:
             lm.start()
         lm.k, lm.n_cont = 1, 0  # reading only: the prediction after each message is not wanted
         for m in text[start:]:
-            lm.feed(m)
+            lm.feed(m, continues=req.continues)
         self.stats.read_messages += len(text) - start
-        self._keep(req.conversation, text, lm.snapshot())
+        self._keep(req.conversation, text, lm.snapshot(), req.continues)
         lm.k, lm.n_cont = req.topk, req.continuation
         p = lm.predict()
         return LmAnswer(context=p.context, topk=p.topk, continuation=p.continuation, bpc=p.bpc, decoder=p.decoder,
                         conversation=req.conversation, worker=self.worker_id, reused=start)
 
-    def _keep(self, conversation: str, text: tuple[str, ...], snap: Snapshot) -> None:
-        self._cache[conversation] = (text, snap)
+    def _keep(self, conversation: str, text: tuple[str, ...], snap: Snapshot, continues: bool) -> None:
+        self._cache[conversation] = (text, snap, continues)
         self._cache.move_to_end(conversation)
         while len(self._cache) > self.cache_max:
             self._cache.popitem(last=False)

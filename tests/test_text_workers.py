@@ -37,12 +37,14 @@ def _pred(a: LmAnswer) -> dict:
     return json.loads(a.prediction().to_json()) | {"error": a.error}
 
 
-def _pipeline_answer(model_path: Path, messages: list[str], topk: int, continuation: int) -> dict:
-    """What the in-pipeline text model publishes after reading these messages, one in/text message each."""
+def _pipeline_answer(model_path: Path, messages: list[str], topk: int, continuation: int,
+                     continues: bool = False) -> dict:
+    """What the in-pipeline text model publishes after reading these messages, one in/text message each
+    (continues: pieces of one text, as the TUI sends its keystrokes)."""
     lm = TextLM(load_step_model(model_path), topk=topk, continuation=continuation)
     p = None
     for m in messages:
-        p = lm.feed(m)
+        p = lm.feed(m, continues=continues)
     return json.loads(p.to_json())
 
 
@@ -252,10 +254,10 @@ async def test_the_tui_text_pane_asks_the_group(mosquitto, tmp_path):
             await pilot.press(*"to be")
             await wait_for(pilot, lambda: pane() is not None and pane().context == "to be")
             got = json.loads(pane().to_json()) | {"seq": 0, "t_wall": 0.0}
-            assert got == _pipeline_answer(path, list("to be"), 5, 20)  # one message per key, as in/text gets them
+            assert got == _pipeline_answer(path, list("to be"), 5, 20, continues=True)  # one message per key
             await pilot.press("ctrl+l", *"so")
             await wait_for(pilot, lambda: pane() is not None and pane().context == "so")
-            assert pane().topk == _pipeline_answer(path, list("so"), 5, 20)["topk"]
+            assert pane().topk == _pipeline_answer(path, list("so"), 5, 20, continues=True)["topk"]
 
 
 def test_tui_group_needs_a_broker():

@@ -61,6 +61,7 @@ class S2App(App[None]):
         self.state = FeedState(node_id or "")
         self.link = open_link(settings or broker_url, self.post_message, mqtt5=group is not None)
         self.feed = NodeFeed(self.link, self.post_message, self.state.node, group=group)
+        self.group = group  # the text pane asks this group's workers, not the node
         self.coalesce = coalesce  # False repaints on every message (the bench's baseline)
         self.paused, self.speed, self.recording = False, "1", ""
         self._seq = itertools.count()
@@ -158,7 +159,8 @@ class S2App(App[None]):
         gesture.prediction, gesture.history = s.gesture, tuple(s.history)
         events.frame, events.rates = s.frame, tuple(s.rates)
         text.prediction = s.text
-        text.node_online = s.nodes.get(s.node) == "online"
+        # with a group the text workers take the text, whichever node is shown
+        text.node_online = (self.group is not None and self.link.stats.connected) or s.nodes.get(s.node) == "online"
         node.stats, node.position = s.stats, s.model_position
         line = self.status_line
         line.node, line.node_state = s.node or NO_NODE, s.nodes.get(s.node, "")

@@ -143,7 +143,7 @@ class TextWorkers:
                 continue
             epoch = self._epoch
             req = LmRequest(conversation=self.conversation, text=list(self.messages), topk=self.topk,
-                            continuation=self.continuation)
+                            continuation=self.continuation, continues=True)  # keystrokes: one text
             try:
                 raw = await self.requests.request(self.request_topic, req.to_json())
                 ans = decode(LmAnswer.KIND, raw)

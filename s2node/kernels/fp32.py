@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, maybe_sparse, scatter
+from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, batch_plan, maybe_sparse, scatter, stream_rows
 from s2node.spec import ModelSpec
 
 
@@ -38,3 +38,20 @@ class Fp32Kernel(Kernel):
         if len(cols) * DENSE_GATHER_RATIO > wt.shape[0]:
             return scatter(cols, vals, wt.shape[0], F32) @ wt
         return vals.astype(F32, copy=False) @ wt[cols]
+
+    def accumulate_many(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
+        wt = self.w[group][kind]
+        how, cols = batch_plan(x, wt, self.csc[group][kind])
+        if how == "none":
+            return np.zeros((x.shape[0], wt.shape[1]), F32)
+        if how == "sparse":
+            return self.csc[group][kind].matmat(x).astype(F32)
+        x = x.astype(F32, copy=False)
+        if how == "rows":  # each stream as `accumulate` gathers it
+            out = np.zeros((x.shape[0], wt.shape[1]), F32)
+            for s, cols, vals in stream_rows(x):
+                out[s] = vals @ wt[cols]
+            return out
+        if how == "dense":
+            return x @ wt
+        return x[:, cols] @ wt[cols]

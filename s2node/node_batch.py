@@ -1,0 +1,327 @@
+"""Several independent streams on one emulated chip model: `NodeBatch.step(streams, inputs)`.
+
+Each stream is what a lone `runtime.Node` of the same compiled model would be: its own unit states, pending
+events, readout and run statistics. A tick steps the streams that have input together: the states are
+[streams, units] arrays, each layer's synaptic work is one product over the streams' payloads
+(`Kernel.accumulate_many`: the full matrix, the union of their active sources, each stream's own active rows or
+per-stream CSC walks, whichever is cheaper), and the per-PE counters are [streams, PEs] products of the
+active-source masks with the compiler's count tables (exact integer sums, as the lone node's). A tick of one
+stream runs the lone node's own step on that stream's state. The cost model is applied
+row by row with the same formulas, so each stream's counters, energy and latency are those of a lone node fed the
+same inputs; its arithmetic equals the lone node's exactly for int8 (integer sums) and to float rounding for fp32
+(another summation order).
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from typing import Any
+
+import numpy as np
+
+from s2node.cost import pe_cycles
+from s2node.errors import S2NodeError
+from s2node.readout import Pooling
+from s2node.runtime import F32, LATENCY_WINDOW, Node
+
+COUNTS = ("steps", "events_in", "events_out", "synops", "decoder_synops", "host_decoder_synops", "host_packets_in",
+          "host_packets_out", "embedding_synops", "units")
+OnePrediction = tuple[np.ndarray, np.ndarray, int, int, int]  # pooled logits, step logits, events, units, synops
+
+
+class PoolingMany:
+    """readout.Pooling of n streams, vectorised: the same float64 sums in the same order, so equal results."""
+
+    def __init__(self, pool: str, n: int, n_classes: int, window_steps: int | None = None) -> None:
+        self.pool = Pooling(pool, window_steps).pool  # checks the name
+        self.w = max(1, int(window_steps or 1))
+        self._sum = np.zeros((n, n_classes))  # mean: the running sum
+        self._count = np.zeros(n, np.int64)
+        self._ring = np.zeros((n, self.w, n_classes)) if self.pool == "window" else None  # window: the last w
+
+    def reset(self, i: int) -> None:
+        self._sum[i], self._count[i] = 0, 0
+
+    def __call__(self, idx: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        v = np.asarray(logits, np.float64)
+        if self.pool == "last":
+            return v
+        if self.pool == "mean":
+            self._sum[idx] += v
+            self._count[idx] += 1
+            return self._sum[idx] / self._count[idx][:, None]
+        ring, w = self._ring, self.w
+        cnt = self._count[idx]
+        ring[idx, cnt % w] = v  # slot of the step; the oldest kept is slot (cnt + 1) % w once the ring is full
+        cnt = cnt + 1
+        self._count[idx] = cnt
+        full = cnt >= w
+        start = np.where(full, cnt % w, 0)
+        order = (start[:, None] + np.arange(w)) % w  # oldest first, as the deque Pooling averages
+        rows = ring[idx[:, None], order]
+        rows[~full[:, None] & (np.arange(w) >= cnt[:, None])] = 0.0  # slots not yet written add exact zeros
+        return rows.sum(1) / np.minimum(cnt, w)[:, None]
+
+
+class NodeBatch:
+    """n streams of one `Node`'s compiled model; `node` lends its tables and its dense-step reference."""
+
+    def __init__(self, node: Node, n: int) -> None:
+        if n < 1:
+            raise S2NodeError(f"a batch needs at least one stream, not {n}")
+        self.node, self.n = node, n
+        nd = node
+        self.n_in = nd.spec.n_inputs
+        self._onehot = [np.eye(g.n_pes)[g.unit_pe] for g in nd.groups]  # [units, PEs]: per-PE counts of events
+        self._n_classes = len(nd.spec.decoder_bias)
+        self._c = [np.zeros((n, h), F32) for h in nd.kernel.hidden]
+        self._y = [np.zeros((n, h), F32) for h in nd.kernel.hidden]  # last step's payloads (0 = no event)
+        self._o = [np.zeros((n, h), bool) for h in nd.kernel.hidden]  # last step's events
+        self._u = np.zeros((n, self._n_classes), F32)  # the decoder's trace
+        self._pool = PoolingMany(nd.readout.pool, n, self._n_classes)
+        self._early = np.zeros((n, self.n_in), F32)
+        self._has_early = np.zeros(n, bool)
+        self._parked: int | None = None  # the stream whose state the lone node holds (_park)
+        self._reset_stats()
+
+    # -- per-stream state -------------------------------------------------------------------------------
+    def reset(self, i: int) -> None:
+        """Stream i starts a new sequence (as Node.reset); its statistics go on."""
+        self._check(i)
+        if self._parked == i:
+            self._unpark()
+        for a in (*self._c, *self._y, *self._o):
+            a[i] = 0
+        self._u[i] = 0
+        self._pool.reset(i)
+        self._early[i], self._has_early[i] = 0, False
+
+    def _reset_stats(self) -> None:
+        n, p = self.n, self.node.n_pes
+        self._tot = np.zeros((n, len(COUNTS)), np.int64)  # RunStats' counts, one row per stream
+        self._energy = np.zeros(n)
+        self._lat = [array("d") for _ in range(n)]  # each stream's latencies, bounded as the lone node's
+        self._pe_synops = np.zeros((n, p))
+        self._last_cycles = np.zeros((n, p))
+        self._has_last = np.zeros(n, bool)
+        self._t0 = np.full(n, time.monotonic())
+
+    def _check(self, i: int) -> None:
+        if not 0 <= i < self.n:
+            raise S2NodeError(f"stream {i} outside 0..{self.n - 1}")
+
+    # -- input ------------------------------------------------------------------------------------------
+    def _vector(self, inp: Any) -> np.ndarray:
+        """A gesture input (dense vector or (keys, payloads)) as a dense float32 vector, checked as Node does."""
+        if isinstance(inp, tuple):
+            cols, vals = self.node.input_packets(inp)
+            x = np.zeros(self.n_in, F32)
+            x[cols] = vals
+            return x
+        x = np.asarray(inp, F32).reshape(-1)
+        if x.size != self.n_in:
+            raise S2NodeError(f"input has {x.size} values, the model takes {self.n_in}")
+        return x
+
+    def deliver(self, i: int, inp: Any) -> None:
+        """Early input of stream i's current timestep (as Node.deliver: `deliver(a); step(b)` counts as a + b)."""
+        self._check(i)
+        if self.node.spec.task == "lm":
+            raise S2NodeError("deliver() is for event input; a language model takes one token per step")
+        self._early[i] += self._vector(inp)
+        self._has_early[i] = True
+
+    def _inputs(self, idx: np.ndarray, inputs: list[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """[k, n_in] payloads of the stepping streams (and their tokens, for a language model)."""
+        spec = self.node.spec
+        if spec.task == "lm":
+            toks = np.array([int(t) for t in inputs], np.int64)
+            bad = (toks < 0) | (toks >= len(spec.embedding))
+            if bad.any():
+                raise S2NodeError(f"token id {toks[bad][0]} outside the vocabulary of {len(spec.embedding)}")
+            return spec.embedding[toks].astype(F32, copy=False), toks
+        x = np.stack([self._vector(v) for v in inputs]) if inputs else np.zeros((0, self.n_in), F32)
+        early = self._has_early[idx]
+        if early.any():  # the delivered part first, then the tick's own (the lone node's order of float sums)
+            x[early] = self._early[idx[early]] + x[early]
+            self._early[idx[early]] = 0
+            self._has_early[idx[early]] = False
+        return x, None
+
+    # -- one tick ---------------------------------------------------------------------------------------
+    def step(self, idx: np.ndarray, inputs: list[Any]) -> list[OnePrediction]:
+        """Step streams idx (distinct) with their inputs; the others keep their state."""
+        nd, k = self.node, len(idx)
+        kern = nd.kernel
+        if k == 1 and nd.readout.pool in ("last", "mean"):
+            i, inp = int(idx[0]), inputs[0]
+            if nd.spec.task != "lm":
+                inp = self._vector(inp)
+                if self._has_early[i]:  # the delivered part first, then the tick's own
+                    inp, self._early[i], self._has_early[i] = self._early[i] + inp, 0, False
+            return [self._step_alone(i, inp)]
+        self._unpark()
+        x, toks = self._inputs(idx, inputs)
+        m = x != 0
+        p = nd.n_pes
+        syn, pin, pout, dram = (np.zeros((k, p)) for _ in range(4))
+        events_in = m.sum(1)
+        emb_syn = np.zeros(k)
+        if nd.embedding_on_pes:  # one packet (the token) to the embedding PEs; they send its non-zero values
+            esl = nd.slices[0]
+            table = nd.counts_in[0].table[toks]
+            syn[:, esl], pin[:, esl] = table[:, :nd.groups[0].n_pes], table[:, nd.groups[0].n_pes:]
+            pout[:, esl] = m @ self._onehot[0]
+            emb_syn = syn[:, esl].sum(1)
+            host_out = np.ones(k, np.int64)
+        else:
+            host_out = events_in
+        events = np.zeros(k, np.int64)
+        mf = m.astype(np.float64)
+        for li in range(nd.n_layers):
+            gi = nd.layer_group[li]
+            g, sl = nd.groups[gi], nd.slices[gi]
+            o_prev = self._o[li][idx]
+            for counts, mask in ((nd.counts_in[gi], mf), (nd.counts_rec[gi], o_prev.astype(np.float64))):
+                s_, p_ = counts(mask)
+                syn[:, sl] += s_
+                pin[:, sl] += p_
+            if g.spilled:
+                dram[:, sl] = syn[:, sl] * g.bytes_per_weight
+            b_ih, b_hh = nd.bias[li]
+            if li == 0 and toks is not None and nd.has_token_table:  # the lone node's per-token table
+                gx = np.stack([nd.token_gx(t) for t in toks.tolist()])
+            else:
+                gx = kern.accumulate_many(li, "ih", x) + b_ih
+            gh = kern.accumulate_many(li, "hh", self._y[li][idx]) + b_hh
+            c, c_hat, o = kern.update_units(li, gx, gh, self._c[li][idx])
+            x = np.where(o, c_hat, F32(0))
+            self._c[li][idx], self._y[li][idx], self._o[li][idx] = c, x, o
+            mf = o.astype(np.float64)
+            pout[:, sl] = mf @ self._onehot[gi]
+            events += o.sum(1)
+        synops = syn.sum(1) - emb_syn
+        if nd.decoder_on_pes:
+            dg = len(nd.groups) - 1
+            dsl = nd.slices[dg]
+            syn[:, dsl], pin[:, dsl] = nd.counts_in[dg](mf)
+            if nd.groups[dg].spilled:
+                dram[:, dsl] = syn[:, dsl] * nd.groups[dg].bytes_per_weight
+            pout[:, dsl] = 1
+            dec_syn, host_dec = syn[:, dsl].sum(1), np.zeros(k)
+            host_in = np.full(k, nd.groups[dg].n_pes)
+        else:
+            dec_syn = host_dec = mf @ nd.dec_col_nnz.astype(np.float64)
+            host_in = mf.sum(1)
+        acc = kern.accumulate_many(nd.n_layers, "ih", x)
+        if nd.trace is not None:
+            a = nd.trace.alpha  # from u = 0, α·0 + (1 - α)·v is exactly Trace's first (1 - α)·v
+            acc = a * self._u[idx] + (1.0 - a) * acc
+            self._u[idx] = acc
+        logits = acc + nd.dec_bias
+        pooled = logits if nd.readout.pool == "last" else self._pool(idx, logits).astype(F32)
+        self._account(idx, syn, pin, pout, dram, {
+            "events_in": events_in, "events_out": events, "synops": synops, "decoder_synops": dec_syn,
+            "host_decoder_synops": host_dec, "host_packets_in": host_in, "host_packets_out": host_out,
+            "embedding_synops": emb_syn})
+        units = nd.n_units
+        return [(pooled[j], logits[j], int(events[j]), units, int(synops[j])) for j in range(k)]
+
+    def _park(self, i: int) -> None:
+        """Put stream i's state into the lone node, which then holds it (the arrays' copy is stale) until _unpark:
+        a stream stepping alone tick after tick (a batch of one) costs no copies."""
+        if self._parked == i:
+            return
+        self._unpark()
+        nd, pool = self.node, self._pool
+        idx = [o[i].nonzero()[0] for o in self._o]
+        pool_state = (pool._sum[i] if pool._count[i] else None, int(pool._count[i]), [])
+        nd.set_state(([c[i] for c in self._c], idx, [y[i][j] for y, j in zip(self._y, idx, strict=True)],
+                      self._u[i] if nd.trace is not None else None, pool_state, 0))
+        self._parked = i
+
+    def _unpark(self) -> None:
+        """The parked stream's state back into the arrays."""
+        i, self._parked = self._parked, None
+        if i is None:
+            return
+        c, yi, yv, u, (pool_sum, pool_n, _), _ = self.node.get_state()
+        for li in range(self.node.n_layers):
+            self._c[li][i], self._y[li][i], self._o[li][i] = c[li], 0, False
+            self._y[li][i, yi[li]], self._o[li][i, yi[li]] = yv[li], True
+        if u is not None:
+            self._u[i] = u
+        if pool_n:
+            self._pool._sum[i], self._pool._count[i] = pool_sum, pool_n
+
+    def _step_alone(self, i: int, inp: Any) -> OnePrediction:
+        """One stream alone: the lone node's own step on stream i's state (no batching overhead to amortise)."""
+        nd = self.node
+        self._park(i)
+        pred = nd.step(inp)
+        st = pred.stats
+        nd.stats.latencies_s.clear()  # the lone node's own totals are not used; keep them bounded
+        self._tot[i] += [1, st.events_in, st.events_out, st.synops, st.decoder_synops, st.host_decoder_synops,
+                         st.host_packets_in, st.host_packets_out, st.embedding_synops, nd.n_units]
+        self._energy[i] += st.cost.energy_j
+        self._add_latency(i, st.cost.latency_s)
+        self._pe_synops[i] += st.pe_synops
+        self._last_cycles[i], self._has_last[i] = st.cost.cycles_per_pe, True
+        return pred.logits, pred.step_logits, st.events_out, st.units, st.synops
+
+    # -- statistics ---------------------------------------------------------------------------------------
+    def _account(self, idx: np.ndarray, syn: np.ndarray, pin: np.ndarray, pout: np.ndarray, dram: np.ndarray,
+                 counts: dict[str, np.ndarray]) -> None:
+        """Each stream's cost (cost.step_cost's formulas, row by row) and run totals (Node._account's)."""
+        nd = self.node
+        chip, table = nd.chip, nd.cost_table
+        cyc = pe_cycles(chip, table, nd.numerics, syn, pin, pout, nd.updates, dram, nd.compiled.layout,
+                        nd.pe_nnz)
+        slowest = np.maximum.reduceat(cyc, nd.group_starts, axis=1)
+        latency = slowest.sum(1) / chip.clock_hz + len(nd.group_starts) * table.hop_latency_s
+        mac = syn.sum(1) * table.energy_per_mac_j if nd.numerics == "int8" else 0.0
+        dyn = cyc.sum(1) * table.energy_per_cycle_j + pin.sum(1) * table.energy_per_packet_j \
+            + dram.sum(1) * table.energy_per_dram_byte_j + mac
+        static = (cyc.shape[1] * table.static_power_per_pe_w + table.static_power_chip_w) * latency
+        self._tot[idx] += np.stack([np.ones(len(idx)), *(counts[k] for k in COUNTS[1:-1]),
+                                    np.full(len(idx), nd.n_units)], 1).astype(np.int64)
+        self._energy[idx] += dyn + static
+        for i, lat in zip(idx.tolist(), latency.tolist(), strict=True):
+            self._add_latency(i, lat)
+        self._pe_synops[idx] += syn
+        self._last_cycles[idx], self._has_last[idx] = cyc, True
+
+    def _add_latency(self, i: int, latency_s: float) -> None:
+        lat = self._lat[i]
+        lat.append(latency_s)
+        if len(lat) > 2 * LATENCY_WINDOW:  # as Node._account
+            del lat[:LATENCY_WINDOW]
+
+    def activity_sparsity(self, i: int) -> float:
+        t = dict(zip(COUNTS, self._tot[i].tolist(), strict=True))
+        return 1.0 - t["events_out"] / t["units"] if t["units"] else 0.0
+
+    def node_stats(self, i: int) -> dict[str, Any]:
+        """Stream i's side of the stats topic, as Node.node_stats."""
+        self._check(i)
+        nd = self.node
+        t = dict(zip(COUNTS, self._tot[i].tolist(), strict=True))
+        steps = t["steps"]
+        wall = time.monotonic() - self._t0[i]
+        act = np.zeros(nd.chip.n_pes)
+        if self._has_last[i]:
+            act[: nd.n_pes] = np.minimum(1.0, self._last_cycles[i] / nd.dense_cycles())
+        lat = np.array(self._lat[i], np.float64) if self._lat[i] else np.zeros(1)
+        return {
+            "steps": steps,
+            "pe_activity": act.round(4).tolist(),
+            "sram_bytes_used": int(nd.compiled.sram_total_per_pe.sum()),
+            "sram_bytes_total": nd.chip.n_pes * nd.chip.sram_bytes_per_pe,
+            "synops_per_s": t["synops"] / wall if wall > 0 else 0.0,
+            "activity_sparsity": self.activity_sparsity(i),
+            "energy_per_inference_j": float(self._energy[i]) / max(steps, 1),
+            "latency_p50_s": float(np.percentile(lat, 50)),
+            "latency_p99_s": float(np.percentile(lat, 99)),
+            "events_in": t["events_in"],
+        }
