@@ -19,10 +19,18 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 
 STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # by name: SIGHUP does not exist on Windows
+_hangup = False
+
+
+def hung_up() -> bool:
+    """Whether this process has had a SIGHUP (its terminal is gone) since stop_on_signals."""
+    return _hangup
 
 
 def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    global _hangup
     if signum == getattr(signal, "SIGHUP", None):
+        _hangup = True
         _leave_terminal()
     handler = signal.getsignal(signal.SIGINT)
     if callable(handler):

@@ -103,12 +103,12 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
             app = S2App(url, node)
             # a pipeline that dies (missing model, bad recording) ends the UI instead of leaving it waiting
             pipeline.add_done_callback(lambda t: t.cancelled() or t.exception() is None or app.exit(return_code=1))
-            await _app_until_quit(app)
+            code = await _app_until_quit(app)
             if pipeline.done() and not pipeline.cancelled() and pipeline.exception():
                 raise PipelineError(f"local pipeline failed: {pipeline.exception()}")
         with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
             print("s2 tui: stopped the demo's broker and pipeline", file=sys.stderr, flush=True)
-        return app.return_code or 0  # non-zero when the app itself failed
+        return code  # non-zero when the app itself failed
 
     return asyncio.run(main())
 
@@ -141,7 +141,7 @@ async def _app_until_quit(app) -> int:
     and the terminal is given back as it was."""
     import sys
 
-    from stream.signals import interrupt_calls
+    from stream.signals import hung_up, interrupt_calls
 
     terminal = sys.__stderr__
     sys.__stderr__ = _HangupSafe(terminal)  # type: ignore[misc]
@@ -150,4 +150,6 @@ async def _app_until_quit(app) -> int:
             await app.run_async()
     finally:
         sys.__stderr__ = terminal  # type: ignore[misc]
-    return app.return_code or 0
+    # after a hangup the app may have failed reading its gone terminal (EIO) before it heard the signal: that is
+    # the hangup, and it ends as ctrl+q does
+    return 0 if hung_up() else app.return_code or 0
