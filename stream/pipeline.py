@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from stream.binner import Bin, StreamBinner
 from stream.mqtt import MqttLink
 from stream.queues import BoundedQueue
 from stream.schema import EventFrame, GesturePrediction, NodeStats
+from stream.stagetimes import StageLog, StageTimes
 
 # The open bin's input goes to the node ahead of the bin's end at these distances from it (event time), so that
 # the tick at the end has only the last of it to do: the first delivery carries most of the bin and has time to
@@ -32,6 +33,9 @@ from stream.schema import EventFrame, GesturePrediction, NodeStats
 # weights its input touches, cold in cache (measured on the gesture model at 100 k ev/s, 20 ms bins: a tick took
 # 1.4 ms in the pipeline with no early input and 0.5 ms after it).
 EARLY_AT_US = (6_000, 2_000)
+
+BinnedItem = tuple[list[Bin], np.ndarray | None, float]  # bins closed by a batch, early input, release time
+Stamps = tuple[float, float, float, float]  # binned, step start, step end, back on the loop (wall clock)
 
 
 class _EarlyPolicy:
@@ -64,6 +68,7 @@ class PipelineCounters:
     predictions: int = 0
     t_event_us: int = 0
     latency_s: list[float] = field(default_factory=list)  # batch release -> prediction handed to the publisher
+    stages: StageLog | None = None  # per-prediction stage stamps, when given (stream.stagetimes)
     # live (dropped, malformed) counts of the push sources feeding the pipeline (UDP socket, text inbox), read
     # whenever stats or a summary are made, so that they are current while the process runs
     sources: list[Callable[[], tuple[int, int]]] = field(default_factory=list)
@@ -102,7 +107,7 @@ async def pump(source: AsyncIterable, queue: BoundedQueue) -> None:
 
 async def bin_stage(
     batches: AsyncIterable[EventBatch], binner: StreamBinner, frames: FrameMaker | None = None, early: bool = False
-) -> AsyncIterator[tuple[list[Bin], np.ndarray | None, float]]:
+) -> AsyncIterator[BinnedItem]:
     """EventBatch -> (bins closed by it, the open bin's new input if `early`, release wall time of the batch);
     the open bin is flushed at the end. With `early` the node gets the open bin's input ahead of its end
     (StepModel.deliver, at EARLY_AT_US before it) and a closed bin carries only the rest, so the work left at
@@ -124,23 +129,43 @@ async def bin_stage(
 
 
 async def node_stage(
-    bins: AsyncIterable[tuple[list[Bin], np.ndarray | None, float]], model: StepModel, executor: ThreadPoolExecutor
-) -> AsyncIterator[tuple[Bin, StepResult, float]]:
+    bins: AsyncIterable[BinnedItem], model: StepModel, executor: ThreadPoolExecutor, timed: bool = False
+) -> AsyncIterator[tuple[Bin, StepResult, float, Stamps | None]]:
     """Run each bin through the node in the worker thread (all bins of one batch, then the early input of the
-    open bin, in one hop)."""
+    open bin, in one hop). Early input alone is queued on the worker and not waited for: the one worker thread
+    runs it before the bin's step all the same, and the batch that closes the bin is taken at once instead of
+    after the early input's trip back to the event loop (which, under load, often came after the bin's end).
+    With `timed` each result carries wall-clock stamps (binned, step start, step end, back on the event loop)
+    for stream.stagetimes."""
     loop = asyncio.get_running_loop()
 
-    def run_all(items: list[Bin], partial: np.ndarray | None) -> list[StepResult]:
-        out = [model.step(b.vector) for b in items]
+    def run_all(items: list[Bin], partial: np.ndarray | None) -> list[tuple[StepResult, float, float]]:
+        out = []
+        for b in items:
+            t0 = time.time() if timed else 0.0
+            r = model.step(b.vector)
+            out.append((r, t0, time.time() if timed else 0.0))
         if partial is not None:
             model.deliver(partial)
         return out
 
+    early: list[Future] = []  # early input queued on the worker, done (or failed) before the next step's result
     async with closing(bins) as it:
         async for items, partial, t_wall in it:
+            if not items:
+                if partial is not None:
+                    early.append(executor.submit(model.deliver, partial))
+                continue
+            t_binned = time.time() if timed else 0.0
             results = await loop.run_in_executor(executor, run_all, items, partial)
-            for b, r in zip(items, results, strict=True):
-                yield b, r, t_wall
+            t_back = time.time() if timed else 0.0
+            for f in early:
+                f.result()  # done: the worker ran it before run_all; re-raises what it raised
+            early.clear()
+            for b, (r, t0, t1) in zip(items, results, strict=True):
+                yield b, r, t_wall, (t_binned, t0, t1, t_back) if timed else None
+    for f in early:  # input of a bin that never closed (a source that ended without a flush)
+        await asyncio.wrap_future(f)
 
 
 class FrameMaker:
@@ -230,10 +255,14 @@ async def run_gesture_pipeline(
         tg.create_task(pump(source, q))
         dropped0, late0 = binner.dropped, q.dropped
         early = hasattr(model, "deliver")
-        async with contextlib.aclosing(node_stage(bin_stage(q, binner, fm, early), model, executor)) as preds:
-            async for b, r, t_wall in preds:
+        stages = c.stages
+        chain = node_stage(bin_stage(q, binner, fm, early), model, executor, timed=stages is not None)
+        async with contextlib.aclosing(chain) as preds:
+            async for b, r, t_wall, stamps in preds:
                 p = gesture_payload(model, b, r)
                 link.publish(p)
+                if stages is not None and stamps is not None:
+                    stages.add(StageTimes(p.t_event_us, t_wall, *stamps, p.t_wall))
                 c.bins += 1
                 c.predictions += 1
                 c.t_event_us = p.t_event_us
