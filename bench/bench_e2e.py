@@ -3,10 +3,14 @@
 One run, side by side: replay at 100 k and 1 M events/s (speed 1, real time) of uniform random DVS128 events
 through the gesture model (models/gesture-egru if present, else a random EGRU of the same input shape,
 labelled as such) on the default backend (the chip emulator), a mosquitto on loopback, QoS 1, a subscriber in
-its own process (mosquitto_sub where installed); p50/p99 of the latency, then the highest of a rate ladder
-sustained without drops (predictions keep up with event time). Beside them, `mqtt_only`: the same link and
-subscriber with no pipeline (a message every 20 ms), the floor that the broker and clients alone set.
-Target: p99 <= 5 ms at 100 k events/s. `python bench/bench_e2e.py [--seconds S] [--model M]`.
+its own process (mosquitto_sub where installed); p50/p99 over `--predictions` predictions (default 2,000: 41 s
+of recording per rate), then the highest of a rate ladder sustained without drops (predictions keep up with
+event time). Beside them, `mqtt_only`: the same link and subscriber with no pipeline (as many messages, one
+every 20 ms), the floor that the broker and clients alone set; `p99_vs_floor` is the ratio of the p99s.
+`stages` says where each prediction's time went (stream.stagetimes: queue and binning, hand-over to the node,
+the step, hand-back, payload, MQTT), the p50/p99 of each and its share of the slowest 2 %, and `gc` the garbage
+collector's passes meanwhile. `--thread` adds each rate with the node always in the worker thread.
+Target: p99 <= 5 ms at 100 k events/s. `python bench/bench_e2e.py [--predictions N] [--model M] [--thread]`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -47,14 +52,21 @@ def stand_in_model(d: Path) -> Path:
 
 
 def events_file(d: Path, rate: float, seconds: float) -> Path:
-    from sources.events import make_events
+    """Uniform random DVS128 events at `rate` per second for `seconds`, written one second at a time (a 40 s file
+    at 1 M ev/s is 0.5 GB: never whole in memory)."""
+    from sources.events import EVENT_DTYPE, make_events
 
     rng = np.random.default_rng(1)
-    n = int(rate * seconds)
-    ev = make_events(np.sort(rng.integers(0, int(seconds * 1e6), n)), rng.integers(0, 128, n),
-                     rng.integers(0, 128, n), rng.integers(0, 2, n))
     p = d / f"ev-{int(rate)}.npy"
-    np.save(p, ev)
+    n_s = int(rate)
+    whole = int(np.ceil(seconds))
+    out = np.lib.format.open_memmap(p, mode="w+", dtype=EVENT_DTYPE, shape=(n_s * whole,))
+    for s in range(whole):
+        t = np.sort(rng.integers(s * 1_000_000, (s + 1) * 1_000_000, n_s))
+        out[s * n_s:(s + 1) * n_s] = make_events(t, rng.integers(0, 128, n_s), rng.integers(0, 128, n_s),
+                                                 rng.integers(0, 2, n_s))
+    out.flush()
+    del out
     return p
 
 
@@ -96,6 +108,14 @@ async def subscribed(broker, t: str, subscriber: str):
         await asyncio.gather(reader, return_exceptions=True)
 
 
+def seconds_for(predictions: int, bin_s: float = 0.02) -> float:
+    """A recording long enough for that many bins of the gesture model's 20 ms."""
+    return (predictions + 1) * bin_s
+
+
+LADDER_PREDICTIONS = 200  # the 2 M and 4 M ev/s runs only ask whether the node keeps up
+
+
 async def measure_mqtt(broker, subscriber: str, n: int = 500, every_s: float = 0.02) -> dict:
     """The floor under the pipeline's latency, in the same run: a prediction-sized message published through
     the same MqttLink every bin (no events, no node) -> the same subscriber."""
@@ -129,18 +149,81 @@ async def measure_mqtt(broker, subscriber: str, n: int = 500, every_s: float = 0
             "latency_ms_max": round(float(lat_ms.max()), 3)}
 
 
-async def measure(broker, model_path: Path, rec: Path, subscriber: str, speed: float = 1.0) -> dict:
+class GcPauses:
+    """Wall-clock spans of the garbage collector's passes in this process (gc.callbacks), by generation."""
 
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float, int]] = []  # (start, end, generation)
+        self._t0 = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._cb)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._cb)
+
+    def _cb(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.time()
+        else:
+            self.spans.append((self._t0, time.time(), int(info["generation"])))
+
+    def summary(self) -> dict:
+        ms = [(b - a) * 1e3 for a, b, _ in self.spans]
+        return {"passes": [sum(g == k for *_, g in self.spans) for k in range(3)],
+                "pause_ms_max": round(max(ms), 3) if ms else 0.0, "pause_ms_total": round(sum(ms), 3)}
+
+
+SEGMENTS = {  # name: (from, to) in StageTimes fields (or "receive": the subscriber's arrival stamp)
+    "queue_and_bin": ("release", "binned"),
+    "hand_over": ("binned", "step_start"),
+    "node_step": ("step_start", "step_end"),
+    "hand_back": ("step_end", "resume"),
+    "payload": ("resume", "publish"),
+    "mqtt": ("publish", "receive"),
+}
+
+
+def stage_breakdown(rows: list, received: dict[int, float], gc_spans: list[tuple[float, float, int]]) -> dict:
+    """Per segment p50 and p99 (ms), and its share of the latency of the slowest 2 % of predictions; which of
+    those overlapped a garbage-collector pass."""
+    recs = [(r, received[r.t_event_us]) for r in rows if r.t_event_us in received]
+    if not recs:
+        return {}
+    seg = {name: np.array([((t if b == "receive" else getattr(r, b)) - getattr(r, a)) * 1e3 for r, t in recs])
+           for name, (a, b) in SEGMENTS.items()}
+    total = sum(seg.values())
+    slow = total >= np.percentile(total, 98)
+    out: dict = {"samples": len(recs), "slowest": int(slow.sum()),
+                 "total_ms_p50": round(float(np.percentile(total, 50)), 3),
+                 "total_ms_p99": round(float(np.percentile(total, 99)), 3)}
+    for name, v in seg.items():
+        out[name] = {"ms_p50": round(float(np.percentile(v, 50)), 3), "ms_p99": round(float(np.percentile(v, 99)), 3),
+                     "share_of_slowest": round(float(v[slow].sum() / total[slow].sum()), 3)}
+    starts = np.array([a for a, _, _ in gc_spans])
+    ends = np.array([b for _, b, _ in gc_spans])
+    hit = [bool(len(starts) and np.any((starts < t) & (ends > r.release))) for (r, t), s in zip(recs, slow, strict=True)
+           if s]
+    out["slowest_during_gc"] = int(sum(hit))
+    return out
+
+
+async def measure(broker, model_path: Path, rec: Path, subscriber: str, predictions: int, speed: float = 1.0,
+                  node_thread: bool = False) -> dict:
+    """The pipeline on a replay of `rec` (long enough for `predictions` bins)."""
     from s2node.step import load_step_model
     from stream.binner import make_binner
     from stream.mqtt import MqttLink
-    from stream.pipeline import run_gesture_pipeline
+    from stream.pipeline import INLINE_STEP_MAX_S, PipelineCounters, run_gesture_pipeline
     from stream.replay import replay
     from stream.schema import topic
+    from stream.stagetimes import StageLog
 
     model = load_step_model(model_path)
     binner = make_binner(model.config)
-    bin_s = model.config["input"]["bin_us"] / 1e6
+    bin_us = int(model.config["input"]["bin_us"])
+    bin_s = bin_us / 1e6
     node = f"bench{int(time.time() * 1000) % 100000}"
     released: list[tuple[int, float]] = []  # (watermark, wall time the batch left the replay)
 
@@ -152,12 +235,15 @@ async def measure(broker, model_path: Path, rec: Path, subscriber: str, speed: f
 
     link = MqttLink(broker.url, node)
     run = asyncio.create_task(link.run())
+    c = PipelineCounters(stages=StageLog(predictions + 64))
     try:
         async with subscribed(broker, topic(node, "pred/gesture"), subscriber) as received:
             await link.wait_connected(10)
             t0 = time.perf_counter()
-            with ThreadPoolExecutor(1) as ex:
-                c = await run_gesture_pipeline(source(), model, binner, link, executor=ex, frames=False)
+            with ThreadPoolExecutor(1) as ex, GcPauses() as gcp:
+                # node_thread: always in the worker thread (the placement before short steps moved to the loop)
+                await run_gesture_pipeline(source(), model, binner, link, executor=ex, frames=False, counters=c,
+                                           inline_max_s=-1.0 if node_thread else INLINE_STEP_MAX_S)
             wall = time.perf_counter() - t0
             await link.drained(10)
             deadline = time.monotonic() + 5
@@ -174,6 +260,9 @@ async def measure(broker, model_path: Path, rec: Path, subscriber: str, speed: f
         if i < len(ups):
             lat.append(t_recv - walls[i])
     lat_ms = np.array(lat) * 1e3
+    # how late the replay released each batch against its schedule (the first release anchors it): not part of
+    # the latency above, which starts at the release
+    late_ms = (walls - (walls[0] + (ups - ups[0]) / 1e6 / speed)) * 1e3 if len(ups) else np.zeros(1)
     duration = (ups[-1] - ups[0]) / 1e6 / speed if len(ups) > 1 else 0.0
     return {
         "predictions": c.predictions, "received": len(received), "events": c.events_in,
@@ -183,10 +272,13 @@ async def measure(broker, model_path: Path, rec: Path, subscriber: str, speed: f
         "release_to_publish_ms_p50": round(float(np.percentile(np.array(c.latency_s) * 1e3, 50)), 3),
         "release_to_publish_ms_p99": round(float(np.percentile(np.array(c.latency_s) * 1e3, 99)), 3),
         "node_step_ms_p50": round(float(np.percentile(np.array(model.counters.step_s) * 1e3, 50)), 3),
+        "replay_late_ms_p99": round(float(np.percentile(late_ms, 99)), 3),
         "wall_s": round(wall, 3), "recording_s": round(duration, 3),
         # kept up: everything arrived and no backlog built (worst latency under 4 bins)
         "kept_up": bool(len(received) == c.predictions and len(lat) and max(lat) < 4 * bin_s),
         "backend": type(model).__name__,
+        "gc": gcp.summary(),
+        "stages": stage_breakdown(list(c.stages.rows) if c.stages else [], received, gcp.spans),
     }
 
 
@@ -207,14 +299,25 @@ async def main_async(args) -> dict:
             out["model"] = "random stand-in EGRU 2048-128-128-11 (models/gesture-egru not found)"
         else:
             out["model"] = str(mp)
-        out["mqtt_only"] = await measure_mqtt(broker, subscriber)
+        floor = out["mqtt_only"] = await measure_mqtt(broker, subscriber, n=args.predictions)
         for rate in (100_000, 1_000_000):
-            out[f"rate_{rate // 1000}k"] = await measure(broker, mp, events_file(d, rate, args.seconds), subscriber)
+            rec = events_file(d, rate, seconds_for(args.predictions))
+            r = await measure(broker, mp, rec, subscriber, args.predictions)
+            if r["latency_ms_p99"] is not None and floor["latency_ms_p99"]:
+                r["p99_vs_floor"] = round(r["latency_ms_p99"] / floor["latency_ms_p99"], 2)
+            out[f"rate_{rate // 1000}k"] = r
+            if args.thread:
+                r = await measure(broker, mp, rec, subscriber, args.predictions, node_thread=True)
+                r["p99_vs_floor"] = round(r["latency_ms_p99"] / floor["latency_ms_p99"], 2)
+                out[f"rate_{rate // 1000}k_node_thread"] = r
+            rec.unlink()
         sustained = None
         for rate in (2_000_000, 4_000_000):
             if not args.ladder:
                 break
-            r = await measure(broker, mp, events_file(d, rate, args.seconds), subscriber)
+            rec = events_file(d, rate, seconds_for(LADDER_PREDICTIONS))
+            r = await measure(broker, mp, rec, subscriber, LADDER_PREDICTIONS)
+            rec.unlink()
             out[f"rate_{rate // 1000}k"] = r
             if not r["kept_up"]:
                 break
@@ -244,10 +347,13 @@ def main() -> None:
             asyncio.run(subscribe(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=4.0, help="recording length per rate (default 4)")
+    ap.add_argument("--predictions", type=int, default=2000,
+                    help="predictions (20 ms bins) timed per rate, and messages of the floor (default 2000)")
     ap.add_argument("--model", default=str(ROOT / "models" / "gesture-egru"))
     ap.add_argument("--aiomqtt-subscriber", action="store_true",
                     help="time with a Python aiomqtt subscriber even where mosquitto_sub is installed")
+    ap.add_argument("--thread", action="store_true",
+                    help="also run each rate with the node always in the worker thread (rate_*_node_thread)")
     ap.add_argument("--no-ladder", dest="ladder", action="store_false", help="skip the 2 M and 4 M ev/s runs")
     args = ap.parse_args()
     import aiomqtt

@@ -3,8 +3,9 @@
     source ─▶ BoundedQueue (block | drop-oldest) ─▶ bin_stage ─▶ node_stage ─▶ publish_gestures
 
 Each stage iterates its upstream inside contextlib.aclosing, so cancelling the consumer closes the chain.
-Binning is by event time (stream.binner); the node runs in one worker thread (a single-thread executor keeps
-its state single-owner and the event loop free); everything published goes through an MqttLink.
+Binning is by event time (stream.binner); the node runs on the event loop's thread while its steps are short and
+in one worker thread (a single-thread executor) when they are long, one owner of its state at a time (see
+node_stage); everything published goes through an MqttLink.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from stream.binner import Bin, StreamBinner
 from stream.mqtt import MqttLink
 from stream.queues import BoundedQueue
 from stream.schema import EventFrame, GesturePrediction, NodeStats
+from stream.stagetimes import StageLog, StageTimes
 
 # The open bin's input goes to the node ahead of the bin's end at these distances from it (event time), so that
 # the tick at the end has only the last of it to do: the first delivery carries most of the bin and has time to
@@ -32,6 +34,17 @@ from stream.schema import EventFrame, GesturePrediction, NodeStats
 # weights its input touches, cold in cache (measured on the gesture model at 100 k ev/s, 20 ms bins: a tick took
 # 1.4 ms in the pipeline with no early input and 0.5 ms after it).
 EARLY_AT_US = (6_000, 2_000)
+
+# The node runs on the event loop's thread while its work per bin stays under this (a moving average with this
+# weight per bin), in the worker thread beyond: a longer stall of the loop would delay MQTT traffic and the UI
+# more than the two thread hand-overs per bin cost (measured on 2 shared cores: the gesture model's ~0.6 ms step
+# had a p99 latency 5-7x lower on the loop's thread than in the worker).
+INLINE_STEP_MAX_S = 0.005
+INLINE_BINS_MAX = 2  # a batch that closes more bins is a backlog: worked off in the worker thread
+WORK_AVERAGE_WEIGHT = 0.1
+
+BinnedItem = tuple[list[Bin], np.ndarray | None, float]  # bins closed by a batch, early input, release time
+Stamps = tuple[float, float, float, float]  # binned, step start, step end, back on the loop (wall clock)
 
 
 class _EarlyPolicy:
@@ -64,6 +77,7 @@ class PipelineCounters:
     predictions: int = 0
     t_event_us: int = 0
     latency_s: list[float] = field(default_factory=list)  # batch release -> prediction handed to the publisher
+    stages: StageLog | None = None  # per-prediction stage stamps, when given (stream.stagetimes)
     # live (dropped, malformed) counts of the push sources feeding the pipeline (UDP socket, text inbox), read
     # whenever stats or a summary are made, so that they are current while the process runs
     sources: list[Callable[[], tuple[int, int]]] = field(default_factory=list)
@@ -102,7 +116,7 @@ async def pump(source: AsyncIterable, queue: BoundedQueue) -> None:
 
 async def bin_stage(
     batches: AsyncIterable[EventBatch], binner: StreamBinner, frames: FrameMaker | None = None, early: bool = False
-) -> AsyncIterator[tuple[list[Bin], np.ndarray | None, float]]:
+) -> AsyncIterator[BinnedItem]:
     """EventBatch -> (bins closed by it, the open bin's new input if `early`, release wall time of the batch);
     the open bin is flushed at the end. With `early` the node gets the open bin's input ahead of its end
     (StepModel.deliver, at EARLY_AT_US before it) and a closed bin carries only the rest, so the work left at
@@ -124,23 +138,67 @@ async def bin_stage(
 
 
 async def node_stage(
-    bins: AsyncIterable[tuple[list[Bin], np.ndarray | None, float]], model: StepModel, executor: ThreadPoolExecutor
-) -> AsyncIterator[tuple[Bin, StepResult, float]]:
-    """Run each bin through the node in the worker thread (all bins of one batch, then the early input of the
-    open bin, in one hop)."""
+    bins: AsyncIterable[BinnedItem], model: StepModel, executor: ThreadPoolExecutor | None, timed: bool = False,
+    inline_max_s: float = INLINE_STEP_MAX_S,
+) -> AsyncIterator[tuple[Bin, StepResult, float, Stamps | None]]:
+    """Run each bin through the node (all bins of one batch, then the early input of the open bin, in one go).
+
+    Where: on the event loop's thread while the node's work per bin stays under `inline_max_s` (a moving
+    average) and a batch closes at most INLINE_BINS_MAX bins, in the `executor`'s one worker thread otherwise
+    (always there with `inline_max_s` < 0). A batch that closes many bins is a backlog or a live source's
+    catch-up: on the loop's thread its steps would stop the source from being read meanwhile, so that the next
+    batch would span (and close) still more bins. The node's
+    steps hold the GIL, so a worker thread frees the loop only in 0.5 ms slices anyway, and each hand-over and
+    hand-back is a thread wake-up and a GIL trade that the scheduler of a busy machine delays by milliseconds
+    (docs/benchmarks.md, "Latency tail"). In the worker, early input alone is queued and not waited for: the
+    one worker thread runs it before the bin's step all the same. With `timed` each result carries wall-clock
+    stamps (binned, step start, step end, back on the event loop) for stream.stagetimes."""
     loop = asyncio.get_running_loop()
 
-    def run_all(items: list[Bin], partial: np.ndarray | None) -> list[StepResult]:
-        out = [model.step(b.vector) for b in items]
+    def run_all(items: list[Bin], partial: np.ndarray | None) -> tuple[list[tuple[StepResult, float, float]], float]:
+        t_start = time.perf_counter()
+        out = []
+        for b in items:
+            t0 = time.time() if timed else 0.0
+            r = model.step(b.vector)
+            out.append((r, t0, time.time() if timed else 0.0))
         if partial is not None:
             model.deliver(partial)
-        return out
+        return out, time.perf_counter() - t_start
 
+    early: list[Future] = []  # early input queued on the worker, done (or failed) before the next step's result
+    work_s = 0.0  # moving average of the node's work per bin
     async with closing(bins) as it:
         async for items, partial, t_wall in it:
-            results = await loop.run_in_executor(executor, run_all, items, partial)
-            for b, r in zip(items, results, strict=True):
-                yield b, r, t_wall
+            threaded = executor is not None and (work_s > inline_max_s or len(items) > INLINE_BINS_MAX)
+            if early and not threaded:  # back on the loop: what the worker still holds goes first
+                await _settle(early)
+            if not items:
+                if partial is not None:
+                    if threaded:
+                        early.append(executor.submit(model.deliver, partial))  # type: ignore[union-attr]
+                    else:
+                        model.deliver(partial)
+                continue
+            t_binned = time.time() if timed else 0.0
+            if threaded:
+                results, dt = await loop.run_in_executor(executor, run_all, items, partial)
+                await _settle(early)  # done already: the worker ran them first; re-raises what they raised
+            else:
+                results, dt = run_all(items, partial)
+            t_back = time.time() if timed else 0.0
+            work_s += (dt / len(items) - work_s) * WORK_AVERAGE_WEIGHT
+            for b, (r, t0, t1) in zip(items, results, strict=True):
+                yield b, r, t_wall, (t_binned, t0, t1, t_back) if timed else None
+            if not threaded:
+                await asyncio.sleep(0)  # the loop sends what was just published before the next batch is taken
+    await _settle(early)
+
+
+async def _settle(futures: list[Future]) -> None:
+    for f in futures:
+        await asyncio.wrap_future(f)
+    futures.clear()
 
 
 @dataclass(frozen=True)
@@ -254,13 +312,15 @@ async def run_gesture_pipeline(
     binner: StreamBinner,
     link: MqttLink,
     *,
-    executor: ThreadPoolExecutor,
+    executor: ThreadPoolExecutor | None,
     counters: PipelineCounters | None = None,
     queue: BoundedQueue | None = None,
     frames: bool | FrameLimits = True,
     on_prediction: Any = None,
+    inline_max_s: float = INLINE_STEP_MAX_S,
 ) -> PipelineCounters:
-    """Source -> queue -> bins -> node -> MQTT until the source ends. Returns the counters."""
+    """Source -> queue -> bins -> node -> MQTT until the source ends. Returns the counters. The node steps on the
+    event loop's thread while they are short (`inline_max_s`, see node_stage), else in `executor`'s thread."""
     c = counters or PipelineCounters()
     q: BoundedQueue = queue or BoundedQueue(64, "block", weight=lambda b: len(b.events))
     fm = None
@@ -271,10 +331,15 @@ async def run_gesture_pipeline(
         tg.create_task(pump(source, q))
         dropped0, late0 = binner.dropped, q.dropped
         early = hasattr(model, "deliver")
-        async with contextlib.aclosing(node_stage(bin_stage(q, binner, fm, early), model, executor)) as preds:
-            async for b, r, t_wall in preds:
+        stages = c.stages
+        chain = node_stage(bin_stage(q, binner, fm, early), model, executor, timed=stages is not None,
+                           inline_max_s=inline_max_s)
+        async with contextlib.aclosing(chain) as preds:
+            async for b, r, t_wall, stamps in preds:
                 p = gesture_payload(model, b, r)
                 link.publish(p)
+                if stages is not None and stamps is not None:
+                    stages.add(StageTimes(p.t_event_us, t_wall, *stamps, p.t_wall))
                 c.bins += 1
                 c.predictions += 1
                 c.t_event_us = p.t_event_us
