@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 
 from s2node.batch_base import StreamBatch, softmax_rows
-from s2node.errors import ModelFileError, S2NodeError
 from s2node.node_batch import NodeBatch, PoolingMany
-from s2node.step import BACKENDS, Backend, StepResult, softmax
+from s2node.step import Backend, StepResult, check_model_path, softmax
 
 __all__ = ["StreamBatch", "load_stream_batch"]
 
@@ -64,13 +63,7 @@ class NodeStreamBatch(StreamBatch):
 def load_stream_batch(path: str | Path, n: int, backend: Backend = "node", *, numerics: str = "fp32",
                       window_s: float | None = None, **node_options: Any) -> StreamBatch:
     """n streams of one model file (as load_step_model opens one); ModelFileError when it is missing or bad."""
-    from s2node import modelfile
-
-    if backend not in BACKENDS:
-        raise S2NodeError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    jpath, _ = modelfile.model_paths(path)
-    if not jpath.is_file():
-        raise ModelFileError(str(jpath), "model not found (train one with `s2 train`, or pass --model PATH)")
+    check_model_path(path, backend)
     if backend == "node":
         return NodeStreamBatch(path, n, numerics, window_s, **node_options)
     from s2node.batch_torch import TorchStreamBatch

@@ -210,6 +210,14 @@ def load_step_model(path: str | Path, backend: Backend = "node", *, numerics: st
     """Open a model file with the chosen backend; ModelFileError (one line) when it is missing or bad.
     window_s: for a mean-pooled gesture model, pool over a sliding window of that many seconds instead.
     node_options: `Node.load`'s placement keywords (decoder=, embedding=, layout=, chip=, cost_table=, ...)."""
+    check_model_path(path, backend)
+    if backend == "node":
+        return NodeStepModel(path, numerics, window_s, **node_options)
+    return TorchStepModel(path, window_s)
+
+
+def check_model_path(path: str | Path, backend: str) -> None:
+    """S2NodeError for an unknown backend, ModelFileError (one line) when the model's JSON is not there."""
     from s2node import modelfile
 
     if backend not in BACKENDS:
@@ -217,6 +225,3 @@ def load_step_model(path: str | Path, backend: Backend = "node", *, numerics: st
     jpath, _ = modelfile.model_paths(path)
     if not jpath.is_file():
         raise ModelFileError(str(jpath), "model not found (train one with `s2 train`, or pass --model PATH)")
-    if backend == "node":
-        return NodeStepModel(path, numerics, window_s, **node_options)
-    return TorchStepModel(path, window_s)
