@@ -192,6 +192,9 @@ class Binner:
         """Bins relative to the open bin (>= 0) -> the same with gaps cut as the class says, and per output row
         the bin clock's offset (an empty bin of a gap takes the offset of the events before it)."""
         g = int(self.max_gap_bins or 0)
+        top = int(b.max())
+        if top <= g:  # at most g empty bins in all: nothing to cut (the common case, cheap)
+            return b, np.full(top + 1, self.skipped_bins, np.int64)
         u, inv = np.unique(b, return_inverse=True)
         prev = np.r_[0, u[:-1]]
         empty = np.maximum(u - prev - 1, 0)  # empty bins before each occupied one (the open bin counts as occupied)

@@ -54,6 +54,9 @@ class ReplayControl:
 
 
 
+READ_CHUNK_US = 50_000  # event time read from the file at once; split into chunk_us windows here
+
+
 @dataclass
 class ReplayStats:
     """What a replay skipped: jumps in the file's event time longer than GAP_MAX_US, cut to GAP_MAX_US."""
@@ -77,7 +80,9 @@ def replay_windows(
     shift = 0  # windows cut out so far (negative after a jump back)
     pending: np.ndarray | None = None
     pk, pbase = -1, 0
-    for chunk in iter_file(path, chunk_us):
+    # read in larger pieces than the windows: a reader's fixed cost per piece (a decoder call, its stderr guard)
+    # would otherwise come once per millisecond of recording
+    for chunk in iter_file(path, max(chunk_us, READ_CHUNK_US)):
         if base is None:
             base = int(chunk["t"][0]) + start_us
         rel = chunk["t"] - base
