@@ -293,7 +293,9 @@ async def stats_loop(link: MqttLink, models: list[StepModel], counters: Pipeline
         for m in models:
             t0, s0 = last[id(m)]
             now = time.monotonic()
-            link.publish(node_stats(m, counters, now - t0, s0))
+            st = node_stats(m, counters, now - t0, s0)
+            st.reconnects = link.stats.reconnects
+            link.publish(st)
             last[id(m)] = (now, m.counters.synops)
 
 

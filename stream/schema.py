@@ -285,6 +285,7 @@ class NodeStats(Payload):
     events_in: int = 0
     events_dropped: int = 0
     malformed_in: int = 0
+    reconnects: int = 0  # the publisher's connections to the broker re-established after one was lost
 
 
 MAX_FRAME_SIDE = 256  # frame: at most this many pixels a side (the node sends at most 64)

@@ -71,7 +71,7 @@ async def test_fleet_opens_by_itself_and_a_row_shows_that_node(mosquitto_private
         assert HOSTILE in shown  # literally, not read as markup
         assert "[blink]m[/blink]" in shown
         a = shown.index("cam-a")
-        assert shown[a:a + 6] == ["cam-a", "online", "3 kev/s", "7", "-", "gesture-egru, shakespeare-egru"]
+        assert shown[a:a + 6] == ["cam-a", "online", "3 kev/s", "7", "0", "gesture-egru, shakespeare-egru"]
         b = shown.index("cam-b")
         assert shown[b + 3] == f"right_hand_wave {max(g.probs):.0%}" and "offline" in shown
         table.move_cursor(row=table.get_row_index("cam-b"))

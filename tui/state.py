@@ -163,9 +163,7 @@ class FleetRow:
                 self.rates_hz[p.model] = (p.events_in - prev[1]) / (p.t_wall - prev[0])
             self._events[p.model] = (p.t_wall, p.events_in)
             self.dropped_by_model[p.model] = p.events_dropped
-            reconnects = getattr(p, "reconnects", None)  # a field newer publishers may add
-            if isinstance(reconnects, int):
-                self.reconnects = reconnects
+            self.reconnects = p.reconnects
         elif isinstance(p, GesturePrediction):
             self.last = f"{p.label} {max(p.probs, default=0.0):.0%}"
         elif isinstance(p, TextPrediction):
