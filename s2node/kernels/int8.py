@@ -33,6 +33,30 @@ _Q = np.float64(Q_MAX)
 INPUT_SCALES_KEPT = 256  # per-timestep input scales whose per-row factors are kept (`_input_scaled`)
 
 
+def max_abs_scale(vals: np.ndarray) -> float:
+    """dynamic_payload_scale of non-empty values, with the reduction called directly (no wrapper per call)."""
+    m = float(np.maximum.reduce(np.abs(vals)))
+    return m / Q_MAX if m > 0 else 1.0
+
+
+def unit_payload_bounds(sp: float) -> np.ndarray:
+    """bounds[k - 1] = the least positive float32 v whose payload min(rint(v / s_p), 127) (quotient in float64) is
+    at least k, k = 1..127. The payload grows with v (a correctly rounded division by s_p > 0, then rint), so for
+    v > 0 it equals the number of bounds <= v: one searchsorted instead of a divide, a rint and a clip, with the
+    same integers. Found by bisection over the float32 bit patterns (positive floats order as their patterns)."""
+    def payload(bits: np.ndarray) -> np.ndarray:
+        return np.minimum(np.rint(bits.astype(np.int32).view(np.float32).astype(np.float64) / np.float64(sp)), _Q)
+
+    k = np.arange(1, Q_MAX + 1)
+    lo = np.zeros(Q_MAX, np.int64)  # payload(0.0) = 0 < k
+    hi = np.full(Q_MAX, np.float32(np.inf).view(np.int32), np.int64)  # payload(inf) = 127 >= k
+    while np.any(hi - lo > 1):
+        mid = (lo + hi) // 2
+        up = payload(mid) >= k
+        hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
+    return hi.astype(np.int32).view(np.float32)
+
+
 def integer_sums(wt: np.ndarray, cols: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Σ_i p[i] · wt[cols[i]] of integer payloads and weights: exact in wt's dtype, so in any order."""
     p = p.astype(wt.dtype, copy=False)
@@ -101,6 +125,8 @@ class Int8Kernel(Kernel):
                        for g, s in enumerate(self.scale)]
         self.fused = [self._fuse(li) for li in range(len(self.hidden))]
         self._scaled_by_sp: dict[float, np.ndarray] = {}
+        self._y_bounds = unit_payload_bounds(Y_PAYLOAD_SCALE)  # unit payloads by lookup (`_quantize`)
+        self._levels = np.arange(Q_MAX + 1, dtype=self.payload_dtype)
 
     def _fuse(self, layer: int) -> FusedEvents | None:
         """The fast path of a layer's events (module doc); None where a pruned matrix takes its CSC path."""
@@ -128,15 +154,18 @@ class Int8Kernel(Kernel):
         return Y_PAYLOAD_SCALE
 
     def _quantize(self, vals: np.ndarray, sp: float, is_input: bool) -> np.ndarray:
-        """quantize_payload(vals, sp) in place on one float64 copy (the same floats, fewer temporaries). A unit
-        event's payload y = ĉ > θ > 0 (thresholds are positive), so its lower clip never acts and is skipped."""
-        q = np.array(vals, np.float64)
-        np.divide(q, np.float64(sp), out=q)  # NumPy scalars: no per-call conversion of Python floats
-        np.rint(q, out=q)
-        if is_input:
-            np.maximum(q, -_Q, out=q)
-        np.minimum(q, _Q, out=q)
-        return q.astype(self.payload_dtype, copy=False)  # integers up to 127: exact in float32
+        """quantize_payload(vals, sp) with fewer temporaries: the same float64 quotients, rounded, as integers in
+        the weights' dtype (exact: at most 127). Clips that cannot act are skipped: an input's scale is max|x| / 127
+        over these values (gestures) or over the whole table they come from (language), so |x| / s_p rounds to at
+        most 127; a unit event's payload y = ĉ > θ > 0 (thresholds are positive) needs only the upper clip."""
+        if not is_input and sp == Y_PAYLOAD_SCALE:  # y > θ > 0: its level from the precomputed bounds
+            return self._levels[np.searchsorted(self._y_bounds, vals, side="right")]
+        q = np.divide(vals, np.float64(sp), dtype=np.float64)  # NumPy scalar: no per-call conversion
+        if not is_input:
+            np.rint(q, out=q)
+            np.minimum(q, _Q, out=q)
+            return q.astype(self.payload_dtype, copy=False)
+        return np.rint(q, out=np.empty(len(q), self.payload_dtype))  # rounded in float64, then stored exactly
 
     def _payloads(self, vals: np.ndarray, sp: float, is_input: bool) -> np.ndarray:
         """A layer's events feed two accumulations (the next layer now, its own recurrence next step) with one
@@ -159,7 +188,7 @@ class Int8Kernel(Kernel):
             return self._accumulate_events(fused, kind, cols, vals)
         is_input = group == 0 and kind == "ih"
         if is_input and self.input_scale is None:  # gesture input: a scale per timestep
-            sp = dynamic_payload_scale(vals)
+            sp = max_abs_scale(vals)
             scaled = self._input_scaled(sp)
         else:  # s_w · s_p per row, fixed for unit events and language input: computed once (the same product)
             sp, scaled = (self.input_scale if is_input else Y_PAYLOAD_SCALE), self.scaled[group][kind]
