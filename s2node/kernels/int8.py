@@ -155,16 +155,21 @@ class Int8Kernel(Kernel):
 
     def _quantize(self, vals: np.ndarray, sp: float, is_input: bool) -> np.ndarray:
         """quantize_payload(vals, sp) with fewer temporaries: the same float64 quotients, rounded, as integers in
-        the weights' dtype (exact: at most 127). Clips that cannot act are skipped: an input's scale is max|x| / 127
-        over these values (gestures) or over the whole table they come from (language), so |x| / s_p rounds to at
-        most 127; a unit event's payload y = ĉ > θ > 0 (thresholds are positive) needs only the upper clip."""
-        if not is_input and sp == Y_PAYLOAD_SCALE:  # y > θ > 0: its level from the precomputed bounds
+        the weights' dtype (exact: at most 127). A unit event's payload y = ĉ > θ > 0 (thresholds are positive):
+        its level comes from the precomputed bounds (`unit_payload_bounds`), the same integers."""
+        if not is_input and sp == Y_PAYLOAD_SCALE:
             return self._levels[np.searchsorted(self._y_bounds, vals, side="right")]
         q = np.divide(vals, np.float64(sp), dtype=np.float64)  # NumPy scalar: no per-call conversion
-        if not is_input:
-            np.rint(q, out=q)
-            np.minimum(q, _Q, out=q)
-            return q.astype(self.payload_dtype, copy=False)
+        np.rint(q, out=q)
+        if is_input:
+            np.maximum(q, -_Q, out=q)
+        np.minimum(q, _Q, out=q)
+        return q.astype(self.payload_dtype, copy=False)
+
+    def _quantize_by_own_max(self, vals: np.ndarray, sp: float) -> np.ndarray:
+        """`_quantize` of input whose scale is max|vals| / 127 (gestures): |x| / s_p rounds to at most 127, so no
+        clip can act and none is done."""
+        q = np.divide(vals, np.float64(sp), dtype=np.float64)
         return np.rint(q, out=np.empty(len(q), self.payload_dtype))  # rounded in float64, then stored exactly
 
     def _payloads(self, vals: np.ndarray, sp: float, is_input: bool) -> np.ndarray:
@@ -189,10 +194,10 @@ class Int8Kernel(Kernel):
         is_input = group == 0 and kind == "ih"
         if is_input and self.input_scale is None:  # gesture input: a scale per timestep
             sp = max_abs_scale(vals)
-            scaled = self._input_scaled(sp)
+            scaled, p = self._input_scaled(sp), self._quantize_by_own_max(vals, sp)
         else:  # s_w · s_p per row, fixed for unit events and language input: computed once (the same product)
             sp, scaled = (self.input_scale if is_input else Y_PAYLOAD_SCALE), self.scaled[group][kind]
-        p = self._payloads(vals, sp, is_input)
+            p = self._payloads(vals, sp, is_input)
         sparse = self.csc[group][kind]
         if sparse is not None and sparse.worth_it(cols):
             return (sparse.matvec(cols, p) * scaled).astype(F32)
