@@ -283,7 +283,7 @@ class Node:
             x = np.asarray(inp, F32).reshape(-1)
             if x.size != n_in:
                 raise S2NodeError(f"input has {x.size} values, the model takes {n_in}")
-        idx = np.flatnonzero(x)
+        idx = x.nonzero()[0]  # x is 1-D: flatnonzero without its wrapper
         return idx, x[idx]
 
     # -- one timestep -----------------------------------------------------------------------------------
@@ -391,7 +391,7 @@ class Node:
             st.decoder_synops = int(syn[dsl].sum())
             st.host_packets_in = self.groups[dg].n_pes
         else:
-            st.decoder_synops = st.host_decoder_synops = int(self.dec_col_nnz[cols].sum())
+            st.decoder_synops = st.host_decoder_synops = int(np.add.reduce(self.dec_col_nnz[cols]))
             st.host_packets_in = len(cols)
         acc = k.accumulate(di, "ih", cols, vals)
         if self.trace is not None:
@@ -402,7 +402,7 @@ class Node:
         out = logits if self.readout.pool == "last" else self.pooling(logits).astype(F32)
         st.cost = step_cost(self.chip, self.cost_table, st)
         self._account(st)
-        label = int(np.argmax(out))
+        label = int(out.argmax())
         return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t, st,
                           logits)
 

@@ -228,6 +228,39 @@ def test_state_snapshot_restores_the_sequence(tmp_path):
     assert p.stats is node.last and p.stats.units == 64 and node.config["task"] == "lm"
 
 
+@pytest.mark.parametrize("task", ["lm", "gesture"])
+def test_int8_fused_events_equal_the_separate_accumulations(tmp_path, task):
+    """int8's fast path (one product for a layer's recurrent and next-layer weights) changes no bit of any step,
+    across a state restore too (the restored events are copies: the stored half is not reused)."""
+    if task == "lm":
+        path, xs = make_lm(tmp_path / "lm", hidden=(96, 64)), np.random.default_rng(5).integers(0, 40, 60)
+    else:
+        path, xs = make_gesture(tmp_path / "g", n_in=512, hidden=(64,)), random_counts(np.random.default_rng(5), 60,
+                                                                                      512, 0.05)
+    fast, separate = Node.load(path, numerics="int8"), Node.load(path, numerics="int8")
+    assert all(f is not None for f in fast.kernel.fused)
+    separate.kernel.fused = [None] * separate.n_layers
+    for t, x in enumerate(xs):
+        if t == 30:
+            fast.set_state(fast.get_state())
+        a, b = fast.step(x), separate.step(x)
+        assert np.array_equal(a.logits, b.logits) and a.stats.synops == b.stats.synops
+        assert all(np.array_equal(c, d) for c, d in zip(fast._c, separate._c, strict=True))
+    assert fast.stats.events_out > 0
+
+
+def test_int8_unit_payload_bounds_equal_the_division():
+    """The searchsorted levels of unit payloads equal rint(y / s_y) clipped at 127, at every bound and near it."""
+    from s2node.compiler.quantize import Y_PAYLOAD_SCALE, quantize_payload
+    from s2node.kernels.int8 import unit_payload_bounds
+
+    bounds = unit_payload_bounds(Y_PAYLOAD_SCALE)
+    near = np.concatenate([bounds.view(np.int32) + d for d in range(-2, 3)]).view(np.float32)
+    y = np.concatenate([near, np.random.default_rng(6).uniform(1e-4, 1.1, 10_000).astype(np.float32), [0.5, 2.0]])
+    y = y.astype(np.float32)
+    assert np.array_equal(np.searchsorted(bounds, y, side="right"), quantize_payload(y, Y_PAYLOAD_SCALE))
+
+
 @pytest.mark.parametrize("numerics", ["fp32", "int8"])
 def test_input_delivered_before_the_tick_equals_one_step(tmp_path, numerics):
     """deliver(a); deliver(b); step(c) == step(a + b + c): same outputs (fp32 to rounding, int8 exactly), and the

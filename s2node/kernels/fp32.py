@@ -37,7 +37,7 @@ class Fp32Kernel(Kernel):
             return vals.astype(F32, copy=False) @ wt  # every source active (e.g. an embedding vector)
         if len(cols) * DENSE_GATHER_RATIO > wt.shape[0]:
             return scatter(cols, vals, wt.shape[0], F32) @ wt
-        return vals.astype(F32, copy=False) @ wt[cols]
+        return vals.astype(F32, copy=False) @ wt.take(cols, 0)  # the rows wt[cols], with less overhead per call
 
     def accumulate_many(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
         wt = self.w[group][kind]

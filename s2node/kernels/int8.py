@@ -5,6 +5,13 @@ payload of source j (unit events: s_p = 1/127; language input: max|E|/127; gestu
 timestep). The integer sum is exact: products are summed in float32 when every possible sum stays below 2^24, else
 in float64 (below 2^53). The unit update
 then runs in float32 as on the FPU.
+
+The fast path (`FusedEvents`): a layer's events feed two matrices, the next layer's (or the decoder's) input weights
+now and the layer's own recurrent weights at the next step. Both take the same int8 payloads with the same static
+scale, so one product over the two matrices side by side ([sources, 3H + rows]) serves both: one quantise, one
+gather, one product and one rescale instead of two of each. Exact integer sums do not depend on how the products
+are grouped, and the rescale is per row, so every result is bit-identical to the two separate accumulations (fp32
+cannot do this: its float sums would round differently). The recurrent half waits in the kernel until its step.
 """
 
 from __future__ import annotations
@@ -23,6 +30,70 @@ from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, batch_plan, may
 from s2node.spec import ModelSpec
 
 _Q = np.float64(Q_MAX)
+INPUT_SCALES_KEPT = 256  # per-timestep input scales whose per-row factors are kept (`_input_scaled`)
+
+
+def max_abs_scale(vals: np.ndarray) -> float:
+    """dynamic_payload_scale of non-empty values, with the reduction called directly (no wrapper per call)."""
+    m = float(np.maximum.reduce(np.abs(vals)))
+    return m / Q_MAX if m > 0 else 1.0
+
+
+def unit_payload_bounds(sp: float) -> np.ndarray:
+    """bounds[k - 1] = the least positive float32 v whose payload min(rint(v / s_p), 127) (quotient in float64) is
+    at least k, k = 1..127. The payload grows with v (a correctly rounded division by s_p > 0, then rint), so for
+    v > 0 it equals the number of bounds <= v: one searchsorted instead of a divide, a rint and a clip, with the
+    same integers. Found by bisection over the float32 bit patterns (positive floats order as their patterns)."""
+    def payload(bits: np.ndarray) -> np.ndarray:
+        return np.minimum(np.rint(bits.astype(np.int32).view(np.float32).astype(np.float64) / np.float64(sp)), _Q)
+
+    k = np.arange(1, Q_MAX + 1)
+    lo = np.zeros(Q_MAX, np.int64)  # payload(0.0) = 0 < k
+    hi = np.full(Q_MAX, np.float32(np.inf).view(np.int32), np.int64)  # payload(inf) = 127 >= k
+    while np.any(hi - lo > 1):
+        mid = (lo + hi) // 2
+        up = payload(mid) >= k
+        hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
+    return hi.astype(np.int32).view(np.float32)
+
+
+def integer_sums(wt: np.ndarray, cols: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Σ_i p[i] · wt[cols[i]] of integer payloads and weights: exact in wt's dtype, so in any order."""
+    p = p.astype(wt.dtype, copy=False)
+    if len(cols) == wt.shape[0]:
+        return p @ wt
+    if len(cols) * DENSE_GATHER_RATIO > wt.shape[0]:
+        return scatter(cols, p, wt.shape[0], wt.dtype) @ wt
+    return p @ wt.take(cols, 0)  # the gathered rows (take: less overhead than wt[cols], the same copy)
+
+
+def rescale(acc: np.ndarray, scaled: np.ndarray) -> np.ndarray:
+    """acc[r] · s_w[r] · s_p as float64 products rounded once to float32 (the float32 sums promote exactly)."""
+    return (acc * scaled).astype(F32)
+
+
+class FusedEvents:
+    """The two consumers of one layer's events as one matrix: [W_hh | W_next]^T with their per-row factors."""
+
+    def __init__(self, hh: np.ndarray, nxt: np.ndarray, scaled_hh: np.ndarray, scaled_nxt: np.ndarray) -> None:
+        self.w = np.ascontiguousarray(np.concatenate([hh, nxt], 1), np.result_type(hh, nxt))
+        self.scaled = np.concatenate([scaled_hh, scaled_nxt])
+        self.split = hh.shape[1]  # output columns [:split] are the recurrent half
+        self.last: tuple | None = None  # (cols, vals, recurrent half, next half) of the last events applied
+
+    def halves(self, cols: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The stored results if these are the very events (the same arrays) last applied, else None."""
+        last = self.last
+        if last is not None and last[0] is cols and last[1] is vals:
+            return last[2], last[3]
+        return None
+
+    def apply(self, cols: np.ndarray, vals: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both accumulations of the events (cols, vals) with int8 payloads p, kept for the recurrent step."""
+        out = rescale(integer_sums(self.w, cols, p), self.scaled)
+        # the arrays are held, so `is` in halves() cannot match a new array at a recycled address
+        self.last = (cols, vals, out[:self.split], out[self.split:])
+        return self.last[2], self.last[3]
 
 
 class Int8Kernel(Kernel):
@@ -52,6 +123,30 @@ class Int8Kernel(Kernel):
         self._recent: list[tuple[np.ndarray, np.ndarray]] = []  # (unit payloads, their int8 values)
         self.scaled = [{k: sc * self.static_scale(g, k) for k, sc in s.items() if self.static_scale(g, k) is not None}
                        for g, s in enumerate(self.scale)]
+        self.fused = [self._fuse(li) for li in range(len(self.hidden))]
+        self._scaled_by_sp: dict[float, np.ndarray] = {}
+        self._y_bounds = unit_payload_bounds(Y_PAYLOAD_SCALE)  # unit payloads by lookup (`_quantize`)
+        self._levels = np.arange(Q_MAX + 1, dtype=self.payload_dtype)
+
+    def _fuse(self, layer: int) -> FusedEvents | None:
+        """The fast path of a layer's events (module doc); None where a pruned matrix takes its CSC path."""
+        if self.csc[layer]["hh"] is not None or self.csc[layer + 1]["ih"] is not None:
+            return None
+        return FusedEvents(self.w[layer]["hh"], self.w[layer + 1]["ih"], self.scaled[layer]["hh"],
+                           self.scaled[layer + 1]["ih"])
+
+    def _events_of(self, group: int, kind: str) -> FusedEvents | None:
+        """The fused pair whose events this accumulation takes: layer `group`'s (hh), layer `group - 1`'s (ih)."""
+        if kind == "hh":
+            return self.fused[group]
+        return self.fused[group - 1] if group > 0 else None
+
+    def _accumulate_events(self, fused: FusedEvents, kind: str, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """One of the two accumulations of a layer's events: stored if these events were already applied."""
+        halves = fused.halves(cols, vals)
+        if halves is None:
+            halves = fused.apply(cols, vals, self._quantize(vals, Y_PAYLOAD_SCALE, False))
+        return halves[0] if kind == "hh" else halves[1]
 
     def payload_scale(self, group: int, kind: str, vals: np.ndarray) -> float:
         if group == 0 and kind == "ih":
@@ -59,15 +154,23 @@ class Int8Kernel(Kernel):
         return Y_PAYLOAD_SCALE
 
     def _quantize(self, vals: np.ndarray, sp: float, is_input: bool) -> np.ndarray:
-        """quantize_payload(vals, sp) in place on one float64 copy (the same floats, fewer temporaries). A unit
-        event's payload y = ĉ > θ > 0 (thresholds are positive), so its lower clip never acts and is skipped."""
-        q = np.array(vals, np.float64)
-        np.divide(q, np.float64(sp), out=q)  # NumPy scalars: no per-call conversion of Python floats
+        """quantize_payload(vals, sp) with fewer temporaries: the same float64 quotients, rounded, as integers in
+        the weights' dtype (exact: at most 127). A unit event's payload y = ĉ > θ > 0 (thresholds are positive):
+        its level comes from the precomputed bounds (`unit_payload_bounds`), the same integers."""
+        if not is_input and sp == Y_PAYLOAD_SCALE:
+            return self._levels.take(self._y_bounds.searchsorted(vals, "right"))  # methods: no wrapper per call
+        q = np.divide(vals, np.float64(sp), dtype=np.float64)  # NumPy scalar: no per-call conversion
         np.rint(q, out=q)
         if is_input:
             np.maximum(q, -_Q, out=q)
         np.minimum(q, _Q, out=q)
-        return q.astype(self.payload_dtype, copy=False)  # integers up to 127: exact in float32
+        return q.astype(self.payload_dtype, copy=False)
+
+    def _quantize_by_own_max(self, vals: np.ndarray, sp: float) -> np.ndarray:
+        """`_quantize` of input whose scale is max|vals| / 127 (gestures): |x| / s_p rounds to at most 127, so no
+        clip can act and none is done."""
+        q = np.divide(vals, np.float64(sp), dtype=np.float64)
+        return np.rint(q, out=np.empty(len(q), self.payload_dtype))  # rounded in float64, then stored exactly
 
     def _payloads(self, vals: np.ndarray, sp: float, is_input: bool) -> np.ndarray:
         """A layer's events feed two accumulations (the next layer now, its own recurrence next step) with one
@@ -85,24 +188,30 @@ class Int8Kernel(Kernel):
         wt = self.w[group][kind]
         if len(cols) == 0:
             return self.zeros[group].copy()
+        fused = self._events_of(group, kind)
+        if fused is not None:
+            return self._accumulate_events(fused, kind, cols, vals)
         is_input = group == 0 and kind == "ih"
         if is_input and self.input_scale is None:  # gesture input: a scale per timestep
-            sp = dynamic_payload_scale(vals)
-            scaled = self.scale[group][kind] * sp
+            sp = max_abs_scale(vals)
+            scaled, p = self._input_scaled(sp), self._quantize_by_own_max(vals, sp)
         else:  # s_w · s_p per row, fixed for unit events and language input: computed once (the same product)
             sp, scaled = (self.input_scale if is_input else Y_PAYLOAD_SCALE), self.scaled[group][kind]
-        p = self._payloads(vals, sp, is_input)
+            p = self._payloads(vals, sp, is_input)
         sparse = self.csc[group][kind]
         if sparse is not None and sparse.worth_it(cols):
             return (sparse.matvec(cols, p) * scaled).astype(F32)
-        p = p.astype(wt.dtype, copy=False)
-        if len(cols) == wt.shape[0]:
-            acc = p @ wt  # exact integer sums
-        elif len(cols) * DENSE_GATHER_RATIO > wt.shape[0]:
-            acc = scatter(cols, p, wt.shape[0], wt.dtype) @ wt
-        else:
-            acc = p @ wt[cols]
-        return np.multiply(acc, scaled, out=np.empty(len(scaled), F32), casting="unsafe")  # float64 product, rounded
+        return rescale(integer_sums(wt, cols, p), scaled)
+
+    def _input_scaled(self, sp: float) -> np.ndarray:
+        """s_w · s_p of gesture input for this timestep's payload scale. s_p = max|x_t| / 127 takes few values
+        (binned counts), so the products are kept per scale: the same float64 products, computed once each."""
+        scaled = self._scaled_by_sp.get(sp)
+        if scaled is None:
+            if len(self._scaled_by_sp) >= INPUT_SCALES_KEPT:
+                self._scaled_by_sp.clear()
+            scaled = self._scaled_by_sp[sp] = self.scale[0]["ih"] * sp
+        return scaled
 
     def static_scale(self, group: int, kind: str) -> float | None:
         """The payload scale of a source kind when it does not change per timestep (None for gesture input)."""
