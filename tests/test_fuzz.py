@@ -183,3 +183,42 @@ def test_mutated_event_files_give_events_or_a_source_error(event_files, tmp_path
         tracemalloc.stop()
     assert peak < MEMORY_LIMIT_BYTES, f"{fmt} {how}: {peak / 2**20:.0f} MiB"
     assert time.monotonic() - t0 < 5.0
+
+
+# Files that made a native decoder kill the process (tests/data/README.md): each must now be a one-line
+# CorruptFileError. Read in a child process, so that a regression fails this test instead of killing the run,
+# with its address space bounded, so that an allocation without end fails at once instead of exhausting the machine.
+CRASHERS = sorted((Path(__file__).parent / "data").glob("aedat4-*.aedat4"))
+_READ_EACH = """
+import sys
+from sources.errors import CorruptFileError
+from sources.files import iter_events, read_events
+for path in sys.argv[1:]:
+    for reader in (read_events, lambda p: [len(c) for c in iter_events(p)]):
+        try:
+            reader(path)
+            print("read without an error")
+        except CorruptFileError as e:
+            print(e)
+"""
+
+
+def test_files_that_crashed_a_decoder_are_one_line_errors():
+    import resource
+    import subprocess
+    import sys
+
+    def bounded() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+
+    assert len(CRASHERS) == 3
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", _READ_EACH, *map(str, CRASHERS)], capture_output=True, text=True,
+                       cwd=root, timeout=120, preexec_fn=bounded,
+                       env={**os.environ, "PYTHONPATH": str(root), "RUST_BACKTRACE": "1"})
+    assert r.returncode == 0, f"the reader died (exit status {r.returncode}): {r.stderr[-2000:]}"
+    assert r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 * len(CRASHERS)
+    for path, line in zip([p for p in CRASHERS for _ in range(2)], lines, strict=True):
+        assert line.startswith(f"{path}: corrupt or truncated"), line
