@@ -29,13 +29,14 @@ _MAX_CUT_PACKET = 64 * 2**20
 def check_file_layout(p: Path, packets: bool = True) -> None:
     """Verify what `aedat` trusts in an AEDAT4 file, or raise a one-line CorruptFileError.
 
-    aedat reads the IOHeader flatbuffer unverified (root_as_ioheader_unchecked): an offset pointing outside the
-    header, or a description that is not UTF-8, is undefined behaviour in Rust. Seen from Python: an abort
-    (SIGABRT: pyo3 cannot build the error message from the invalid string), a memory allocation growing until
-    the process is killed (roxmltree on the invalid string), or a panic. And it allocates each packet's
-    declared size (up to 4 GiB) before reading it, which aborts where memory is not overcommitted. Event,
-    frame, IMU and trigger packets themselves are verified by aedat. Reads the header (a few kB) and, with
-    `packets`, the 8-byte header of each packet (a few hundred per 10 MB).
+    aedat 2.3 reads the IOHeader flatbuffer unverified (root_as_ioheader_unchecked): a description that is not
+    UTF-8 is undefined behaviour in Rust. Seen from Python: an abort (SIGABRT: pyo3 cannot build the error
+    message from the invalid string), or an allocation growing until the process is killed (roxmltree on the
+    invalid string); an offset outside the header is a panic, named here more clearly. And aedat allocates
+    each packet's declared size (up to 4 GiB) before reading it, which aborts where memory is not
+    overcommitted. The packets' contents (events, frames, IMU, triggers) aedat verifies itself. Reads the
+    header (a few kB) and, with `packets`, the 8-byte header of each packet (a few hundred per 10 MB).
+    See docs/security.md and tests/data/.
     """
     fd = os.open(p, os.O_RDONLY)
     try:
