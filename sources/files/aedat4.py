@@ -95,21 +95,21 @@ def _ioheader(buf: bytes) -> tuple[str | None, int]:
     if vt_len is None or tbl_len is None or vt_len < 4 or vt_len % 2 or vtable + vt_len > n or root + tbl_len > n:
         return "table layout outside the header", -1
     offsets = [u("<H", vtable + 4 + 2 * i) or 0 if 4 + 2 * i + 2 <= vt_len else 0 for i in range(len(_FIELD_SIZES))]
-    if any(o and o + size > tbl_len for o, size in zip(offsets, _FIELD_SIZES, strict=True)):
+    if any(o and o + width > tbl_len for o, width in zip(offsets, _FIELD_SIZES, strict=True)):
         return "field outside its table", -1
-    data_end = u("<q", root + offsets[1]) if offsets[1] else -1
+    data_end = (u("<q", root + offsets[1]) or 0) if offsets[1] else -1  # in bounds: checked just above
     if not offsets[2]:
         return None, data_end  # no description: aedat says so
     at = root + offsets[2]
     start = at + (u("<I", at) or 0)
-    size = u("<I", start + 0)
+    size = u("<I", start)
     if size is None or start + 4 + size > n:
         return "description outside the header", -1
     try:
         buf[start + 4 : start + 4 + size].decode("utf-8")
     except UnicodeDecodeError as e:
         return f"description is not UTF-8 (at its byte {e.start})", -1
-    return None, data_end if data_end is not None else -1
+    return None, data_end
 
 
 def _event_stream(p: Path) -> tuple[int, SensorSize]:
