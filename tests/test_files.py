@@ -537,3 +537,15 @@ def test_aedat4_structure_the_decoder_trusts_is_checked_first(tmp_path: Path, wh
             reader(path)
         assert_one_line_error(err, path)
         assert err.value.__cause__ is None  # refused by the check, not by a panic of the decoder
+
+
+def test_npy_header_length_beyond_the_file_is_refused_before_numpy_reads_it(tmp_path: Path):
+    """Version byte 1 -> 2 makes the 2-byte header length a 4-byte one (about 630 MB here), which np.load would
+    allocate at once: refused first, a one-line CorruptFileError."""
+    path = written(tmp_path, "npy", synthetic(seed=4))
+    data = bytearray(path.read_bytes())
+    data[6] = 2
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="header in a") as err:
+        read_events(path)
+    assert_one_line_error(err, path)
