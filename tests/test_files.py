@@ -486,8 +486,11 @@ def test_aedat3_is_refused_with_a_pointer(tmp_path: Path):
 
 
 def test_a_rust_panic_in_a_decoder_is_one_line_on_stderr(tmp_path):
-    """A header byte that breaks UTF-8 makes the AEDAT4 decoder panic in Rust: the reader raises CorruptFileError
-    (caused by the panic), and `s2 replay` prints that one line, without the panic's own report."""
+    """An empty packet after a valid header makes the AEDAT4 decoder panic in Rust (an assertion in flatbuffers):
+    the reader raises CorruptFileError (caused by the panic), and `s2 replay` prints that one line, without the
+    panic's own report."""
+    import struct
+
     from sources.errors import CorruptFileError
     from sources.events import DVS128, make_events
     from sources.files import read_events, write_events
@@ -496,9 +499,9 @@ def test_a_rust_panic_in_a_decoder_is_one_line_on_stderr(tmp_path):
     path = tmp_path / "bad.aedat4"
     write_events(path, make_events(np.arange(n) * 100, np.arange(n) % 128, np.arange(n) % 128, np.arange(n) % 2),
                  DVS128)
-    data = bytearray(path.read_bytes())
-    data[data.find(b'path="') + 6] = 0x9A  # a UTF-8 continuation byte where a character starts
-    path.write_bytes(bytes(data))
+    data = path.read_bytes()
+    header_end = 18 + struct.unpack_from("<I", data, 14)[0]  # magic (14 bytes), header length, header
+    path.write_bytes(data[:header_end] + struct.pack("<II", 0, 0))  # stream 0, a packet of 0 bytes
     with pytest.raises(CorruptFileError) as e:
         read_events(path)
     assert type(e.value.__cause__).__name__ == "PanicException"  # the case this test is about
@@ -507,3 +510,42 @@ def test_a_rust_panic_in_a_decoder_is_one_line_on_stderr(tmp_path):
                        env={**os.environ, "RUST_BACKTRACE": "1"})
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.returncode == 1 and len(lines) == 1 and "corrupt" in lines[0], r.stderr
+
+
+@pytest.mark.parametrize(("where", "value", "reason"), [
+    ("description", b"\xfa", "description is not UTF-8"),
+    ("root", b"\xf0\xff\xff\x7f", "root table outside the header"),
+    ("description offset", b"\xf0\xff\xff\x7f", "description outside the header"),
+    ("header length", b"\xff\xff\xff\x7f", "unexpected end of data"),
+    ("packet length", b"\x00\x00\x00\xf0", "a packet of 4026531840 bytes"),
+])
+def test_aedat4_structure_the_decoder_trusts_is_checked_first(tmp_path: Path, where: str, value: bytes, reason: str):
+    """What aedat reads unverified (the header flatbuffer, its UTF-8 description, each packet's size, which it
+    allocates before reading) is checked before aedat sees the file: a one-line CorruptFileError, no panic."""
+    import struct
+
+    path = written(tmp_path, "aedat4", synthetic(seed=2))
+    data = bytearray(path.read_bytes())
+    header_end = 18 + struct.unpack_from("<I", data, 14)[0]
+    root = 18 + struct.unpack_from("<I", data, 18)[0]
+    at = {"description": data.find(b"<dv ") + 1, "root": 18, "header length": 14, "packet length": header_end + 4,
+          "description offset": root + 8}[where]  # faery's layout: the description's offset 8 bytes into the table
+    data[at : at + len(value)] = value
+    path.write_bytes(bytes(data))
+    for reader in (read_events, lambda p: list(iter_events(p))):
+        with pytest.raises(CorruptFileError, match=reason) as err:
+            reader(path)
+        assert_one_line_error(err, path)
+        assert err.value.__cause__ is None  # refused by the check, not by a panic of the decoder
+
+
+def test_npy_header_length_beyond_the_file_is_refused_before_numpy_reads_it(tmp_path: Path):
+    """Version byte 1 -> 2 makes the 2-byte header length a 4-byte one (about 630 MB here), which np.load would
+    allocate at once: refused first, a one-line CorruptFileError."""
+    path = written(tmp_path, "npy", synthetic(seed=4))
+    data = bytearray(path.read_bytes())
+    data[6] = 2
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="header in a") as err:
+        read_events(path)
+    assert_one_line_error(err, path)

@@ -183,3 +183,44 @@ def test_mutated_event_files_give_events_or_a_source_error(event_files, tmp_path
         tracemalloc.stop()
     assert peak < MEMORY_LIMIT_BYTES, f"{fmt} {how}: {peak / 2**20:.0f} MiB"
     assert time.monotonic() - t0 < 5.0
+
+
+# Files that made a native decoder kill the process (tests/data/README.md): each must now be a one-line
+# CorruptFileError. Read in a child process, so that a regression fails this test instead of killing the run,
+# with its address space bounded, so that an allocation without end fails at once instead of exhausting the machine.
+CRASHERS = sorted((Path(__file__).parent / "data").glob("aedat4-*.aedat4"))
+_READ_BOTH_WAYS = """
+import sys
+from sources.errors import CorruptFileError
+from sources.files import iter_events, read_events
+for reader in (read_events, lambda p: [len(c) for c in iter_events(p)]):
+    try:
+        reader(sys.argv[1])
+        print("read without an error")
+    except CorruptFileError as e:
+        print(e)
+"""
+
+
+def test_the_files_that_crashed_a_decoder_are_all_here():
+    assert len(CRASHERS) == 3
+
+
+@pytest.mark.parametrize("path", CRASHERS, ids=lambda p: p.stem)
+def test_a_file_that_crashed_a_decoder_is_a_one_line_error(path: Path):
+    import resource
+    import subprocess
+    import sys
+
+    def bounded() -> None:  # 2 GiB: the 3.75 GiB packet of one file cannot be allocated
+        resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", _READ_BOTH_WAYS, str(path)], capture_output=True, text=True,
+                       cwd=root, timeout=120, preexec_fn=bounded,
+                       env={**os.environ, "PYTHONPATH": str(root), "RUST_BACKTRACE": "1",
+                            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})  # no per-core reservations
+    assert r.returncode == 0, f"the reader died (exit status {r.returncode}): {r.stderr[-2000:]}"
+    assert r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"{path}: corrupt or truncated") for line in lines), lines

@@ -25,8 +25,15 @@ _PACKET = 1 << 16  # events converted at a time when streaming from the memory m
 
 def _load(p: Path) -> np.ndarray:
     with open(p, "rb") as f:
-        if f.read(6) != b"\x93NUMPY":
-            raise CorruptFileError(str(p), "not a .npy file (no \\x93NUMPY magic)")
+        head = f.read(12)
+        size = os.fstat(f.fileno()).st_size
+    if head[:6] != b"\x93NUMPY":
+        raise CorruptFileError(str(p), "not a .npy file (no \\x93NUMPY magic)")
+    # np.load reads the header's declared length at once (a damaged version byte makes it up to 4 GiB)
+    start = 10 if head[6:7] == b"\x01" else 12  # version 1.0: a 2-byte length; 2.0 and 3.0: 4 bytes
+    length = int.from_bytes(head[8:start], "little")
+    if len(head) < start or start + length > size:
+        raise CorruptFileError(str(p), f"a {length}-byte .npy header in a {size}-byte file", offset=8)
     with decoding(p):
         try:
             arr = np.load(p, mmap_mode="r", allow_pickle=False)
