@@ -18,24 +18,22 @@ def pes_available(m: CompiledModel) -> CompileError | None:
     return None
 
 
-def sram_per_pe(m: CompiledModel) -> CompileError | None:
-    total = m.sram_total_per_pe
-    worst = int(np.argmax(total))
-    over = int(total[worst] - m.chip.sram_bytes_per_pe)
+def _worst_pe_over(per_pe: np.ndarray, budget: int, what: str) -> CompileError | None:
+    """The PE furthest over its budget of `what`, or None when every PE fits."""
+    worst = int(np.argmax(per_pe))
+    over = int(per_pe[worst] - budget)
     if over > 0:
-        return CompileError(f"PE {worst} needs {int(total[worst])} bytes of SRAM, over by {over}", pe=worst,
+        return CompileError(f"PE {worst} needs {int(per_pe[worst])} bytes of {what}, over by {over}", pe=worst,
                             bytes_over=over)
     return None
+
+
+def sram_per_pe(m: CompiledModel) -> CompileError | None:
+    return _worst_pe_over(m.sram_total_per_pe, m.chip.sram_bytes_per_pe, "SRAM")
 
 
 def data_per_pe(m: CompiledModel) -> CompileError | None:
-    data = m.data_bytes_per_pe
-    worst = int(np.argmax(data))
-    over = int(data[worst] - m.chip.data_sram_bytes_per_pe)
-    if over > 0:
-        return CompileError(f"PE {worst} needs {int(data[worst])} bytes of data SRAM, over by {over}", pe=worst,
-                            bytes_over=over)
-    return None
+    return _worst_pe_over(m.data_bytes_per_pe, m.chip.data_sram_bytes_per_pe, "data SRAM")
 
 
 def router_entries(m: CompiledModel) -> CompileError | None:
