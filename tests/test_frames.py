@@ -152,7 +152,7 @@ def test_frames_per_second_are_bounded():
     while time.monotonic() - t0 < 0.5:
         fm.add(ev)
         time.sleep(0.001)
-    assert 5 <= len(link.frames) <= 11  # 0.5 s at 20/s, with slack for a loaded machine
+    assert 1 <= len(link.frames) <= 11  # 0.5 s at 20/s: never more (a starved process may send fewer)
 
 
 def test_limits_are_checked():
