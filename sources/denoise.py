@@ -1,0 +1,100 @@
+"""Background-activity filter (Delbruck 2008; tonic's `denoise`): drop events with no recent neighbour.
+
+An event at pixel (x, y) and time t passes when one of its neighbours (8; or 4, as tonic's `denoise_numpy`)
+holds a last event time > t - dt_us, the neighbour's last event before it in stream order. Every event, passed
+or not, sets its own pixel's last time, so a decision never depends on earlier decisions and a whole batch is
+decided at once, exactly as the per-event loop:
+
+- the batch is sorted once by (pixel, stream order) (a stable radix sort of 16-bit pixel indices);
+- for a pixel pair (p, q = p + offset), one `np.searchsorted` of p's events among q's gives each p-event its
+  last q-event before it, and the counts it yields (`np.bincount`, `np.cumsum`) give each q-event its last
+  p-event before it: one search per pair of opposite offsets, 4 for 8 neighbours;
+- pixels are indexed on the sensor padded by one pixel all round, so a neighbour off the sensor is a pixel
+  that never fires (no edge masks);
+- the last time per pixel carries over from batch to batch, so any chunking of a stream equals one call.
+
+Events outside the sensor are neither judged nor remembered: they pass, for the binner to drop and count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sources.errors import SourceError
+
+NEVER = -(2**62)  # a pixel's last time before it has fired: no event is within dt of it
+T_LIMIT_US = 2**60  # times are clipped to ±this (as sources.binning), so t - dt cannot overflow
+BLOCK = 1 << 15  # events decided per pass: the searched arrays stay in cache (a batch of any size is exact)
+
+# one of each pair of opposite offsets (dx, dy); the merge for (dx, dy) also answers (-dx, -dy)
+HALF_OFFSETS = {4: ((1, 0), (0, 1)), 8: ((1, 0), (-1, 1), (0, 1), (1, 1))}
+
+
+class Denoiser:
+    """Stateful background-activity filter over event batches; `dropped` counts the events it removed."""
+
+    def __init__(self, width: int, height: int, dt_us: int, neighbours: int = 8) -> None:
+        if min(width, height) <= 0 or dt_us <= 0:
+            raise SourceError(f"denoiser: sensor size and dt_us must be positive, not {width}x{height}, {dt_us}")
+        if neighbours not in HALF_OFFSETS:
+            raise SourceError(f"denoiser: neighbours must be 4 or 8, not {neighbours}")
+        self.width, self.height, self.dt_us, self.neighbours = width, height, dt_us, neighbours
+        self._pw = width + 2  # padded row length
+        self._npx = self._pw * (height + 2)
+        self._offsets = [dy * self._pw + dx for dx, dy in HALF_OFFSETS[neighbours]]
+        self.last_t = np.full(self._npx, NEVER, np.int64)  # last event time per padded pixel
+        self.events_in = 0
+        self.dropped = 0
+
+    def filter(self, events: np.ndarray) -> np.ndarray:
+        """The events of a batch that pass, in their order (a new array; the input is not modified)."""
+        n = int(events.size)
+        self.events_in += n
+        x = events["x"].astype(np.int64)
+        y = events["y"].astype(np.int64)
+        on = (x < self.width) & (y < self.height)
+        idx = np.flatnonzero(on)
+        pix = (y[idx] + 1) * self._pw + x[idx] + 1
+        t = np.clip(events["t"][idx].astype(np.int64), -T_LIMIT_US, T_LIMIT_US)
+        keep = ~on
+        for b in range(0, idx.size, BLOCK):
+            keep[idx[b: b + BLOCK]] = self._decide(pix[b: b + BLOCK], t[b: b + BLOCK])
+        self.dropped += n - int(np.count_nonzero(keep))
+        return events[keep]
+
+    def _decide(self, pix: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Pass mask of one block (padded pixel indices, times, in stream order); updates last_t."""
+        m = pix.size
+        order = _argsort_stable(pix, self._npx)
+        ps, ts = pix[order], t[order]
+        seg = np.zeros(self._npx + 1, np.int64)  # first sorted position of each pixel's events
+        np.cumsum(np.bincount(ps, minlength=self._npx), out=seg[1:])
+        keys = ps * m + order  # (pixel, stream order), strictly increasing
+        thr = ts - self.dt_us
+        keep = np.zeros(m, bool)
+        last = self.last_t
+        for off in self._offsets:
+            # p-events against q = p + off: g = sorted events before (q, own order), so q's last is at g - 1
+            q = ps + off
+            g = np.searchsorted(keys, q * m + order)
+            prev = np.where(g > seg.take(q), ts.take(g - 1), last.take(q))
+            keep |= prev > thr
+            # q-events against p = q - off: c[s] = p-events placed at or before s = seg[p] + p's events before
+            c = np.cumsum(np.bincount(g, minlength=m + 1)[:m])
+            p = ps - off
+            prev = np.where(c > seg.take(p), ts.take(c - 1), last.take(p))
+            keep |= prev > thr
+        ends = np.flatnonzero(np.r_[ps[1:] != ps[:-1], True])  # each pixel's last event in stream order
+        last[ps.take(ends)] = ts.take(ends)
+        out = np.empty(m, bool)
+        out[order] = keep
+        return out
+
+
+def _argsort_stable(values: np.ndarray, bound: int) -> np.ndarray:
+    """Stable argsort of non-negative ints below `bound`: NumPy's radix sort on 16-bit keys (one pass, or
+    two for larger sensors: low half, then high half)."""
+    if bound <= 1 << 16:
+        return np.argsort(values.astype(np.uint16), kind="stable")
+    lo = np.argsort((values & 0xFFFF).astype(np.uint16), kind="stable")
+    return lo[np.argsort((values[lo] >> 16).astype(np.uint16), kind="stable")]

@@ -1,0 +1,121 @@
+"""The background-activity filter (sources.denoise) against a plain per-event loop, in any chunking, and wired
+into the binning through InputSpec.denoise_us."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sources.binning import Binner, InputSpec, bin_events
+from sources.denoise import Denoiser
+from sources.errors import SourceError
+from sources.events import EVENT_DTYPE
+
+W, H = 7, 5
+
+
+def reference(events: np.ndarray, width: int, height: int, dt_us: int, neighbours: int = 8) -> np.ndarray:
+    """tonic's denoise loop, 8 or 4 neighbours, on a fixed sensor: an event passes when a neighbour's last
+    event (in stream order) is less than dt_us older; every event on the sensor sets its pixel's last time."""
+    last: dict[tuple[int, int], int] = {}
+    near = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0)
+            and (neighbours == 8 or dx == 0 or dy == 0)]
+    keep = []
+    for e in events:
+        x, y, t = int(e["x"]), int(e["y"]), int(e["t"])
+        if x >= width or y >= height:
+            keep.append(True)  # not the filter's to judge: the binner drops and counts it
+            continue
+        keep.append(any((x + dx, y + dy) in last and last[(x + dx, y + dy)] > t - dt_us for dx, dy in near))
+        last[(x, y)] = t
+    return events[np.array(keep, bool)]
+
+
+def events_of(rows: list[tuple[int, int, int, int]]) -> np.ndarray:
+    ev = np.zeros(len(rows), EVENT_DTYPE)
+    for i, (t, x, y, p) in enumerate(rows):
+        ev[i] = (t, x, y, p)
+    return ev
+
+
+# small sensors, times in a short range so that neighbours often fall within dt; x, y may leave the sensor
+ROWS = st.lists(st.tuples(st.integers(0, 60), st.integers(0, W), st.integers(0, H), st.integers(0, 1)),
+                max_size=120)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=ROWS, dt=st.integers(1, 30), sort=st.booleans(), neighbours=st.sampled_from([4, 8]),
+       cuts=st.lists(st.integers(0, 120), max_size=4))
+def test_equals_per_event_loop_in_any_chunking(rows, dt, sort, neighbours, cuts):
+    """The vectorised filter keeps exactly the events the per-event loop keeps, in time order or not, fed in
+    one batch or in chunks (the last-time map carries over)."""
+    ev = events_of(sorted(rows) if sort else rows)
+    want = reference(ev, W, H, dt, neighbours)
+    d = Denoiser(W, H, dt, neighbours)
+    got = np.concatenate([d.filter(part) for part in np.split(ev, sorted(c % (len(ev) + 1) for c in cuts))])
+    assert np.array_equal(got, want)
+    assert d.dropped == len(ev) - len(want) and d.events_in == len(ev)
+
+
+def test_blocks_equal_one_pass(monkeypatch):
+    """A batch larger than one internal block gives what the loop gives (the blocks share the carried map)."""
+    import sources.denoise as dn
+
+    rng = np.random.default_rng(0)
+    ev = np.zeros(3000, EVENT_DTYPE)
+    ev["t"] = np.sort(rng.integers(0, 200_000, ev.size))
+    ev["x"], ev["y"] = rng.integers(0, 20, ev.size), rng.integers(0, 20, ev.size)
+    monkeypatch.setattr(dn, "BLOCK", 256)
+    assert np.array_equal(Denoiser(20, 20, 5_000).filter(ev), reference(ev, 20, 20, 5_000))
+
+
+def test_real_stream_chunked(tmp_path):
+    """On a real rendered stream (background activity and a moving body) the filter drops most isolated events,
+    and feeding it 10 ms at a time gives the same events as one call; the input is not modified."""
+    from sources.gesture_stream import StreamConfig, render_stream
+
+    ev, _ = render_stream(3, 100, 0, StreamConfig(duration_s=2.0, segment_s=(1.5, 1.5), noise_hz=(2.0, 2.0)))
+    before = ev.copy()
+    one = Denoiser(128, 128, 5_000).filter(ev)
+    d = Denoiser(128, 128, 5_000)
+    cuts = np.searchsorted(ev["t"], np.arange(10_000, int(ev["t"][-1]), 10_000))
+    chunked = np.concatenate([d.filter(part) for part in np.split(ev, cuts)])
+    assert np.array_equal(chunked, one) and np.array_equal(ev, before)
+    assert 0 < one.size < ev.size and d.dropped == ev.size - one.size
+
+
+def test_rejects_bad_arguments():
+    """A non-positive window or an unknown neighbourhood is refused, naming the value."""
+    with pytest.raises(SourceError, match="dt_us"):
+        Denoiser(128, 128, 0)
+    with pytest.raises(SourceError, match="6"):
+        Denoiser(128, 128, 1000, neighbours=6)
+    with pytest.raises(SourceError, match="denoise_us"):
+        InputSpec(denoise_us=-1)
+
+
+def test_input_spec_applies_the_filter(tmp_path):
+    """InputSpec.denoise_us filters in bin_events and Binner.feed alike (chunked equals whole, noise counted);
+    0 leaves the spec's config as before, so model files without the key load unchanged."""
+    rng = np.random.default_rng(1)
+    ev = np.zeros(5000, EVENT_DTYPE)
+    ev["t"] = np.sort(rng.integers(0, 1_000_000, ev.size))
+    ev["x"], ev["y"] = rng.integers(0, 128, ev.size), rng.integers(0, 128, ev.size)
+    ev["x"][::2] = 64  # a line of pixels that fire often: it passes, the scattered events mostly do not
+    spec = InputSpec(denoise_us=20_000)
+    whole = bin_events(ev, spec)
+    kept = Denoiser(128, 128, 20_000).filter(ev)
+    assert np.array_equal(whole, bin_events(kept, InputSpec()))
+    b = Binner(spec)
+    rows = [v for part in np.array_split(ev, 7) for _, _, v in b.feed(part)] + [v for _, _, v in b.flush()]
+    assert np.array_equal(np.stack(rows), whole)
+    assert b.dropped_noise == ev.size - kept.size > 0
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps(spec.to_config()))
+    assert InputSpec.from_config(json.loads(path.read_text())) == spec
+    assert "denoise_us" not in InputSpec().to_config()
+    assert InputSpec.from_config(InputSpec().to_config()).denoise_us == 0
