@@ -146,6 +146,10 @@ def _register_train_gesture(tsub: argparse._SubParsersAction) -> None:
     p.add_argument("--downsample", type=int, default=4, help="128 -> 128/d pixels per side (default 4)")
     p.add_argument("--bin-us", type=int, default=20_000, help="time bin (default 20000 µs)")
     p.add_argument("--scale", type=float, default=0.25, help="input = counts x scale (default 0.25)")
+    p.add_argument("--denoise-us", type=int, default=0, metavar="N",
+                   help="background-activity filter before binning: an event passes when one of its 8 neighbour "
+                   "pixels had an event in the N µs before it; stored in the model, so eval, node run, replay and "
+                   "run apply it too (default 0: off)")
     p.add_argument("--activity-reg", type=float, default=2.0, help="λ x max(0, firing rate - target) (EGRU)")
     p.add_argument("--activity-target", type=float, default=0.1, help="firing rate above which λ applies")
     p.add_argument("--threshold-init", type=float, default=0.1)
@@ -186,7 +190,7 @@ def _train_gesture(args: argparse.Namespace) -> int:
         activity_target=args.activity_target, threshold_init=args.threshold_init, shift_cells=args.shift_cells,
         stretch=args.stretch, seed=args.seed, max_train=args.max_train, init_from=args.init, prune=args.prune,
     )
-    spec = InputSpec(128, 128, args.downsample, args.bin_us, args.scale)
+    spec = InputSpec(128, 128, args.downsample, args.bin_us, args.scale, denoise_us=args.denoise_us)
     if args.continuous:
         from s2node.train_gesture_stream import StreamTrainConfig, train_streams
 

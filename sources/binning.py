@@ -1,7 +1,8 @@
 """The one event preprocessing shared by training, the node and the pipeline: events -> per-bin input vectors.
 
 A model file's "input" dict (DESIGN.md) declares it: {"sensor": [W, H], "downsample": d, "bin_us": b,
-"layout": "p,y,x", "scale": s}. Bin k covers event times [t0 + k·b, t0 + (k+1)·b) µs; its vector has
+"layout": "p,y,x", "scale": s}, plus "denoise_us" when the background-activity filter (sources.denoise) runs
+first. Bin k covers event times [t0 + k·b, t0 + (k+1)·b) µs; its vector has
 2·(H//d)·(W//d) entries, the event count of (polarity, y//d, x//d) times `scale`, flattened in p, y, x order
 (polarity 0 = OFF first). Events outside the sensor (or in a partial downsampled cell at the right or bottom
 edge) are dropped and counted. `Binner` does the same on a stream, by event time only.
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sources.denoise import Denoiser
 from sources.errors import SourceError
 
 LAYOUT = "p,y,x"
@@ -30,6 +32,7 @@ class InputSpec:
     bin_us: int = 20_000
     scale: float = 0.25
     layout: str = LAYOUT
+    denoise_us: int = 0  # background-activity filter window (sources.denoise); 0: off
 
     def __post_init__(self) -> None:
         if self.layout != LAYOUT:
@@ -38,6 +41,8 @@ class InputSpec:
             raise SourceError("input spec: sensor size, downsample and bin_us must be positive")
         if self.downsample > min(self.width, self.height):
             raise SourceError(f"input spec: downsample {self.downsample} exceeds the sensor size")
+        if self.denoise_us < 0:
+            raise SourceError(f"input spec: denoise_us must be >= 0, not {self.denoise_us}")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -50,15 +55,16 @@ class InputSpec:
         return 2 * w * h
 
     def to_config(self) -> dict[str, Any]:
-        return {"sensor": [self.width, self.height], "downsample": self.downsample, "bin_us": self.bin_us,
-                "layout": self.layout, "scale": self.scale}
+        cfg = {"sensor": [self.width, self.height], "downsample": self.downsample, "bin_us": self.bin_us,
+               "layout": self.layout, "scale": self.scale}
+        return cfg | ({"denoise_us": self.denoise_us} if self.denoise_us else {})  # files without it: off
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> InputSpec:
         try:
             w, h = (int(v) for v in cfg["sensor"])
             return cls(w, h, int(cfg["downsample"]), int(cfg["bin_us"]), float(cfg["scale"]),
-                       str(cfg.get("layout", LAYOUT)))
+                       str(cfg.get("layout", LAYOUT)), int(cfg.get("denoise_us", 0)))
         except (KeyError, TypeError, ValueError) as e:
             raise SourceError(f"model input spec is malformed ({e!r}): needs sensor, downsample, bin_us, scale") from e
 
@@ -101,6 +107,8 @@ def bin_events(
 ) -> np.ndarray:
     """Events -> [T, spec.size] float32. t0 defaults to the first event's time, T to the bin of the last kept event."""
     spec = as_spec(spec)
+    if spec.denoise_us:
+        events = Denoiser(spec.width, spec.height, spec.denoise_us).filter(events)
     t = cut_gaps(events["t"].astype(np.int64))
     if t0_us is None:
         t0_us = int(t[0]) if events.size else 0
@@ -122,7 +130,8 @@ class Binner:
 
     A bin is complete when an event at or after its end arrives (event time, never wall time), or on
     `advance_to(t_us)` / `flush()`. Feeding a recording in any chunks, then flush(), yields exactly
-    bin_events(concatenation). Events before the open bin (late) and outside the sensor are dropped and counted.
+    bin_events(concatenation). Events before the open bin (late), outside the sensor or removed by the spec's
+    background-activity filter are dropped and counted.
 
     Gaps (the rule that bounds a jump in event time): with `max_gap_bins` g, a stretch of more than g empty bins,
     within a batch or up to an `advance_to`, is emitted as g empty bins, after which the bin clock is re-anchored
@@ -138,6 +147,8 @@ class Binner:
         self.spec, self.t0_us, self.max_gap_bins = spec, t0_us, max_gap_bins
         self.dropped_out_of_range = 0
         self.dropped_late = 0
+        self.dropped_noise = 0  # removed by the background-activity filter (spec.denoise_us)
+        self._denoiser = Denoiser(spec.width, spec.height, spec.denoise_us) if spec.denoise_us else None
         self.events_in = 0
         self.gaps = 0
         self.skipped_bins = 0  # the bin clock's offset: bin k ends at t0 + (k + skipped_bins + 1)·bin_us
@@ -169,6 +180,11 @@ class Binner:
         if events.size == 0:
             return []
         self.events_in += int(events.size)
+        if self._denoiser is not None:
+            events = self._denoiser.filter(events)
+            self.dropped_noise = self._denoiser.dropped
+            if events.size == 0:
+                return []
         if self.t0_us is None:
             self.t0_us = int(np.clip(events["t"].min(), -T_LIMIT_US, T_LIMIT_US))
         feat, ok = _features(events, self.spec)

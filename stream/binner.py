@@ -35,6 +35,7 @@ class BinSpec:
     downsample: int
     bin_us: int
     scale: float
+    denoise_us: int = 0  # the model's background-activity filter (sources.denoise); 0: off
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> BinSpec:
@@ -44,7 +45,8 @@ class BinSpec:
         if inp.get("layout", "p,y,x") != "p,y,x":
             raise PipelineError(f"input layout {inp.get('layout')!r} not supported (only 'p,y,x')")
         w, h = (int(v) for v in inp["sensor"])
-        spec = cls(SensorSize(w, h), int(inp["downsample"]), int(inp["bin_us"]), float(inp["scale"]))
+        spec = cls(SensorSize(w, h), int(inp["downsample"]), int(inp["bin_us"]), float(inp["scale"]),
+                   int(inp.get("denoise_us", 0)))
         want = config["layers"][0]["input_size"]
         if spec.size != want:
             raise PipelineError(f"input spec gives {spec.size} features but the model takes {want}")
@@ -77,7 +79,8 @@ class Bin(NamedTuple):
 def _input_spec(spec: BinSpec):
     from sources.binning import InputSpec
 
-    return InputSpec(spec.sensor.width, spec.sensor.height, spec.downsample, spec.bin_us, spec.scale)
+    return InputSpec(spec.sensor.width, spec.sensor.height, spec.downsample, spec.bin_us, spec.scale,
+                     denoise_us=spec.denoise_us)
 
 
 def bin_events(events: np.ndarray, spec: BinSpec, t0_us: int | None = None, n_bins: int | None = None) -> np.ndarray:
@@ -114,8 +117,8 @@ class StreamBinner:
 
     @property
     def events_in(self) -> int:
-        """Events accepted into bins."""
-        return self._b.events_in - self.dropped
+        """Events accepted into bins (not dropped, not removed as background activity)."""
+        return self._b.events_in - self.dropped - self._b.dropped_noise
 
     def feed(self, events: np.ndarray, upto_us: int | None = None) -> list[Bin]:
         """Add events; bins ending at or before upto_us (no later event can fall into them) close too."""
