@@ -171,6 +171,9 @@ def _register_train_gesture(tsub: argparse._SubParsersAction) -> None:
     c.add_argument("--pooled-weight", type=float, default=1.0, help="weight of the streaming-readout loss (default 1)")
     c.add_argument("--clips", metavar="DIR",
                    help="also score each epoch on the isolated test clips of this DVSGesture folder")
+    c.add_argument("--clip-weight", type=float, default=0.0, metavar="W",
+                   help="also train on the isolated training clips of --clips: each chunk's loss adds W times the "
+                   "loss of one batch of clip windows (--window-s, --stretch, --shift-cells) (default 0: off)")
     p.set_defaults(func=_train_gesture)
 
 
@@ -195,7 +198,7 @@ def _train_gesture(args: argparse.Namespace) -> int:
         from s2node.train_gesture_stream import StreamTrainConfig, train_streams
 
         scfg = StreamTrainConfig(chunk_s=args.chunk_s, window_s=args.readout_window_s,
-                                 pooled_weight=args.pooled_weight)
+                                 pooled_weight=args.pooled_weight, clip_weight=args.clip_weight)
         result = train_streams(args.data or default_gesture_dir(), args.out, cfg, scfg, spec,
                                progress=not args.quiet, command="s2 " + " ".join(sys.argv[1:]), clips=args.clips)
         print(json.dumps(result["history"][-1]))

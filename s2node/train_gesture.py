@@ -79,7 +79,7 @@ def stretch_bins(x: np.ndarray, factor: float) -> np.ndarray:
     return x[idx[idx < len(x)]] * factor
 
 
-def _batch(items, spec: InputSpec, steps: int | None, rng: np.random.Generator, shift: int = 0,
+def batch_windows(items, spec: InputSpec, steps: int | None, rng: np.random.Generator, shift: int = 0,
            stretch: float = 1.0):
     """Stack recordings, random windows of `steps` bins (or whole, zero-padded), -> (x, y, lengths)."""
     if steps is None:
@@ -118,7 +118,7 @@ def accuracy(model: GestureModel, data, spec: InputSpec, batch_size: int = 16) -
     correct = 0
     rng = np.random.default_rng(0)
     for i in range(0, len(data), batch_size):
-        x, y, lens = _batch(data[i: i + batch_size], spec, None, rng)
+        x, y, lens = batch_windows(data[i: i + batch_size], spec, None, rng)
         logits, _, _ = model(x)
         correct += int((_masked_mean(logits, lens).argmax(1) == y).sum())
     return correct / max(1, len(data))
@@ -151,7 +151,7 @@ def train(data: str | Path, out: str | Path, cfg: GestureTrainConfig, spec: Inpu
         bar = tqdm(range(n_batches), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", disable=not progress)
         for bi in bar:
             items = [train_set[j] for j in order[bi * cfg.batch_size: (bi + 1) * cfg.batch_size]]
-            x, y, _ = _batch(items, spec, steps, rng, cfg.shift_cells, cfg.stretch)
+            x, y, _ = batch_windows(items, spec, steps, rng, cfg.shift_cells, cfg.stretch)
             logits, _, events = model(x)
             t_idx = torch.arange(cfg.warmup_steps, logits.shape[1])
             loss = lossf(logits[:, t_idx].reshape(-1, logits.shape[-1]), y.repeat_interleave(len(t_idx)))

@@ -9,7 +9,8 @@ moment (zero state) that never comes back after the first second.
 The loss has two parts on every labelled step (idle spells and the first `onset_s` of a segment are not
 scored): cross-entropy of the per-step logits, and cross-entropy of the streaming readout, the mean of the
 logits over the last `window_s` (what `s2 replay`, `s2 run` and the UI show), so that the model learns to
-outvote the gesture before within the window.
+outvote the gesture before within the window. With `clip_weight` > 0, each chunk's loss also holds the
+isolated training clips' loss (random windows, as `s2 train gesture`), so that the model keeps the clips.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class StreamTrainConfig:
     onset_s: float = 0.1  # not scored after a segment starts (hands still at rest)
     pooled_weight: float = 1.0  # weight of the streaming-readout loss
     pooled_from_s: float = 0.25  # the streaming readout is scored from this far into a segment
+    clip_weight: float = 0.0  # weight of the isolated training clips' loss, one batch of windows per chunk
 
 
 def load_streams(data: str | Path, split: str, spec: InputSpec, onset_s: float, limit: int | None = None):
@@ -95,7 +97,7 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
     """Train on DATA/streams/train and write OUT after every epoch; each epoch is scored on the held-out
     DATA/streams/test (streaming readout) and, given `clips` (a DVSGesture folder), on its isolated test clips
     (pooled over each clip, as `s2 eval`). Returns the history."""
-    from s2node.train_gesture import accuracy, load_binned
+    from s2node.train_gesture import accuracy, batch_windows, load_binned
     from sources.gesture_stream import find_streams, load_stream
 
     torch.manual_seed(cfg.seed)
@@ -103,6 +105,8 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
     train_set = load_streams(data, "train", spec, scfg.onset_s, cfg.max_train)
     test_streams = [load_stream(p) for p in find_streams(data, "test")]
     clip_set = load_binned(clips, "test", spec) if clips else None
+    clip_train = load_binned(clips, "train", spec) if clips and scfg.clip_weight > 0 else None
+    clip_steps = max(cfg.warmup_steps + 1, round(cfg.window_s * 1e6 / spec.bin_us))
     model = build_model(cfg, spec)
     if cfg.init_from:
         load_weights(model, cfg.init_from)
@@ -157,6 +161,12 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
                 loss = lossf(logits.reshape(-1, c), y.reshape(-1))
                 if (y_pool != IGNORE).any():
                     loss = loss + scfg.pooled_weight * lossf(pooled.reshape(-1, c), y_pool.reshape(-1))
+                if clip_train is not None:  # a fresh state per clip window, every step after the warm-up scored
+                    pick = rng.integers(0, len(clip_train), cfg.batch_size)
+                    xc, yc, _ = batch_windows([clip_train[j] for j in pick], spec, clip_steps, rng, cfg.shift_cells,
+                                       cfg.stretch)
+                    lc = model(xc)[0][:, cfg.warmup_steps:]
+                    loss = loss + scfg.clip_weight * lossf(lc.reshape(-1, c), yc.repeat_interleave(lc.shape[1]))
                 rates = torch.stack([o.mean() for o in events]) if events else torch.zeros(1)
                 total = loss + cfg.activity_reg * torch.relu(rates - cfg.activity_target).sum()
                 if torch.isfinite(loss) and (y != IGNORE).any():

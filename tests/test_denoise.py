@@ -119,3 +119,33 @@ def test_input_spec_applies_the_filter(tmp_path):
     assert InputSpec.from_config(json.loads(path.read_text())) == spec
     assert "denoise_us" not in InputSpec().to_config()
     assert InputSpec.from_config(InputSpec().to_config()).denoise_us == 0
+
+
+def test_trained_model_carries_the_filter_to_the_pipeline(tmp_path):
+    """`s2 train gesture --continuous --denoise-us N` stores N in the model's input; the pipeline's binner built
+    from that model file filters (what it drops counted apart from lost events) and bins as bin_events does."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from s2node import modelfile
+    from sources.gesture_stream import StreamConfig, generate_streams, load_stream
+    from stream.binner import make_binner
+
+    short = StreamConfig(duration_s=3.0, segment_s=(1.5, 1.5), idle_probability=0.0, fps=100)
+    generate_streams(tmp_path, 1, 0, split="train", cfg=short, progress=False)
+    paths = generate_streams(tmp_path, 1, 0, split="test", cfg=short, progress=False)
+    out = tmp_path / "m"
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-m", "stream.cli", "train", "gesture", "--continuous", "--data", str(tmp_path),
+                        "--arch", "egru", "--hidden", "8", "--epochs", "1", "--batch-size", "1", "--chunk-s", "0.5",
+                        "--denoise-us", "3000", "--quiet", "--out", str(out)],
+                       cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    config, _ = modelfile.load(out)
+    assert config["input"]["denoise_us"] == 3000
+    ev = load_stream(paths[0]).events
+    b = make_binner(config)
+    vecs = [x.vector for part in np.array_split(ev, 9) for x in b.feed(part)] + [x.vector for x in b.flush()]
+    assert np.array_equal(np.stack(vecs), bin_events(ev, InputSpec.from_config(config["input"])))
+    assert b.dropped == 0 and b.events_in == Denoiser(128, 128, 3000).filter(ev).size < ev.size

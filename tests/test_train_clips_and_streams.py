@@ -1,0 +1,30 @@
+"""Training on continuous streams and isolated clips together (`s2 train gesture --continuous --clip-weight`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from s2node import modelfile
+from s2node.train_gesture import GestureTrainConfig
+from s2node.train_gesture_stream import StreamTrainConfig, train_streams
+from sources.binning import InputSpec
+from sources.gesture_data import generate_dataset
+from sources.gesture_stream import StreamConfig, generate_streams
+
+
+def test_clip_loss_joins_the_stream_loss(tmp_path):
+    """With a clip weight, one epoch on streams also learns from the training clips and scores the test clips;
+    the weight and the filter are stored with the model."""
+    short = StreamConfig(duration_s=3.0, segment_s=(1.5, 1.5), idle_probability=0.0, fps=100)
+    generate_streams(tmp_path, 1, 0, split="train", cfg=short, progress=False)
+    generate_streams(tmp_path, 1, 0, split="test", cfg=short, progress=False)
+    generate_dataset(tmp_path / "clips", 2, 0, duration_s=0.5, fps=100, lightings=1, progress=False)
+    cfg = GestureTrainConfig(arch="egru", hidden=(8,), epochs=1, batch_size=2, window_s=0.4, seed=0)
+    spec = InputSpec(denoise_us=5_000)
+    out = tmp_path / "m"
+    hist = train_streams(tmp_path, out, cfg, StreamTrainConfig(chunk_s=0.5, clip_weight=1.0), spec,
+                         progress=False, clips=tmp_path / "clips")
+    last = hist["history"][-1]
+    assert np.isfinite(last["loss"]) and 0.0 <= last["test_accuracy"] <= 1.0
+    config, _ = modelfile.load(out)
+    assert config["training"]["continuous"]["clip_weight"] == 1.0 and config["input"]["denoise_us"] == 5_000
