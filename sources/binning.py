@@ -1,8 +1,7 @@
 """The one event preprocessing shared by training, the node and the pipeline: events -> per-bin input vectors.
 
 A model file's "input" dict (DESIGN.md) declares it: {"sensor": [W, H], "downsample": d, "bin_us": b,
-"layout": "p,y,x", "scale": s}, plus "denoise_us" when the background-activity filter (sources.denoise) runs
-first. Bin k covers event times [t0 + k·b, t0 + (k+1)·b) µs; its vector has
+"layout": "p,y,x", "scale": s}. Bin k covers event times [t0 + k·b, t0 + (k+1)·b) µs; its vector has
 2·(H//d)·(W//d) entries, the event count of (polarity, y//d, x//d) times `scale`, flattened in p, y, x order
 (polarity 0 = OFF first). Events outside the sensor (or in a partial downsampled cell at the right or bottom
 edge) are dropped and counted. `Binner` does the same on a stream, by event time only.
