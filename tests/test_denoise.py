@@ -73,7 +73,7 @@ def test_blocks_equal_one_pass(monkeypatch):
     assert np.array_equal(Denoiser(20, 20, 5_000).filter(ev), reference(ev, 20, 20, 5_000))
 
 
-def test_real_stream_chunked(tmp_path):
+def test_real_stream_chunked():
     """On a real rendered stream (background activity and a moving body) the filter drops most isolated events,
     and feeding it 10 ms at a time gives the same events as one call; the input is not modified."""
     from sources.gesture_stream import StreamConfig, render_stream
