@@ -53,6 +53,9 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("eval-ptb-egru", _s2("eval", "models/ptb-egru", "--split", "test", "--baseline", "ngram:5", "--json"), 600),
     Entry("eval-shakespeare-egru", _s2("eval", "models/shakespeare-egru", "--split", "test", "--baseline", "ngram:6",
                                        "--json"), 900),
+    # the equal-size LSTM trained on the same batches as the character EGRU (docs/language-models.md)
+    Entry("eval-shakespeare-lstm", _s2("eval", "models/shakespeare-lstm", "--split", "test", "--baseline", "ngram:6",
+                                       "--json"), 900),
     Entry("node-ptb-egru-fp32", _s2("node", "run", "models/ptb-egru", "--split", "test", "--max-steps", "2000",
                                     "--json"), 600),
     Entry("node-ptb-egru-int8", _s2("node", "run", "models/ptb-egru", "--split", "test", "--max-steps", "2000",
@@ -427,6 +430,9 @@ def render_readme_table(res: dict[str, dict[str, Any]]) -> str:
             quality = f"{_f(e['value'], 4)} {e['metric']} ({e['data'].split(':')[-1]} split)"
             if "baseline_value" in e:
                 quality += f"; {e['baseline']}: {_f(e['baseline_value'], 4)}"
+            lstm = res.get(f"eval-{name.replace('-egru', '-lstm')}")
+            if lstm is not None:  # the equal-size LSTM trained on the same batches
+                quality += f"; LSTM of equal size: {_f(lstm['result']['value'], 4)}"
             sparsity = _f(e["activity_sparsity"])
         else:  # no labelled gesture data offline: the test accuracy the model file's training record holds
             hist = json.loads((ROOT / "models" / f"{name}.json").read_text()).get("training", {}).get("history", [])
@@ -448,7 +454,8 @@ def render_readme_table(res: dict[str, dict[str, Any]]) -> str:
                      f"{_f(dense.get('energy_gain'))}x"])
     head = ["model", "quality (PyTorch)", "activity sparsity", "fewer synops than dense", "PEs",
             "latency p50 (est.)", "energy (est.)", "energy vs dense"]
-    docs = [d for n, d in res.items() if n.startswith(("eval-", "node-")) and n.endswith(("egru", "fp32", "stream"))]
+    docs = [d for n, d in res.items()
+            if n.startswith(("eval-", "node-")) and n.endswith(("egru", "lstm", "fp32", "stream"))]
     return "\n".join([BEGIN, *_table(head, rows), "", _stamp_line(docs), END])
 
 
