@@ -10,6 +10,7 @@ over PEs), `emit` the events of the units that fired. Only `accumulate` differs 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import NamedTuple
 
 import numpy as np
 
@@ -70,62 +71,56 @@ class SparseColumns:
         w = self.data[pos] * np.repeat(np.asarray(vals, np.float64), lens)
         return np.bincount(self.rows[pos], weights=w, minlength=self.n_rows)
 
-    def matmat(self, x: np.ndarray) -> np.ndarray:
-        """Row s of x [streams, sources] times the columns: [streams, rows] in float64, each stream's sum in the
-        order of `matvec` (ascending sources), so equal to matvec of that stream's active sources."""
-        s, cols = np.nonzero(x)
-        starts = self.indptr[cols]
-        lens = self.indptr[cols + 1] - starts
+    def matmat(self, act: ActiveSources) -> np.ndarray:
+        """Several streams' active sources (`ActiveSources`) times the columns: [streams, rows] in float64, each
+        stream's sum in the order of `matvec` (ascending sources), so equal to matvec of that stream's sources."""
+        starts = self.indptr[act.cols]
+        lens = self.indptr[act.cols + 1] - starts
         total = int(lens.sum())
-        out_len = x.shape[0] * self.n_rows
+        k = act.shape[0]
         if total == 0:
-            return np.zeros((x.shape[0], self.n_rows))
+            return np.zeros((k, self.n_rows))
         pos = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(total)
-        w = self.data[pos] * np.repeat(x[s, cols].astype(np.float64), lens)
-        at = np.repeat(s * self.n_rows, lens) + self.rows[pos]
-        return np.bincount(at, weights=w, minlength=out_len).reshape(x.shape[0], self.n_rows)
+        w = self.data[pos] * np.repeat(act.vals.astype(np.float64, copy=False), lens)
+        at = np.repeat(act.streams * self.n_rows, lens) + self.rows[pos]
+        return np.bincount(at, weights=w, minlength=k * self.n_rows).reshape(k, self.n_rows)
 
     def touched(self, per_source: np.ndarray) -> int:
         """Non-zeros walked when source j sends per_source[j] packets (one per stream)."""
         return int(per_source @ self.col_nnz)
 
 
-# Several streams at once (`Kernel.accumulate_many`): one BLAS product over all streams is the cheapest per
-# multiply, but it multiplies every silent source too; a stream's own active rows cost about ROWS_COST_RATIO times
-# more per multiply (the gather copies each row first) plus ~10 µs per stream (ROWS_FIXED dense-element
-# equivalents). Measured on the gesture model (2048 inputs, 6 % active per stream, 64 streams): one product
-# 13-27 ms, per-stream rows 7.6 ms.
-ROWS_COST_RATIO = 8
-ROWS_FIXED = 50_000
+# Several streams at once (`Kernel.accumulate_many`), costs in multiply-adds of one BLAS product over many streams
+# (~0.017 ns each on one core). Such a product reads every weight once, so with few streams the reads set its time
+# (as if DENSE_MIN_STREAMS more streams multiplied); it also multiplies every silent source. A sparse product over
+# each stream's own active rows (`rows_product`) costs about ROWS_COST_RATIO times more per multiply-add, plus
+# ROWS_PER_SOURCE multiply-adds' worth per (stream, active source) and ROWS_FIXED per call; a walk of a pruned
+# matrix's CSC entries (`SparseColumns.matmat`) about BATCH_SPARSE_COST_RATIO per entry. Measured on the gesture
+# model (2048 inputs, 6 % active per stream, 64 streams): one full product 0.9-1.8 ms, the sparse product 0.5 ms.
+DENSE_MIN_STREAMS = 6
+ROWS_COST_RATIO = 4
+ROWS_PER_SOURCE = 250
+ROWS_FIXED = 300_000
+BATCH_SPARSE_COST_RATIO = 350
 
 
-def stream_rows(x: np.ndarray):
-    """(stream, active sources, their payloads) of each stream of x [streams, sources] with input, from one
-    nonzero() call (sources ascending, as `accumulate` sees them)."""
-    s, cols = np.nonzero(x)
-    ends = np.cumsum(np.bincount(s, minlength=x.shape[0]))
-    start = 0
-    for i, end in enumerate(ends.tolist()):
-        if end > start:
-            c = cols[start:end]
-            yield i, c, x[i, c]
-        start = end
-
-
-def batch_plan(x: np.ndarray, wt: np.ndarray, sparse: SparseColumns | None) -> tuple[str, np.ndarray | None]:
-    """How to apply the weights wt [sources, rows] to several streams' payloads x [streams, sources], cheapest
-    first: ("none", None) no source active; ("sparse", None) per-stream CSC walks; ("rows", None) each stream's
-    active rows; ("union", cols) one product over the sources active in any stream; ("dense", None) one full
-    product."""
-    per_source = np.count_nonzero(x, axis=0)  # streams sending from each source
-    active = np.flatnonzero(per_source)
-    if not len(active):
+def batch_plan(act: ActiveSources, wt: np.ndarray, sparse: SparseColumns | None) -> tuple[str, np.ndarray | None]:
+    """How to apply the weights wt [sources, rows] to several streams' active sources, cheapest first: ("none",
+    None) no source active; ("sparse", None) per-stream CSC walks; ("rows", None) one sparse product over each
+    stream's active rows; ("union", cols) one product over the sources active in any stream; ("dense", None) one
+    full product."""
+    nnz = len(act.cols)
+    if not nnz:
         return "none", None
-    k, (n_src, n_rows) = x.shape[0], wt.shape
-    plans = {"dense": k * n_src * n_rows,
-             "union": k * len(active) * n_rows * (1 + 1 / k) if len(active) * DENSE_GATHER_RATIO <= n_src else None,
-             "rows": int(per_source.sum()) * n_rows * ROWS_COST_RATIO + k * ROWS_FIXED,
-             "sparse": sparse.touched(per_source) * SPARSE_COST_RATIO + SPARSE_FIXED if sparse is not None else None}
+    per_source = np.bincount(act.cols, minlength=wt.shape[0])  # streams sending from each source
+    active = np.flatnonzero(per_source)
+    k, (n_src, n_rows) = act.shape[0], wt.shape
+    reads = k + DENSE_MIN_STREAMS
+    plans = {"dense": reads * n_src * n_rows,
+             "union": (reads + 1) * len(active) * n_rows if len(active) * DENSE_GATHER_RATIO <= n_src else None,
+             "rows": nnz * (n_rows + ROWS_PER_SOURCE) * ROWS_COST_RATIO + ROWS_FIXED,
+             "sparse": sparse.touched(per_source) * BATCH_SPARSE_COST_RATIO + ROWS_FIXED if sparse is not None
+             else None}
     how = min((c, h) for h, c in plans.items() if c is not None)[1]
     return how, active if how == "union" else None
 
@@ -187,3 +182,37 @@ class Kernel(ABC):
         """Events of the units that fired: (source ids, graded payloads y = ĉ)."""
         idx = o.nonzero()[0]
         return idx, c_hat[idx]
+
+
+class ActiveSources(NamedTuple):
+    """The non-zero payloads of several streams, x [streams, sources], stream by stream and sources ascending (the
+    order `accumulate` sees them): x.ravel()[flat] = vals, at (streams, cols)."""
+
+    shape: tuple[int, int]
+    flat: np.ndarray
+    streams: np.ndarray
+    cols: np.ndarray
+    vals: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> ActiveSources:
+        flat = np.flatnonzero(x != 0)  # of the mask: NumPy's fast path for booleans (~10x faster on [64, 2048])
+        streams, cols = np.divmod(flat, x.shape[1])
+        return cls(x.shape, flat, streams, cols, x.reshape(-1)[flat])
+
+    def dense(self, vals: np.ndarray) -> np.ndarray:
+        """vals (one per active source, e.g. quantised payloads) scattered into a dense [streams, sources] array."""
+        out = np.zeros(self.shape[0] * self.shape[1], vals.dtype)
+        out[self.flat] = vals
+        return out.reshape(self.shape)
+
+
+def rows_product(act: ActiveSources, vals: np.ndarray, wt: np.ndarray) -> np.ndarray:
+    """Σ over each stream's active sources of vals · wt[source]: [streams, rows] in wt's dtype, from one sparse (COO)
+    times dense product (torch's: NumPy has none), each stream's sum over ascending sources."""
+    import torch  # imported where a batch is made (NodeBatch), not by every Node
+
+    ij = torch.from_numpy(np.stack([act.streams, act.cols]))
+    x = torch.sparse_coo_tensor(ij, torch.from_numpy(vals.astype(wt.dtype, copy=False)), act.shape,
+                                is_coalesced=True, check_invariants=False)  # flat order: sorted and unique
+    return torch.sparse.mm(x, torch.from_numpy(wt)).numpy()

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, batch_plan, maybe_sparse, scatter, stream_rows
+from s2node.kernels.base import (
+    DENSE_GATHER_RATIO,
+    F32,
+    ActiveSources,
+    Kernel,
+    batch_plan,
+    maybe_sparse,
+    rows_product,
+    scatter,
+)
 from s2node.spec import ModelSpec
 
 
@@ -41,17 +50,15 @@ class Fp32Kernel(Kernel):
 
     def accumulate_many(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
         wt = self.w[group][kind]
-        how, cols = batch_plan(x, wt, self.csc[group][kind])
+        x = x.astype(F32, copy=False)
+        act = ActiveSources.of(x)
+        how, cols = batch_plan(act, wt, self.csc[group][kind])
         if how == "none":
             return np.zeros((x.shape[0], wt.shape[1]), F32)
         if how == "sparse":
-            return self.csc[group][kind].matmat(x).astype(F32)
-        x = x.astype(F32, copy=False)
-        if how == "rows":  # each stream as `accumulate` gathers it
-            out = np.zeros((x.shape[0], wt.shape[1]), F32)
-            for s, cols, vals in stream_rows(x):
-                out[s] = vals @ wt[cols]
-            return out
+            return self.csc[group][kind].matmat(act).astype(F32)
+        if how == "rows":  # each stream's active rows, as `accumulate` takes them
+            return rows_product(act, act.vals, wt)
         if how == "dense":
             return x @ wt
         return x[:, cols] @ wt[cols]

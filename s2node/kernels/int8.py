@@ -23,10 +23,18 @@ from s2node.compiler.quantize import (
     Y_PAYLOAD_SCALE,
     dynamic_payload_scale,
     input_payload_scale,
-    quantize_payload,
     quantize_rows,
 )
-from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, batch_plan, maybe_sparse, scatter, stream_rows
+from s2node.kernels.base import (
+    DENSE_GATHER_RATIO,
+    F32,
+    ActiveSources,
+    Kernel,
+    batch_plan,
+    maybe_sparse,
+    rows_product,
+    scatter,
+)
 from s2node.spec import ModelSpec
 
 _Q = np.float64(Q_MAX)
@@ -219,30 +227,33 @@ class Int8Kernel(Kernel):
             return self.input_scale
         return Y_PAYLOAD_SCALE
 
-    def payload_scales(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
-        """`payload_scale` of each stream of x [streams, sources], as a [streams, 1] column."""
+    def payload_scales(self, group: int, kind: str, act: ActiveSources) -> np.ndarray:
+        """`payload_scale` of each stream of several streams' active sources: [streams] float64."""
+        k = act.shape[0]
         if group == 0 and kind == "ih" and self.input_scale is None:  # per timestep and stream: max|x| / 127
-            m = np.abs(x).max(1).astype(np.float64) if x.shape[1] else np.zeros(x.shape[0])
-            sp = np.where(m > 0, m / Q_MAX, 1.0)
-        else:
-            sp = np.full(x.shape[0], self.input_scale if group == 0 and kind == "ih" else Y_PAYLOAD_SCALE)
-        return sp[:, None]
+            m = np.zeros(k)
+            n = np.bincount(act.streams, minlength=k)
+            has = n > 0
+            if has.any():
+                m[has] = np.maximum.reduceat(np.abs(act.vals), (np.cumsum(n) - n)[has])
+            return np.where(m > 0, m / _Q, 1.0)
+        return np.full(k, self.input_scale if group == 0 and kind == "ih" else Y_PAYLOAD_SCALE)
 
     def accumulate_many(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
         wt = self.w[group][kind]
-        sp = self.payload_scales(group, kind, x)
-        p = quantize_payload(x, sp)  # [streams, sources], integers; each stream's sum is exact in any order
-        how, cols = batch_plan(p, wt, self.csc[group][kind])
+        act = ActiveSources.of(x)
+        how, cols = batch_plan(act, wt, self.csc[group][kind])
         if how == "none":
             return np.zeros((x.shape[0], wt.shape[1]), F32)
+        sp = self.payload_scales(group, kind, act)
+        # quantize_payload of the non-zeros only (the same float64 quotients); exact integer sums in any order
+        p = np.rint(np.divide(act.vals, sp[act.streams], dtype=np.float64))
+        np.clip(p, -_Q, _Q, out=p)
         if how == "sparse":
-            acc = self.csc[group][kind].matmat(p)
+            acc = self.csc[group][kind].matmat(act._replace(vals=p))
         elif how == "rows":
-            acc = np.zeros((x.shape[0], wt.shape[1]), wt.dtype)
-            for s, cols, vals in stream_rows(p.astype(wt.dtype)):
-                acc[s] = vals @ wt[cols]
-        elif how == "dense":
-            acc = p.astype(wt.dtype) @ wt
+            acc = rows_product(act, p, wt)
         else:
-            acc = p[:, cols].astype(wt.dtype) @ wt[cols]
-        return (acc * (self.scale[group][kind] * sp)).astype(F32)
+            pd = act.dense(p.astype(wt.dtype))
+            acc = pd @ wt if how == "dense" else pd[:, cols] @ wt[cols]
+        return (acc * (self.scale[group][kind] * sp[:, None])).astype(F32)
