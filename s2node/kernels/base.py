@@ -197,8 +197,12 @@ class ActiveSources(NamedTuple):
     @classmethod
     def of(cls, x: np.ndarray) -> ActiveSources:
         flat = np.flatnonzero(x != 0)  # of the mask: NumPy's fast path for booleans (~10x faster on [64, 2048])
-        streams, cols = np.divmod(flat, x.shape[1])
-        return cls(x.shape, flat, streams, cols, x.reshape(-1)[flat])
+        streams = flat // x.shape[1]
+        return cls(x.shape, flat, streams, flat - streams * x.shape[1], x.reshape(-1)[flat])
+
+    def per_stream(self) -> np.ndarray:
+        """Active sources of each stream: [streams] int64."""
+        return np.diff(np.searchsorted(self.flat, np.arange(self.shape[0] + 1) * self.shape[1]))
 
     def dense(self, vals: np.ndarray) -> np.ndarray:
         """vals (one per active source, e.g. quantised payloads) scattered into a dense [streams, sources] array."""

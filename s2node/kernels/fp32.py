@@ -48,10 +48,11 @@ class Fp32Kernel(Kernel):
             return scatter(cols, vals, wt.shape[0], F32) @ wt
         return vals.astype(F32, copy=False) @ wt.take(cols, 0)  # the rows wt[cols], with less overhead per call
 
-    def accumulate_many(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
+    def accumulate_many(self, group: int, kind: str, x: np.ndarray, act: ActiveSources | None = None) -> np.ndarray:
+        """act: x's active sources, when the caller has them."""
         wt = self.w[group][kind]
         x = x.astype(F32, copy=False)
-        act = ActiveSources.of(x)
+        act = ActiveSources.of(x) if act is None else act
         how, cols = batch_plan(act, wt, self.csc[group][kind])
         if how == "none":
             return np.zeros((x.shape[0], wt.shape[1]), F32)

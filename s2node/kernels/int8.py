@@ -232,16 +232,17 @@ class Int8Kernel(Kernel):
         k = act.shape[0]
         if group == 0 and kind == "ih" and self.input_scale is None:  # per timestep and stream: max|x| / 127
             m = np.zeros(k)
-            n = np.bincount(act.streams, minlength=k)
+            n = act.per_stream()
             has = n > 0
             if has.any():
                 m[has] = np.maximum.reduceat(np.abs(act.vals), (np.cumsum(n) - n)[has])
             return np.where(m > 0, m / _Q, 1.0)
         return np.full(k, self.input_scale if group == 0 and kind == "ih" else Y_PAYLOAD_SCALE)
 
-    def accumulate_many(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
+    def accumulate_many(self, group: int, kind: str, x: np.ndarray, act: ActiveSources | None = None) -> np.ndarray:
+        """act: x's active sources, when the caller has them."""
         wt = self.w[group][kind]
-        act = ActiveSources.of(x)
+        act = ActiveSources.of(x) if act is None else act
         how, cols = batch_plan(act, wt, self.csc[group][kind])
         if how == "none":
             return np.zeros((x.shape[0], wt.shape[1]), F32)
