@@ -13,6 +13,8 @@ from s2node.errors import S2NodeError
 from s2node.readout import ReadoutSpec, window_steps
 from s2node.step import StepCounters, StepResult
 
+STEP_S_KEPT = 2048  # step durations kept per stream (a lone StepModel keeps 1,025 to 2,048)
+
 
 def softmax_rows(v: np.ndarray) -> np.ndarray:
     """step.softmax of each row (float64)."""
@@ -33,7 +35,8 @@ class StreamBatch:
             raise S2NodeError(f"a batch needs at least one stream, not {n}")
         self.name, self.n, self.config = Path(path).name, n, config
         self.task = config["task"]
-        self._counters = [StepCounters() for _ in range(n)]
+        self._counts = np.zeros((n, 4), np.int64)  # StepCounters' steps, events_out, units, synops per stream
+        self._step_s = np.zeros((n, STEP_S_KEPT))  # each stream's recent step durations, a ring
         steps = window_steps(config, window_s)
         ro = ReadoutSpec.from_config(config)
         # a stream may bound a mean-pooled model to a sliding window (as the lone StepModels do)
@@ -48,20 +51,25 @@ class StreamBatch:
         if not xs:
             return {}
         idx = np.array(sorted(xs), np.int64)
-        for i in idx:
-            self._check(int(i))
+        if idx[0] < 0 or idx[-1] >= self.n:
+            self._check(int(idx[0] if idx[0] < 0 else idx[-1]))
         t0 = time.perf_counter()
-        results = self._step(idx, [xs[int(i)] for i in idx])
+        results = self._step(idx, [xs[i] for i in idx.tolist()])
         dt = time.perf_counter() - t0  # each stream waited for the whole tick
-        out = {}
-        for i, r in zip(idx.tolist(), results, strict=True):
-            self._counters[i].add(r, dt)
-            out[i] = r
-        return out
+        counts = self._counts[idx]
+        self._step_s[idx, counts[:, 0] % STEP_S_KEPT] = dt
+        counts[:, 0] += 1
+        counts[:, 1:] += [(r.events_out, r.units, r.synops) for r in results]
+        self._counts[idx] = counts
+        return dict(zip(idx.tolist(), results, strict=True))
 
     def counters(self, i: int) -> StepCounters:
+        """Stream i's counters (a snapshot), as a lone StepModel's; step_s holds its last STEP_S_KEPT durations."""
         self._check(i)
-        return self._counters[i]
+        steps, events_out, units, synops = self._counts[i].tolist()
+        kept = min(steps, STEP_S_KEPT)
+        ring = self._step_s[i, (np.arange(steps - kept, steps) % STEP_S_KEPT)]
+        return StepCounters(steps, events_out, units, synops, ring.tolist())
 
     def _step(self, idx: np.ndarray, inputs: list[Any]) -> list[StepResult]:
         raise NotImplementedError

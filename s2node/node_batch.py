@@ -137,6 +137,9 @@ class NodeBatch:
         self._early = np.zeros((n, self.n_in), F32)
         self._has_early = np.zeros(n, bool)
         self._parked: int | None = None  # the stream whose state the lone node holds (_park)
+        # each layer's events of the last tick (the active sources of y and o) when every stream stepped in it and
+        # no state changed since: the next tick's recurrent input, not searched for again
+        self._events: list[tuple[ActiveSources, ActiveSources]] | None = None
         # layer 0's accumulation of each token (as the lone node's table: the same floats), filled on first use
         vocab = len(nd.spec.embedding) if nd.has_token_table else 0
         self._gx0 = np.zeros((vocab, 3 * nd.kernel.hidden[0]), F32)
@@ -149,6 +152,7 @@ class NodeBatch:
         self._check(i)
         if self._parked == i:
             self._unpark()
+        self._events = None
         for a in (*self._c, *self._y, *self._o):
             a[i] = 0
         self._u[i] = 0
@@ -263,10 +267,12 @@ class NodeBatch:
             host_out = events_in
         fired, n_fired = act, events_in  # the active sources of the next layer's input (a count table's mask)
         events = np.zeros(k, np.int64)
+        last, self._events = (self._events if every else None), []
         for li in range(nd.n_layers):
             gi = nd.layer_group[li]
             g, sl = nd.groups[gi], nd.slices[gi]
-            prev = ActiveSources.of(self._o[li][rows])  # last step's events: this step's recurrent packets
+            # last step's events: this step's recurrent packets (y: their payloads, o: which units sent)
+            prev_y, prev = last[li] if last else (None, ActiveSources.of(self._o[li][rows]))
             for counts, a, per in ((nd.counts_in[gi], fired, n_fired), (nd.counts_rec[gi], prev, prev.per_stream())):
                 s_, p_ = pe_counts(counts, a, per)
                 syn[:, sl] += s_
@@ -277,8 +283,10 @@ class NodeBatch:
             if li == 0 and toks is not None and nd.has_token_table:
                 gx = self._token_gx(toks)
             else:
-                gx = kern.accumulate_many(li, "ih", x, act) + b_ih
-            gh = kern.accumulate_many(li, "hh", self._y[li][rows]) + b_hh
+                gx = kern.accumulate_many(li, "ih", x, act)
+                gx += b_ih
+            gh = kern.accumulate_many(li, "hh", self._y[li][rows], prev_y)
+            gh += b_hh
             c, c_hat, o = kern.update_units(li, gx, gh, self._c[li][rows])
             x = np.where(o, c_hat, F32(0))
             if every:
@@ -287,9 +295,12 @@ class NodeBatch:
                 self._c[li][idx], self._y[li][idx], self._o[li][idx] = c, x, o
             act = ActiveSources.of(x)
             fired = ActiveSources.of(o)
+            self._events.append((act, fired))
             pout[:, sl] = pe_events(g.unit_pe, g.n_pes, fired)
             n_fired = fired.per_stream()
             events += n_fired
+        if not every:
+            self._events = None
         synops = syn.sum(1) - emb_syn
         if nd.decoder_on_pes:
             dg = len(nd.groups) - 1
@@ -322,6 +333,7 @@ class NodeBatch:
         if self._parked == i:
             return
         self._unpark()
+        self._events = None
         nd, pool = self.node, self._pool
         idx = [o[i].nonzero()[0] for o in self._o]
         pool_state = (pool._sum[i] if pool._count[i] else None, int(pool._count[i]), [])

@@ -155,3 +155,44 @@ def test_every_batched_product_equals_the_lone_accumulation(tmp_path, numerics):
             assert np.array_equal(got, ref)  # integer sums: the same in any order
         else:
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-6 * np.abs(ref).max())  # float32 sum order
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "int8"])
+@pytest.mark.parametrize("task", ["gesture", "lm"])
+def test_every_stream_stepping_tick_after_tick_equals_lone_models(tmp_path, task, numerics):
+    """Ticks of every stream in a row (their last events reused as the next recurrent input), broken by a reset, a
+    stream stepping alone and a tick of a few, equal lone models."""
+    rng = np.random.default_rng(6)
+    if task == "lm":
+        path = make_lm(tmp_path / "lm", hidden=(48, 40))
+        x_of = lambda: int(rng.integers(0, 60))  # noqa: E731
+    else:
+        path = make_gesture(tmp_path / "g", n_in=128, hidden=(32, 24))
+        x_of = lambda: random_counts(rng, 1, 128, 0.05)[0]  # noqa: E731
+    ticks = []
+    for t in range(20):
+        active = [1] if t == 9 else [0, 3] if t == 14 else range(N)
+        ticks.append(({i: x_of() for i in active}, {}, [2] if t == 5 else []))
+    batch = load_stream_batch(path, N, "node", numerics=numerics)
+    lone = [load_step_model(path, "node", numerics=numerics) for _ in range(N)]
+    _compare(batch, lone, ticks, {"fp32": 1e-6, "int8": 0.0}[numerics], exact_stats=True)
+
+
+def test_latency_windows_keep_what_a_lone_node_keeps():
+    """Each stream's latencies are bounded as Node's list: past 2·window, the oldest window go."""
+    from s2node.node_batch import LatencyWindows
+
+    rng = np.random.default_rng(7)
+    lat, ref = LatencyWindows(3, window=4), [[], [], []]
+    for _ in range(60):
+        idx = np.flatnonzero(rng.random(3) < 0.7)
+        if not len(idx):  # no stream steps: no tick
+            continue
+        v = rng.random(len(idx))
+        lat.add(idx, v)
+        for i, x in zip(idx.tolist(), v.tolist(), strict=True):
+            ref[i].append(x)
+            if len(ref[i]) > 8:
+                del ref[i][:4]
+    for i in range(3):
+        assert lat.of(i).tolist() == ref[i]

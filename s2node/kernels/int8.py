@@ -246,6 +246,7 @@ class Int8Kernel(Kernel):
         how, cols = batch_plan(act, wt, self.csc[group][kind])
         if how == "none":
             return np.zeros((x.shape[0], wt.shape[1]), F32)
+        static = self.scaled[group].get(kind)  # s_w · s_p of a fixed payload scale, computed once
         sp = self.payload_scales(group, kind, act)
         # quantize_payload of the non-zeros only (the same float64 quotients); exact integer sums in any order
         p = np.rint(np.divide(act.vals, sp[act.streams], dtype=np.float64))
@@ -257,4 +258,6 @@ class Int8Kernel(Kernel):
         else:
             pd = act.dense(p.astype(wt.dtype))
             acc = pd @ wt if how == "dense" else pd[:, cols] @ wt[cols]
-        return (acc * (self.scale[group][kind] * sp[:, None])).astype(F32)
+        scaled = static if static is not None else np.multiply.outer(sp, self.scale[group][kind])
+        # `rescale`: acc · s_w · s_p as float64 products, rounded once to float32 (no float64 temporary)
+        return np.multiply(acc, scaled, out=np.empty(acc.shape, F32), dtype=np.float64)
