@@ -288,13 +288,14 @@ class NodeBatch:
             gh = kern.accumulate_many(li, "hh", self._y[li][rows], prev_y)
             gh += b_hh
             c, c_hat, o = kern.update_units(li, gx, gh, self._c[li][rows])
-            x = np.where(o, c_hat, F32(0))
+            fired = ActiveSources.of(o)
+            # the events' graded payloads y = ĉ (as `emit`: a fired unit sends even a zero), zero elsewhere
+            act = fired._replace(vals=c_hat.reshape(-1)[fired.flat])
+            x = act.dense(act.vals)
             if every:
                 self._c[li], self._y[li], self._o[li] = c, x, o
             else:
                 self._c[li][idx], self._y[li][idx], self._o[li][idx] = c, x, o
-            act = ActiveSources.of(x)
-            fired = ActiveSources.of(o)
             self._events.append((act, fired))
             pout[:, sl] = pe_events(g.unit_pe, g.n_pes, fired)
             n_fired = fired.per_stream()
