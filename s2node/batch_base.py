@@ -54,12 +54,12 @@ class StreamBatch:
         if idx[0] < 0 or idx[-1] >= self.n:
             self._check(int(idx[0] if idx[0] < 0 else idx[-1]))
         t0 = time.perf_counter()
-        results = self._step(idx, [xs[i] for i in idx.tolist()])
+        results, tally = self._step_counted(idx, [xs[i] for i in idx.tolist()])
         dt = time.perf_counter() - t0  # each stream waited for the whole tick
         counts = self._counts[idx]
         self._step_s[idx, counts[:, 0] % STEP_S_KEPT] = dt
         counts[:, 0] += 1
-        counts[:, 1:] += [(r.events_out, r.units, r.synops) for r in results]
+        counts[:, 1:] += tally
         self._counts[idx] = counts
         return dict(zip(idx.tolist(), results, strict=True))
 
@@ -72,7 +72,14 @@ class StreamBatch:
         return StepCounters(steps, events_out, units, synops, ring.tolist())
 
     def _step(self, idx: np.ndarray, inputs: list[Any]) -> list[StepResult]:
+        """The backend's tick: each stepping stream's result, in the order of idx."""
         raise NotImplementedError
+
+    def _step_counted(self, idx: np.ndarray, inputs: list[Any]) -> tuple[list[StepResult], np.ndarray]:
+        """`_step` and each stream's (events_out, units, synops) as a [k, 3] array; a backend that has them as
+        arrays overrides this instead of `_step`."""
+        results = self._step(idx, inputs)
+        return results, np.array([(r.events_out, r.units, r.synops) for r in results], np.int64)
 
     def deliver(self, i: int, x: np.ndarray) -> None:
         """Input of stream i's current timestep that arrived before its tick (as StepModel.deliver)."""

@@ -322,7 +322,7 @@ class NodeBatch:
             self._u[rows] = acc
         logits = acc + nd.dec_bias
         pooled = logits if nd.readout.pool == "last" else self._pool(idx, logits).astype(F32)
-        self._account(idx, syn, pin, pout, dram, {
+        self._account(rows, syn, pin, pout, dram, {
             "events_in": events_in, "events_out": events, "synops": synops, "decoder_synops": dec_syn,
             "host_decoder_synops": host_dec, "host_packets_in": host_in, "host_packets_out": host_out,
             "embedding_synops": emb_syn})
@@ -373,9 +373,10 @@ class NodeBatch:
                                np.array([st.synops]))
 
     # -- statistics ---------------------------------------------------------------------------------------
-    def _account(self, idx: np.ndarray, syn: np.ndarray, pin: np.ndarray, pout: np.ndarray, dram: np.ndarray,
-                 counts: dict[str, np.ndarray]) -> None:
-        """Each stream's cost (cost.step_cost's formulas, on all rows at once) and run totals (Node._account's)."""
+    def _account(self, rows: np.ndarray | slice, syn: np.ndarray, pin: np.ndarray, pout: np.ndarray,
+                 dram: np.ndarray, counts: dict[str, np.ndarray]) -> None:
+        """Each stepping stream's cost (cost.step_cost's formulas, on all rows at once) and run totals
+        (Node._account's); rows: the streams' indices, or every stream."""
         nd = self.node
         chip, table = nd.chip, nd.cost_table
         cyc = pe_cycles(chip, table, nd.numerics, syn, pin, pout, nd.updates, dram, nd.compiled.layout,
@@ -386,15 +387,15 @@ class NodeBatch:
         dyn = cyc.sum(1) * table.energy_per_cycle_j + pin.sum(1) * table.energy_per_packet_j \
             + dram.sum(1) * table.energy_per_dram_byte_j + mac
         static = (cyc.shape[1] * table.static_power_per_pe_w + table.static_power_chip_w) * latency
-        tot = np.empty((len(idx), len(COUNTS)), np.int64)
+        tot = np.empty((len(syn), len(COUNTS)), np.int64)
         tot[:, 0], tot[:, -1] = 1, nd.n_units
         for j, name in enumerate(COUNTS[1:-1], 1):
             tot[:, j] = counts[name]
-        self._tot[idx] += tot
-        self._energy[idx] += dyn + static
-        self._lat.add(idx, latency)
-        self._pe_synops[idx] += syn
-        self._last_cycles[idx], self._has_last[idx] = cyc, True
+        self._tot[rows] += tot
+        self._energy[rows] += dyn + static
+        self._lat.add(np.arange(self.n)[rows], latency)
+        self._pe_synops[rows] += syn
+        self._last_cycles[rows], self._has_last[rows] = cyc, True
 
     def activity_sparsity(self, i: int) -> float:
         t = dict(zip(COUNTS, self._tot[i].tolist(), strict=True))
