@@ -227,17 +227,15 @@ class Int8Kernel(Kernel):
             return self.input_scale
         return Y_PAYLOAD_SCALE
 
-    def payload_scales(self, group: int, kind: str, act: ActiveSources) -> np.ndarray:
-        """`payload_scale` of each stream of several streams' active sources: [streams] float64."""
-        k = act.shape[0]
-        if group == 0 and kind == "ih" and self.input_scale is None:  # per timestep and stream: max|x| / 127
-            m = np.zeros(k)
-            n = act.per_stream()
-            has = n > 0
-            if has.any():
-                m[has] = np.maximum.reduceat(np.abs(act.vals), (np.cumsum(n) - n)[has])
-            return np.where(m > 0, m / _Q, 1.0)
-        return np.full(k, self.input_scale if group == 0 and kind == "ih" else Y_PAYLOAD_SCALE)
+    @staticmethod
+    def input_scales(act: ActiveSources) -> np.ndarray:
+        """Gesture input's payload scale of each stream (max|x| / 127, as `max_abs_scale`): [streams] float64."""
+        m = np.zeros(act.shape[0])
+        n = act.per_stream()
+        has = n > 0
+        if has.any():
+            m[has] = np.maximum.reduceat(np.abs(act.vals), (np.cumsum(n) - n)[has])
+        return np.where(m > 0, m / _Q, 1.0)
 
     def accumulate_many(self, group: int, kind: str, x: np.ndarray, act: ActiveSources | None = None) -> np.ndarray:
         """act: x's active sources, when the caller has them."""
@@ -245,12 +243,19 @@ class Int8Kernel(Kernel):
         act = ActiveSources.of(x) if act is None else act
         how, cols = batch_plan(act, wt, self.csc[group][kind])
         if how == "none":
-            return np.zeros((x.shape[0], wt.shape[1]), F32)
-        static = self.scaled[group].get(kind)  # s_w · s_p of a fixed payload scale, computed once
-        sp = self.payload_scales(group, kind, act)
+            return np.zeros((act.shape[0], wt.shape[1]), F32)
         # quantize_payload of the non-zeros only (the same float64 quotients); exact integer sums in any order
-        p = np.rint(np.divide(act.vals, sp[act.streams], dtype=np.float64))
-        np.clip(p, -_Q, _Q, out=p)
+        sp = self.static_scale(group, kind)
+        if sp is None:  # gesture input: a scale per stream and timestep
+            sps = self.input_scales(act)
+            p = np.divide(act.vals, sps[act.streams], dtype=np.float64)
+            scaled = np.multiply.outer(sps, self.scale[group][kind])  # s_w · s_p, as `_input_scaled`
+        else:
+            p = np.divide(act.vals, np.float64(sp), dtype=np.float64)
+            scaled = self.scaled[group][kind]
+        np.rint(p, out=p)
+        np.maximum(p, -_Q, out=p)
+        np.minimum(p, _Q, out=p)
         if how == "sparse":
             acc = self.csc[group][kind].matmat(act._replace(vals=p))
         elif how == "rows":
@@ -258,6 +263,5 @@ class Int8Kernel(Kernel):
         else:
             pd = act.dense(p.astype(wt.dtype))
             acc = pd @ wt if how == "dense" else pd[:, cols] @ wt[cols]
-        scaled = static if static is not None else np.multiply.outer(sp, self.scale[group][kind])
         # `rescale`: acc · s_w · s_p as float64 products, rounded once to float32 (no float64 temporary)
         return np.multiply(acc, scaled, out=np.empty(acc.shape, F32), dtype=np.float64)
