@@ -112,17 +112,19 @@ def batch_plan(act: ActiveSources, wt: np.ndarray, sparse: SparseColumns | None)
     nnz = len(act.cols)
     if not nnz:
         return "none", None
-    per_source = np.bincount(act.cols, minlength=wt.shape[0])  # streams sending from each source
-    active = np.flatnonzero(per_source)
     k, (n_src, n_rows) = act.shape[0], wt.shape
     reads = k + DENSE_MIN_STREAMS
-    plans = {"dense": reads * n_src * n_rows,
-             "union": (reads + 1) * len(active) * n_rows if len(active) * DENSE_GATHER_RATIO <= n_src else None,
-             "rows": nnz * (n_rows + ROWS_PER_SOURCE) * ROWS_COST_RATIO + ROWS_FIXED,
-             "sparse": sparse.touched(per_source) * BATCH_SPARSE_COST_RATIO + ROWS_FIXED if sparse is not None
-             else None}
-    how = min((c, h) for h, c in plans.items() if c is not None)[1]
-    return how, active if how == "union" else None
+    plans = {"dense": reads * n_src * n_rows, "rows": nnz * (n_rows + ROWS_PER_SOURCE) * ROWS_COST_RATIO + ROWS_FIXED}
+    if sparse is not None:
+        per_source = np.bincount(act.cols, minlength=n_src)  # streams sending from each source
+        plans["sparse"] = sparse.touched(per_source) * BATCH_SPARSE_COST_RATIO + ROWS_FIXED
+    union = np.zeros(n_src, bool)  # the sources active in any stream
+    union[act.cols] = True
+    n_union = np.count_nonzero(union)
+    if n_union * DENSE_GATHER_RATIO <= n_src:
+        plans["union"] = (reads + 1) * n_union * n_rows
+    how = min((c, h) for h, c in plans.items())[1]
+    return how, np.flatnonzero(union) if how == "union" else None
 
 
 def maybe_sparse(wt: np.ndarray) -> SparseColumns | None:
