@@ -140,6 +140,10 @@ class NodeBatch:
         # each layer's events of the last tick (the active sources of y and o) when every stream stepped in it and
         # no state changed since: the next tick's recurrent input, not searched for again
         self._events: list[tuple[ActiveSources, ActiveSources]] | None = None
+        # each layer's recurrent accumulation of its last events, made with the next layer's input in one product
+        # (Kernel.accumulate_events_many) and used at the stream's next tick; ok: a stream's row is current
+        self._gh: list[np.ndarray | None] = [None] * nd.n_layers
+        self._gh_ok = [np.zeros(n, bool) for _ in range(nd.n_layers)]
         # layer 0's accumulation of each token (as the lone node's table: the same floats), filled on first use
         vocab = len(nd.spec.embedding) if nd.has_token_table else 0
         self._gx0 = np.zeros((vocab, 3 * nd.kernel.hidden[0]), F32)
@@ -155,6 +159,9 @@ class NodeBatch:
         self._events = None
         for a in (*self._c, *self._y, *self._o):
             a[i] = 0
+        for gh, ok in zip(self._gh, self._gh_ok, strict=True):
+            if gh is not None:  # no events: nothing accumulated
+                gh[i], ok[i] = 0, True
         self._u[i] = 0
         self._pool.reset(i)
         self._early[i], self._has_early[i] = 0, False
@@ -266,6 +273,7 @@ class NodeBatch:
         else:
             host_out = events_in
         fired, n_fired = act, events_in  # the active sources of the next layer's input (a count table's mask)
+        nxt = None  # the next layer's (or the decoder's) input accumulation, when made with the recurrent one
         events = np.zeros(k, np.int64)
         last, self._events = (self._events if every else None), []
         for li in range(nd.n_layers):
@@ -282,11 +290,16 @@ class NodeBatch:
             b_ih, b_hh = nd.bias[li]
             if li == 0 and toks is not None and nd.has_token_table:
                 gx = self._token_gx(toks)
+            elif nxt is not None:
+                gx = nxt + b_ih
             else:
                 gx = kern.accumulate_many(li, "ih", x, act)
                 gx += b_ih
-            gh = kern.accumulate_many(li, "hh", self._y[li][rows], prev_y)
-            gh += b_hh
+            if self._gh[li] is not None and self._gh_ok[li][rows].all():
+                gh = self._gh[li][rows] + b_hh
+            else:
+                gh = kern.accumulate_many(li, "hh", self._y[li][rows], prev_y)
+                gh += b_hh
             c, c_hat, o = kern.update_units(li, gx, gh, self._c[li][rows])
             fired = ActiveSources.of(o)
             # the events' graded payloads y = ĉ (as `emit`: a fired unit sends even a zero), zero elsewhere
@@ -297,6 +310,12 @@ class NodeBatch:
             else:
                 self._c[li][idx], self._y[li][idx], self._o[li][idx] = c, x, o
             self._events.append((act, fired))
+            both = kern.accumulate_events_many(li, x, act)
+            nxt = None if both is None else both[1]
+            if both is not None:
+                if self._gh[li] is None:
+                    self._gh[li] = np.zeros((self.n, both[0].shape[1]), F32)
+                self._gh[li][rows], self._gh_ok[li][rows] = both[0], True
             pout[:, sl] = pe_events(g.unit_pe, g.n_pes, fired)
             n_fired = fired.per_stream()
             events += n_fired
@@ -315,7 +334,7 @@ class NodeBatch:
         else:
             dec_syn = host_dec = np.bincount(fired.streams, nd.dec_col_nnz[fired.cols], k)
             host_in = n_fired
-        acc = kern.accumulate_many(nd.n_layers, "ih", x, act)
+        acc = kern.accumulate_many(nd.n_layers, "ih", x, act) if nxt is None else nxt
         if nd.trace is not None:
             a = nd.trace.alpha  # from u = 0, α·0 + (1 - α)·v is exactly Trace's first (1 - α)·v
             acc = a * self._u[rows] + (1.0 - a) * acc
@@ -335,6 +354,8 @@ class NodeBatch:
             return
         self._unpark()
         self._events = None
+        for ok in self._gh_ok:  # the lone node steps it: its recurrent accumulation is made anew at its next tick
+            ok[i] = False
         nd, pool = self.node, self._pool
         idx = [o[i].nonzero()[0] for o in self._o]
         pool_state = (pool._sum[i] if pool._count[i] else None, int(pool._count[i]), [])

@@ -196,3 +196,22 @@ def test_latency_windows_keep_what_a_lone_node_keeps():
                 del ref[i][:4]
     for i in range(3):
         assert lat.of(i).tolist() == ref[i]
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "int8"])
+def test_fused_events_product_equals_the_two_accumulations(tmp_path, numerics):
+    """accumulate_events_many (one product over [W_hh | W_next]) equals the recurrent and next-layer accumulations."""
+    from s2node.kernels.base import ActiveSources
+    from s2node.runtime import Node
+
+    kern = Node.load(make_lm(tmp_path / "lm", hidden=(48, 40)), numerics=numerics).kernel
+    rng = np.random.default_rng(8)
+    for li, h in enumerate((48, 40)):
+        for density in (0.0, 0.05, 0.6):  # no events, sparse events (the gathered rows), dense (one full product)
+            y = np.where(rng.random((64, h)) < density, rng.uniform(0.1, 2.0, (64, h)), 0).astype(np.float32)
+            hh, nxt = kern.accumulate_events_many(li, y, ActiveSources.of(y))
+            for got, ref in ((hh, kern.accumulate_many(li, "hh", y)), (nxt, kern.accumulate_many(li + 1, "ih", y))):
+                if numerics == "int8":
+                    assert np.array_equal(got, ref)
+                else:
+                    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)

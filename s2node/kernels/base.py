@@ -213,8 +213,8 @@ class ActiveSources(NamedTuple):
         return out.reshape(self.shape)
 
 
-def rows_product(act: ActiveSources, vals: np.ndarray, wt: np.ndarray) -> np.ndarray:
-    """Σ over each stream's active sources of vals · wt[source]: [streams, rows] in wt's dtype, each stream's sum
+def rows_product(act: ActiveSources, wt: np.ndarray) -> np.ndarray:
+    """Σ over each stream's active sources of act.vals · wt[source]: [streams, rows] in wt's dtype, each stream's sum
     over ascending sources. One call of torch's embedding_bag (a gather-and-weighted-sum kernel: NumPy has no sparse
     product), about twice as fast here as torch's sparse COO or CSR products, with the same sums."""
     import torch  # imported where a batch is made (NodeBatch), not by every Node
@@ -222,5 +222,21 @@ def rows_product(act: ActiveSources, vals: np.ndarray, wt: np.ndarray) -> np.nda
     starts = np.searchsorted(act.flat, np.arange(act.shape[0]) * act.shape[1])  # each stream's first entry
     out = torch.nn.functional.embedding_bag(
         torch.from_numpy(act.cols), torch.from_numpy(wt), torch.from_numpy(starts), mode="sum",
-        per_sample_weights=torch.from_numpy(vals.astype(wt.dtype, copy=False)))
+        per_sample_weights=torch.from_numpy(act.vals.astype(wt.dtype, copy=False)))
     return out.numpy()
+
+
+def batch_product(wt: np.ndarray, sparse: SparseColumns | None, act: ActiveSources,
+                  x: np.ndarray | None = None) -> np.ndarray:
+    """wt [sources, rows] applied to several streams' active sources (act.vals: their payloads; x: the same as a
+    dense [streams, sources] array, if at hand) by the cheapest plan (`batch_plan`): [streams, rows] in wt's dtype
+    (float64 for CSC walks)."""
+    how, cols = batch_plan(act, wt, sparse)
+    if how == "none":
+        return np.zeros((act.shape[0], wt.shape[1]), wt.dtype)
+    if how == "sparse":
+        return sparse.matmat(act)
+    if how == "rows":
+        return rows_product(act, wt)
+    x = act.dense(act.vals.astype(wt.dtype)) if x is None else x.astype(wt.dtype, copy=False)
+    return x @ wt if how == "dense" else x[:, cols] @ wt[cols]

@@ -6,6 +6,8 @@ over all inputs in PyTorch's matmul, where the zero inputs add exact zeros).
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from s2node.kernels.base import (
@@ -13,9 +15,8 @@ from s2node.kernels.base import (
     F32,
     ActiveSources,
     Kernel,
-    batch_plan,
+    batch_product,
     maybe_sparse,
-    rows_product,
     scatter,
 )
 from s2node.spec import ModelSpec
@@ -50,16 +51,26 @@ class Fp32Kernel(Kernel):
 
     def accumulate_many(self, group: int, kind: str, x: np.ndarray, act: ActiveSources | None = None) -> np.ndarray:
         """act: x's active sources, when the caller has them."""
-        wt = self.w[group][kind]
         x = x.astype(F32, copy=False)
         act = ActiveSources.of(x) if act is None else act
-        how, cols = batch_plan(act, wt, self.csc[group][kind])
-        if how == "none":
-            return np.zeros((x.shape[0], wt.shape[1]), F32)
-        if how == "sparse":
-            return self.csc[group][kind].matmat(act).astype(F32)
-        if how == "rows":  # each stream's active rows, as `accumulate` takes them
-            return rows_product(act, act.vals, wt)
-        if how == "dense":
-            return x @ wt
-        return x[:, cols] @ wt[cols]
+        return batch_product(self.w[group][kind], self.csc[group][kind], act, x).astype(F32, copy=False)
+
+    @cached_property
+    def events_w(self) -> list[np.ndarray | None]:
+        """Each layer's [W_hh | W_next] (W_next: the next layer's input weights, or the decoder's): both consumers of
+        its events in one batched product (`accumulate_events_many`); None where a pruned matrix is walked as CSC."""
+        return [None if self.csc[li]["hh"] is not None or self.csc[li + 1]["ih"] is not None
+                else np.ascontiguousarray(np.concatenate([self.w[li]["hh"], self.w[li + 1]["ih"]], 1))
+                for li in range(len(self.hidden))]
+
+    def accumulate_events_many(self, layer: int, y: np.ndarray,
+                               act: ActiveSources) -> tuple[np.ndarray, np.ndarray] | None:
+        """Several streams' events of a layer (payloads y [streams, H], active sources act) into both their
+        accumulations at once: (recurrent, for the next step; the next layer's input or the decoder's), each the
+        sum `accumulate_many` takes; None where the layer has no fused matrix."""
+        wt = self.events_w[layer]
+        if wt is None:
+            return None
+        out = batch_product(wt, None, act, y)
+        split = self.w[layer]["hh"].shape[1]
+        return out[:, :split], out[:, split:]

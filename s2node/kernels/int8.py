@@ -30,9 +30,8 @@ from s2node.kernels.base import (
     F32,
     ActiveSources,
     Kernel,
-    batch_plan,
+    batch_product,
     maybe_sparse,
-    rows_product,
     scatter,
 )
 from s2node.spec import ModelSpec
@@ -239,11 +238,9 @@ class Int8Kernel(Kernel):
 
     def accumulate_many(self, group: int, kind: str, x: np.ndarray, act: ActiveSources | None = None) -> np.ndarray:
         """act: x's active sources, when the caller has them."""
-        wt = self.w[group][kind]
         act = ActiveSources.of(x) if act is None else act
-        how, cols = batch_plan(act, wt, self.csc[group][kind])
-        if how == "none":
-            return np.zeros((act.shape[0], wt.shape[1]), F32)
+        if not len(act.flat):
+            return np.zeros((act.shape[0], self.w[group][kind].shape[1]), F32)
         # quantize_payload of the non-zeros only (the same float64 quotients); exact integer sums in any order
         sp = self.static_scale(group, kind)
         if sp is None:  # gesture input: a scale per stream and timestep
@@ -253,15 +250,32 @@ class Int8Kernel(Kernel):
         else:
             p = np.divide(act.vals, np.float64(sp), dtype=np.float64)
             scaled = self.scaled[group][kind]
-        np.rint(p, out=p)
-        np.maximum(p, -_Q, out=p)
-        np.minimum(p, _Q, out=p)
-        if how == "sparse":
-            acc = self.csc[group][kind].matmat(act._replace(vals=p))
-        elif how == "rows":
-            acc = rows_product(act, p, wt)
+        acc = batch_product(self.w[group][kind], self.csc[group][kind], act._replace(vals=self._levels_of(p)))
+        return self._rescale_many(acc, scaled)
+
+    def accumulate_events_many(self, layer: int, y: np.ndarray,
+                               act: ActiveSources) -> tuple[np.ndarray, np.ndarray] | None:
+        """Several streams' events of a layer (payloads y [streams, H], active sources act) into both their
+        accumulations at once through the layer's `FusedEvents`: (recurrent, for the next step; the next layer's
+        input or the decoder's), each bit-identical to `accumulate_many`'s; None where the layer has none."""
+        fused = self.fused[layer]
+        if fused is None:
+            return None
+        if not len(act.flat):
+            out = np.zeros((act.shape[0], fused.w.shape[1]), F32)
         else:
-            pd = act.dense(p.astype(wt.dtype))
-            acc = pd @ wt if how == "dense" else pd[:, cols] @ wt[cols]
-        # `rescale`: acc · s_w · s_p as float64 products, rounded once to float32 (no float64 temporary)
+            p = self._levels_of(np.divide(act.vals, np.float64(Y_PAYLOAD_SCALE), dtype=np.float64))
+            out = self._rescale_many(batch_product(fused.w, None, act._replace(vals=p)), fused.scaled)
+        return out[:, :fused.split], out[:, fused.split:]
+
+    @staticmethod
+    def _levels_of(q: np.ndarray) -> np.ndarray:
+        """Payload quotients (float64) -> their int8 levels, rounded and clipped as quantize_payload (in place)."""
+        np.rint(q, out=q)
+        np.maximum(q, -_Q, out=q)
+        return np.minimum(q, _Q, out=q)
+
+    @staticmethod
+    def _rescale_many(acc: np.ndarray, scaled: np.ndarray) -> np.ndarray:
+        """`rescale` of several streams: acc · s_w · s_p as float64 products, rounded once to float32."""
         return np.multiply(acc, scaled, out=np.empty(acc.shape, F32), dtype=np.float64)
