@@ -15,6 +15,7 @@ own step on that stream's state.
 from __future__ import annotations
 
 import time
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -196,7 +197,7 @@ class NodeBatch:
     def _stack(self, inputs: list[Any]) -> np.ndarray:
         """The gesture inputs of a tick as [k, n_in] float32: one conversion when they are alike (dense, of one
         shape and of the model's size), else input by input (`_vector`, which names a bad one)."""
-        if not any(isinstance(v, tuple) for v in inputs):
+        if not any(map(isinstance, inputs, repeat(tuple))):
             try:
                 x = np.asarray(inputs, F32)
             except ValueError:  # inputs of different shapes
