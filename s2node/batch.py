@@ -36,7 +36,7 @@ class NodeStreamBatch(StreamBatch):
         self._pool = None if self._window is None else PoolingMany("window", n, len(node.spec.decoder_bias),
                                                                    self._window)
 
-    def _step_counted(self, idx: np.ndarray, inputs: list[Any]) -> tuple[list[StepResult], np.ndarray]:
+    def _step(self, idx: np.ndarray, inputs: list[Any]) -> list[StepResult]:
         out = self.nodes.step(idx, inputs)
         if len(idx) == 1 and self._pool is None:  # one stream: the lone model's softmax
             probs = [softmax(np.asarray(out.pooled[0], np.float64))]
@@ -44,9 +44,8 @@ class NodeStreamBatch(StreamBatch):
             logits = out.pooled if self._pool is None else self._pool(idx, out.logits)
             probs = softmax_rows(logits.astype(np.float64))
         units = self.nodes.node.n_units
-        results = [StepResult(p, ev, units, syn)
-                   for p, ev, syn in zip(probs, out.events.tolist(), out.synops.tolist(), strict=True)]
-        return results, np.stack([out.events, np.full(len(idx), units), out.synops], 1)
+        return [StepResult(p, ev, units, syn)
+                for p, ev, syn in zip(probs, out.events.tolist(), out.synops.tolist(), strict=True)]
 
     def deliver(self, i: int, x: np.ndarray) -> None:
         self.nodes.deliver(i, x)

@@ -13,8 +13,6 @@ from s2node.errors import S2NodeError
 from s2node.readout import ReadoutSpec, window_steps
 from s2node.step import StepCounters, StepResult
 
-STEP_S_KEPT = 2048  # step durations kept per stream (a lone StepModel keeps 1,025 to 2,048)
-
 
 def softmax_rows(v: np.ndarray) -> np.ndarray:
     """step.softmax of each row (float64)."""
@@ -35,8 +33,7 @@ class StreamBatch:
             raise S2NodeError(f"a batch needs at least one stream, not {n}")
         self.name, self.n, self.config = Path(path).name, n, config
         self.task = config["task"]
-        self._counts = np.zeros((n, 4), np.int64)  # StepCounters' steps, events_out, units, synops per stream
-        self._step_s = np.zeros((n, STEP_S_KEPT))  # each stream's recent step durations, a ring
+        self._counters = [StepCounters() for _ in range(n)]
         steps = window_steps(config, window_s)
         ro = ReadoutSpec.from_config(config)
         # a stream may bound a mean-pooled model to a sliding window (as the lone StepModels do)
@@ -54,32 +51,20 @@ class StreamBatch:
         if idx[0] < 0 or idx[-1] >= self.n:
             self._check(int(idx[0] if idx[0] < 0 else idx[-1]))
         t0 = time.perf_counter()
-        results, tally = self._step_counted(idx, [xs[i] for i in idx.tolist()])
+        results = self._step(idx, [xs[i] for i in idx.tolist()])
         dt = time.perf_counter() - t0  # each stream waited for the whole tick
-        counts = self._counts[idx]
-        self._step_s[idx, counts[:, 0] % STEP_S_KEPT] = dt
-        counts[:, 0] += 1
-        counts[:, 1:] += tally
-        self._counts[idx] = counts
-        return dict(zip(idx.tolist(), results, strict=True))
+        out = dict(zip(idx.tolist(), results, strict=True))
+        for i, r in out.items():
+            self._counters[i].add(r, dt)
+        return out
 
     def counters(self, i: int) -> StepCounters:
-        """Stream i's counters (a snapshot), as a lone StepModel's; step_s holds its last STEP_S_KEPT durations."""
         self._check(i)
-        steps, events_out, units, synops = self._counts[i].tolist()
-        kept = min(steps, STEP_S_KEPT)
-        ring = self._step_s[i, (np.arange(steps - kept, steps) % STEP_S_KEPT)]
-        return StepCounters(steps, events_out, units, synops, ring.tolist())
+        return self._counters[i]
 
     def _step(self, idx: np.ndarray, inputs: list[Any]) -> list[StepResult]:
         """The backend's tick: each stepping stream's result, in the order of idx."""
         raise NotImplementedError
-
-    def _step_counted(self, idx: np.ndarray, inputs: list[Any]) -> tuple[list[StepResult], np.ndarray]:
-        """`_step` and each stream's (events_out, units, synops) as a [k, 3] array; a backend that has them as
-        arrays overrides this instead of `_step`."""
-        results = self._step(idx, inputs)
-        return results, np.array([(r.events_out, r.units, r.synops) for r in results], np.int64)
 
     def deliver(self, i: int, x: np.ndarray) -> None:
         """Input of stream i's current timestep that arrived before its tick (as StepModel.deliver)."""

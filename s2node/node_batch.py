@@ -97,6 +97,18 @@ class LatencyWindows:
         ln[over] = self.window + 1
         self._len[idx] = ln
 
+    def add_one(self, i: int, latency_s: float) -> None:
+        """`add` of one stream (a tick of one: scalars, no index arrays)."""
+        n = self._len.item(i)
+        if n == self._buf.shape[1]:
+            self.add(np.array([i]), np.array([latency_s]))
+            return
+        self._buf[i, n] = latency_s
+        if n == 2 * self.window:  # as Node._account: the oldest `window` go
+            self._buf[i, : self.window + 1] = self._buf[i, self.window:].copy()
+            n = self.window
+        self._len[i] = n + 1
+
     def of(self, i: int) -> np.ndarray:
         """Stream i's kept latencies, oldest first."""
         return self._buf[i, : self._len[i]]
@@ -388,7 +400,7 @@ class NodeBatch:
         self._tot[i] += [1, st.events_in, st.events_out, st.synops, st.decoder_synops, st.host_decoder_synops,
                          st.host_packets_in, st.host_packets_out, st.embedding_synops, nd.n_units]
         self._energy[i] += st.cost.energy_j
-        self._lat.add(np.array([i]), np.array([st.cost.latency_s]))
+        self._lat.add_one(i, st.cost.latency_s)
         self._pe_synops[i] += st.pe_synops
         self._last_cycles[i], self._has_last[i] = st.cost.cycles_per_pe, True
         return BatchPrediction(pred.logits[None], pred.step_logits[None], np.array([st.events_out]),

@@ -179,7 +179,7 @@ def test_every_stream_stepping_tick_after_tick_equals_lone_models(tmp_path, task
 
 
 def test_latency_windows_keep_what_a_lone_node_keeps():
-    """Each stream's latencies are bounded as Node's list: past 2·window, the oldest window go."""
+    """Each stream's latencies are bounded as Node's list: past 2·window, the oldest window go (one stream or many)."""
     from s2node.node_batch import LatencyWindows
 
     rng = np.random.default_rng(7)
@@ -189,7 +189,10 @@ def test_latency_windows_keep_what_a_lone_node_keeps():
         if not len(idx):  # no stream steps: no tick
             continue
         v = rng.random(len(idx))
-        lat.add(idx, v)
+        if len(idx) == 1:
+            lat.add_one(int(idx[0]), float(v[0]))
+        else:
+            lat.add(idx, v)
         for i, x in zip(idx.tolist(), v.tolist(), strict=True):
             ref[i].append(x)
             if len(ref[i]) > 8:
