@@ -218,3 +218,17 @@ def test_fused_events_product_equals_the_two_accumulations(tmp_path, numerics):
                     assert np.array_equal(got, ref)
                 else:
                     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_byte_rows_equal_the_float_rows():
+    """int8 levels gathered as bytes give the float32 rows' integer sums; a matrix whose sums could round has none."""
+    from s2node.kernels.base import ActiveSources, ByteRows, rows_product
+
+    rng = np.random.default_rng(9)
+    wt = rng.integers(-127, 128, (300, 40)).astype(np.float32)
+    x = np.where(rng.random((12, 300)) < 0.2, rng.integers(-127, 128, (12, 300)), 0).astype(np.float32)
+    x[3] = 0  # a stream with no input
+    act = ActiveSources.of(x)
+    assert np.array_equal(ByteRows.of(wt).product(act), rows_product(act, wt))
+    assert ByteRows.of(wt + 0.5) is None  # not int8 levels
+    assert ByteRows.of(np.full((1100, 4), 127, np.float32)) is None  # 127 · 127 · 1100 > 2^24: sums could round

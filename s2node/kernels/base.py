@@ -226,17 +226,56 @@ def rows_product(act: ActiveSources, wt: np.ndarray) -> np.ndarray:
     return out.numpy()
 
 
-def batch_product(wt: np.ndarray, sparse: SparseColumns | None, act: ActiveSources,
-                  x: np.ndarray | None = None) -> np.ndarray:
+class ByteRows:
+    """An integer-valued matrix wt [sources, rows] (int8 levels) in torch's 8-bit row-wise embedding format: each
+    row's levels + 128 as bytes, then a float32 scale 1 and bias -128, so that a gathered row reads back as exactly
+    its levels while moving a quarter of float32's bytes (the gathered rows are what `rows_product` waits for). Every
+    step of the kernel's sums (a partial sum, plus p · (level + 128), minus 128 p) is an integer, exact in float32
+    below 2^24: `of` checks the bound."""
+
+    def __init__(self, wt: np.ndarray) -> None:
+        import torch
+
+        n_src, n_rows = wt.shape
+        packed = np.empty((n_src, n_rows + 8), np.uint8)
+        packed[:, :n_rows] = (wt + 128).astype(np.uint8)
+        packed[:, n_rows:] = np.tile(np.array([1.0, -128.0], np.float32), (n_src, 1)).view(np.uint8)
+        self.packed = torch.from_numpy(packed)
+
+    @classmethod
+    def of(cls, wt: np.ndarray) -> ByteRows | None:
+        """None unless wt holds int8 levels whose sums with int8 payloads (and the kernel's ±128 p) stay exact, and
+        this torch has the quantized kernel."""
+        import torch
+
+        if not wt.size or not np.array_equal(wt, np.clip(np.rint(wt), -127, 127)):
+            return None
+        bound = 127 * float(np.abs(wt).sum(0).max()) + 127 * 128
+        if bound >= 2**24 or not hasattr(torch.ops.quantized, "embedding_bag_byte_rowwise_offsets"):
+            return None
+        return cls(wt)
+
+    def product(self, act: ActiveSources) -> np.ndarray:
+        """`rows_product(act, wt)` (act.vals: int8 payloads): the same integers, float32."""
+        import torch
+
+        starts = np.searchsorted(act.flat, np.arange(act.shape[0]) * act.shape[1])
+        return torch.ops.quantized.embedding_bag_byte_rowwise_offsets(
+            self.packed, torch.from_numpy(act.cols), torch.from_numpy(starts),
+            per_sample_weights=torch.from_numpy(act.vals.astype(np.float32))).numpy()
+
+
+def batch_product(wt: np.ndarray, sparse: SparseColumns | None, act: ActiveSources, x: np.ndarray | None = None,
+                  byte_rows: ByteRows | None = None) -> np.ndarray:
     """wt [sources, rows] applied to several streams' active sources (act.vals: their payloads; x: the same as a
-    dense [streams, sources] array, if at hand) by the cheapest plan (`batch_plan`): [streams, rows] in wt's dtype
-    (float64 for CSC walks)."""
+    dense [streams, sources] array, if at hand; byte_rows: wt as `ByteRows`, if it has them) by the cheapest plan
+    (`batch_plan`): [streams, rows] in wt's dtype (float64 for CSC walks, float32 from byte rows)."""
     how, cols = batch_plan(act, wt, sparse)
     if how == "none":
         return np.zeros((act.shape[0], wt.shape[1]), wt.dtype)
     if how == "sparse":
         return sparse.matmat(act)
     if how == "rows":
-        return rows_product(act, wt)
+        return rows_product(act, wt) if byte_rows is None else byte_rows.product(act)
     x = act.dense(act.vals.astype(wt.dtype)) if x is None else x.astype(wt.dtype, copy=False)
     return x @ wt if how == "dense" else x[:, cols] @ wt[cols]

@@ -16,6 +16,8 @@ cannot do this: its float sums would round differently). The recurrent half wait
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from s2node.compiler.quantize import (
@@ -29,6 +31,7 @@ from s2node.kernels.base import (
     DENSE_GATHER_RATIO,
     F32,
     ActiveSources,
+    ByteRows,
     Kernel,
     batch_product,
     maybe_sparse,
@@ -250,7 +253,8 @@ class Int8Kernel(Kernel):
         else:
             p = np.divide(act.vals, np.float64(sp), dtype=np.float64)
             scaled = self.scaled[group][kind]
-        acc = batch_product(self.w[group][kind], self.csc[group][kind], act._replace(vals=self._levels_of(p)))
+        acc = batch_product(self.w[group][kind], self.csc[group][kind], act._replace(vals=self._levels_of(p)),
+                            byte_rows=self.byte_rows[group, kind])
         return self._rescale_many(acc, scaled)
 
     def accumulate_events_many(self, layer: int, y: np.ndarray,
@@ -265,8 +269,17 @@ class Int8Kernel(Kernel):
             out = np.zeros((act.shape[0], fused.w.shape[1]), F32)
         else:
             p = self._levels_of(np.divide(act.vals, np.float64(Y_PAYLOAD_SCALE), dtype=np.float64))
-            out = self._rescale_many(batch_product(fused.w, None, act._replace(vals=p)), fused.scaled)
+            acc = batch_product(fused.w, None, act._replace(vals=p), byte_rows=self.byte_rows[layer, "events"])
+            out = self._rescale_many(acc, fused.scaled)
         return out[:, :fused.split], out[:, fused.split:]
+
+    @cached_property
+    def byte_rows(self) -> dict[tuple[int, str], ByteRows | None]:
+        """Each matrix (and each layer's fused pair, kind "events") as `ByteRows` for the batched products: made on a
+        batch's first use, not by a lone node."""
+        rows = {(g, k): ByteRows.of(wt) for g, w in enumerate(self.w) for k, wt in w.items()}
+        rows.update({(li, "events"): None if f is None else ByteRows.of(f.w) for li, f in enumerate(self.fused)})
+        return rows
 
     @staticmethod
     def _levels_of(q: np.ndarray) -> np.ndarray:
