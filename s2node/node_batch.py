@@ -114,14 +114,18 @@ class LatencyWindows:
         return self._buf[i, : self._len[i]]
 
 
-def pe_counts(table: CountTable, act: ActiveSources, per_stream: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`CountTable.__call__` of several streams' active sources (per_stream: how many each): (synops, packets)
-    [streams, PEs]. Where every source has the same counts (a dense layer), each stream's number of active sources
-    times that one row: the same integers as the lone node's `len(cols) * row`."""
-    if table.rows is not None and len(table.rows) == 1:
-        out = per_stream[:, None] * table.rows[0]
-        return out[:, : table.n_pes], out[:, table.n_pes:]
-    return table(act.dense(np.ones(len(act.flat))))
+def pe_counts(*parts: tuple[CountTable, ActiveSources, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Σ of `CountTable.__call__` over (count table, several streams' active sources, how many each): (synops,
+    packets) [streams, PEs]. Tables whose sources all have the same counts (a dense layer) take each stream's number
+    of active sources times that one row, all of them in one product: the same integers as the lone node's
+    `len(cols) * row` (exact in float64)."""
+    alike = [(t.rows[0], n) for t, _, n in parts if t.rows is not None and len(t.rows) == 1]
+    out = np.stack([n for _, n in alike], 1) @ np.stack([r for r, _ in alike]) if alike else 0.0
+    for t, act, _ in parts:
+        if t.rows is None or len(t.rows) > 1:
+            out = out + np.concatenate(t(act.dense(np.ones(len(act.flat)))), 1)
+    p = parts[0][0].n_pes
+    return out[:, :p], out[:, p:]
 
 
 def pe_events(unit_pe: np.ndarray, n_pes: int, act: ActiveSources) -> np.ndarray:
@@ -294,10 +298,8 @@ class NodeBatch:
             g, sl = nd.groups[gi], nd.slices[gi]
             # last step's events: this step's recurrent packets (y: their payloads, o: which units sent)
             prev_y, prev = last[li] if last else (None, ActiveSources.of(self._o[li][rows]))
-            for counts, a, per in ((nd.counts_in[gi], fired, n_fired), (nd.counts_rec[gi], prev, prev.per_stream())):
-                s_, p_ = pe_counts(counts, a, per)
-                syn[:, sl] += s_
-                pin[:, sl] += p_
+            syn[:, sl], pin[:, sl] = pe_counts((nd.counts_in[gi], fired, n_fired),
+                                               (nd.counts_rec[gi], prev, prev.per_stream()))
             if g.spilled:
                 dram[:, sl] = syn[:, sl] * g.bytes_per_weight
             b_ih, b_hh = nd.bias[li]
@@ -338,7 +340,7 @@ class NodeBatch:
         if nd.decoder_on_pes:
             dg = len(nd.groups) - 1
             dsl = nd.slices[dg]
-            syn[:, dsl], pin[:, dsl] = pe_counts(nd.counts_in[dg], fired, n_fired)
+            syn[:, dsl], pin[:, dsl] = pe_counts((nd.counts_in[dg], fired, n_fired))
             if nd.groups[dg].spilled:
                 dram[:, dsl] = syn[:, dsl] * nd.groups[dg].bytes_per_weight
             pout[:, dsl] = 1
