@@ -2,16 +2,17 @@
 
 Each stream is what a lone `runtime.Node` of the same compiled model would be: its own unit states, pending
 events, readout and run statistics. A tick steps the streams that have input together, with no Python loop over
-the streams: the states are [streams, units] arrays, each layer's synaptic work is one product over the streams'
-payloads (`Kernel.accumulate_many`: the full matrix, the union of their active sources, one sparse product over
-each stream's own active rows, or CSC walks of a pruned matrix, whichever is cheaper), the per-PE counters are
-[streams, PEs] arrays from the active-source masks and the compiler's count tables (exact integer sums, as the
-lone node's), and the cost model's formulas run on all the rows at once. So each stream's counters, energy and
-latency are those of a lone node fed the same inputs; its arithmetic equals the lone node's exactly for int8
-(integer sums) and to float rounding for fp32 (another summation order). A tick of one stream runs the lone node's
-own step on that stream's state.
+the streams: the states are [streams, units] arrays; each layer's synaptic work is one product over the streams'
+payloads (`Kernel.accumulate_many`: the full matrix, the union of their active sources, each stream's own active
+rows gathered and summed, or CSC walks of a pruned matrix, whichever is cheaper), and a layer's events go through
+its recurrent weights and the next layer's (or the decoder's) in one product (`Kernel.accumulate_events_many`),
+whose recurrent half waits for the stream's next tick; the per-PE counters are [streams, PEs] arrays from each
+stream's active sources and the compiler's count tables (exact integer sums, as the lone node's), and the cost
+model's formulas run on all the rows at once. So each stream's counters, energy and latency are those of a lone
+node fed the same inputs; its arithmetic equals the lone node's exactly for int8 (integer sums) and to float
+rounding for fp32 (another summation order). A tick of one stream runs the lone node's own step on that stream's
+state.
 """
-
 from __future__ import annotations
 
 import time
@@ -140,7 +141,7 @@ class NodeBatch:
     def __init__(self, node: Node, n: int) -> None:
         if n < 1:
             raise S2NodeError(f"a batch needs at least one stream, not {n}")
-        if n > 1:  # the sparse kernel of the batched products (kernels.base.rows_product): now, not mid-tick
+        if n > 1:  # torch's gather-and-sum kernels of the batched products (kernels.base): now, not mid-tick
             import torch  # noqa: F401
         self.node, self.n = node, n
         nd = node

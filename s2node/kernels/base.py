@@ -198,7 +198,7 @@ class ActiveSources(NamedTuple):
 
     @classmethod
     def of(cls, x: np.ndarray) -> ActiveSources:
-        flat = np.flatnonzero(x != 0)  # of the mask: NumPy's fast path for booleans (~10x faster on [64, 2048])
+        flat = np.flatnonzero(x != 0)  # of a 1-D mask: NumPy's fast path, several times nonzero() of x's
         streams = flat // x.shape[1]
         return cls(x.shape, flat, streams, flat - streams * x.shape[1], x.reshape(-1)[flat])
 
