@@ -198,7 +198,7 @@ class ActiveSources(NamedTuple):
 
     @classmethod
     def of(cls, x: np.ndarray) -> ActiveSources:
-        flat = np.flatnonzero(x != 0)  # of a 1-D mask: NumPy's fast path, several times nonzero() of x's
+        flat = np.flatnonzero(x != 0)  # a flat boolean mask: NumPy's fastest nonzero (of 2-D floats: ~3x slower)
         streams = flat // x.shape[1]
         return cls(x.shape, flat, streams, flat - streams * x.shape[1], x.reshape(-1)[flat])
 
