@@ -232,3 +232,16 @@ def test_byte_rows_equal_the_float_rows():
     assert np.array_equal(ByteRows.of(wt).product(act), rows_product(act, wt))
     assert ByteRows.of(wt + 0.5) is None  # not int8 levels
     assert ByteRows.of(np.full((1100, 4), 127, np.float32)) is None  # 127 · 127 · 1100 > 2^24: sums could round
+
+
+@pytest.mark.parametrize("shape", [(64, 2048), (3, 40), (5, 7), (1, 1)])
+def test_active_sources_are_the_nonzeros_stream_by_stream(shape):
+    """ActiveSources.of lists x's non-zeros row by row, sources ascending, whatever x's size."""
+    from s2node.kernels.base import ActiveSources
+
+    rng = np.random.default_rng(10)
+    x = np.where(rng.random(shape) < 0.06, rng.random(shape), 0).astype(np.float32)
+    act = ActiveSources.of(x)
+    streams, cols = np.nonzero(x)
+    assert np.array_equal(act.streams, streams) and np.array_equal(act.cols, cols)
+    assert np.array_equal(act.vals, x[streams, cols]) and np.array_equal(act.per_stream(), (x != 0).sum(1))

@@ -198,7 +198,13 @@ class ActiveSources(NamedTuple):
 
     @classmethod
     def of(cls, x: np.ndarray) -> ActiveSources:
-        flat = np.flatnonzero(x != 0)  # a flat boolean mask: NumPy's fastest nonzero (of 2-D floats: ~3x slower)
+        mask = (x != 0).reshape(-1)
+        if mask.size % 8:
+            flat = np.flatnonzero(mask)
+        else:  # 8 sources a word: the words with any, then their sources (denser searches, fewer mispredictions)
+            words = np.flatnonzero(mask.view(np.uint64) != 0)
+            j = np.flatnonzero(mask.reshape(-1, 8)[words])
+            flat = words[j >> 3] * 8 + (j & 7)
         streams = flat // x.shape[1]
         return cls(x.shape, flat, streams, flat - streams * x.shape[1], x.reshape(-1)[flat])
 
