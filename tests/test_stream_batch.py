@@ -234,9 +234,10 @@ def test_byte_rows_equal_the_float_rows():
     assert ByteRows.of(np.full((1100, 4), 127, np.float32)) is None  # 127 · 127 · 1100 > 2^24: sums could round
 
 
-@pytest.mark.parametrize("shape", [(64, 2048), (3, 40), (5, 7), (1, 1)])
+@pytest.mark.parametrize("shape", [(64, 2048), (64, 2047), (3, 40), (5, 7), (1, 1)])
 def test_active_sources_are_the_nonzeros_stream_by_stream(shape):
-    """ActiveSources.of lists x's non-zeros row by row, sources ascending, whatever x's size."""
+    """ActiveSources.of lists x's non-zeros row by row, sources ascending, whatever x's size (a large sparse x is
+    searched word by word)."""
     from s2node.kernels.base import ActiveSources
 
     rng = np.random.default_rng(10)

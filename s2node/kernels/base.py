@@ -186,6 +186,12 @@ class Kernel(ABC):
         return idx, c_hat[idx]
 
 
+# NumPy searches a boolean mask sparser than 1 in 10 with a branch per non-zero, mispredicted at each: for a large
+# sparse mask (the gesture input: 64 streams x 2048 sources, 6 % active) searching first the 8-byte words with any
+# non-zero, then their bytes, makes two searches dense enough for its branch-free loop (measured: 86 vs 117 µs).
+WORD_SEARCH_MIN = 1 << 15
+
+
 class ActiveSources(NamedTuple):
     """The non-zero payloads of several streams, x [streams, sources], stream by stream and sources ascending (the
     order `accumulate` sees them): x.ravel()[flat] = vals, at (streams, cols)."""
@@ -199,9 +205,9 @@ class ActiveSources(NamedTuple):
     @classmethod
     def of(cls, x: np.ndarray) -> ActiveSources:
         mask = (x != 0).reshape(-1)
-        if mask.size % 8:
+        if mask.size < WORD_SEARCH_MIN or mask.size % 8 or 10 * np.count_nonzero(mask) > mask.size:
             flat = np.flatnonzero(mask)
-        else:  # 8 sources a word: the words with any, then their sources (denser searches, fewer mispredictions)
+        else:  # the 8-byte words with any non-zero, then their bytes
             words = np.flatnonzero(mask.view(np.uint64) != 0)
             j = np.flatnonzero(mask.reshape(-1, 8)[words])
             flat = words[j >> 3] * 8 + (j & 7)
