@@ -157,7 +157,7 @@ class NodeBatch:
         self._parked: int | None = None  # the stream whose state the lone node holds (_park)
         # each layer's events of the last tick (the active sources of y and o) when every stream stepped in it and
         # no state changed since: the next tick's recurrent input, not searched for again
-        self._events: list[tuple[ActiveSources, ActiveSources]] | None = None
+        self._last_events: list[tuple[ActiveSources, ActiveSources]] | None = None
         # each layer's recurrent accumulation of its last events, made with the next layer's input in one product
         # (Kernel.accumulate_events_many) and used at the stream's next tick; ok: a stream's row is current
         self._gh: list[np.ndarray | None] = [None] * nd.n_layers
@@ -174,7 +174,7 @@ class NodeBatch:
         self._check(i)
         if self._parked == i:
             self._unpark()
-        self._events = None
+        self._last_events = None
         for a in (*self._c, *self._y, *self._o):
             a[i] = 0
         for gh, ok in zip(self._gh, self._gh_ok, strict=True):
@@ -293,7 +293,7 @@ class NodeBatch:
         fired, n_fired = act, events_in  # the active sources of the next layer's input (a count table's mask)
         nxt = None  # the next layer's (or the decoder's) input accumulation, when made with the recurrent one
         events = np.zeros(k, np.int64)
-        last, self._events = (self._events if every else None), []
+        last, self._last_events = (self._last_events if every else None), []
         for li in range(nd.n_layers):
             gi = nd.layer_group[li]
             g, sl = nd.groups[gi], nd.slices[gi]
@@ -325,18 +325,18 @@ class NodeBatch:
                 self._c[li], self._y[li], self._o[li] = c, x, o
             else:
                 self._c[li][idx], self._y[li][idx], self._o[li][idx] = c, x, o
-            self._events.append((act, fired))
-            both = kern.accumulate_events_many(li, x, act)
-            nxt = None if both is None else both[1]
+            self._last_events.append((act, fired))
+            both, nxt = kern.accumulate_events_many(li, x, act), None
             if both is not None:
+                gh_next, nxt = both
                 if self._gh[li] is None:
-                    self._gh[li] = np.zeros((self.n, both[0].shape[1]), F32)
-                self._gh[li][rows], self._gh_ok[li][rows] = both[0], True
+                    self._gh[li] = np.zeros((self.n, gh_next.shape[1]), F32)
+                self._gh[li][rows], self._gh_ok[li][rows] = gh_next, True
             pout[:, sl] = pe_events(g.unit_pe, g.n_pes, fired)
             n_fired = fired.per_stream()
             events += n_fired
         if not every:
-            self._events = None
+            self._last_events = None
         synops = syn.sum(1) - emb_syn
         if nd.decoder_on_pes:
             dg = len(nd.groups) - 1
@@ -369,7 +369,7 @@ class NodeBatch:
         if self._parked == i:
             return
         self._unpark()
-        self._events = None
+        self._last_events = None
         for ok in self._gh_ok:  # the lone node steps it: its recurrent accumulation is made anew at its next tick
             ok[i] = False
         nd, pool = self.node, self._pool
