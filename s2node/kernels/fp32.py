@@ -66,8 +66,8 @@ class Fp32Kernel(Kernel):
     def accumulate_events_many(self, layer: int, y: np.ndarray,
                                act: ActiveSources) -> tuple[np.ndarray, np.ndarray] | None:
         """Several streams' events of a layer (payloads y [streams, H], active sources act) into both their
-        accumulations at once: (recurrent, for the next step; the next layer's input or the decoder's), each the
-        sum `accumulate_many` takes; None where the layer has no fused matrix."""
+        accumulations at once: (recurrent, for the next step; the next layer's input or the decoder's), each
+        `accumulate_many`'s to float rounding; None where the layer has no fused matrix."""
         wt = self.events_w[layer]
         if wt is None:
             return None
