@@ -146,6 +146,8 @@ class NodeBatch:
         self.node, self.n = node, n
         nd = node
         self.n_in = nd.spec.n_inputs
+        self._streams = np.arange(n)
+        self._spilled = any(g.spilled for g in nd.groups)  # weights in DRAM: DRAM bytes to count
         self._n_classes = len(nd.spec.decoder_bias)
         self._c = [np.zeros((n, h), F32) for h in nd.kernel.hidden]
         self._y = [np.zeros((n, h), F32) for h in nd.kernel.hidden]  # last step's payloads (0 = no event)
@@ -421,8 +423,10 @@ class NodeBatch:
         slowest = np.maximum.reduceat(cyc, nd.group_starts, axis=1)
         latency = slowest.sum(1) / chip.clock_hz + len(nd.group_starts) * table.hop_latency_s
         mac = syn.sum(1) * table.energy_per_mac_j if nd.numerics == "int8" else 0.0
-        dyn = cyc.sum(1) * table.energy_per_cycle_j + pin.sum(1) * table.energy_per_packet_j \
-            + dram.sum(1) * table.energy_per_dram_byte_j + mac
+        dyn = cyc.sum(1) * table.energy_per_cycle_j + pin.sum(1) * table.energy_per_packet_j
+        if self._spilled:  # else the DRAM term is 0.0, which adds nothing
+            dyn = dyn + dram.sum(1) * table.energy_per_dram_byte_j
+        dyn = dyn + mac
         static = (cyc.shape[1] * table.static_power_per_pe_w + table.static_power_chip_w) * latency
         tot = np.empty((len(syn), len(COUNTS)), np.int64)
         tot[:, 0], tot[:, -1] = 1, nd.n_units
@@ -430,7 +434,7 @@ class NodeBatch:
             tot[:, j] = counts[name]
         self._tot[rows] += tot
         self._energy[rows] += dyn + static
-        self._lat.add(np.arange(self.n)[rows], latency)
+        self._lat.add(self._streams[rows], latency)
         self._pe_synops[rows] += syn
         self._last_cycles[rows], self._has_last[rows] = cyc, True
 

@@ -246,3 +246,18 @@ def test_active_sources_are_the_nonzeros_stream_by_stream(shape):
     streams, cols = np.nonzero(x)
     assert np.array_equal(act.streams, streams) and np.array_equal(act.cols, cols)
     assert np.array_equal(act.vals, x[streams, cols]) and np.array_equal(act.per_stream(), (x != 0).sum(1))
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "int8"])
+def test_streams_on_a_chip_that_spills_to_dram_equal_lone_models(tmp_path, numerics):
+    """Weights spilled to DRAM (their bytes counted in each stream's cost) and a CSR layout: streams equal lone
+    models, statistics included."""
+    from s2node.chip import ChipSpec
+
+    path = make_gesture(tmp_path / "g", n_in=2048, hidden=(256,))
+    options = {"chip": ChipSpec(n_pes=8, n_qpes=2), "dram": True, "decoder": "pe", "layout": "csr"}
+    ticks = _schedule(np.random.default_rng(11), "gesture", 2048, 0)
+    batch = load_stream_batch(path, N, "node", numerics=numerics, **options)
+    assert batch.nodes.node.groups[0].spilled
+    lone = [load_step_model(path, "node", numerics=numerics, **options) for _ in range(N)]
+    _compare(batch, lone, ticks, {"fp32": 1e-6, "int8": 0.0}[numerics], exact_stats=True)

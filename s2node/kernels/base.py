@@ -204,7 +204,7 @@ class ActiveSources(NamedTuple):
 
     @classmethod
     def of(cls, x: np.ndarray) -> ActiveSources:
-        mask = (x != 0).reshape(-1)
+        mask = (x if x.dtype == bool else x != 0).reshape(-1)
         if mask.size < WORD_SEARCH_MIN or mask.size % 8 or 10 * np.count_nonzero(mask) > mask.size:
             flat = np.flatnonzero(mask)
         else:  # the 8-byte words with any non-zero, then their bytes (gathered as words: one copy each)
