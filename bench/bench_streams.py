@@ -83,8 +83,7 @@ def main() -> None:
     bin_s = gesture_config["input"]["bin_us"] / 1e6
     result: dict = {"bench": "streams", "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
                     "torch_threads": 1, "python": platform.python_version(), "numpy": np.__version__,
-                    "torch": torch.__version__,
-                    "gesture_model": GESTURE.name, "char_lm_model": CHAR_LM.name,
+                    "torch": torch.__version__, "gesture_model": GESTURE.name, "char_lm_model": CHAR_LM.name,
                     "gesture_input_active_fraction": float((bins != 0).mean()),
                     "bin_us": gesture_config["input"]["bin_us"], "repeat": args.repeat}
     for task in inputs:
