@@ -141,7 +141,7 @@ class NodeBatch:
     def __init__(self, node: Node, n: int) -> None:
         if n < 1:
             raise S2NodeError(f"a batch needs at least one stream, not {n}")
-        if n > 1:  # torch's gather-and-sum kernels of the batched products (kernels.base): now, not mid-tick
+        if n > 1:  # torch's gather-and-sum kernels (kernels.base): imported here, not within the first tick
             import torch  # noqa: F401
         self.node, self.n = node, n
         nd = node
