@@ -4,7 +4,8 @@ The shipped gesture model (models/gesture-egru) is fed the demo recording binned
 character LM (models/shakespeare-egru) random characters; each stream starts at another input and every stream
 steps every tick. Prints one JSON object: aggregate steps/s (streams x ticks / s) with 1, 8 and 64 streams for
 each model and backend (node fp32, node int8, torch), the ratios to 1 stream and to a lone StepModel, in
-wall-clock and CPU seconds (steadier on a shared machine). The configurations run interleaved, best of --repeat.
+wall-clock and CPU seconds (steadier on a shared machine). Each configuration is timed over the same span of wall
+clock; the configurations run interleaved, best of --repeat.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,33 +34,43 @@ ROOT = Path(__file__).resolve().parent.parent
 GESTURE, CHAR_LM = ROOT / "models" / "gesture-egru", ROOT / "models" / "shakespeare-egru"
 DEMO = ROOT / "models" / "demo-gestures.aedat4"
 BACKENDS = {"node_fp32": ("node", "fp32"), "node_int8": ("node", "int8"), "torch": ("torch", "fp32")}
+MIN_TICKS = 16  # ticks of each timed run at least
+
+
+def timed(step: Callable[[int], object], min_s: float) -> tuple[int, float, float]:
+    """step(t) for t = 1, 2, ... until MIN_TICKS calls and min_s of wall clock at least: (ticks, wall s, CPU s).
+    Every configuration is timed over about the same span, so that on a shared machine each meets about as many of
+    the other processes' time slices (a fixed count of stream-steps would time 64 streams over a few ms only)."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    t = 0
+    while t < MIN_TICKS or time.perf_counter() - t0 < min_s:
+        t += 1
+        step(t)
+    return t, time.perf_counter() - t0, time.process_time() - c0
 
 
 def batch_steps_per_s(model: Path, backend: str, numerics: str, n: int, bins: np.ndarray,
-                      ticks: int) -> tuple[float, float]:
+                      min_s: float) -> tuple[float, float]:
     """(stream-steps per wall s, per CPU s) of n streams stepping every tick, stream i from input i·97 on."""
     batch = load_stream_batch(model, n, backend, numerics=numerics)  # type: ignore[arg-type]
     offsets = (np.arange(n) * 97) % len(bins)
     batch.step_many({i: bins[offsets[i]] for i in range(n)})  # warm-up
-    c0, t0 = time.process_time(), time.perf_counter()
-    for t in range(1, ticks + 1):
-        batch.step_many({i: bins[(offsets[i] + t) % len(bins)] for i in range(n)})
-    return n * ticks / (time.perf_counter() - t0), n * ticks / (time.process_time() - c0)
+    ticks, wall_s, cpu_s = timed(lambda t: batch.step_many({i: bins[(offsets[i] + t) % len(bins)] for i in range(n)}),
+                                 min_s)
+    return n * ticks / wall_s, n * ticks / cpu_s
 
 
 def lone_steps_per_s(model: Path, backend: str, numerics: str, bins: np.ndarray,
-                     ticks: int) -> tuple[float, float]:
+                     min_s: float) -> tuple[float, float]:
     lone = load_step_model(model, backend, numerics=numerics)  # type: ignore[arg-type]
     lone.step(bins[0])
-    c0, t0 = time.process_time(), time.perf_counter()
-    for t in range(1, ticks + 1):
-        lone.step(bins[t % len(bins)])
-    return ticks / (time.perf_counter() - t0), ticks / (time.process_time() - c0)
+    ticks, wall_s, cpu_s = timed(lambda t: lone.step(bins[t % len(bins)]), min_s)
+    return ticks / wall_s, ticks / cpu_s
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="fewer ticks")
+    ap.add_argument("--quick", action="store_true", help="shorter timed runs")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the best of each is kept")
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 8, 64])
     args = ap.parse_args()
@@ -68,23 +80,23 @@ def main() -> None:
     lm_config, _ = modelfile.load(CHAR_LM)
     inputs = {"gesture": (GESTURE, gesture_samples(gesture_config, events_path=DEMO)[0][0]),
               "char_lm": (CHAR_LM, np.random.default_rng(0).integers(0, len(lm_config["vocab"]), 2000))}
-    steps = 300 if args.quick else 1200  # stream-steps per configuration and round
+    min_s = 0.04 if args.quick else 0.15  # wall clock of each timed run, configuration and round
     best: dict[str, np.ndarray] = {}  # best (wall, CPU) rates over the rounds
     for _ in range(args.repeat):
         for task, (model, xs) in inputs.items():
             for name, (backend, numerics) in BACKENDS.items():
                 for n in args.streams:
-                    sps = np.array(batch_steps_per_s(model, backend, numerics, n, xs, max(4, steps // n)))
+                    sps = np.array(batch_steps_per_s(model, backend, numerics, n, xs, min_s))
                     best[f"{task}_{name}_{n}"] = np.maximum(best.get(f"{task}_{name}_{n}", sps), sps)
-                sps = np.array(lone_steps_per_s(model, backend, numerics, xs, steps))
+                sps = np.array(lone_steps_per_s(model, backend, numerics, xs, min_s))
                 best[f"{task}_{name}_lone"] = np.maximum(best.get(f"{task}_{name}_lone", sps), sps)
     bins = inputs["gesture"][1]
     bin_s = gesture_config["input"]["bin_us"] / 1e6
-    result: dict = {"bench": "streams", "cpu_count": os.cpu_count(), "torch_threads": 1,
-                    "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-                    "gesture_model": GESTURE.name, "char_lm_model": CHAR_LM.name,
+    result: dict = {"bench": "streams", "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
+                    "torch_threads": 1, "python": platform.python_version(), "numpy": np.__version__,
+                    "torch": torch.__version__, "gesture_model": GESTURE.name, "char_lm_model": CHAR_LM.name,
                     "gesture_input_active_fraction": float((bins != 0).mean()),
-                    "bin_us": gesture_config["input"]["bin_us"], "repeat": args.repeat}
+                    "bin_us": gesture_config["input"]["bin_us"], "repeat": args.repeat, "timed_s": min_s}
     for task in inputs:
         for name in BACKENDS:
             one, lone = best[f"{task}_{name}_1"], best[f"{task}_{name}_lone"]

@@ -37,16 +37,15 @@ class NodeStreamBatch(StreamBatch):
                                                                    self._window)
 
     def _step(self, idx: np.ndarray, inputs: list[Any]) -> list[StepResult]:
-        preds = self.nodes.step(idx, inputs)
-        if len(preds) == 1 and self._pool is None:  # one stream: no stacking
-            pooled, _, ev, units, syn = preds[0]
-            return [StepResult(softmax(np.asarray(pooled, np.float64)), ev, units, syn)]
-        if self._pool is None:
-            logits = np.stack([p[0] for p in preds])
+        out = self.nodes.step(idx, inputs)
+        if len(idx) == 1 and self._pool is None:  # one stream: the lone model's softmax
+            probs = [softmax(np.asarray(out.pooled[0], np.float64))]
         else:
-            logits = self._pool(idx, np.stack([p[1] for p in preds]))
-        probs = softmax_rows(logits.astype(np.float64))
-        return [StepResult(pr, ev, units, syn) for pr, (_, _, ev, units, syn) in zip(probs, preds, strict=True)]
+            logits = out.pooled if self._pool is None else self._pool(idx, out.logits)
+            probs = softmax_rows(logits.astype(np.float64))
+        units = self.nodes.node.n_units
+        return [StepResult(p, ev, units, syn)
+                for p, ev, syn in zip(probs, out.events.tolist(), out.synops.tolist(), strict=True)]
 
     def deliver(self, i: int, x: np.ndarray) -> None:
         self.nodes.deliver(i, x)

@@ -48,15 +48,14 @@ class StreamBatch:
         if not xs:
             return {}
         idx = np.array(sorted(xs), np.int64)
-        for i in idx:
-            self._check(int(i))
+        if idx[0] < 0 or idx[-1] >= self.n:
+            self._check(int(idx[0] if idx[0] < 0 else idx[-1]))
         t0 = time.perf_counter()
-        results = self._step(idx, [xs[int(i)] for i in idx])
+        results = self._step(idx, [xs[i] for i in idx.tolist()])
         dt = time.perf_counter() - t0  # each stream waited for the whole tick
-        out = {}
-        for i, r in zip(idx.tolist(), results, strict=True):
+        out = dict(zip(idx.tolist(), results, strict=True))
+        for i, r in out.items():
             self._counters[i].add(r, dt)
-            out[i] = r
         return out
 
     def counters(self, i: int) -> StepCounters:
@@ -64,6 +63,7 @@ class StreamBatch:
         return self._counters[i]
 
     def _step(self, idx: np.ndarray, inputs: list[Any]) -> list[StepResult]:
+        """The backend's tick: each stepping stream's result, in the order of idx."""
         raise NotImplementedError
 
     def deliver(self, i: int, x: np.ndarray) -> None:

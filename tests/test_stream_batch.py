@@ -131,7 +131,7 @@ def test_bad_input_is_a_one_line_error(tmp_path, backend):
 @pytest.mark.parametrize("numerics", ["fp32", "int8"])
 def test_every_batched_product_equals_the_lone_accumulation(tmp_path, numerics):
     """Kernel.accumulate_many picks dense, union, per-stream rows or CSC walks by cost; each equals accumulate."""
-    from s2node.kernels.base import batch_plan
+    from s2node.kernels.base import ActiveSources, batch_plan
     from s2node.runtime import Node
 
     path = make_gesture(tmp_path / "g", n_in=2048, hidden=(32,))
@@ -145,13 +145,119 @@ def test_every_batched_product_equals_the_lone_accumulation(tmp_path, numerics):
         return x
 
     cases = {"dense": (None, streams(4, 2048)), "union": (None, streams(4, 10)), "rows": (None, streams(64, 20)),
-             "sparse": (0.95, streams(8, 200))}
+             "sparse": (0.995, streams(8, 200))}
     for how, (prune, x) in cases.items():
         kern = Node.load(path, numerics=numerics, prune=prune).kernel
-        assert batch_plan(x, kern.w[0]["ih"], kern.csc[0]["ih"])[0] == how
+        assert batch_plan(ActiveSources.of(x), kern.w[0]["ih"], kern.csc[0]["ih"])[0] == how
         got = kern.accumulate_many(0, "ih", x)
         ref = np.stack([kern.accumulate(0, "ih", np.flatnonzero(r), r[np.flatnonzero(r)]) for r in x])
         if numerics == "int8":
             assert np.array_equal(got, ref)  # integer sums: the same in any order
         else:
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-6 * np.abs(ref).max())  # float32 sum order
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "int8"])
+@pytest.mark.parametrize("task", ["gesture", "lm"])
+def test_every_stream_stepping_tick_after_tick_equals_lone_models(tmp_path, task, numerics):
+    """Ticks of every stream in a row (their last events reused as the next recurrent input), broken by a reset, a
+    stream stepping alone and a tick of a few, equal lone models."""
+    rng = np.random.default_rng(6)
+    if task == "lm":
+        path = make_lm(tmp_path / "lm", hidden=(48, 40))
+        x_of = lambda: int(rng.integers(0, 60))  # noqa: E731
+    else:
+        path = make_gesture(tmp_path / "g", n_in=128, hidden=(32, 24))
+        x_of = lambda: random_counts(rng, 1, 128, 0.05)[0]  # noqa: E731
+    ticks = []
+    for t in range(20):
+        active = [1] if t == 9 else [0, 3] if t == 14 else range(N)
+        ticks.append(({i: x_of() for i in active}, {}, [2] if t == 5 else []))
+    batch = load_stream_batch(path, N, "node", numerics=numerics)
+    lone = [load_step_model(path, "node", numerics=numerics) for _ in range(N)]
+    _compare(batch, lone, ticks, {"fp32": 1e-6, "int8": 0.0}[numerics], exact_stats=True)
+
+
+def test_latency_windows_keep_what_a_lone_node_keeps():
+    """Each stream's latencies are bounded as Node's list: past 2·window, the oldest window go (one stream or many)."""
+    from s2node.node_batch import LatencyWindows
+
+    rng = np.random.default_rng(7)
+    lat, ref = LatencyWindows(3, window=4), [[], [], []]
+    for _ in range(60):
+        idx = np.flatnonzero(rng.random(3) < 0.7)
+        if not len(idx):  # no stream steps: no tick
+            continue
+        v = rng.random(len(idx))
+        if len(idx) == 1:
+            lat.add_one(int(idx[0]), float(v[0]))
+        else:
+            lat.add(idx, v)
+        for i, x in zip(idx.tolist(), v.tolist(), strict=True):
+            ref[i].append(x)
+            if len(ref[i]) > 8:
+                del ref[i][:4]
+    for i in range(3):
+        assert lat.of(i).tolist() == ref[i]
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "int8"])
+def test_fused_events_product_equals_the_two_accumulations(tmp_path, numerics):
+    """accumulate_events_many (one product over [W_hh | W_next]) equals the recurrent and next-layer accumulations."""
+    from s2node.kernels.base import ActiveSources
+    from s2node.runtime import Node
+
+    kern = Node.load(make_lm(tmp_path / "lm", hidden=(48, 40)), numerics=numerics).kernel
+    rng = np.random.default_rng(8)
+    for li, h in enumerate((48, 40)):
+        for density in (0.0, 0.05, 0.6):  # no events, sparse events (the gathered rows), dense (one full product)
+            y = np.where(rng.random((64, h)) < density, rng.uniform(0.1, 2.0, (64, h)), 0).astype(np.float32)
+            hh, nxt = kern.accumulate_events_many(li, y, ActiveSources.of(y))
+            for got, ref in ((hh, kern.accumulate_many(li, "hh", y)), (nxt, kern.accumulate_many(li + 1, "ih", y))):
+                if numerics == "int8":
+                    assert np.array_equal(got, ref)
+                else:
+                    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_byte_rows_equal_the_float_rows():
+    """int8 levels gathered as bytes give the float32 rows' integer sums; a matrix whose sums could round has none."""
+    from s2node.kernels.base import ActiveSources, ByteRows, rows_product
+
+    rng = np.random.default_rng(9)
+    wt = rng.integers(-127, 128, (300, 40)).astype(np.float32)
+    x = np.where(rng.random((12, 300)) < 0.2, rng.integers(-127, 128, (12, 300)), 0).astype(np.float32)
+    x[3] = 0  # a stream with no input
+    act = ActiveSources.of(x)
+    assert np.array_equal(ByteRows.of(wt).product(act), rows_product(act, wt))
+    assert ByteRows.of(wt + 0.5) is None  # not int8 levels
+    assert ByteRows.of(np.full((1100, 4), 127, np.float32)) is None  # 127 · 127 · 1100 > 2^24: sums could round
+
+
+@pytest.mark.parametrize("shape", [(64, 2048), (64, 2047), (3, 40), (5, 7), (1, 1)])
+def test_active_sources_are_the_nonzeros_stream_by_stream(shape):
+    """ActiveSources.of lists x's non-zeros row by row, sources ascending, whatever x's size (a large sparse x is
+    searched word by word)."""
+    from s2node.kernels.base import ActiveSources
+
+    rng = np.random.default_rng(10)
+    x = np.where(rng.random(shape) < 0.06, rng.random(shape), 0).astype(np.float32)
+    act = ActiveSources.of(x)
+    streams, cols = np.nonzero(x)
+    assert np.array_equal(act.streams, streams) and np.array_equal(act.cols, cols)
+    assert np.array_equal(act.vals, x[streams, cols]) and np.array_equal(act.per_stream(), (x != 0).sum(1))
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "int8"])
+def test_streams_on_a_chip_that_spills_to_dram_equal_lone_models(tmp_path, numerics):
+    """Weights spilled to DRAM (their bytes counted in each stream's cost) and a CSR layout: streams equal lone
+    models, statistics included."""
+    from s2node.chip import ChipSpec
+
+    path = make_gesture(tmp_path / "g", n_in=2048, hidden=(256,))
+    options = {"chip": ChipSpec(n_pes=8, n_qpes=2), "dram": True, "decoder": "pe", "layout": "csr"}
+    ticks = _schedule(np.random.default_rng(11), "gesture", 2048, 0)
+    batch = load_stream_batch(path, N, "node", numerics=numerics, **options)
+    assert batch.nodes.node.groups[0].spilled
+    lone = [load_step_model(path, "node", numerics=numerics, **options) for _ in range(N)]
+    _compare(batch, lone, ticks, {"fp32": 1e-6, "int8": 0.0}[numerics], exact_stats=True)

@@ -10,6 +10,7 @@ over PEs), `emit` the events of the units that fired. Only `accumulate` differs 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import NamedTuple
 
 import numpy as np
 
@@ -70,64 +71,60 @@ class SparseColumns:
         w = self.data[pos] * np.repeat(np.asarray(vals, np.float64), lens)
         return np.bincount(self.rows[pos], weights=w, minlength=self.n_rows)
 
-    def matmat(self, x: np.ndarray) -> np.ndarray:
-        """Row s of x [streams, sources] times the columns: [streams, rows] in float64, each stream's sum in the
-        order of `matvec` (ascending sources), so equal to matvec of that stream's active sources."""
-        s, cols = np.nonzero(x)
-        starts = self.indptr[cols]
-        lens = self.indptr[cols + 1] - starts
+    def matmat(self, act: ActiveSources) -> np.ndarray:
+        """Several streams' active sources (`ActiveSources`) times the columns: [streams, rows] in float64, each
+        stream's sum in the order of `matvec` (ascending sources), so equal to matvec of that stream's sources."""
+        starts = self.indptr[act.cols]
+        lens = self.indptr[act.cols + 1] - starts
         total = int(lens.sum())
-        out_len = x.shape[0] * self.n_rows
+        k = act.shape[0]
         if total == 0:
-            return np.zeros((x.shape[0], self.n_rows))
+            return np.zeros((k, self.n_rows))
         pos = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(total)
-        w = self.data[pos] * np.repeat(x[s, cols].astype(np.float64), lens)
-        at = np.repeat(s * self.n_rows, lens) + self.rows[pos]
-        return np.bincount(at, weights=w, minlength=out_len).reshape(x.shape[0], self.n_rows)
+        w = self.data[pos] * np.repeat(act.vals.astype(np.float64, copy=False), lens)
+        at = np.repeat(act.streams * self.n_rows, lens) + self.rows[pos]
+        return np.bincount(at, weights=w, minlength=k * self.n_rows).reshape(k, self.n_rows)
 
     def touched(self, per_source: np.ndarray) -> int:
         """Non-zeros walked when source j sends per_source[j] packets (one per stream)."""
         return int(per_source @ self.col_nnz)
 
 
-# Several streams at once (`Kernel.accumulate_many`): one BLAS product over all streams is the cheapest per
-# multiply, but it multiplies every silent source too; a stream's own active rows cost about ROWS_COST_RATIO times
-# more per multiply (the gather copies each row first) plus ~10 µs per stream (ROWS_FIXED dense-element
-# equivalents). Measured on the gesture model (2048 inputs, 6 % active per stream, 64 streams): one product
-# 13-27 ms, per-stream rows 7.6 ms.
-ROWS_COST_RATIO = 8
-ROWS_FIXED = 50_000
+# Several streams at once (`Kernel.accumulate_many`), costs in multiply-adds of one BLAS product over many streams
+# (~0.017 ns each on one core). Such a product reads every weight once, so with few streams the reads set its time
+# (as if DENSE_MIN_STREAMS more streams multiplied); it also multiplies every silent source. Gathering each stream's
+# own active rows (`rows_product`) costs about ROWS_COST_RATIO times more per multiply-add, plus ROWS_PER_SOURCE
+# multiply-adds' worth per (stream, active source) and ROWS_FIXED per call; a walk of a pruned matrix's CSC entries
+# (`SparseColumns.matmat`) about BATCH_SPARSE_COST_RATIO per entry. Measured on the gesture model (2048 inputs, 6 %
+# active per stream, 64 streams): one full product 0.9-1.7 ms, the active rows 0.25 ms.
+DENSE_MIN_STREAMS = 6
+ROWS_COST_RATIO = 2.5
+ROWS_PER_SOURCE = 40
+ROWS_FIXED = 360_000
+BATCH_SPARSE_COST_RATIO = 350
 
 
-def stream_rows(x: np.ndarray):
-    """(stream, active sources, their payloads) of each stream of x [streams, sources] with input, from one
-    nonzero() call (sources ascending, as `accumulate` sees them)."""
-    s, cols = np.nonzero(x)
-    ends = np.cumsum(np.bincount(s, minlength=x.shape[0]))
-    start = 0
-    for i, end in enumerate(ends.tolist()):
-        if end > start:
-            c = cols[start:end]
-            yield i, c, x[i, c]
-        start = end
-
-
-def batch_plan(x: np.ndarray, wt: np.ndarray, sparse: SparseColumns | None) -> tuple[str, np.ndarray | None]:
-    """How to apply the weights wt [sources, rows] to several streams' payloads x [streams, sources], cheapest
-    first: ("none", None) no source active; ("sparse", None) per-stream CSC walks; ("rows", None) each stream's
-    active rows; ("union", cols) one product over the sources active in any stream; ("dense", None) one full
-    product."""
-    per_source = np.count_nonzero(x, axis=0)  # streams sending from each source
-    active = np.flatnonzero(per_source)
-    if not len(active):
+def batch_plan(act: ActiveSources, wt: np.ndarray, sparse: SparseColumns | None) -> tuple[str, np.ndarray | None]:
+    """How to apply the weights wt [sources, rows] to several streams' active sources, cheapest first: ("none",
+    None) no source active; ("sparse", None) per-stream CSC walks; ("rows", None) each stream's active rows
+    gathered and summed; ("union", cols) one product over the sources active in any stream; ("dense", None) one
+    full product."""
+    nnz = len(act.cols)
+    if not nnz:
         return "none", None
-    k, (n_src, n_rows) = x.shape[0], wt.shape
-    plans = {"dense": k * n_src * n_rows,
-             "union": k * len(active) * n_rows * (1 + 1 / k) if len(active) * DENSE_GATHER_RATIO <= n_src else None,
-             "rows": int(per_source.sum()) * n_rows * ROWS_COST_RATIO + k * ROWS_FIXED,
-             "sparse": sparse.touched(per_source) * SPARSE_COST_RATIO + SPARSE_FIXED if sparse is not None else None}
-    how = min((c, h) for h, c in plans.items() if c is not None)[1]
-    return how, active if how == "union" else None
+    k, (n_src, n_rows) = act.shape[0], wt.shape
+    reads = k + DENSE_MIN_STREAMS
+    plans = {"dense": reads * n_src * n_rows, "rows": nnz * (n_rows + ROWS_PER_SOURCE) * ROWS_COST_RATIO + ROWS_FIXED}
+    if sparse is not None:
+        per_source = np.bincount(act.cols, minlength=n_src)  # streams sending from each source
+        plans["sparse"] = sparse.touched(per_source) * BATCH_SPARSE_COST_RATIO + ROWS_FIXED
+    union = np.zeros(n_src, bool)  # the sources active in any stream
+    union[act.cols] = True
+    n_union = np.count_nonzero(union)
+    if n_union * DENSE_GATHER_RATIO <= n_src:
+        plans["union"] = (reads + 1) * n_union * n_rows
+    how = min((c, h) for h, c in plans.items())[1]
+    return how, np.flatnonzero(union) if how == "union" else None
 
 
 def maybe_sparse(wt: np.ndarray) -> SparseColumns | None:
@@ -187,3 +184,111 @@ class Kernel(ABC):
         """Events of the units that fired: (source ids, graded payloads y = ĉ)."""
         idx = o.nonzero()[0]
         return idx, c_hat[idx]
+
+
+# NumPy searches a boolean mask sparser than 1 in 10 with a branch per non-zero, mispredicted at each: for a large
+# sparse mask (the gesture input: 64 streams x 2048 sources, 6 % active) searching first the 8-byte words with any
+# non-zero, then their bytes, makes two searches dense enough for its branch-free loop (measured: 70 vs 140 µs).
+WORD_SEARCH_MIN = 1 << 15
+
+
+class ActiveSources(NamedTuple):
+    """The non-zero payloads of several streams, x [streams, sources], stream by stream and sources ascending (the
+    order `accumulate` sees them): x.ravel()[flat] = vals, at (streams, cols)."""
+
+    shape: tuple[int, int]
+    flat: np.ndarray
+    streams: np.ndarray
+    cols: np.ndarray
+    vals: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> ActiveSources:
+        mask = (x if x.dtype == bool else x != 0).reshape(-1)
+        if mask.size < WORD_SEARCH_MIN or mask.size % 8 or 10 * np.count_nonzero(mask) > mask.size:
+            flat = np.flatnonzero(mask)
+        else:  # the 8-byte words with any non-zero, then their bytes (gathered as words: one copy each)
+            w = mask.view(np.uint64)
+            words = np.flatnonzero(w != 0)
+            j = np.flatnonzero(w[words].view(bool))
+            flat = words[j >> 3] * 8 + (j & 7)
+        streams = flat // x.shape[1]
+        return cls(x.shape, flat, streams, flat - streams * x.shape[1], x.reshape(-1)[flat])
+
+    def per_stream(self) -> np.ndarray:
+        """Active sources of each stream: [streams] int64."""
+        return np.diff(np.searchsorted(self.flat, np.arange(self.shape[0] + 1) * self.shape[1]))
+
+    def dense(self, vals: np.ndarray) -> np.ndarray:
+        """vals (one per active source, e.g. quantised payloads) scattered into a dense [streams, sources] array."""
+        out = np.zeros(self.shape[0] * self.shape[1], vals.dtype)
+        out[self.flat] = vals
+        return out.reshape(self.shape)
+
+
+def rows_product(act: ActiveSources, wt: np.ndarray) -> np.ndarray:
+    """Σ over each stream's active sources of act.vals · wt[source]: [streams, rows] in wt's dtype, each stream's sum
+    over ascending sources. One call of torch's embedding_bag (a gather-and-weighted-sum kernel: NumPy has no sparse
+    product), about twice as fast here as torch's sparse COO or CSR products, with the same sums."""
+    import torch  # imported where a batch is made (NodeBatch), not by every Node
+
+    starts = np.searchsorted(act.flat, np.arange(act.shape[0]) * act.shape[1])  # each stream's first entry
+    out = torch.nn.functional.embedding_bag(
+        torch.from_numpy(act.cols), torch.from_numpy(wt), torch.from_numpy(starts), mode="sum",
+        per_sample_weights=torch.from_numpy(act.vals.astype(wt.dtype, copy=False)))
+    return out.numpy()
+
+
+class ByteRows:
+    """An integer-valued matrix wt [sources, rows] (int8 levels) in torch's 8-bit row-wise embedding format: each
+    row's levels + 128 as bytes, then a float32 scale 1 and bias -128, so that a gathered row reads back as exactly
+    its levels while moving a quarter of float32's bytes (the gathered rows are what `rows_product` waits for). Every
+    step of the kernel's sums (a partial sum, plus p · (level + 128), minus 128 p) is an integer, exact in float32
+    below 2^24: `of` checks the bound."""
+
+    def __init__(self, wt: np.ndarray) -> None:
+        import torch
+
+        n_src, n_rows = wt.shape
+        packed = np.empty((n_src, n_rows + 8), np.uint8)
+        packed[:, :n_rows] = (wt + 128).astype(np.uint8)
+        packed[:, n_rows:] = np.tile(np.array([1.0, -128.0], np.float32), (n_src, 1)).view(np.uint8)
+        self.packed = torch.from_numpy(packed)
+
+    @classmethod
+    def of(cls, wt: np.ndarray) -> ByteRows | None:
+        """None unless wt holds int8 levels whose sums with int8 payloads (and the kernel's ±128 p) stay exact, and
+        this torch has the quantized kernel."""
+        import torch
+
+        if not wt.size or not np.array_equal(wt, np.clip(np.rint(wt), -127, 127)):
+            return None
+        bound = 127 * float(np.abs(wt).sum(0).max()) + 127 * 128
+        if bound >= 2**24 or not hasattr(torch.ops.quantized, "embedding_bag_byte_rowwise_offsets"):
+            return None
+        return cls(wt)
+
+    def product(self, act: ActiveSources) -> np.ndarray:
+        """`rows_product(act, wt)` (act.vals: int8 payloads): the same integers, float32."""
+        import torch
+
+        starts = np.searchsorted(act.flat, np.arange(act.shape[0]) * act.shape[1])
+        return torch.ops.quantized.embedding_bag_byte_rowwise_offsets(
+            self.packed, torch.from_numpy(act.cols), torch.from_numpy(starts),
+            per_sample_weights=torch.from_numpy(act.vals.astype(np.float32))).numpy()
+
+
+def batch_product(wt: np.ndarray, sparse: SparseColumns | None, act: ActiveSources, x: np.ndarray | None = None,
+                  byte_rows: ByteRows | None = None) -> np.ndarray:
+    """wt [sources, rows] applied to several streams' active sources (act.vals: their payloads; x: the same as a
+    dense [streams, sources] array, if at hand; byte_rows: wt as `ByteRows`, if it has them) by the cheapest plan
+    (`batch_plan`): [streams, rows] in wt's dtype (float64 for CSC walks, float32 from byte rows)."""
+    how, cols = batch_plan(act, wt, sparse)
+    if how == "none":
+        return np.zeros((act.shape[0], wt.shape[1]), wt.dtype)
+    if how == "sparse":
+        return sparse.matmat(act)
+    if how == "rows":
+        return rows_product(act, wt) if byte_rows is None else byte_rows.product(act)
+    x = act.dense(act.vals.astype(wt.dtype)) if x is None else x.astype(wt.dtype, copy=False)
+    return x @ wt if how == "dense" else x[:, cols] @ wt[cols]

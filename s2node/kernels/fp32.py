@@ -6,9 +6,19 @@ over all inputs in PyTorch's matmul, where the zero inputs add exact zeros).
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
-from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, batch_plan, maybe_sparse, scatter, stream_rows
+from s2node.kernels.base import (
+    DENSE_GATHER_RATIO,
+    F32,
+    ActiveSources,
+    Kernel,
+    batch_product,
+    maybe_sparse,
+    scatter,
+)
 from s2node.spec import ModelSpec
 
 
@@ -39,19 +49,28 @@ class Fp32Kernel(Kernel):
             return scatter(cols, vals, wt.shape[0], F32) @ wt
         return vals.astype(F32, copy=False) @ wt.take(cols, 0)  # the rows wt[cols], with less overhead per call
 
-    def accumulate_many(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
-        wt = self.w[group][kind]
-        how, cols = batch_plan(x, wt, self.csc[group][kind])
-        if how == "none":
-            return np.zeros((x.shape[0], wt.shape[1]), F32)
-        if how == "sparse":
-            return self.csc[group][kind].matmat(x).astype(F32)
+    def accumulate_many(self, group: int, kind: str, x: np.ndarray, act: ActiveSources | None = None) -> np.ndarray:
+        """act: x's active sources, when the caller has them."""
         x = x.astype(F32, copy=False)
-        if how == "rows":  # each stream as `accumulate` gathers it
-            out = np.zeros((x.shape[0], wt.shape[1]), F32)
-            for s, cols, vals in stream_rows(x):
-                out[s] = vals @ wt[cols]
-            return out
-        if how == "dense":
-            return x @ wt
-        return x[:, cols] @ wt[cols]
+        act = ActiveSources.of(x) if act is None else act
+        return batch_product(self.w[group][kind], self.csc[group][kind], act, x).astype(F32, copy=False)
+
+    @cached_property
+    def events_w(self) -> list[np.ndarray | None]:
+        """Each layer's [W_hh | W_next] (W_next: the next layer's input weights, or the decoder's): both consumers of
+        its events in one batched product (`accumulate_events_many`); None where a pruned matrix is walked as CSC."""
+        return [None if self.csc[li]["hh"] is not None or self.csc[li + 1]["ih"] is not None
+                else np.ascontiguousarray(np.concatenate([self.w[li]["hh"], self.w[li + 1]["ih"]], 1))
+                for li in range(len(self.hidden))]
+
+    def accumulate_events_many(self, layer: int, y: np.ndarray,
+                               act: ActiveSources) -> tuple[np.ndarray, np.ndarray] | None:
+        """Several streams' events of a layer (payloads y [streams, H], active sources act) into both their
+        accumulations at once: (recurrent, for the next step; the next layer's input or the decoder's), each
+        `accumulate_many`'s to float rounding; None where the layer has no fused matrix."""
+        wt = self.events_w[layer]
+        if wt is None:
+            return None
+        out = batch_product(wt, None, act, y)
+        split = self.w[layer]["hh"].shape[1]
+        return out[:, :split], out[:, split:]

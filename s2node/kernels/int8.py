@@ -16,6 +16,8 @@ cannot do this: its float sums would round differently). The recurrent half wait
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from s2node.compiler.quantize import (
@@ -23,10 +25,18 @@ from s2node.compiler.quantize import (
     Y_PAYLOAD_SCALE,
     dynamic_payload_scale,
     input_payload_scale,
-    quantize_payload,
     quantize_rows,
 )
-from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, batch_plan, maybe_sparse, scatter, stream_rows
+from s2node.kernels.base import (
+    DENSE_GATHER_RATIO,
+    F32,
+    ActiveSources,
+    ByteRows,
+    Kernel,
+    batch_product,
+    maybe_sparse,
+    scatter,
+)
 from s2node.spec import ModelSpec
 
 _Q = np.float64(Q_MAX)
@@ -219,30 +229,66 @@ class Int8Kernel(Kernel):
             return self.input_scale
         return Y_PAYLOAD_SCALE
 
-    def payload_scales(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
-        """`payload_scale` of each stream of x [streams, sources], as a [streams, 1] column."""
-        if group == 0 and kind == "ih" and self.input_scale is None:  # per timestep and stream: max|x| / 127
-            m = np.abs(x).max(1).astype(np.float64) if x.shape[1] else np.zeros(x.shape[0])
-            sp = np.where(m > 0, m / Q_MAX, 1.0)
-        else:
-            sp = np.full(x.shape[0], self.input_scale if group == 0 and kind == "ih" else Y_PAYLOAD_SCALE)
-        return sp[:, None]
+    @staticmethod
+    def input_scales(act: ActiveSources) -> np.ndarray:
+        """Gesture input's payload scale of each stream (max|x| / 127, as `max_abs_scale`): [streams] float64."""
+        m = np.zeros(act.shape[0])
+        n = act.per_stream()
+        has = n > 0
+        if has.any():
+            m[has] = np.maximum.reduceat(np.abs(act.vals), (np.cumsum(n) - n)[has])
+        return np.where(m > 0, m / _Q, 1.0)
 
-    def accumulate_many(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
-        wt = self.w[group][kind]
-        sp = self.payload_scales(group, kind, x)
-        p = quantize_payload(x, sp)  # [streams, sources], integers; each stream's sum is exact in any order
-        how, cols = batch_plan(p, wt, self.csc[group][kind])
-        if how == "none":
-            return np.zeros((x.shape[0], wt.shape[1]), F32)
-        if how == "sparse":
-            acc = self.csc[group][kind].matmat(p)
-        elif how == "rows":
-            acc = np.zeros((x.shape[0], wt.shape[1]), wt.dtype)
-            for s, cols, vals in stream_rows(p.astype(wt.dtype)):
-                acc[s] = vals @ wt[cols]
-        elif how == "dense":
-            acc = p.astype(wt.dtype) @ wt
+    def accumulate_many(self, group: int, kind: str, x: np.ndarray, act: ActiveSources | None = None) -> np.ndarray:
+        """act: x's active sources, when the caller has them."""
+        act = ActiveSources.of(x) if act is None else act
+        if not len(act.flat):
+            return np.zeros((act.shape[0], self.w[group][kind].shape[1]), F32)
+        # quantize_payload of the non-zeros only (the same float64 quotients); exact integer sums in any order
+        sp = self.static_scale(group, kind)
+        if sp is None:  # gesture input: a scale per stream and timestep
+            sps = self.input_scales(act)
+            p = np.divide(act.vals, sps[act.streams], dtype=np.float64)
+            scaled = np.multiply.outer(sps, self.scale[group][kind])  # s_w · s_p, as `_input_scaled`
         else:
-            acc = p[:, cols].astype(wt.dtype) @ wt[cols]
-        return (acc * (self.scale[group][kind] * sp)).astype(F32)
+            p = np.divide(act.vals, np.float64(sp), dtype=np.float64)
+            scaled = self.scaled[group][kind]
+        acc = batch_product(self.w[group][kind], self.csc[group][kind], act._replace(vals=self._levels_of(p)),
+                            byte_rows=self.byte_rows[group, kind])
+        return self._rescale_many(acc, scaled)
+
+    def accumulate_events_many(self, layer: int, y: np.ndarray,
+                               act: ActiveSources) -> tuple[np.ndarray, np.ndarray] | None:
+        """Several streams' events of a layer (payloads y [streams, H], active sources act) into both their
+        accumulations at once through the layer's `FusedEvents`: (recurrent, for the next step; the next layer's
+        input or the decoder's), each bit-identical to `accumulate_many`'s; None where the layer has none."""
+        fused = self.fused[layer]
+        if fused is None:
+            return None
+        if not len(act.flat):
+            out = np.zeros((act.shape[0], fused.w.shape[1]), F32)
+        else:
+            p = self._levels_of(np.divide(act.vals, np.float64(Y_PAYLOAD_SCALE), dtype=np.float64))
+            acc = batch_product(fused.w, None, act._replace(vals=p), byte_rows=self.byte_rows[layer, "events"])
+            out = self._rescale_many(acc, fused.scaled)
+        return out[:, :fused.split], out[:, fused.split:]
+
+    @cached_property
+    def byte_rows(self) -> dict[tuple[int, str], ByteRows | None]:
+        """Each matrix (and each layer's fused pair, kind "events") as `ByteRows` for the batched products: made on a
+        batch's first use, not by a lone node."""
+        rows = {(g, k): ByteRows.of(wt) for g, w in enumerate(self.w) for k, wt in w.items()}
+        rows.update({(li, "events"): None if f is None else ByteRows.of(f.w) for li, f in enumerate(self.fused)})
+        return rows
+
+    @staticmethod
+    def _levels_of(q: np.ndarray) -> np.ndarray:
+        """Payload quotients (float64) -> their int8 levels, rounded and clipped as quantize_payload (in place)."""
+        np.rint(q, out=q)
+        np.maximum(q, -_Q, out=q)
+        return np.minimum(q, _Q, out=q)
+
+    @staticmethod
+    def _rescale_many(acc: np.ndarray, scaled: np.ndarray) -> np.ndarray:
+        """`rescale` of several streams: acc · s_w · s_p as float64 products, rounded once to float32."""
+        return np.multiply(acc, scaled, out=np.empty(acc.shape, F32), dtype=np.float64)
