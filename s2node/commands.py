@@ -167,7 +167,8 @@ def _register_train_gesture(tsub: argparse._SubParsersAction) -> None:
                    "with the state carried over (truncated BPTT), loss on each step and on the streaming readout")
     c.add_argument("--chunk-s", type=float, default=2.0, help="truncated BPTT length (default 2 s)")
     c.add_argument("--readout-window-s", type=float, default=2.0,
-                   help="the streaming readout's window the loss scores (default 2 s, as served)")
+                   help="the streaming readout's window the loss scores (default 2 s); the model file keeps it as "
+                   "readout.window_s, the window `s2 replay`, `s2 run`, the UI and `s2 eval --stream` serve by default")
     c.add_argument("--pooled-weight", type=float, default=1.0, help="weight of the streaming-readout loss (default 1)")
     c.add_argument("--clips", metavar="DIR",
                    help="also score each epoch on the isolated test clips of this DVSGesture folder")
@@ -232,8 +233,9 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
                    help="gesture models: score continuous streams (DATA/streams/<split>) per step with the streaming "
                    "readout: accuracy over the last two thirds of each segment, per class, latency to the first "
                    "correct prediction")
-    e.add_argument("--window-s", type=float, default=2.0,
-                   help="with --stream: the streaming readout's window (default 2 s, as `s2 replay`/`s2 run` serve)")
+    e.add_argument("--window-s", type=float, default=None,
+                   help="with --stream: the streaming readout's window (default: the model file's readout.window_s, "
+                   "else 2 s, as `s2 replay`/`s2 run` serve it)")
     e.add_argument("--generate", type=int, metavar="N",
                    help="with --stream: score N held-out streams generated for the run (temporary, seed --seed)")
     e.add_argument("--seed", type=int, default=1, help="with --generate: the streams' seed (default 1)")

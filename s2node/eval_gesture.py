@@ -76,7 +76,8 @@ def score_segments(pred: np.ndarray, t_end_us: np.ndarray, index: np.ndarray, sp
 
 
 def evaluate_generated_streams(config: dict[str, Any], tensors: dict[str, np.ndarray], *, streams: int,
-                               seed: int = 1, stream_s: float = 40.0, window_s: float = 2.0) -> dict[str, Any]:
+                               seed: int = 1, stream_s: float = 40.0,
+                               window_s: float | None = None) -> dict[str, Any]:
     """evaluate_gesture_stream on `streams` held-out streams generated for the occasion (in a temporary folder,
     removed after): a fixed, self-contained benchmark (the same seed gives the same streams)."""
     import tempfile
@@ -92,14 +93,18 @@ def evaluate_generated_streams(config: dict[str, Any], tensors: dict[str, np.nda
 
 @torch.no_grad()
 def evaluate_gesture_stream(config: dict[str, Any], tensors: dict[str, np.ndarray], *, data: str | Path,
-                            split: str = "test", window_s: float = 2.0,
+                            split: str = "test", window_s: float | None = None,
                             max_samples: int | None = None) -> dict[str, Any]:
     """A gesture model on continuous streams (`s2 data gestures --continuous`), scored per step as it is served:
-    state never reset, the streaming readout (mean of the logits over the last `window_s`). Accuracy over the
+    state never reset, the streaming readout (mean of the logits over the last `window_s`; None: the model
+    file's, s2node.readout.served_window_s). Accuracy over the
     last two thirds of each gesture segment, overall and per class; latency from a segment's start to its first
     correct prediction (p50, p90; a segment never recognised counts as never: infinite); activity counters."""
-    from s2node.readout import ReadoutSpec, window_steps
+    from s2node.readout import ReadoutSpec, served_window_s, window_steps
     from sources.gesture_stream import iter_streams
+
+    if window_s is None:
+        window_s = served_window_s(config)
 
     model = build_torch_model(config, tensors)
     spec = InputSpec.from_config(config["input"])

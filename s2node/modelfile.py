@@ -7,6 +7,7 @@ against the JSON config before anything uses them.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,9 @@ def validate_config(config: Any, where: str) -> dict[str, Any]:
     readout = config.setdefault("readout", {"source": "y", "trace_alpha": 0.9, "pool": "last"})
     if readout.get("source") not in ("y", "trace") or readout.get("pool") not in ("last", "mean"):
         raise bad("readout must have source 'y'|'trace' and pool 'last'|'mean'")
+    w = readout.get("window_s", 0.0)
+    if isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w < math.inf:
+        raise bad(f"readout.window_s must be a number of seconds, 0 or more, not {w!r}")
     if config["task"] == "lm":
         if config.get("level") not in ("char", "word"):
             raise bad("a language model needs level 'char' or 'word'")
@@ -120,6 +124,20 @@ def check_safetensors_header(path: Path) -> None:
         raise ModelFileError(str(path), "not a safetensors file (bad header)")
 
 
+def read_config(path: str | Path) -> dict[str, Any]:
+    """Read and check a model file's JSON alone (no weights)."""
+    jpath, _ = model_paths(path)
+    try:
+        config = json.loads(jpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(str(jpath), f"bad JSON: {e}") from e
+    except FileNotFoundError as e:
+        raise ModelFileError(str(jpath), "model config not found") from e
+    except OSError as e:
+        raise ModelFileError(str(jpath), f"cannot read config: {e.strerror}") from e
+    return validate_config(config, str(jpath))
+
+
 def load(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read and check a model file; returns (config, float32 numpy tensors by name)."""
     from safetensors import SafetensorError
@@ -130,13 +148,7 @@ def load(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         raise ModelFileError(str(jpath), "model config not found")
     if not wpath.is_file():
         raise ModelFileError(str(wpath), "model weights not found")
-    try:
-        config = json.loads(jpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFileError(str(jpath), f"bad JSON: {e}") from e
-    except OSError as e:
-        raise ModelFileError(str(jpath), f"cannot read config: {e.strerror}") from e
-    config = validate_config(config, str(jpath))
+    config = read_config(path)
     check_safetensors_header(wpath)
     try:
         tensors = load_file(str(wpath))

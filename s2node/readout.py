@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 POOLS = ("last", "mean", "window")
+# the streaming readout's window for gesture model files that name none (every one before readout.window_s)
+DEFAULT_WINDOW_S = 2.0
 
 
 class Trace:
@@ -101,3 +103,14 @@ def window_steps(config: dict[str, Any], window_s: float | None) -> int | None:
     if not window_s or not bin_us:
         return None
     return max(1, round(window_s * 1e6 / bin_us))
+
+
+def describe_window(window_s: float) -> str:
+    """How the streaming readout pools, for people: "mean of the last 0.5 s of logits"."""
+    return f"mean of the last {window_s:g} s of logits" if window_s else "mean of the logits since the start"
+
+
+def served_window_s(config: dict[str, Any]) -> float:
+    """The streaming readout's window (seconds) a gesture model file serves unless told otherwise: its
+    readout.window_s (`s2 train gesture --continuous` writes the window its loss trained), else 2 s."""
+    return float((config.get("readout") or {}).get("window_s", DEFAULT_WINDOW_S))

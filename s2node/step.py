@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from s2node.errors import ModelFileError, S2NodeError
-from s2node.readout import ReadoutSpec, window_steps
+from s2node.readout import ReadoutSpec, served_window_s, window_steps
 
 Backend = Literal["node", "torch"]
 BACKENDS: tuple[Backend, ...] = ("node", "torch")
@@ -218,10 +218,25 @@ def load_step_model(path: str | Path, backend: Backend = "node", *, numerics: st
 
 def check_model_path(path: str | Path, backend: str) -> None:
     """S2NodeError for an unknown backend, ModelFileError (one line) when the model's JSON is not there."""
-    from s2node import modelfile
-
     if backend not in BACKENDS:
         raise S2NodeError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    _model_json(path)
+
+
+def _model_json(path: str | Path) -> Path:
+    from s2node import modelfile
+
     jpath, _ = modelfile.model_paths(path)
     if not jpath.is_file():
         raise ModelFileError(str(jpath), "model not found (train one with `s2 train`, or pass --model PATH)")
+    return jpath
+
+
+def stream_window_s(path: str | Path, window_s: float | None) -> float:
+    """The streaming readout's window for model file `path`: window_s when given (0: the mean since the start),
+    else the window the file serves (s2node.readout.served_window_s)."""
+    if window_s is not None:
+        return window_s
+    from s2node import modelfile
+
+    return served_window_s(modelfile.read_config(_model_json(path)))

@@ -110,6 +110,8 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
     model = build_model(cfg, spec)
     if cfg.init_from:
         load_weights(model, cfg.init_from)
+    # the window the loss trains is the one to serve: the model file carries it (s2 replay/run/eval's default)
+    model.readout["window_s"] = scfg.window_s
     chunk = max(1, round(scfg.chunk_s * 1e6 / spec.bin_us))
     win = max(1, round(scfg.window_s * 1e6 / spec.bin_us))
     pooled_from = scfg.pooled_from_s

@@ -65,9 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loop", action="store_true", help="start again at the end (until Ctrl-C)")
     p.add_argument("--start-s", type=float, default=0.0, help="skip this many seconds of the recording")
     p.add_argument("--end-s", type=float, default=None, help="stop at this many seconds of the recording")
-    p.add_argument("--window-s", type=_non_negative, default=2.0,
-                   help="gesture readout: mean of the per-step logits over the last seconds (default 2, as `s2 run` "
-                        "and the UI; 0 = over the whole recording, as `s2 node run` and `s2 eval`)")
+    p.add_argument("--window-s", type=_non_negative, default=None,
+                   help="gesture readout: mean of the per-step logits over the last seconds (default: the model "
+                        "file's readout.window_s, the window it was trained for, else 2; as `s2 run` and the UI; "
+                        "0 = over the whole recording, as `s2 node run` and `s2 eval`)")
     _frame_args(p)
     _sensor_args(p, "the file's own (NPY/CSV without one: the model's)")
     _chip_args(p)
@@ -102,8 +103,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="udp/dv: after this much wall time without events, close bins as if event time ran on "
                         "with the wall clock (a still scene sends nothing); 0 = wait for the next event "
                         "(default 0.05)")
-    r.add_argument("--window-s", type=_non_negative, default=2.0,
-                   help="gesture readout: mean of per-step logits over the last seconds (default 2; 0 = since start)")
+    r.add_argument("--window-s", type=_non_negative, default=None,
+                   help="gesture readout: mean of per-step logits over the last seconds (default: the model file's "
+                        "readout.window_s, else 2; 0 = since start)")
     r.add_argument("--speed", type=_non_negative, default=1.0,
                    help="file streams: replay speed factor (default 1; 0 = as fast as possible; nothing is dropped)")
     r.add_argument("--loop", action="store_true", help="file streams: start again at the end")

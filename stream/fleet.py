@@ -18,12 +18,14 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from s2node.batch import StreamBatch, load_stream_batch
-from s2node.step import Backend, StepResult
+from s2node.readout import describe_window
+from s2node.step import Backend, StepResult, stream_window_s
 from sources.events import DVS128
 from stream.binner import Bin, recording_mapping, sensor_mapping
 from stream.control import Controller
@@ -99,18 +101,18 @@ def node_ids(node: str, specs: list[StreamSpec]) -> list[str]:
 
 def load_batches(specs: list[StreamSpec], backend: Backend,
                  node_options: Mapping[str, Any] | None) -> list[BatchMember]:
-    """One StreamBatch per (model file, readout window), each stream a member of its batch, in the specs' order."""
+    """One StreamBatch per (model file, readout window), each stream a member of its batch, in the specs' order.
+    A stream without a window has its model file's (s2node.readout.served_window_s)."""
     from s2node.modelfile import model_paths
 
     groups: dict[tuple[str, float], list[int]] = {}
     for k, s in enumerate(specs):
-        key = (str(model_paths(s.model)[0].resolve()), s.window_s)
+        key = (str(model_paths(s.model)[0].resolve()), stream_window_s(s.model, s.window_s))
         groups.setdefault(key, []).append(k)
     members: dict[int, BatchMember] = {}
     opts = dict(node_options or {}) if backend == "node" else {}
-    for ks in groups.values():
-        first = specs[ks[0]]
-        batch = load_stream_batch(first.model, len(ks), backend, window_s=first.window_s, **opts)
+    for (_, window), ks in groups.items():
+        batch = load_stream_batch(specs[ks[0]].model, len(ks), backend, window_s=window, **opts)
         for i, k in enumerate(ks):
             members[k] = BatchMember(batch, i)
     return [members[k] for k in range(len(specs))]
@@ -173,8 +175,9 @@ async def serve_fleet(url: str, specs: list[StreamSpec], *, link: LinkOptions = 
                       announce: Callable[[str], None] | None = None,
                       report: Callable[[list[StreamSummary]], object] | None = None) -> list[StreamSummary]:
     """Serve every stream until all have ended or duration_s passes; each publishes as <link.node>-<id>.
-    `announce` gets each stream's sensor map and any stream that stops with an error; `report` gets the
-    summaries however it ends (cancelled by Ctrl-C or SIGTERM too)."""
+    `announce` gets each stream's sensor map and readout window and any stream that stops with an error;
+    `report` gets the summaries however it ends (cancelled by Ctrl-C or SIGTERM too)."""
+    specs = [replace(s, window_s=stream_window_s(s.model, s.window_s)) for s in specs]
     nodes = node_ids(link.node, specs)
     members = load_batches(specs, backend, node_options)
     streams = []
@@ -185,7 +188,8 @@ async def serve_fleet(url: str, specs: list[StreamSpec], *, link: LinkOptions = 
             raise FleetError(f"stream {spec.id!r}: {e}") from e
         streams.append(FleetStream(spec, node, m, mapping, link, url))
         if announce is not None:
-            announce(f"{spec.id}: sensor map: {streams[-1].sensor_map}")
+            announce(f"{spec.id}: sensor map: {streams[-1].sensor_map}; gesture readout: "
+                     f"{describe_window(spec.window_s or 0.0)}")
     wake = asyncio.Event()
     try:
         with ThreadPoolExecutor(1, "s2-node") as ex:

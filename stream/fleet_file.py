@@ -50,7 +50,7 @@ class StreamSpec:
     model: str = DEFAULT_GESTURE_MODEL
     sensor: SensorSize | None = None  # the source's sensor (None: the file's own, or the model's)
     sensor_map: SensorMap = field(default_factory=SensorMap)
-    window_s: float = 2.0  # gesture readout window (0: since the start)
+    window_s: float | None = None  # gesture readout window (None: the model file's; 0: since the start)
     speed: float = 1.0  # files: replay speed factor (0: as fast as possible)
     loop: bool = False  # files: start again at the end
     frames: bool = True  # publish event frames for the UI

@@ -83,7 +83,8 @@ class FleetStream:
         self.sensor_map = mapping.describe()
         name = Path(spec.source).name if spec.kind == "file" else spec.kind  # a local path is nobody else's business
         self.link: MqttLink = replace(link, node=node).link(
-            url, Status(models=[member.name], recordings=[name], sensor_map=self.sensor_map))
+            url, Status(models=[member.name], recordings=[name], sensor_map=self.sensor_map,
+                        window_s=spec.window_s))
         self.queue: BoundedQueue = BoundedQueue(spec.buffer, "block" if spec.kind == "file" else "drop-oldest",
                                                 weight=lambda b: len(b.events))
         self.ready: BoundedQueue = BoundedQueue(READY_MAX, "block")

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from s2node.decode import DEFAULT, DecodeSpec
-from s2node.step import Backend, StepModel, load_step_model
+from s2node.step import Backend, StepModel, load_step_model, stream_window_s
 from sources.live.text import TextInbox
 from sources.sensor_map import SensorMap
 from stream.binner import recording_mapping
@@ -42,7 +42,7 @@ async def run_local_pipeline(
     speed: float = 1.0,
     loop: bool = True,
     control: bool = True,
-    window_s: float | None = 2.0,
+    window_s: float | None = None,
     backend: Backend = "node",
     sensor_map: SensorMap = SensorMap(),
     decoder: DecodeSpec = DEFAULT,
@@ -50,7 +50,8 @@ async def run_local_pipeline(
     """Serve the demo until cancelled. `recording`: one event file or a list (the first plays; in/control
     {"cmd": "recording", "recording": NAME} switches). Either model may be None to leave its half out; a half
     whose model or recording is missing is left out with a warning on stderr, and if nothing is left a
-    PipelineError says what is missing."""
+    PipelineError says what is missing. `window_s`: the gesture readout's window (None: the model file's,
+    s2node.readout.served_window_s; 0: since the start)."""
     recs = [Path(r) for r in ([] if recording is None else [recording] if isinstance(recording, str | Path)
                               else recording)]
     missing = [str(r) for r in recs if not r.is_file()]
@@ -60,9 +61,11 @@ async def run_local_pipeline(
     recs = [r for r in recs if r.is_file()]
     gm: StepModel | None = None
     tm: StepModel | None = None
+    window: float | None = None
     if gesture_model is not None and recs and _have_model(gesture_model):
-        # sliding-window readout over the gesture model's training window, so a looping demo stays responsive
-        gm = await asyncio.to_thread(load_step_model, gesture_model, backend, window_s=window_s)
+        # a sliding-window readout (the window the model was trained for), so a looping demo stays responsive
+        window = stream_window_s(gesture_model, window_s)
+        gm = await asyncio.to_thread(load_step_model, gesture_model, backend, window_s=window)
     if text_model is not None and _have_model(text_model):
         tm = await asyncio.to_thread(load_step_model, text_model, backend)
     if gm is None and tm is None:
@@ -70,7 +73,7 @@ async def run_local_pipeline(
                             "(train models with `s2 train`, make the recording with `s2 data gesture-demo`)")
     described = recording_mapping(gm.config, sensor_map, recs[0]).describe() if gm is not None and recs else None
     status = Status(models=[m.name for m in (gm, tm) if m is not None], recordings=[r.name for r in recs],
-                    sensor_map=described)
+                    sensor_map=described, window_s=window)
     link = MqttLink(broker_url, node_id, status=status)
     ctl = ReplayControl(speed=speed)
     counters = PipelineCounters()

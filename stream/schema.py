@@ -420,6 +420,7 @@ class Status(Payload):
     models: list[str] = field(default_factory=list)
     recordings: list[str] = field(default_factory=list)
     sensor_map: str | None = None  # how the source's sensor meets the gesture model's input, when one is served
+    window_s: float | None = None  # the gesture readout's window in seconds (0: since the start), when one is served
     control: ControlState | None = None  # in/control acknowledged (absent from nodes that do not obey it)
 
     @classmethod

@@ -18,7 +18,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from s2node.decode import DEFAULT, DecodeSpec
-from s2node.step import Backend, StepModel, load_step_model
+from s2node.readout import describe_window
+from s2node.step import Backend, StepModel, load_step_model, stream_window_s
 from sources.events import DVS128, EventBatch, SensorSize, TextEvent
 from sources.live import (
     IDLE_S,
@@ -100,16 +101,17 @@ def _summary(c: PipelineCounters, link: MqttLink) -> ServeSummary:
                         link.pending)
 
 
-def _announce(mapping: SensorMapping, announce: Callable[[str], None] | None) -> str:
+def _announce(mapping: SensorMapping, window_s: float, announce: Callable[[str], None] | None) -> str:
     text = mapping.describe()
     if announce is not None:
         announce(text)
+        announce(f"gesture readout: {describe_window(window_s)}")
     return text
 
 
 async def serve_replay(url: str, path: str, *, model: str = DEFAULT_GESTURE_MODEL, link: LinkOptions = LinkOptions(),
                        speed: float = 1.0, loop: bool = False, start_s: float = 0.0, end_s: float | None = None,
-                       frames: bool | FrameLimits = True, window_s: float | None = 2.0, backend: Backend = "node",
+                       frames: bool | FrameLimits = True, window_s: float | None = None, backend: Backend = "node",
                        sensor_map: SensorMap = SensorMap(), sensor: SensorSize | None = None,
                        announce: Callable[[str], None] | None = None,
                        report: Callable[[ServeSummary], object] | None = None,
@@ -119,12 +121,14 @@ async def serve_replay(url: str, path: str, *, model: str = DEFAULT_GESTURE_MODE
     The file's sensor (or `sensor`) meets the model's input through `sensor_map` (told once to `announce` and in
     the status). Publishing exerts backpressure on the replay: while more than PUBLISH_BACKLOG messages wait for
     the broker, the replay waits (nothing is lost, whatever --speed). `report` gets the summary however the
-    replay ends (cancelled by Ctrl-C or SIGTERM too)."""
+    replay ends (cancelled by Ctrl-C or SIGTERM too). `window_s`: the readout's window (None: the model file's,
+    s2node.readout.served_window_s; 0: since the start)."""
+    window_s = stream_window_s(model, window_s)
     m = load_step_model(model, backend, window_s=window_s, **_chip_only(backend, node_options))
     mapping = recording_mapping(m.config, sensor_map, path, sensor)
     # the status carries the recording's file name only: where it lies on this machine is nobody else's business
     mqtt = link.link(url, Status(models=[m.name], recordings=[Path(path).name],
-                                 sensor_map=_announce(mapping, announce)))
+                                 sensor_map=_announce(mapping, window_s, announce), window_s=window_s))
     c = PipelineCounters()
     ctl = ReplayControl(speed=speed)
     control = Controller(mqtt, c, replay=ctl, recordings=[Path(path)], current=Path(path))
@@ -199,7 +203,7 @@ def _host_port(spec: str) -> tuple[str, int, dict[str, list[str]]]:
 
 async def serve_live(url: str, source: str, *, model: str | None = None, link: LinkOptions = LinkOptions(),
                      buffer: int = 256, duration_s: float | None = None, idle_s: float = IDLE_S,
-                     window_s: float | None = 2.0, backend: Backend = "node", sensor_map: SensorMap = SensorMap(),
+                     window_s: float | None = None, backend: Backend = "node", sensor_map: SensorMap = SensorMap(),
                      sensor: SensorSize | None = None, announce: Callable[[str], None] | None = None,
                      report: Callable[[ServeSummary], object] | None = None,
                      node_options: Mapping[str, Any] | None = None, decoder: DecodeSpec = DEFAULT,
@@ -210,15 +214,17 @@ async def serve_live(url: str, source: str, *, model: str | None = None, link: L
     is set. Event sources have the given `sensor` (default: the model's own; the synthetic camera's is 128 x 128).
     Text: `decoder` says how the model writes its continuations (s2node.decode); `on_answer` gets the answer to
     each line of stdin. `report` gets the summary however it ends (cancelled by Ctrl-C or SIGTERM too).
-    in/control is obeyed and answered as stream.control says."""
+    in/control is obeyed and answered as stream.control says. `window_s`: the gesture readout's window (None:
+    the model file's, s2node.readout.served_window_s; 0: since the start)."""
     kind = live_kind(source)
-    m = load_step_model(model or (DEFAULT_TEXT_MODEL if kind == "text" else DEFAULT_GESTURE_MODEL), backend,
-                        window_s=window_s, **_chip_only(backend, node_options))
+    model = model or (DEFAULT_TEXT_MODEL if kind == "text" else DEFAULT_GESTURE_MODEL)
+    window = None if kind == "text" else stream_window_s(model, window_s)
+    m = load_step_model(model, backend, window_s=window, **_chip_only(backend, node_options))
     mapping, described = None, None
-    if kind != "text":
+    if window is not None:
         mapping = sensor_mapping(m.config, sensor_map, DVS128 if kind == "synthetic" else sensor)
-        described = _announce(mapping, announce)
-    mqtt = link.link(url, Status(models=[m.name], recordings=[kind], sensor_map=described))
+        described = _announce(mapping, window, announce)
+    mqtt = link.link(url, Status(models=[m.name], recordings=[kind], sensor_map=described, window_s=window))
     c = PipelineCounters()
     try:
         with ThreadPoolExecutor(1, "s2-node") as ex:

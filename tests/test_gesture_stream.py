@@ -107,24 +107,35 @@ def test_window_mean_across_chunks_equals_the_streaming_readout():
 
 
 def test_training_on_streams_writes_a_model_that_eval_stream_scores(tiny_streams, tmp_path):
-    """One epoch of truncated-BPTT training writes a model file with its recipe; `evaluate_gesture_stream` scores
-    every gesture segment of the held-out stream and reports the JSON fields."""
+    """One epoch of truncated-BPTT training writes a model file with its recipe and the readout window its loss
+    trained (readout.window_s); `evaluate_gesture_stream` scores every gesture segment of the held-out stream at
+    that window unless told another, and reports the JSON fields; so does `s2 eval --stream`."""
     from s2node import modelfile
 
     spec = InputSpec()
     cfg = GestureTrainConfig(arch="egru", hidden=(16,), epochs=1, batch_size=2, lr=1e-2, seed=0)
     out = tmp_path / "m"
-    hist = train_streams(tiny_streams, out, cfg, StreamTrainConfig(chunk_s=0.5), spec, progress=False)
+    scfg = StreamTrainConfig(chunk_s=0.5, window_s=0.5)
+    hist = train_streams(tiny_streams, out, cfg, scfg, spec, progress=False)
     assert np.isfinite(hist["history"][0]["loss"]) and hist["train_streams"] == 2
     config, tensors = modelfile.load(out)
-    assert config["training"]["continuous"]["chunk_s"] == 0.5
+    assert config["training"]["continuous"]["chunk_s"] == 0.5 and config["readout"]["window_s"] == 0.5
     r = evaluate_gesture_stream(config, tensors, data=tiny_streams, split="test")
     st = load_stream(find_streams(tiny_streams, "test")[0])
     assert r["segments"] == sum(s["class"] != IDLE for s in st.spans) and r["streams"] == 1
     assert 0.0 <= r["value"] <= 1.0 and set(r["per_class"]) <= set(config["classes"])
-    assert r["window_s"] == 2.0 and 0.0 <= r["activity_sparsity"] <= 1.0
+    assert r["window_s"] == 0.5 and 0.0 <= r["activity_sparsity"] <= 1.0
     n_steps = sum(len(x) for x, _, _ in load_streams(tiny_streams, "test", spec, 0.1))
     assert r["steps"] == n_steps
+    for extra, window in (((), 0.5), (("--window-s", "1"), 1.0)):
+        cli = subprocess.run([sys.executable, "-m", "stream.cli", "eval", str(out), "--stream", "--data",
+                              str(tiny_streams), "--json", *extra], capture_output=True, text=True, cwd=ROOT,
+                             timeout=120)
+        assert cli.returncode == 0, cli.stderr
+        got = json.loads(cli.stdout)
+        assert got["window_s"] == window
+        if window == 0.5:
+            assert got["value"] == r["value"]
 
 
 def test_missing_streams_name_the_command_that_makes_them(tmp_path):

@@ -206,3 +206,19 @@ def test_replay_takes_the_nodes_numerics_and_placement(mosquitto, tmp_path):
     assert int(r.stderr.split("s2 replay: ")[1].split(" predictions")[0]) > 0
     bad = s2_run("replay", str(rec), "--decoder", "gpu")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_replay_serves_the_window_the_model_file_names(tmp_path):
+    """Without --window-s, `s2 replay` pools over the model file's readout.window_s (2 s for files without one)
+    and says so; --window-s overrides it."""
+    rec = recording(tmp_path / "r.npy", n=3000, duration_us=200_000)
+    cases = (({"source": "trace", "trace_alpha": 0.8, "pool": "mean", "window_s": 0.05}, (), "last 0.05 s"),
+             ({"source": "trace", "trace_alpha": 0.8, "pool": "mean"}, (), "last 2 s"),
+             ({"source": "trace", "trace_alpha": 0.8, "pool": "mean", "window_s": 0.05}, ("--window-s", "0"),
+              "logits since the start"))
+    for i, (readout, extra, said) in enumerate(cases):
+        (tmp_path / str(i)).mkdir()
+        m = gesture_model_file(tmp_path / str(i), readout=readout)
+        r = s2_run("replay", str(rec), "--model", str(m), "--speed", "0", "--no-frames", *extra)
+        assert r.returncode == 0, r.stderr
+        assert f"gesture readout: mean of the {said}" in r.stderr

@@ -388,6 +388,28 @@ def test_windowed_gesture_readout_is_the_mean_of_the_last_steps(tmp_path, backen
     assert np.allclose(win.step(x).probs, softmax(ref.step(x).step_logits.astype(np.float64)), atol=1e-5)
 
 
+def test_the_served_window_is_the_model_files(tmp_path):
+    """stream_window_s: a window asked for wins (0 too); else the model file's readout.window_s; else 2 s. A
+    readout.window_s that is not a number of seconds, 0 or more, is refused naming it."""
+    import json
+
+    from s2node.errors import ModelFileError
+    from s2node.step import stream_window_s
+
+    ro = {"source": "trace", "trace_alpha": 0.8, "pool": "mean"}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old = gesture_model_file(tmp_path / "old", readout=ro)
+    new = gesture_model_file(tmp_path / "new", readout={**ro, "window_s": 0.5})
+    assert stream_window_s(old, None) == 2.0 and stream_window_s(new, None) == 0.5
+    assert stream_window_s(new, 1.0) == 1.0 and stream_window_s(new, 0) == 0
+    cfg = json.loads(new.with_suffix(".json").read_text())
+    for bad in (-1, "0.5", True):
+        new.with_suffix(".json").write_text(json.dumps({**cfg, "readout": {**ro, "window_s": bad}}))
+        with pytest.raises(ModelFileError, match=r"readout\.window_s"):
+            stream_window_s(new, None)
+
+
 @pytest.mark.parametrize("backend", ["torch", "node"])
 def test_input_delivered_early_gives_the_same_predictions(tmp_path, backend):
     """Both backends: delivering parts of a bin before its step gives the predictions of stepping the whole bin."""
