@@ -32,6 +32,7 @@ from s2node.errors import S2NodeError
 from s2node.kernels import make_kernel
 from s2node.readout import ReadoutSpec, Trace
 from s2node.spec import ModelSpec
+from s2node.step_counts import CountTable, StepCounts
 
 F32 = np.float32
 TOKEN_CACHE_BYTES = 64 << 20  # the largest per-token table of layer-0 accumulations a Node keeps
@@ -128,39 +129,6 @@ def limit_blas_threads(n: int) -> None:
     threadpool_limits(n, user_api="blas")
 
 
-class CountTable:
-    """A group's nnz[source, pe] and recv[source, pe] side by side: per-PE synops and packets of a set of active
-    sources in one sum (exact: integer sums in float64). Sources with equal rows (a dense layer: every source has
-    the same count on each PE) share one row, so the sum is a count of sources per distinct row times the rows."""
-
-    def __init__(self, nnz: np.ndarray, recv: np.ndarray) -> None:
-        self.n_pes = nnz.shape[1]
-        self.table = np.concatenate([nnz, recv], 1).astype(np.float64)
-        rows, which = np.unique(self.table, axis=0, return_inverse=True)
-        self.rows: np.ndarray | None = None
-        if len(rows) * 4 <= len(self.table):
-            self.rows, self.which = rows, which.reshape(-1)
-            self.which_onehot = np.eye(len(rows))[self.which]
-
-    def sum(self, cols: np.ndarray) -> np.ndarray:
-        """Active sources `cols` -> [2, PEs]: synops, packets."""
-        if self.rows is not None:
-            out = len(cols) * self.rows[0] if len(self.rows) == 1 else \
-                np.bincount(self.which[cols], minlength=len(self.rows)) @ self.rows
-        elif 8 * len(cols) > len(self.table):  # many sources: one BLAS mat-vec of a 0/1 mask
-            mask = np.zeros(len(self.table))
-            mask[cols] = 1.0
-            out = mask @ self.table
-        else:
-            out = self.table[cols].sum(0)
-        return out.reshape(2, self.n_pes)
-
-    def __call__(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Several streams: mask [streams, sources] 0/1 float64 -> (synops, packets) [streams, PEs]."""
-        out = mask @ self.table if self.rows is None else (mask @ self.which_onehot) @ self.rows
-        return out[:, : self.n_pes], out[:, self.n_pes:]
-
-
 class Node:
     """One emulated SpiNNaker 2 chip running a compiled EGRU model."""
 
@@ -169,7 +137,6 @@ class Node:
         self.spec: ModelSpec = compiled.spec
         self.chip: ChipSpec = compiled.chip
         self.numerics = compiled.numerics
-        self.cost_table = cost_table or CostTable()
         self.kernel = make_kernel(self.spec, self.numerics)
         self.groups = compiled.groups
         self.n_layers = len(self.spec.layers)
@@ -205,8 +172,41 @@ class Node:
         self.names = list(cfg.get("vocab") or cfg.get("classes") or [])
         self._dense_cycles: np.ndarray | None = None
         self.n_units = int(sum(self.kernel.hidden))
+        # a language model's input packets per token (its embedding row's non-zeros), kept once computed
+        self._token_packets: list[tuple[np.ndarray, np.ndarray] | None] = \
+            [None] * (len(self.spec.embedding) if self.spec.task == "lm" else 0)
+        # the chip PE of each unit of each group: one bincount gives a step's packets out of every PE
+        self._unit_pe = [g.unit_pe + g.pe_start for g in self.groups]
+        self._pout_base = np.zeros(self.n_pes)  # packets out per step whatever the events: a decoder PE's argmax
+        if self.decoder_on_pes:
+            self._pout_base[self.slices[-1]] = 1.0
+        # DRAM bytes per synop of each PE: its group's weight bytes where the group spills (layers and decoder)
+        self._dram_per_synop = np.concatenate([np.full(g.n_pes, g.bytes_per_weight * g.spilled * (
+            g.name != "embedding"), np.float64) for g in self.groups])
+        self._dram = bool(self._dram_per_synop.any())
+        self.cost_table = cost_table or CostTable()
         self.reset()
         self.reset_stats()
+
+    @property
+    def cost_table(self) -> CostTable:
+        return self._cost_table
+
+    @cost_table.setter
+    def cost_table(self, table: CostTable) -> None:
+        """The step's counter plan folds the table's cycle rates in (`StepCounts`): it is rebuilt with the table."""
+        self._cost_table = table
+        # count terms in step order: [the embedding's token], per layer its input and recurrent sources, [decoder]
+        terms = [(self.slices[0], self.counts_in[0])] if self.embedding_on_pes else []
+        for gi in self.layer_group:
+            terms += [(self.slices[gi], self.counts_in[gi]), (self.slices[gi], self.counts_rec[gi])]
+        if self.decoder_on_pes:
+            terms.append((self.slices[-1], self.counts_in[-1]))
+        # any counter of a step is at most the sum of every table entry, unit, PE and stored weight
+        max_count = sum(float(c.table.sum()) for _, c in terms) + sum(len(u) for u in self._unit_pe) + \
+            self.n_pes + float(self._pe_nnz.sum()) + float(self.updates.sum())
+        self._counts = StepCounts(self.n_pes, terms, self.chip, table, self.numerics, self.compiled.layout,
+                                  self.updates, self._pe_nnz, self.group_starts, self._dram, max_count)
 
     @classmethod
     def load(
@@ -273,8 +273,13 @@ class Node:
             tok = int(inp)
             if not 0 <= tok < len(self.spec.embedding):
                 raise S2NodeError(f"token id {tok} outside the vocabulary of {len(self.spec.embedding)}")
-            x = self.spec.embedding[tok]
-        elif isinstance(inp, tuple):
+            packets = self._token_packets[tok]
+            if packets is None:
+                x = self.spec.embedding[tok]
+                idx = x.nonzero()[0]
+                packets = self._token_packets[tok] = (idx, x[idx])
+            return packets
+        if isinstance(inp, tuple):
             keys, vals = np.asarray(inp[0], np.int64), np.asarray(inp[1], np.float64)
             if keys.size and (keys.min() < 0 or keys.max() >= n_in):
                 raise S2NodeError(f"input key outside 0..{n_in - 1}")
@@ -337,70 +342,70 @@ class Node:
         if self._x_early is not None:  # input delivered ahead of this tick (deliver())
             inp, gx_early, acct_early = self._take_early(inp)
         cols, vals = self.input_packets(inp)
-        n = self.n_pes
-        counts = np.zeros((4, n))  # synops, packets in, packets out, DRAM bytes per PE
-        syn, pin, pout, dram = counts
-        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self.updates, dram, events_in=len(cols),
-                       units=self.n_units, layout=self.compiled.layout, pe_nnz=self._pe_nnz)
-        k = self.kernel
+        k, n = self.kernel, self.n_pes
+        events_in = len(cols)
+        # the active sources of each count term (`StepCounts`), and the chip PE of each unit event
+        active: list[np.ndarray] = []
+        senders: list[np.ndarray] = []
         if self.embedding_on_pes:  # one packet (the token) to the embedding PEs; they send its non-zero values
-            tok, esl, eg = int(inp), self.slices[0], self.groups[0]
-            syn[esl], pin[esl] = self.counts_in[0].table[tok, :eg.n_pes], self.counts_in[0].table[tok, eg.n_pes:]
-            pout[esl] = np.bincount(eg.unit_pe[cols], minlength=eg.n_pes)
-            st.embedding_synops = int(syn[esl].sum())
-            st.host_packets_out = 1
-        else:
-            st.host_packets_out = len(cols)
+            active.append(np.array([int(inp)]))
+            senders.append(self._unit_pe[0][cols])
+        events: list[int] = []
         for li in range(self.n_layers):
-            gi = self.layer_group[li]
-            g, sl = self.groups[gi], self.slices[gi]
             rc, rv = self._y_idx[li], self._y_val[li]
-            if li == 0 and acct_early is not None:
-                counts[:2, sl] += acct_early[0]
-            elif len(cols):
-                counts[:2, sl] += self.counts_in[gi].sum(cols)
-            if len(rc):
-                counts[:2, sl] += self.counts_rec[gi].sum(rc)
-            if g.spilled:
-                dram[sl] = syn[sl] * g.bytes_per_weight
-            b_ih, b_hh = self.bias[li]
+            active += (cols, rc)
             if li == 0 and gx_early is not None:
-                gx = gx_early + b_ih
+                gx = gx_early + self.bias[0][0]
             elif li == 0 and self._gx0 is not None:
                 gx = self.token_gx(int(inp))
             else:
-                gx = k.accumulate(li, "ih", cols, vals) + b_ih
-            gh = k.accumulate(li, "hh", rc, rv) + b_hh
+                gx = k.gates_in(li, cols, vals)
+            gh = k.gates_rec(li, rc, rv)
             self._c[li], c_hat, o = k.update_units(li, gx, gh, self._c[li])
             cols, vals = k.emit(c_hat, o)
             self._y_idx[li], self._y_val[li] = cols, vals
-            pout[sl] = np.bincount(g.unit_pe[cols], minlength=g.n_pes)
-            st.events_per_layer.append(len(cols))
-        st.synops = int(np.add.reduce(syn)) - st.embedding_synops
-        st.events_out = int(sum(st.events_per_layer))
-        # the decoder, driven by the last layer's events: on PEs, or on the host
-        di = self.n_layers  # the kernel's decoder; on PEs, the last compiled group
+            senders.append(self._unit_pe[self.layer_group[li]][cols])
+            events.append(len(cols))
         if self.decoder_on_pes:
-            dg = len(self.groups) - 1
-            dsl = self.slices[dg]
-            if len(cols):
-                counts[:2, dsl] = self.counts_in[dg].sum(cols)
-            if self.groups[dg].spilled:
-                dram[dsl] = syn[dsl] * self.groups[dg].bytes_per_weight
-            pout[dsl] = 1  # local argmax to the host
-            st.decoder_synops = int(syn[dsl].sum())
-            st.host_packets_in = self.groups[dg].n_pes
+            active.append(cols)
+        t_in0 = int(self.embedding_on_pes)  # the count term of layer 0's input
+        if acct_early is not None:  # its counts were taken as the packets arrived
+            active[t_in0] = cols[:0]
+        counts = self._counts(active)
+        if acct_early is not None:
+            self._counts.add(counts, t_in0, acct_early[0])
+        syn, pin = counts[:n], counts[n:2 * n]
+        pout = np.bincount(senders[0] if len(senders) == 1 else np.concatenate(senders), minlength=n) + \
+            self._pout_base
+        dram = syn * self._dram_per_synop if self._dram else np.zeros(n)
+        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self.updates, dram, events_in=events_in,
+                       events_per_layer=events, units=self.n_units, layout=self.compiled.layout,
+                       pe_nnz=self._pe_nnz)
+        if self.embedding_on_pes:
+            st.embedding_synops = int(np.add.reduce(syn[self.slices[0]]))
+            st.host_packets_out = 1
+        else:
+            st.host_packets_out = events_in
+        # the decoder, driven by the last layer's events: on PEs, or on the host
+        if self.decoder_on_pes:
+            st.decoder_synops = int(np.add.reduce(syn[self.slices[-1]]))
+            st.host_packets_in = self.groups[-1].n_pes
+            chip_decoder_synops = st.decoder_synops
         else:
             st.decoder_synops = st.host_decoder_synops = int(np.add.reduce(self.dec_col_nnz[cols]))
             st.host_packets_in = len(cols)
-        acc = k.accumulate(di, "ih", cols, vals)
+            chip_decoder_synops = 0
+        st.synops = int(np.add.reduce(syn)) - st.embedding_synops - chip_decoder_synops
+        st.events_out = sum(events)
+        acc = k.decode(cols, vals)
         if self.trace is not None:
             logits = self.trace(acc) + self.dec_bias
         else:
             logits = acc + self.dec_bias
         self._t += 1
         out = logits if self.readout.pool == "last" else self.pooling(logits).astype(F32)
-        st.cost = step_cost(self.chip, self.cost_table, st)
+        st.cost = step_cost(self.chip, self.cost_table, st) if self._counts.rates is None else \
+            self._counts.cost(counts, pout)
         self._account(st)
         label = int(out.argmax())
         return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t, st,
@@ -425,7 +430,7 @@ class Node:
         s.host_packets_in += st.host_packets_in
         s.host_packets_out += st.host_packets_out
         s.embedding_synops += st.embedding_synops
-        s.units += sum(self.kernel.hidden)
+        s.units += self.n_units
         s.energy_j += st.cost.energy_j
         s.latencies_s.append(st.cost.latency_s)
         if len(s.latencies_s) > 2 * LATENCY_WINDOW:

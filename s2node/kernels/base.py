@@ -4,7 +4,9 @@
 source ids, vals = their summed graded payloads) and adding value x column into its gate accumulators: one
 product over the active columns of the layer's column-major weights (`Wt[source] = W[:, source]`), so the work
 follows the events. `update_units` is the end-of-timestep EGRU update of all units of the layer (vectorised
-over PEs), `emit` the events of the units that fired. Only `accumulate` differs between fp32 and int8.
+over PEs), `emit` the events of the units that fired. Only `accumulate` differs between fp32 and int8. A step
+takes its pre-activations through `gates_in` / `gates_rec` (accumulation plus bias) and `decode`, which a kernel
+may compute together (int8's `FusedEvents`) as long as each equals its accumulation plus bias exactly.
 """
 
 from __future__ import annotations
@@ -144,6 +146,8 @@ class Kernel(ABC):
         self.hidden = [layer.hidden_size for layer in spec.layers]
         self.thresholds = [layer.threshold.astype(F32) for layer in spec.layers]
         self.zoneout = [F32(layer.zoneout) for layer in spec.layers]
+        self.bias_ih = [layer.bias_ih.astype(F32) for layer in spec.layers]
+        self.bias_hh = [layer.bias_hh.astype(F32) for layer in spec.layers]
 
     @abstractmethod
     def accumulate(self, group: int, kind: str, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
@@ -153,6 +157,22 @@ class Kernel(ABC):
     def accumulate_many(self, group: int, kind: str, x: np.ndarray) -> np.ndarray:
         """`accumulate` of several streams at once: x [streams, sources] holds each stream's payloads (0 where a
         source is silent) -> [streams, rows] float32."""
+
+    def gates_in(self, layer: int, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """W_ih·x + b_ih of a layer's input events (float32: the accumulation, then the bias added)."""
+        acc = self.accumulate(layer, "ih", cols, vals)  # a new array: the bias goes in place
+        acc += self.bias_ih[layer]
+        return acc
+
+    def gates_rec(self, layer: int, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """W_hh·y + b_hh of a layer's own events of the previous step."""
+        acc = self.accumulate(layer, "hh", cols, vals)
+        acc += self.bias_hh[layer]
+        return acc
+
+    def decode(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """W_dec·y of the last layer's events (the bias is added after the readout's trace)."""
+        return self.accumulate(len(self.hidden), "ih", cols, vals)
 
     def update_units(self, layer: int, gx: np.ndarray, gh: np.ndarray, c_prev: np.ndarray):
         """Gates, state, threshold and subtractive reset of every unit: -> (c, c_hat, fired mask)."""

@@ -73,25 +73,28 @@ def rescale(acc: np.ndarray, scaled: np.ndarray) -> np.ndarray:
 
 
 class FusedEvents:
-    """The two consumers of one layer's events as one matrix: [W_hh | W_next]^T with their per-row factors."""
+    """The two consumers of one layer's events as one matrix: [W_hh | W_next]^T with their per-row factors, and
+    the biases that the step adds to them (b_hh, and b_ih of a next layer; the decoder's comes after its trace)."""
 
-    def __init__(self, hh: np.ndarray, nxt: np.ndarray, scaled_hh: np.ndarray, scaled_nxt: np.ndarray) -> None:
+    def __init__(self, hh: np.ndarray, nxt: np.ndarray, scaled_hh: np.ndarray, scaled_nxt: np.ndarray,
+                 bias_hh: np.ndarray, bias_nxt: np.ndarray | None) -> None:
         self.w = np.ascontiguousarray(np.concatenate([hh, nxt], 1), np.result_type(hh, nxt))
         self.scaled = np.concatenate([scaled_hh, scaled_nxt])
         self.split = hh.shape[1]  # output columns [:split] are the recurrent half
+        self.bias = bias_hh if bias_nxt is None else np.concatenate([bias_hh, bias_nxt])
+        # without events: each half is its zero accumulation plus its bias (0 + b, as the separate path adds it)
+        idle = np.zeros(len(self.scaled), F32)
+        idle[:len(self.bias)] += self.bias
+        self.idle = idle[:self.split], idle[self.split:]
         self.last: tuple | None = None  # (cols, vals, recurrent half, next half) of the last events applied
 
-    def halves(self, cols: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """The stored results if these are the very events (the same arrays) last applied, else None."""
-        last = self.last
-        if last is not None and last[0] is cols and last[1] is vals:
-            return last[2], last[3]
-        return None
-
-    def apply(self, cols: np.ndarray, vals: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Both accumulations of the events (cols, vals) with int8 payloads p, kept for the recurrent step."""
+    def gates(self, cols: np.ndarray, vals: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both accumulations plus their biases of the events (cols, vals) with int8 payloads p, each equal to its
+        separate `accumulate` plus bias (float32 additions, element by element); kept for the recurrent step."""
         out = rescale(integer_sums(self.w, cols, p), self.scaled)
-        # the arrays are held, so `is` in halves() cannot match a new array at a recycled address
+        biased = out[:len(self.bias)]
+        biased += self.bias
+        # the arrays are held, so `is` in `Int8Kernel._fused` cannot match a new array at a recycled address
         self.last = (cols, vals, out[:self.split], out[self.split:])
         return self.last[2], self.last[3]
 
@@ -132,21 +135,35 @@ class Int8Kernel(Kernel):
         """The fast path of a layer's events (module doc); None where a pruned matrix takes its CSC path."""
         if self.csc[layer]["hh"] is not None or self.csc[layer + 1]["ih"] is not None:
             return None
+        nxt = layer + 1 < len(self.hidden)
         return FusedEvents(self.w[layer]["hh"], self.w[layer + 1]["ih"], self.scaled[layer]["hh"],
-                           self.scaled[layer + 1]["ih"])
+                           self.scaled[layer + 1]["ih"], self.bias_hh[layer],
+                           self.bias_ih[layer + 1] if nxt else None)
 
-    def _events_of(self, group: int, kind: str) -> FusedEvents | None:
-        """The fused pair whose events this accumulation takes: layer `group`'s (hh), layer `group - 1`'s (ih)."""
-        if kind == "hh":
-            return self.fused[group]
-        return self.fused[group - 1] if group > 0 else None
+    def _fused(self, layer: int, cols: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both gate halves of layer `layer`'s events: kept from when these very arrays were applied, else now."""
+        fused = self.fused[layer]
+        if not len(cols):
+            return fused.idle[0].copy(), fused.idle[1].copy()
+        last = fused.last
+        if last is not None and last[0] is cols and last[1] is vals:
+            return last[2], last[3]
+        return fused.gates(cols, vals, self._quantize(vals, Y_PAYLOAD_SCALE, False))
 
-    def _accumulate_events(self, fused: FusedEvents, kind: str, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
-        """One of the two accumulations of a layer's events: stored if these events were already applied."""
-        halves = fused.halves(cols, vals)
-        if halves is None:
-            halves = fused.apply(cols, vals, self._quantize(vals, Y_PAYLOAD_SCALE, False))
-        return halves[0] if kind == "hh" else halves[1]
+    def gates_in(self, layer: int, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        if layer and self.fused[layer - 1] is not None:
+            return self._fused(layer - 1, cols, vals)[1]
+        return super().gates_in(layer, cols, vals)
+
+    def gates_rec(self, layer: int, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        if self.fused[layer] is not None:
+            return self._fused(layer, cols, vals)[0]
+        return super().gates_rec(layer, cols, vals)
+
+    def decode(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        if self.fused[-1] is not None:
+            return self._fused(len(self.hidden) - 1, cols, vals)[1]
+        return super().decode(cols, vals)
 
     def payload_scale(self, group: int, kind: str, vals: np.ndarray) -> float:
         if group == 0 and kind == "ih":
@@ -188,9 +205,6 @@ class Int8Kernel(Kernel):
         wt = self.w[group][kind]
         if len(cols) == 0:
             return self.zeros[group].copy()
-        fused = self._events_of(group, kind)
-        if fused is not None:
-            return self._accumulate_events(fused, kind, cols, vals)
         is_input = group == 0 and kind == "ih"
         if is_input and self.input_scale is None:  # gesture input: a scale per timestep
             sp = max_abs_scale(vals)
@@ -200,7 +214,7 @@ class Int8Kernel(Kernel):
             p = self._payloads(vals, sp, is_input)
         sparse = self.csc[group][kind]
         if sparse is not None and sparse.worth_it(cols):
-            return (sparse.matvec(cols, p) * scaled).astype(F32)
+            return rescale(sparse.matvec(cols, p), scaled)
         return rescale(integer_sums(wt, cols, p), scaled)
 
     def _input_scaled(self, sp: float) -> np.ndarray:
