@@ -180,6 +180,10 @@ class Node:
         self._pout_base = np.zeros(self.n_pes)  # packets out per step whatever the events: a decoder PE's argmax
         if self.decoder_on_pes:
             self._pout_base[self.slices[-1]] = 1.0
+        self._pout_base_total = int(self._pout_base.sum())
+        # host decoder synops of a step: events x the column's non-zeros, one product when every column has as many
+        each = self.dec_col_nnz[:1]
+        self._dec_nnz_each = int(each[0]) if len(each) and np.all(self.dec_col_nnz == each[0]) else None
         # DRAM bytes per synop of each PE: its group's weight bytes where the group spills (layers and decoder)
         self._dram_per_synop = np.concatenate([np.full(g.n_pes, g.bytes_per_weight * g.spilled * (
             g.name != "embedding"), np.float64) for g in self.groups])
@@ -369,12 +373,13 @@ class Node:
         if self.decoder_on_pes:
             active.append(cols)
         t_in0 = int(self.embedding_on_pes)  # the count term of layer 0's input
+        extra: tuple[tuple[int, np.ndarray], ...] = ()
         if acct_early is not None:  # its counts were taken as the packets arrived
             active[t_in0] = cols[:0]
-        counts = self._counts(active)
-        if acct_early is not None:
-            self._counts.add(counts, t_in0, acct_early[0])
+            extra = ((t_in0, acct_early[0]),)
+        counts = self._counts(active, extra)
         syn, pin = counts[:n], counts[n:2 * n]
+        group_synops = counts[self._counts.tail:self._counts.chip_totals.start].tolist()  # exact integers
         pout = np.bincount(senders[0] if len(senders) == 1 else np.concatenate(senders), minlength=n) + \
             self._pout_base
         dram = syn * self._dram_per_synop if self._dram else np.zeros(n)
@@ -382,20 +387,19 @@ class Node:
                        events_per_layer=events, units=self.n_units, layout=self.compiled.layout,
                        pe_nnz=self._pe_nnz)
         if self.embedding_on_pes:
-            st.embedding_synops = int(np.add.reduce(syn[self.slices[0]]))
+            st.embedding_synops = int(group_synops[0])
             st.host_packets_out = 1
         else:
             st.host_packets_out = events_in
         # the decoder, driven by the last layer's events: on PEs, or on the host
         if self.decoder_on_pes:
-            st.decoder_synops = int(np.add.reduce(syn[self.slices[-1]]))
+            st.decoder_synops = int(group_synops[-1])
             st.host_packets_in = self.groups[-1].n_pes
-            chip_decoder_synops = st.decoder_synops
         else:
-            st.decoder_synops = st.host_decoder_synops = int(np.add.reduce(self.dec_col_nnz[cols]))
+            st.decoder_synops = st.host_decoder_synops = len(cols) * self._dec_nnz_each if \
+                self._dec_nnz_each is not None else int(np.add.reduce(self.dec_col_nnz[cols]))
             st.host_packets_in = len(cols)
-            chip_decoder_synops = 0
-        st.synops = int(np.add.reduce(syn)) - st.embedding_synops - chip_decoder_synops
+        st.synops = int(sum(group_synops[self.layer_group[0]:self.layer_group[-1] + 1]))
         st.events_out = sum(events)
         acc = k.decode(cols, vals)
         if self.trace is not None:
@@ -405,7 +409,7 @@ class Node:
         self._t += 1
         out = logits if self.readout.pool == "last" else self.pooling(logits).astype(F32)
         st.cost = step_cost(self.chip, self.cost_table, st) if self._counts.rates is None else \
-            self._counts.cost(counts, pout)
+            self._counts.cost(counts, pout, sum(map(len, senders)) + self._pout_base_total)
         self._account(st)
         label = int(out.argmax())
         return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t, st,

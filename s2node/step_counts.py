@@ -70,67 +70,81 @@ def integer_cycle_rates(table: CostTable, numerics: str, layout: str) -> tuple[f
 
 
 class StepCounts:
-    """Per-PE [synops | packets in (| cycles)] of a step from each count term's active sources (module doc)."""
+    """Per-PE synops, packets in and (with integer rates) cycles of a step from each count term's active sources,
+    with their totals (module doc). A step's counter vector: [synops | packets in | cycles] per PE (cycles without
+    the packets out, which `cost` adds), then the synops of each group, and the synops, packets and cycles of
+    the whole chip."""
 
     def __init__(self, n_pes: int, terms: list[tuple[slice, CountTable]], chip: ChipSpec, table: CostTable,
                  numerics: str, layout: str, updates: np.ndarray, pe_nnz: np.ndarray, group_starts: np.ndarray,
                  dram: bool, max_count: float) -> None:
         """terms: each count table with its group's PEs, in the order `__call__` gets their active sources;
-        updates, pe_nnz: neuron updates and stored weights per PE; dram: whether any group spills to DRAM;
-        max_count: a bound on any one counter of any PE in a step."""
+        updates, pe_nnz: neuron updates and stored weights per PE; group_starts: each group's first PE;
+        dram: whether any group spills to DRAM; max_count: a bound on any counter, or sum of counters, of a
+        step."""
         self.n, self.chip, self.table, self.numerics = n_pes, chip, table, numerics
         self.group_starts = group_starts
         rates = None if dram else integer_cycle_rates(table, numerics, layout)
-        if rates is not None:  # each PE's cycles: at most 6 terms, each a rate times a count
+        if rates is not None:  # cycles: at most 6 terms, each a rate times a count (or a sum of counts)
             rate_max = max(abs(r) for r in (*rates, table.cycles_step_overhead, table.cycles_per_neuron_update,
                                                table.cycles_per_csr_entry))
             rates = rates if 6 * rate_max * max(max_count, 1.0) < EXACT_BOUND else None
         self.rates = rates
-        n = n_pes
-        m = np.zeros((1 + len(terms), 3 * n if rates else 2 * n))
+        n, n_groups = n_pes, len(group_starts)
+        self.tail = 3 * n  # where the totals start: synops per group, then the chip's synops, packets, cycles
+        m = np.zeros((1 + len(terms), self.tail + n_groups + 3))
+        self.chip_totals = slice(self.tail + n_groups, self.tail + n_groups + 3)
         if rates:  # constant per step: overhead, neuron updates, and for csr every stored weight walked
             stored = table.cycles_per_csr_entry * pe_nnz if layout == "csr" else 0.0
-            m[0, 2 * n:] = table.cycles_step_overhead + table.cycles_per_neuron_update * updates + stored
-        self._parts = [(sl, slice(n + sl.start, n + sl.stop), slice(2 * n + sl.start, 2 * n + sl.stop))
-                       for sl, _ in terms]
+            m[0, 2 * n:3 * n] = table.cycles_step_overhead + table.cycles_per_neuron_update * updates + stored
+            m[0, -1] = m[0, 2 * n:3 * n].sum()
+        # each term: its PEs' synops, packets and cycles columns, and its group's synops total
+        self._parts = [(sl, slice(n + sl.start, n + sl.stop), slice(2 * n + sl.start, 2 * n + sl.stop),
+                        self.tail + int(np.searchsorted(group_starts, sl.start, "right")) - 1) for sl, _ in terms]
         self.summed: list[tuple[int, CountTable]] = []  # terms whose sources do not share one row
         for t, (_, counts) in enumerate(terms):
             if counts.rows is not None and len(counts.rows) == 1:
-                syn, pin = counts.rows[0].reshape(2, -1)
-                m[1 + t, self._parts[t][0]], m[1 + t, self._parts[t][1]] = syn, pin
-                if rates:
-                    m[1 + t, self._parts[t][2]] = rates[0] * syn + rates[1] * pin
+                self._put(m[1 + t], t, counts.rows[0].reshape(2, -1))
             else:
                 self.summed.append((t, counts))
         self.m = m
 
-    def __call__(self, active: list[np.ndarray]) -> np.ndarray:
-        """Active source ids of each term -> [synops | packets in (| cycles without packets out)] per PE."""
+    def _put(self, out: np.ndarray, t: int, counts: np.ndarray) -> None:
+        """Add [2, PEs of term t's group] synops and packets, their cycles and their totals to a counter vector."""
+        syn_cols, pin_cols, cyc_cols, group = self._parts[t]
+        out[syn_cols] += counts[0]
+        out[pin_cols] += counts[1]
+        syn, pin = float(counts[0].sum()), float(counts[1].sum())
+        out[group] += syn
+        out[-3] += syn
+        out[-2] += pin
+        if self.rates:
+            out[cyc_cols] += self.rates[0] * counts[0] + self.rates[1] * counts[1]
+            out[-1] += self.rates[0] * syn + self.rates[1] * pin
+
+    def __call__(self, active: list[np.ndarray], extra: tuple[tuple[int, np.ndarray], ...] = ()) -> np.ndarray:
+        """Active source ids of each term, and [2, PEs] counts to add to given terms -> the counter vector."""
         out = np.array([1, *map(len, active)], np.float64) @ self.m
         for t, counts in self.summed:
             if len(active[t]):
-                self.add(out, t, counts.sum(active[t]))
+                self._put(out, t, counts.sum(active[t]))
+        for t, counts in extra:
+            self._put(out, t, counts)
         return out
 
-    def add(self, out: np.ndarray, t: int, counts: np.ndarray) -> None:
-        """Add [2, PEs of term t's group] synops and packets (and their cycles) to a step's counters."""
-        syn, pin, cyc = self._parts[t]
-        out[syn] += counts[0]
-        out[pin] += counts[1]
-        if self.rates:
-            out[cyc] += self.rates[0] * counts[0] + self.rates[1] * counts[1]
-
-    def cost(self, out: np.ndarray, packets_out: np.ndarray) -> Cost:
+    def cost(self, out: np.ndarray, packets_out: np.ndarray, n_packets_out: int) -> Cost:
         """`cost.step_cost` of a step without DRAM traffic, from `__call__`'s counters (with cycles, so only when
-        `rates`) and the packets sent per PE: the same formulas on the same per-PE numbers."""
-        n, table = self.n, self.table
-        cyc = np.multiply(packets_out, self.rates[2])
-        cyc += out[2 * n:]
+        `rates`) and the packets sent per PE and in all: the same formulas on the same numbers (the totals are
+        exact integers, so they equal the sums step_cost takes)."""
+        n, table, c_out = self.n, self.table, self.rates[2]
+        cyc = np.multiply(packets_out, c_out)
+        cyc += out[2 * n:3 * n]
         slowest = np.maximum.reduceat(cyc, self.group_starts)
         latency = float(np.add.reduce(slowest) / self.chip.clock_hz + len(self.group_starts) * table.hop_latency_s)
-        mac = float(np.add.reduce(out[:n])) * table.energy_per_mac_j if self.numerics == "int8" else 0.0
+        syn, pin, cycles = out[self.chip_totals].tolist()
+        cycles += c_out * n_packets_out
+        mac = syn * table.energy_per_mac_j if self.numerics == "int8" else 0.0
         # no DRAM bytes: step_cost's DRAM term adds an exact 0.0 to a non-negative sum, which changes nothing
-        dyn = float(np.add.reduce(cyc) * table.energy_per_cycle_j + np.add.reduce(out[n:2 * n])
-                    * table.energy_per_packet_j) + mac
+        dyn = float(cycles * table.energy_per_cycle_j + pin * table.energy_per_packet_j) + mac
         static = (n * table.static_power_per_pe_w + table.static_power_chip_w) * latency
         return Cost(cyc, latency, dyn + static, dyn, static)
