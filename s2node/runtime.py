@@ -166,8 +166,7 @@ class Node:
         # kept per token once computed, when the table is small. The same sums, so the same floats; the counted
         # work is unchanged (it is the chip's, every step).
         v, h3 = (len(self.spec.embedding), 3 * self.kernel.hidden[0]) if self.spec.task == "lm" else (0, 0)
-        self._gx0 = np.zeros((v, h3), F32) if 0 < v * h3 * 4 <= TOKEN_CACHE_BYTES else None
-        self._gx0_known = np.zeros(v, bool)
+        self._gx0: list[np.ndarray | None] | None = [None] * v if 0 < v * h3 * 4 <= TOKEN_CACHE_BYTES else None
         cfg = self.spec.config
         self.names = list(cfg.get("vocab") or cfg.get("classes") or [])
         self._dense_cycles: np.ndarray | None = None
@@ -188,6 +187,8 @@ class Node:
         self._dram_per_synop = np.concatenate([np.full(g.n_pes, g.bytes_per_weight * g.spilled * (
             g.name != "embedding"), np.float64) for g in self.groups])
         self._dram = bool(self._dram_per_synop.any())
+        self._no_dram = np.zeros(self.n_pes)  # every step's DRAM bytes when nothing spills: shared, read-only
+        self._no_dram.flags.writeable = False
         self.cost_table = cost_table or CostTable()
         self.reset()
         self.reset_stats()
@@ -382,7 +383,7 @@ class Node:
         group_synops = counts[self._counts.tail:self._counts.chip_totals.start].tolist()  # exact integers
         pout = np.bincount(senders[0] if len(senders) == 1 else np.concatenate(senders), minlength=n) + \
             self._pout_base
-        dram = syn * self._dram_per_synop if self._dram else np.zeros(n)
+        dram = syn * self._dram_per_synop if self._dram else self._no_dram
         st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self.updates, dram, events_in=events_in,
                        events_per_layer=events, units=self.n_units, layout=self.compiled.layout,
                        pe_nnz=self._pe_nnz)
@@ -417,11 +418,12 @@ class Node:
 
     def token_gx(self, tok: int) -> np.ndarray:
         """Layer 0's input pre-activation (W_ih·embedding[tok] + b_ih) of a language model (the cached table)."""
-        if not self._gx0_known[tok]:
+        gx = self._gx0[tok]
+        if gx is None:
             cols = np.flatnonzero(self.spec.embedding[tok])
-            self._gx0[tok] = self.kernel.accumulate(0, "ih", cols, self.spec.embedding[tok][cols]) + self.bias[0][0]
-            self._gx0_known[tok] = True
-        return self._gx0[tok]
+            gx = self._gx0[tok] = self.kernel.accumulate(0, "ih", cols, self.spec.embedding[tok][cols]) + \
+                self.bias[0][0]
+        return gx
 
     def _account(self, st: StepStats) -> None:
         s = self.stats

@@ -67,9 +67,12 @@ def integer_sums(wt: np.ndarray, cols: np.ndarray, p: np.ndarray) -> np.ndarray:
     return p @ wt.take(cols, 0)  # the gathered rows (take: less overhead than wt[cols], the same copy)
 
 
-def rescale(acc: np.ndarray, scaled: np.ndarray) -> np.ndarray:
-    """acc[r] · s_w[r] · s_p as float64 products rounded once to float32 (the float32 sums promote exactly)."""
-    return (acc * scaled).astype(F32)
+def rescale(acc: np.ndarray, scaled: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """acc[r] · s_w[r] · s_p as float64 products rounded once to float32 (the float32 sums promote exactly), plus
+    a float32 bias if given: one call, whose float32 loop rounds the products first as astype does."""
+    if bias is None:
+        return (acc * scaled).astype(F32)
+    return np.add(acc * scaled, bias, dtype=F32)
 
 
 class FusedEvents:
@@ -91,12 +94,16 @@ class FusedEvents:
     def gates(self, cols: np.ndarray, vals: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Both accumulations plus their biases of the events (cols, vals) with int8 payloads p, each equal to its
         separate `accumulate` plus bias (float32 additions, element by element); kept for the recurrent step."""
-        out = rescale(integer_sums(self.w, cols, p), self.scaled)
-        biased = out[:len(self.bias)]
-        biased += self.bias
+        acc = integer_sums(self.w, cols, p)
+        if len(self.bias) == len(acc):
+            out = rescale(acc, self.scaled, self.bias)
+            rec, nxt = out[:self.split], out[self.split:]
+        else:  # the decoder's half: its bias comes after the readout
+            rec = rescale(acc[:self.split], self.scaled[:self.split], self.bias)
+            nxt = rescale(acc[self.split:], self.scaled[self.split:])
         # the arrays are held, so `is` in `Int8Kernel._fused` cannot match a new array at a recycled address
-        self.last = (cols, vals, out[:self.split], out[self.split:])
-        return self.last[2], self.last[3]
+        self.last = (cols, vals, rec, nxt)
+        return rec, nxt
 
 
 class Int8Kernel(Kernel):
@@ -129,7 +136,6 @@ class Int8Kernel(Kernel):
         self.fused = [self._fuse(li) for li in range(len(self.hidden))]
         self._scaled_by_sp: dict[float, np.ndarray] = {}
         self._y_bounds = unit_payload_bounds(Y_PAYLOAD_SCALE)  # unit payloads by lookup (`_quantize`)
-        self._levels = np.arange(Q_MAX + 1, dtype=self.payload_dtype)
 
     def _fuse(self, layer: int) -> FusedEvents | None:
         """The fast path of a layer's events (module doc); None where a pruned matrix takes its CSC path."""
@@ -143,22 +149,23 @@ class Int8Kernel(Kernel):
     def _fused(self, layer: int, cols: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Both gate halves of layer `layer`'s events: kept from when these very arrays were applied, else now."""
         fused = self.fused[layer]
-        if not len(cols):
-            return fused.idle[0].copy(), fused.idle[1].copy()
         last = fused.last
         if last is not None and last[0] is cols and last[1] is vals:
             return last[2], last[3]
-        return fused.gates(cols, vals, self._quantize(vals, Y_PAYLOAD_SCALE, False))
+        if not len(cols):
+            return fused.idle[0].copy(), fused.idle[1].copy()
+        # unit payloads by their bounds, as `_quantize` (inline on the hot path)
+        return fused.gates(cols, vals, self._y_bounds.searchsorted(vals, "right").astype(self.payload_dtype))
 
     def gates_in(self, layer: int, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         if layer and self.fused[layer - 1] is not None:
             return self._fused(layer - 1, cols, vals)[1]
-        return super().gates_in(layer, cols, vals)
+        return self._sums(layer, "ih", cols, vals, self.bias_ih[layer])
 
     def gates_rec(self, layer: int, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         if self.fused[layer] is not None:
             return self._fused(layer, cols, vals)[0]
-        return super().gates_rec(layer, cols, vals)
+        return self._sums(layer, "hh", cols, vals, self.bias_hh[layer])
 
     def decode(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         if self.fused[-1] is not None:
@@ -175,7 +182,7 @@ class Int8Kernel(Kernel):
         the weights' dtype (exact: at most 127). A unit event's payload y = ĉ > θ > 0 (thresholds are positive):
         its level comes from the precomputed bounds (`unit_payload_bounds`), the same integers."""
         if not is_input and sp == Y_PAYLOAD_SCALE:
-            return self._levels.take(self._y_bounds.searchsorted(vals, "right"))  # methods: no wrapper per call
+            return self._y_bounds.searchsorted(vals, "right").astype(self.payload_dtype)  # a method: no wrapper
         q = np.divide(vals, np.float64(sp), dtype=np.float64)  # NumPy scalar: no per-call conversion
         np.rint(q, out=q)
         if is_input:
@@ -186,8 +193,9 @@ class Int8Kernel(Kernel):
     def _quantize_by_own_max(self, vals: np.ndarray, sp: float) -> np.ndarray:
         """`_quantize` of input whose scale is max|vals| / 127 (gestures): |x| / s_p rounds to at most 127, so no
         clip can act and none is done."""
-        q = np.divide(vals, np.float64(sp), dtype=np.float64)
-        return np.rint(q, out=np.empty(len(q), self.payload_dtype))  # rounded in float64, then stored exactly
+        q = np.divide(vals, np.float64(sp))  # a float64 divisor: the quotients in float64
+        np.rint(q, out=q)  # in place: a rounding that stores float32 would take NumPy's slower casting loop
+        return q.astype(self.payload_dtype, copy=False)  # integers of at most 127: stored exactly
 
     def _payloads(self, vals: np.ndarray, sp: float, is_input: bool) -> np.ndarray:
         """A layer's events feed two accumulations (the next layer now, its own recurrence next step) with one
@@ -202,9 +210,16 @@ class Int8Kernel(Kernel):
         return q
 
     def accumulate(self, group: int, kind: str, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        return self._sums(group, kind, cols, vals, None)
+
+    def _sums(self, group: int, kind: str, cols: np.ndarray, vals: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        """`accumulate`, plus a bias if given (added in float32 to the rescaled sums, as `Kernel.gates_in`)."""
         wt = self.w[group][kind]
         if len(cols) == 0:
-            return self.zeros[group].copy()
+            acc = self.zeros[group].copy()
+            if bias is not None:
+                acc += bias
+            return acc
         is_input = group == 0 and kind == "ih"
         if is_input and self.input_scale is None:  # gesture input: a scale per timestep
             sp = max_abs_scale(vals)
@@ -214,8 +229,8 @@ class Int8Kernel(Kernel):
             p = self._payloads(vals, sp, is_input)
         sparse = self.csc[group][kind]
         if sparse is not None and sparse.worth_it(cols):
-            return rescale(sparse.matvec(cols, p), scaled)
-        return rescale(integer_sums(wt, cols, p), scaled)
+            return rescale(sparse.matvec(cols, p), scaled, bias)
+        return rescale(integer_sums(wt, cols, p), scaled, bias)
 
     def _input_scaled(self, sp: float) -> np.ndarray:
         """s_w · s_p of gesture input for this timestep's payload scale. s_p = max|x_t| / 127 takes few values
