@@ -18,6 +18,7 @@ import numpy as np
 from s2node.spec import ModelSpec
 
 F32 = np.float32
+ONE = F32(1.0)  # made once: a NumPy scalar costs a constructor call per use
 
 
 # Above n_sources / DENSE_GATHER_RATIO active sources, scattering the payloads into a dense vector and taking one
@@ -185,18 +186,18 @@ class Kernel(ABC):
         else:  # exp overflows to inf for -x > 88.7, which gives the right limit σ = 0; silence the warning (a stray
             with np.errstate(over="ignore"):  # line on stderr would garble the TUI that runs this node in-process)
                 np.exp(rz, out=rz)
-        rz += F32(1.0)
-        np.divide(F32(1.0), rz, out=rz)
+        rz += ONE
+        np.divide(ONE, rz, out=rz)
         r, z = rz[..., :h], rz[..., h:]
         n = r * gh[..., 2 * h:]
         n += gx[..., 2 * h:]
         np.tanh(n, out=n)
-        c_hat = np.subtract(F32(1.0), z)
+        c_hat = np.subtract(ONE, z)
         c_hat *= n
         c_hat += z * c_prev
         p = self.zoneout[layer]
         if p > 0:  # eval-mode zoneout, as torch_egru: p·c_prev + (1 − p)·ĉ
-            c_hat = p * c_prev + (F32(1.0) - p) * c_hat
+            c_hat = p * c_prev + (ONE - p) * c_hat
         thr = self.thresholds[layer]
         o = c_hat > thr  # H(0) = 0
         c = c_hat - o * thr

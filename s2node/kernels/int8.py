@@ -68,11 +68,12 @@ def integer_sums(wt: np.ndarray, cols: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def rescale(acc: np.ndarray, scaled: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-    """acc[r] · s_w[r] · s_p as float64 products rounded once to float32 (the float32 sums promote exactly), plus
-    a float32 bias if given: one call, whose float32 loop rounds the products first as astype does."""
-    if bias is None:
-        return (acc * scaled).astype(F32)
-    return np.add(acc * scaled, bias, dtype=F32)
+    """acc[r] · s_w[r] · s_p as float64 products rounded once to float32 (the float32 sums promote exactly), then
+    a float32 bias added if given."""
+    out = (acc * scaled).astype(F32)
+    if bias is not None:
+        out += bias
+    return out
 
 
 class FusedEvents:
@@ -94,13 +95,12 @@ class FusedEvents:
     def gates(self, cols: np.ndarray, vals: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Both accumulations plus their biases of the events (cols, vals) with int8 payloads p, each equal to its
         separate `accumulate` plus bias (float32 additions, element by element); kept for the recurrent step."""
-        acc = integer_sums(self.w, cols, p)
-        if len(self.bias) == len(acc):
-            out = rescale(acc, self.scaled, self.bias)
-            rec, nxt = out[:self.split], out[self.split:]
+        out = rescale(integer_sums(self.w, cols, p), self.scaled)
+        rec, nxt = out[:self.split], out[self.split:]
+        if len(self.bias) == len(out):
+            out += self.bias
         else:  # the decoder's half: its bias comes after the readout
-            rec = rescale(acc[:self.split], self.scaled[:self.split], self.bias)
-            nxt = rescale(acc[self.split:], self.scaled[self.split:])
+            rec += self.bias
         # the arrays are held, so `is` in `Int8Kernel._fused` cannot match a new array at a recycled address
         self.last = (cols, vals, rec, nxt)
         return rec, nxt
