@@ -180,6 +180,7 @@ class Node:
         if self.decoder_on_pes:
             self._pout_base[self.slices[-1]] = 1.0
         self._pout_base_total = int(self._pout_base.sum())
+        self._ones = np.ones(sum(len(u) for u in self._unit_pe))  # bincount weights: one per unit that can send
         # host decoder synops of a step: events x the column's non-zeros, one product when every column has as many
         each = self.dec_col_nnz[:1]
         self._dec_nnz_each = int(each[0]) if len(each) and np.all(self.dec_col_nnz == each[0]) else None
@@ -274,7 +275,7 @@ class Node:
     def input_packets(self, inp: Any) -> tuple[np.ndarray, np.ndarray]:
         """Token id | dense input vector | (keys, payloads) -> active sources and their summed payloads."""
         n_in = self.spec.n_inputs
-        if self.spec.task == "lm" and np.ndim(inp) == 0:
+        if self.spec.task == "lm" and (isinstance(inp, int | np.integer) or np.ndim(inp) == 0):
             tok = int(inp)
             if not 0 <= tok < len(self.spec.embedding):
                 raise S2NodeError(f"token id {tok} outside the vocabulary of {len(self.spec.embedding)}")
@@ -290,7 +291,8 @@ class Node:
                 raise S2NodeError(f"input key outside 0..{n_in - 1}")
             x = np.bincount(keys, weights=vals, minlength=n_in).astype(F32)  # same key twice: payloads add
         else:
-            x = np.asarray(inp, F32).reshape(-1)
+            x = inp if type(inp) is np.ndarray and inp.dtype == F32 and inp.ndim == 1 else \
+                np.asarray(inp, F32).reshape(-1)  # a float32 vector as it is: no conversion calls
             if x.size != n_in:
                 raise S2NodeError(f"input has {x.size} values, the model takes {n_in}")
         idx = x.nonzero()[0]  # x is 1-D: flatnonzero without its wrapper
@@ -381,8 +383,10 @@ class Node:
         counts = self._counts(active, extra)
         syn, pin = counts[:n], counts[n:2 * n]
         group_synops = counts[self._counts.tail:self._counts.chip_totals.start].tolist()  # exact integers
-        pout = np.bincount(senders[0] if len(senders) == 1 else np.concatenate(senders), minlength=n) + \
-            self._pout_base
+        sent = senders[0] if len(senders) == 1 else np.concatenate(senders)
+        pout = np.bincount(sent, self._ones[:len(sent)], n)  # counts as float64 in one call
+        if self.decoder_on_pes:
+            pout += self._pout_base
         dram = syn * self._dram_per_synop if self._dram else self._no_dram
         st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self.updates, dram, events_in=events_in,
                        events_per_layer=events, units=self.n_units, layout=self.compiled.layout,
