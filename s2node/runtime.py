@@ -3,8 +3,8 @@
 One timestep: the host sends the input packets (language: the token's embedding vector, one packet per
 non-zero dimension, when the table lives on the host; or the token itself to the embedding PEs, which send the
 vector on; gestures: one packet per active input with its summed count). For each EGRU layer in turn, every
-PE accumulates its columns of the active sources (`kernel.accumulate`), then updates its units
-(`update_units`) and sends one packet per fired unit (`emit`),
+PE accumulates its columns of the active sources (`kernel.gates_in`, `gates_rec`: `accumulate` plus the bias),
+then updates its units (`update_units`) and sends one packet per fired unit (`emit`),
 which are the next layer's input now and the layer's own recurrent input at the next step. The decoder runs
 where the compiler put it (`decoder="pe"|"host"`), event-driven from the last layer's events either way (for a
 trace readout it keeps W·trace, which is linear in the events), with the same arithmetic, so the placement
@@ -12,7 +12,8 @@ changes the cost and never the prediction. On PEs each decoder PE sends its loca
 packet), which takes the maximum; on the host the last layer's events go to the host, whose decoder work is
 counted apart (`host_decoder_synops`, `host_packets_in`) and is not part of the chip's cost.
 Per-PE counts come from the compiler's nnz[source, pe] and recv[source, pe] tables summed over the active
-sources: bookkeeping on the same arithmetic, no loop over PEs or events.
+sources, all groups in one product (`step_counts.StepCounts`, which also gives the cycles and the cost):
+bookkeeping on the same arithmetic, no loop over PEs or events.
 """
 
 from __future__ import annotations
