@@ -297,7 +297,7 @@ class Node:
             if x.size != n_in:
                 raise S2NodeError(f"input has {x.size} values, the model takes {n_in}")
         idx = (x != 0).nonzero()[0]  # a comparison and a boolean nonzero: a third of a float nonzero's work
-        return idx, x[idx]
+        return idx, x.take(idx)
 
     # -- one timestep -----------------------------------------------------------------------------------
     def deliver(self, inp: Any) -> None:
@@ -357,7 +357,7 @@ class Node:
         senders: list[np.ndarray] = []
         if self.embedding_on_pes:  # one packet (the token) to the embedding PEs; they send its non-zero values
             active.append(np.array([int(inp)]))
-            senders.append(self._unit_pe[0][cols])
+            senders.append(self._unit_pe[0].take(cols))
         events: list[int] = []
         for li in range(self.n_layers):
             rc, rv = self._y_idx[li], self._y_val[li]
@@ -372,7 +372,7 @@ class Node:
             self._c[li], c_hat, o = k.update_units(li, gx, gh, self._c[li])
             cols, vals = k.emit(c_hat, o)
             self._y_idx[li], self._y_val[li] = cols, vals
-            senders.append(self._unit_pe[self.layer_group[li]][cols])
+            senders.append(self._unit_pe[self.layer_group[li]].take(cols))
             events.append(len(cols))
         if self.decoder_on_pes:
             active.append(cols)

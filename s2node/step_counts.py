@@ -139,8 +139,10 @@ class StepCounts:
         n, table, c_out = self.n, self.table, self.rates[2]
         cyc = np.multiply(packets_out, c_out)
         cyc += out[2 * n:3 * n]
-        slowest = np.maximum.reduceat(cyc, self.group_starts)
-        latency = float(np.add.reduce(slowest) / self.chip.clock_hz + len(self.group_starts) * table.hop_latency_s)
+        # the slowest PE of each group, summed (exact integers: any order gives step_cost's sum)
+        slowest = np.maximum.reduce(cyc) if len(self.group_starts) == 1 else \
+            np.add.reduce(np.maximum.reduceat(cyc, self.group_starts))
+        latency = float(slowest / self.chip.clock_hz + len(self.group_starts) * table.hop_latency_s)
         syn, pin, cycles = out[self.chip_totals].tolist()
         cycles += c_out * n_packets_out
         mac = syn * table.energy_per_mac_j if self.numerics == "int8" else 0.0
