@@ -18,7 +18,8 @@ import numpy as np
 from s2node.spec import ModelSpec
 
 F32 = np.float32
-ONE = F32(1.0)  # made once: a NumPy scalar costs a constructor call per use
+ONE = np.array(1.0, F32)  # a 0-d array: made once, and a ufunc takes it with less work than a NumPy scalar
+ONE.flags.writeable = False
 
 
 # Above n_sources / DENSE_GATHER_RATIO active sources, scattering the payloads into a dense vector and taking one
@@ -181,7 +182,7 @@ class Kernel(ABC):
         # the same float32 operations as the equations, in place (commuted operands where it saves a copy)
         rz = gx[..., :2 * h] + gh[..., :2 * h]  # r and z in one sigmoid: σ(x) = 1 / (1 + exp(-x))
         np.negative(rz, out=rz)
-        if rz.size and np.maximum.reduce(rz, axis=None) < 88.0:  # (the ufunc itself: no wrapper per call)
+        if rz.size and rz.take(rz.argmax()) < 88.0:  # the largest: cheaper than a reduction (NaN: first, as it)
             np.exp(rz, out=rz)
         else:  # exp overflows to inf for -x > 88.7, which gives the right limit σ = 0; silence the warning (a stray
             with np.errstate(over="ignore"):  # line on stderr would garble the TUI that runs this node in-process)
