@@ -90,6 +90,7 @@ class StepCounts:
                                                table.cycles_per_csr_entry))
             rates = rates if 6 * rate_max * max(max_count, 1.0) < EXACT_BOUND else None
         self.rates = rates
+        self._c_out = np.array(rates[2] if rates else 0.0)  # a 0-d array: a ufunc takes it with the least work
         n, n_groups = n_pes, len(group_starts)
         self.tail = 3 * n  # where the totals start: synops per group, then the chip's synops, packets, cycles
         m = np.zeros((1 + len(terms), self.tail + n_groups + 3))
@@ -137,7 +138,7 @@ class StepCounts:
         `rates`) and the packets sent per PE and in all: the same formulas on the same numbers (the totals are
         exact integers, so they equal the sums step_cost takes)."""
         n, table, c_out = self.n, self.table, self.rates[2]
-        cyc = np.multiply(packets_out, c_out)
+        cyc = np.multiply(packets_out, self._c_out)
         cyc += out[2 * n:3 * n]
         # the slowest PE of each group, summed (exact integers: any order gives step_cost's sum)
         slowest = np.maximum.reduce(cyc) if len(self.group_starts) == 1 else \
