@@ -110,3 +110,28 @@ def test_int8_fused_gates_equal_accumulate_plus_bias(tmp_path, task):
             ref = k.accumulate(li + 1, "ih", cols, vals)
             assert np.array_equal(nxt, ref if li + 1 == len(k.hidden) else ref + k.bias_ih[li + 1])
             assert np.array_equal(k.gates_rec(li, cols.copy(), vals.copy()), rec)  # copies: computed again
+
+
+@pytest.mark.parametrize("streams", [None, 3])
+def test_update_guards_exp_overflow_without_warnings(tmp_path, streams):
+    """The unit update's overflow guard (one argmax) takes the silenced path exactly when some -x reaches 88: the
+    gates equal the textbook float32 formulas, a saturated gate is exactly 0, and no warning is raised."""
+    import warnings
+
+    k = Node.load(make_lm(tmp_path / "lm", hidden=(8,))).kernel
+    rng = np.random.default_rng(3)
+    shape = (24,) if streams is None else (streams, 24)
+    gx, gh = rng.normal(0, 2, shape).astype(np.float32), rng.normal(0, 2, shape).astype(np.float32)
+    c_prev = rng.uniform(-1, 1, (*shape[:-1], 8)).astype(np.float32)
+    for low in (0.0, -200.0):  # -x at most ~10, then one gate far past exp's float32 range
+        gx[..., 3] += low
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            c, c_hat, o = k.update_units(0, gx, gh, c_prev)
+        with np.errstate(over="ignore"):
+            rz = np.float32(1) / (np.float32(1) + np.exp(-(gx[..., :16] + gh[..., :16])))
+        n = np.tanh(rz[..., :8] * gh[..., 16:] + gx[..., 16:])
+        ref = (np.float32(1) - rz[..., 8:]) * n + rz[..., 8:] * c_prev
+        assert np.array_equal(c_hat, ref) and np.array_equal(o, ref > k.thresholds[0])
+        assert np.array_equal(c, ref - o * k.thresholds[0])
+    assert (rz[..., 3] == 0).all()
