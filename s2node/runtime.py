@@ -39,6 +39,7 @@ F32 = np.float32
 TOKEN_CACHE_BYTES = 64 << 20  # the largest per-token table of layer-0 accumulations a Node keeps
 # Step latencies kept for the percentiles: memory stays bounded on an endless stream (between W + 1 and 2W kept)
 LATENCY_WINDOW = 16384
+INTEGERS = (int, np.integer)  # a token id
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ class Node:
         self.names = list(cfg.get("vocab") or cfg.get("classes") or [])
         self._dense_cycles: np.ndarray | None = None
         self.n_units = int(sum(self.kernel.hidden))
+        self._lm = self.spec.task == "lm"
         # a language model's input packets per token (its embedding row's non-zeros), kept once computed
         self._token_packets: list[tuple[np.ndarray, np.ndarray] | None] = \
             [None] * (len(self.spec.embedding) if self.spec.task == "lm" else 0)
@@ -275,8 +277,7 @@ class Node:
     # -- input packets ----------------------------------------------------------------------------------
     def input_packets(self, inp: Any) -> tuple[np.ndarray, np.ndarray]:
         """Token id | dense input vector | (keys, payloads) -> active sources and their summed payloads."""
-        n_in = self.spec.n_inputs
-        if self.spec.task == "lm" and (isinstance(inp, int | np.integer) or np.ndim(inp) == 0):
+        if self._lm and (isinstance(inp, INTEGERS) or np.ndim(inp) == 0):
             tok = int(inp)
             if not 0 <= tok < len(self.spec.embedding):
                 raise S2NodeError(f"token id {tok} outside the vocabulary of {len(self.spec.embedding)}")
@@ -286,6 +287,7 @@ class Node:
                 idx = x.nonzero()[0]
                 packets = self._token_packets[tok] = (idx, x[idx])
             return packets
+        n_in = self.spec.n_inputs
         if isinstance(inp, tuple):
             keys, vals = np.asarray(inp[0], np.int64), np.asarray(inp[1], np.float64)
             if keys.size and (keys.min() < 0 or keys.max() >= n_in):
