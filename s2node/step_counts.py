@@ -91,6 +91,9 @@ class StepCounts:
             rates = rates if 6 * rate_max * max(max_count, 1.0) < EXACT_BOUND else None
         self.rates = rates
         self._c_out = np.array(rates[2] if rates else 0.0)  # a 0-d array: a ufunc takes it with the least work
+        # step_cost's constant terms, computed as it computes them
+        self._hops_s = len(group_starts) * table.hop_latency_s
+        self._static_w = n_pes * table.static_power_per_pe_w + table.static_power_chip_w
         n, n_groups = n_pes, len(group_starts)
         self.tail = 3 * n  # where the totals start: synops per group, then the chip's synops, packets, cycles
         m = np.zeros((1 + len(terms), self.tail + n_groups + 3))
@@ -143,11 +146,11 @@ class StepCounts:
         # the slowest PE of each group, summed (exact integers: any order gives step_cost's sum)
         slowest = np.maximum.reduce(cyc) if len(self.group_starts) == 1 else \
             np.add.reduce(np.maximum.reduceat(cyc, self.group_starts))
-        latency = float(slowest / self.chip.clock_hz + len(self.group_starts) * table.hop_latency_s)
+        latency = float(slowest / self.chip.clock_hz + self._hops_s)
         syn, pin, cycles = out[self.chip_totals].tolist()
         cycles += c_out * n_packets_out
         mac = syn * table.energy_per_mac_j if self.numerics == "int8" else 0.0
         # no DRAM bytes: step_cost's DRAM term adds an exact 0.0 to a non-negative sum, which changes nothing
         dyn = float(cycles * table.energy_per_cycle_j + pin * table.energy_per_packet_j) + mac
-        static = (n * table.static_power_per_pe_w + table.static_power_chip_w) * latency
+        static = self._static_w * latency
         return Cost(cyc, latency, dyn + static, dyn, static)
