@@ -67,13 +67,9 @@ def integer_sums(wt: np.ndarray, cols: np.ndarray, p: np.ndarray) -> np.ndarray:
     return p @ wt.take(cols, 0)  # the gathered rows (take: less overhead than wt[cols], the same copy)
 
 
-def rescale(acc: np.ndarray, scaled: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-    """acc[r] · s_w[r] · s_p as float64 products rounded once to float32 (the float32 sums promote exactly), then
-    a float32 bias added if given."""
-    out = (acc * scaled).astype(F32)
-    if bias is not None:
-        out += bias
-    return out
+def rescale(acc: np.ndarray, scaled: np.ndarray) -> np.ndarray:
+    """acc[r] · s_w[r] · s_p as float64 products rounded once to float32 (the float32 sums promote exactly)."""
+    return (acc * scaled).astype(F32)
 
 
 class FusedEvents:
@@ -160,12 +156,12 @@ class Int8Kernel(Kernel):
     def gates_in(self, layer: int, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         if layer and self.fused[layer - 1] is not None:
             return self._fused(layer - 1, cols, vals)[1]
-        return self._sums(layer, "ih", cols, vals, self.bias_ih[layer])
+        return super().gates_in(layer, cols, vals)
 
     def gates_rec(self, layer: int, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         if self.fused[layer] is not None:
             return self._fused(layer, cols, vals)[0]
-        return self._sums(layer, "hh", cols, vals, self.bias_hh[layer])
+        return super().gates_rec(layer, cols, vals)
 
     def decode(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         if self.fused[-1] is not None:
@@ -210,16 +206,9 @@ class Int8Kernel(Kernel):
         return q
 
     def accumulate(self, group: int, kind: str, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
-        return self._sums(group, kind, cols, vals, None)
-
-    def _sums(self, group: int, kind: str, cols: np.ndarray, vals: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-        """`accumulate`, plus a bias if given (added in float32 to the rescaled sums, as `Kernel.gates_in`)."""
         wt = self.w[group][kind]
         if len(cols) == 0:
-            acc = self.zeros[group].copy()
-            if bias is not None:
-                acc += bias
-            return acc
+            return self.zeros[group].copy()
         is_input = group == 0 and kind == "ih"
         if is_input and self.input_scale is None:  # gesture input: a scale per timestep
             sp = max_abs_scale(vals)
@@ -229,8 +218,8 @@ class Int8Kernel(Kernel):
             p = self._payloads(vals, sp, is_input)
         sparse = self.csc[group][kind]
         if sparse is not None and sparse.worth_it(cols):
-            return rescale(sparse.matvec(cols, p), scaled, bias)
-        return rescale(integer_sums(wt, cols, p), scaled, bias)
+            return rescale(sparse.matvec(cols, p), scaled)
+        return rescale(integer_sums(wt, cols, p), scaled)
 
     def _input_scaled(self, sp: float) -> np.ndarray:
         """s_w · s_p of gesture input for this timestep's payload scale. s_p = max|x_t| / 127 takes few values
