@@ -1,5 +1,5 @@
 """The node step's fast paths equal the general computations they stand for: per-PE counters and cost from one
-product (`StepCounts`) vs summing each group's count tables and `cost.step_cost`, and int8's fused gates vs the
+product (`StepCounts`) vs summing each group's count tables and `cost.step_cost`, and the fused gates vs the
 separate accumulations plus biases, including the cases that take the general path."""
 
 import dataclasses
@@ -91,13 +91,19 @@ def test_cycle_rates_must_be_integers_and_sums_bounded():
     assert plan(1e6).rates is not None and plan(2.0**50).rates is None
 
 
+@pytest.mark.parametrize("numerics", ["fp32", "int8"])
 @pytest.mark.parametrize("task", ["lm", "gesture"])
-def test_int8_fused_gates_equal_accumulate_plus_bias(tmp_path, task):
-    """int8's gates of a layer's events (one product for the recurrent and the next weights) equal each separate
-    accumulation plus its bias bit for bit, for fresh events, kept events, no events and the decoder."""
+def test_fused_gates_equal_accumulate_plus_bias(tmp_path, task, numerics):
+    """A layer's gates from one product for its recurrent and its next weights equal each separate accumulation
+    plus its bias, for fresh events, kept events, no events and the decoder: int8 bit for bit (exact integer sums),
+    fp32 to float rounding (another grouping of the same sums)."""
     path = make_lm(tmp_path / "lm", hidden=(96, 64)) if task == "lm" else make_gesture(tmp_path / "g", n_in=256,
                                                                                          hidden=(64,))
-    k = Node.load(path, numerics="int8").kernel
+    k = Node.load(path, numerics=numerics).kernel
+
+    def same(a: np.ndarray, b: np.ndarray) -> bool:
+        return np.array_equal(a, b) if numerics == "int8" else np.allclose(a, b, rtol=1e-5, atol=1e-6)
+
     rng = np.random.default_rng(2)
     for li, h in enumerate(k.hidden):
         assert k.fused[li] is not None
@@ -106,10 +112,23 @@ def test_int8_fused_gates_equal_accumulate_plus_bias(tmp_path, task):
             vals = rng.uniform(0.05, 1.2, n).astype(np.float32)
             nxt = k.gates_in(li + 1, cols, vals) if li + 1 < len(k.hidden) else k.decode(cols, vals)
             rec = k.gates_rec(li, cols, vals)  # the kept half of the same events
-            assert np.array_equal(rec, k.accumulate(li, "hh", cols, vals) + k.bias_hh[li])
+            assert same(rec, k.accumulate(li, "hh", cols, vals) + k.bias_hh[li])
             ref = k.accumulate(li + 1, "ih", cols, vals)
-            assert np.array_equal(nxt, ref if li + 1 == len(k.hidden) else ref + k.bias_ih[li + 1])
+            assert same(nxt, ref if li + 1 == len(k.hidden) else ref + k.bias_ih[li + 1])
             assert np.array_equal(k.gates_rec(li, cols.copy(), vals.copy()), rec)  # copies: computed again
+
+
+def test_fp32_fused_steps_agree_with_the_separate_products(tmp_path):
+    """fp32 steps with the fused products agree with the separate accumulations (the fallback) to rounding, with
+    the same events and counters."""
+    path = make_lm(tmp_path / "lm", hidden=(96, 64))
+    fast, separate = Node.load(path), Node.load(path)
+    separate.kernel.fused = [None] * separate.n_layers
+    for t in np.random.default_rng(4).integers(0, 40, 60):
+        a, b = fast.step(t), separate.step(t)
+        np.testing.assert_allclose(a.logits, b.logits, rtol=1e-5, atol=1e-5)
+        assert a.stats.synops == b.stats.synops and a.stats.events_out == b.stats.events_out
+    assert fast.stats.events_out > 0
 
 
 @pytest.mark.parametrize("streams", [None, 3])

@@ -26,7 +26,7 @@ from s2node.compiler.quantize import (
     quantize_payload,
     quantize_rows,
 )
-from s2node.kernels.base import DENSE_GATHER_RATIO, F32, Kernel, batch_plan, maybe_sparse, scatter, stream_rows
+from s2node.kernels.base import F32, Kernel, batch_plan, column_sums, maybe_sparse, rescale, stream_rows
 from s2node.spec import ModelSpec
 
 _Q = np.float64(Q_MAX)
@@ -57,51 +57,6 @@ def unit_payload_bounds(sp: float) -> np.ndarray:
     return hi.astype(np.int32).view(np.float32)
 
 
-def integer_sums(wt: np.ndarray, cols: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Σ_i p[i] · wt[cols[i]] of integer payloads and weights: exact in wt's dtype, so in any order."""
-    p = p.astype(wt.dtype, copy=False)
-    if len(cols) == wt.shape[0]:
-        return p @ wt
-    if len(cols) * DENSE_GATHER_RATIO > wt.shape[0]:
-        return scatter(cols, p, wt.shape[0], wt.dtype) @ wt
-    return p @ wt.take(cols, 0)  # the gathered rows (take: less overhead than wt[cols], the same copy)
-
-
-def rescale(acc: np.ndarray, scaled: np.ndarray) -> np.ndarray:
-    """acc[r] · s_w[r] · s_p as float64 products rounded once to float32 (the float32 sums promote exactly)."""
-    return (acc * scaled).astype(F32)
-
-
-class FusedEvents:
-    """The two consumers of one layer's events as one matrix: [W_hh | W_next]^T with their per-row factors, and
-    the biases that the step adds to them (b_hh, and b_ih of a next layer; the decoder's comes after its trace)."""
-
-    def __init__(self, hh: np.ndarray, nxt: np.ndarray, scaled_hh: np.ndarray, scaled_nxt: np.ndarray,
-                 bias_hh: np.ndarray, bias_nxt: np.ndarray | None) -> None:
-        self.w = np.ascontiguousarray(np.concatenate([hh, nxt], 1), np.result_type(hh, nxt))
-        self.scaled = np.concatenate([scaled_hh, scaled_nxt])
-        self.split = hh.shape[1]  # output columns [:split] are the recurrent half
-        self.bias = bias_hh if bias_nxt is None else np.concatenate([bias_hh, bias_nxt])
-        # without events: each half is its zero accumulation plus its bias (0 + b, as the separate path adds it)
-        idle = np.zeros(len(self.scaled), F32)
-        idle[:len(self.bias)] += self.bias
-        self.idle = idle[:self.split], idle[self.split:]
-        self.last: tuple | None = None  # (cols, vals, recurrent half, next half) of the last events applied
-
-    def gates(self, cols: np.ndarray, vals: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Both accumulations plus their biases of the events (cols, vals) with int8 payloads p, each equal to its
-        separate `accumulate` plus bias (float32 additions, element by element); kept for the recurrent step."""
-        out = rescale(integer_sums(self.w, cols, p), self.scaled)
-        rec, nxt = out[:self.split], out[self.split:]
-        if len(self.bias) == len(out):
-            out += self.bias
-        else:  # the decoder's half: its bias comes after the readout
-            rec += self.bias
-        # the arrays are held, so `is` in `Int8Kernel._fused` cannot match a new array at a recycled address
-        self.last = (cols, vals, rec, nxt)
-        return rec, nxt
-
-
 class Int8Kernel(Kernel):
     numerics = "int8"
 
@@ -129,44 +84,14 @@ class Int8Kernel(Kernel):
         self._recent: list[tuple[np.ndarray, np.ndarray]] = []  # (unit payloads, their int8 values)
         self.scaled = [{k: sc * self.static_scale(g, k) for k, sc in s.items() if self.static_scale(g, k) is not None}
                        for g, s in enumerate(self.scale)]
-        self.fused = [self._fuse(li) for li in range(len(self.hidden))]
+        self.fused = [self.fuse(li, self.scaled[li]["hh"], self.scaled[li + 1]["ih"])
+                      for li in range(len(self.hidden))]
         self._scaled_by_sp: dict[float, np.ndarray] = {}
         self._y_bounds = unit_payload_bounds(Y_PAYLOAD_SCALE)  # unit payloads by lookup (`_quantize`)
 
-    def _fuse(self, layer: int) -> FusedEvents | None:
-        """The fast path of a layer's events (module doc); None where a pruned matrix takes its CSC path."""
-        if self.csc[layer]["hh"] is not None or self.csc[layer + 1]["ih"] is not None:
-            return None
-        nxt = layer + 1 < len(self.hidden)
-        return FusedEvents(self.w[layer]["hh"], self.w[layer + 1]["ih"], self.scaled[layer]["hh"],
-                           self.scaled[layer + 1]["ih"], self.bias_hh[layer],
-                           self.bias_ih[layer + 1] if nxt else None)
-
-    def _fused(self, layer: int, cols: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Both gate halves of layer `layer`'s events: kept from when these very arrays were applied, else now."""
-        fused = self.fused[layer]
-        last = fused.last
-        if last is not None and last[0] is cols and last[1] is vals:
-            return last[2], last[3]
-        if not len(cols):
-            return fused.idle[0].copy(), fused.idle[1].copy()
-        # unit payloads by their bounds, as `_quantize` (inline on the hot path)
-        return fused.gates(cols, vals, self._y_bounds.searchsorted(vals, "right").astype(self.payload_dtype))
-
-    def gates_in(self, layer: int, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
-        if layer and self.fused[layer - 1] is not None:
-            return self._fused(layer - 1, cols, vals)[1]
-        return super().gates_in(layer, cols, vals)
-
-    def gates_rec(self, layer: int, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
-        if self.fused[layer] is not None:
-            return self._fused(layer, cols, vals)[0]
-        return super().gates_rec(layer, cols, vals)
-
-    def decode(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
-        if self.fused[-1] is not None:
-            return self._fused(len(self.hidden) - 1, cols, vals)[1]
-        return super().decode(cols, vals)
+    def event_payloads(self, vals: np.ndarray) -> np.ndarray:
+        """Unit payloads by their bounds, as `_quantize` (the fused path's quantisation)."""
+        return self._y_bounds.searchsorted(vals, "right").astype(self.payload_dtype)
 
     def payload_scale(self, group: int, kind: str, vals: np.ndarray) -> float:
         if group == 0 and kind == "ih":
@@ -219,7 +144,7 @@ class Int8Kernel(Kernel):
         sparse = self.csc[group][kind]
         if sparse is not None and sparse.worth_it(cols):
             return rescale(sparse.matvec(cols, p), scaled)
-        return rescale(integer_sums(wt, cols, p), scaled)
+        return rescale(column_sums(wt, cols, p), scaled)
 
     def _input_scaled(self, sp: float) -> np.ndarray:
         """s_w · s_p of gesture input for this timestep's payload scale. s_p = max|x_t| / 127 takes few values
