@@ -105,8 +105,9 @@ def main() -> None:
     n = 300 if args.quick else 2000
     rng = np.random.default_rng(0)
     tmp = Path(tempfile.mkdtemp(prefix="bench_node_"))
-    result: dict = {"cpu_count": os.cpu_count(), "torch_threads": 1, "python": platform.python_version(),
-                    "numpy": np.__version__, "torch": torch.__version__}
+    result: dict = {"cpu_count": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()],
+                    "torch_threads": 1, "python": platform.python_version(), "numpy": np.__version__,
+                    "torch": torch.__version__}
 
     # gesture-sized: 2 x 32 x 32 input (128 x 128 sensor, downsample 4), 256 hidden, 10 ms bins
     gpath = make_gesture(tmp / "gesture", n_in=2048, hidden=(256,), gain=2.0)
@@ -157,6 +158,7 @@ def main() -> None:
     lm["meets_target"] = lm["node_fp32_tokens_per_s"] >= 1000
     result["char_lm"] = lm
     result["shipped"] = shipped(300 if args.quick else 1500)
+    result["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=1))
 
 

@@ -3,8 +3,8 @@
 One timestep: the host sends the input packets (language: the token's embedding vector, one packet per
 non-zero dimension, when the table lives on the host; or the token itself to the embedding PEs, which send the
 vector on; gestures: one packet per active input with its summed count). For each EGRU layer in turn, every
-PE accumulates its columns of the active sources (`kernel.accumulate`), then updates its units
-(`update_units`) and sends one packet per fired unit (`emit`),
+PE accumulates its columns of the active sources (`kernel.gates_in`, `gates_rec`: `accumulate` plus the bias),
+then updates its units (`update_units`) and sends one packet per fired unit (`emit`),
 which are the next layer's input now and the layer's own recurrent input at the next step. The decoder runs
 where the compiler put it (`decoder="pe"|"host"`), event-driven from the last layer's events either way (for a
 trace readout it keeps W·trace, which is linear in the events), with the same arithmetic, so the placement
@@ -12,7 +12,8 @@ changes the cost and never the prediction. On PEs each decoder PE sends its loca
 packet), which takes the maximum; on the host the last layer's events go to the host, whose decoder work is
 counted apart (`host_decoder_synops`, `host_packets_in`) and is not part of the chip's cost.
 Per-PE counts come from the compiler's nnz[source, pe] and recv[source, pe] tables summed over the active
-sources: bookkeeping on the same arithmetic, no loop over PEs or events.
+sources, all groups in one product (`step_counts.StepCounts`, which also gives the cycles and the cost):
+bookkeeping on the same arithmetic, no loop over PEs or events.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from s2node.errors import S2NodeError
 from s2node.kernels import make_kernel
 from s2node.readout import ReadoutSpec, Trace
 from s2node.spec import ModelSpec
+from s2node.step_counts import CountTable, StepCounts
 
 F32 = np.float32
 TOKEN_CACHE_BYTES = 64 << 20  # the largest per-token table of layer-0 accumulations a Node keeps
 # Step latencies kept for the percentiles: memory stays bounded on an endless stream (between W + 1 and 2W kept)
 LATENCY_WINDOW = 16384
+INTEGERS = (int, np.integer)  # a token id
 
 
 @dataclass(frozen=True)
@@ -128,39 +131,6 @@ def limit_blas_threads(n: int) -> None:
     threadpool_limits(n, user_api="blas")
 
 
-class CountTable:
-    """A group's nnz[source, pe] and recv[source, pe] side by side: per-PE synops and packets of a set of active
-    sources in one sum (exact: integer sums in float64). Sources with equal rows (a dense layer: every source has
-    the same count on each PE) share one row, so the sum is a count of sources per distinct row times the rows."""
-
-    def __init__(self, nnz: np.ndarray, recv: np.ndarray) -> None:
-        self.n_pes = nnz.shape[1]
-        self.table = np.concatenate([nnz, recv], 1).astype(np.float64)
-        rows, which = np.unique(self.table, axis=0, return_inverse=True)
-        self.rows: np.ndarray | None = None
-        if len(rows) * 4 <= len(self.table):
-            self.rows, self.which = rows, which.reshape(-1)
-            self.which_onehot = np.eye(len(rows))[self.which]
-
-    def sum(self, cols: np.ndarray) -> np.ndarray:
-        """Active sources `cols` -> [2, PEs]: synops, packets."""
-        if self.rows is not None:
-            out = len(cols) * self.rows[0] if len(self.rows) == 1 else \
-                np.bincount(self.which[cols], minlength=len(self.rows)) @ self.rows
-        elif 8 * len(cols) > len(self.table):  # many sources: one BLAS mat-vec of a 0/1 mask
-            mask = np.zeros(len(self.table))
-            mask[cols] = 1.0
-            out = mask @ self.table
-        else:
-            out = self.table[cols].sum(0)
-        return out.reshape(2, self.n_pes)
-
-    def __call__(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Several streams: mask [streams, sources] 0/1 float64 -> (synops, packets) [streams, PEs]."""
-        out = mask @ self.table if self.rows is None else (mask @ self.which_onehot) @ self.rows
-        return out[:, : self.n_pes], out[:, self.n_pes:]
-
-
 class Node:
     """One emulated SpiNNaker 2 chip running a compiled EGRU model."""
 
@@ -169,7 +139,6 @@ class Node:
         self.spec: ModelSpec = compiled.spec
         self.chip: ChipSpec = compiled.chip
         self.numerics = compiled.numerics
-        self.cost_table = cost_table or CostTable()
         self.kernel = make_kernel(self.spec, self.numerics)
         self.groups = compiled.groups
         self.n_layers = len(self.spec.layers)
@@ -199,14 +168,54 @@ class Node:
         # kept per token once computed, when the table is small. The same sums, so the same floats; the counted
         # work is unchanged (it is the chip's, every step).
         v, h3 = (len(self.spec.embedding), 3 * self.kernel.hidden[0]) if self.spec.task == "lm" else (0, 0)
-        self._gx0 = np.zeros((v, h3), F32) if 0 < v * h3 * 4 <= TOKEN_CACHE_BYTES else None
-        self._gx0_known = np.zeros(v, bool)
+        self._gx0: list[np.ndarray | None] | None = [None] * v if 0 < v * h3 * 4 <= TOKEN_CACHE_BYTES else None
         cfg = self.spec.config
         self.names = list(cfg.get("vocab") or cfg.get("classes") or [])
         self._dense_cycles: np.ndarray | None = None
         self.n_units = int(sum(self.kernel.hidden))
+        self._lm = self.spec.task == "lm"
+        # a language model's input packets per token (its embedding row's non-zeros), kept once computed
+        self._token_packets: list[tuple[np.ndarray, np.ndarray] | None] = \
+            [None] * (len(self.spec.embedding) if self.spec.task == "lm" else 0)
+        # the chip PE of each unit of each group: one bincount gives a step's packets out of every PE
+        self._unit_pe = [g.unit_pe + g.pe_start for g in self.groups]
+        self._pout_base = np.zeros(self.n_pes)  # packets out per step whatever the events: a decoder PE's argmax
+        if self.decoder_on_pes:
+            self._pout_base[self.slices[-1]] = 1.0
+        self._pout_base_total = int(self._pout_base.sum())
+        self._ones = np.ones(sum(len(u) for u in self._unit_pe))  # bincount weights: one per unit that can send
+        # host decoder synops of a step: events x the column's non-zeros, one product when every column has as many
+        each = self.dec_col_nnz[:1]
+        self._dec_nnz_each = int(each[0]) if len(each) and np.all(self.dec_col_nnz == each[0]) else None
+        # DRAM bytes per synop of each PE: its group's weight bytes where the group spills (layers and decoder)
+        self._dram_per_synop = np.concatenate([np.full(g.n_pes, g.bytes_per_weight * g.spilled * (
+            g.name != "embedding"), np.float64) for g in self.groups])
+        self._dram = bool(self._dram_per_synop.any())
+        self._no_dram = np.zeros(self.n_pes)  # every step's DRAM bytes when nothing spills: shared, read-only
+        self._no_dram.flags.writeable = False
+        self.cost_table = cost_table or CostTable()
         self.reset()
         self.reset_stats()
+
+    @property
+    def cost_table(self) -> CostTable:
+        return self._cost_table
+
+    @cost_table.setter
+    def cost_table(self, table: CostTable) -> None:
+        """The step's counter plan folds the table's cycle rates in (`StepCounts`): it is rebuilt with the table."""
+        self._cost_table = table
+        # count terms in step order: [the embedding's token], per layer its input and recurrent sources, [decoder]
+        terms = [(self.slices[0], self.counts_in[0])] if self.embedding_on_pes else []
+        for gi in self.layer_group:
+            terms += [(self.slices[gi], self.counts_in[gi]), (self.slices[gi], self.counts_rec[gi])]
+        if self.decoder_on_pes:
+            terms.append((self.slices[-1], self.counts_in[-1]))
+        # any counter of a step is at most the sum of every table entry, unit, PE and stored weight
+        max_count = sum(float(c.table.sum()) for _, c in terms) + sum(len(u) for u in self._unit_pe) + \
+            self.n_pes + float(self._pe_nnz.sum()) + float(self.updates.sum())
+        self._counts = StepCounts(self.n_pes, terms, self.chip, table, self.numerics, self.compiled.layout,
+                                  self.updates, self._pe_nnz, self.group_starts, self._dram, max_count)
 
     @classmethod
     def load(
@@ -268,23 +277,29 @@ class Node:
     # -- input packets ----------------------------------------------------------------------------------
     def input_packets(self, inp: Any) -> tuple[np.ndarray, np.ndarray]:
         """Token id | dense input vector | (keys, payloads) -> active sources and their summed payloads."""
-        n_in = self.spec.n_inputs
-        if self.spec.task == "lm" and np.ndim(inp) == 0:
+        if self._lm and (isinstance(inp, INTEGERS) or np.ndim(inp) == 0):
             tok = int(inp)
             if not 0 <= tok < len(self.spec.embedding):
                 raise S2NodeError(f"token id {tok} outside the vocabulary of {len(self.spec.embedding)}")
-            x = self.spec.embedding[tok]
-        elif isinstance(inp, tuple):
+            packets = self._token_packets[tok]
+            if packets is None:
+                x = self.spec.embedding[tok]
+                idx = x.nonzero()[0]
+                packets = self._token_packets[tok] = (idx, x[idx])
+            return packets
+        n_in = self.spec.n_inputs
+        if isinstance(inp, tuple):
             keys, vals = np.asarray(inp[0], np.int64), np.asarray(inp[1], np.float64)
             if keys.size and (keys.min() < 0 or keys.max() >= n_in):
                 raise S2NodeError(f"input key outside 0..{n_in - 1}")
             x = np.bincount(keys, weights=vals, minlength=n_in).astype(F32)  # same key twice: payloads add
         else:
-            x = np.asarray(inp, F32).reshape(-1)
+            x = inp if type(inp) is np.ndarray and inp.dtype == F32 and inp.ndim == 1 else \
+                np.asarray(inp, F32).reshape(-1)  # a float32 vector as it is: no conversion calls
             if x.size != n_in:
                 raise S2NodeError(f"input has {x.size} values, the model takes {n_in}")
-        idx = x.nonzero()[0]  # x is 1-D: flatnonzero without its wrapper
-        return idx, x[idx]
+        idx = (x != 0).nonzero()[0]  # a comparison and a boolean nonzero: a third of a float nonzero's work
+        return idx, x.take(idx)
 
     # -- one timestep -----------------------------------------------------------------------------------
     def deliver(self, inp: Any) -> None:
@@ -337,70 +352,72 @@ class Node:
         if self._x_early is not None:  # input delivered ahead of this tick (deliver())
             inp, gx_early, acct_early = self._take_early(inp)
         cols, vals = self.input_packets(inp)
-        n = self.n_pes
-        counts = np.zeros((4, n))  # synops, packets in, packets out, DRAM bytes per PE
-        syn, pin, pout, dram = counts
-        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self.updates, dram, events_in=len(cols),
-                       units=self.n_units, layout=self.compiled.layout, pe_nnz=self._pe_nnz)
-        k = self.kernel
+        k, n = self.kernel, self.n_pes
+        events_in = len(cols)
+        # the active sources of each count term (`StepCounts`), and the chip PE of each unit event
+        active: list[np.ndarray] = []
+        senders: list[np.ndarray] = []
         if self.embedding_on_pes:  # one packet (the token) to the embedding PEs; they send its non-zero values
-            tok, esl, eg = int(inp), self.slices[0], self.groups[0]
-            syn[esl], pin[esl] = self.counts_in[0].table[tok, :eg.n_pes], self.counts_in[0].table[tok, eg.n_pes:]
-            pout[esl] = np.bincount(eg.unit_pe[cols], minlength=eg.n_pes)
-            st.embedding_synops = int(syn[esl].sum())
-            st.host_packets_out = 1
-        else:
-            st.host_packets_out = len(cols)
+            active.append(np.array([int(inp)]))
+            senders.append(self._unit_pe[0].take(cols))
+        events: list[int] = []
         for li in range(self.n_layers):
-            gi = self.layer_group[li]
-            g, sl = self.groups[gi], self.slices[gi]
             rc, rv = self._y_idx[li], self._y_val[li]
-            if li == 0 and acct_early is not None:
-                counts[:2, sl] += acct_early[0]
-            elif len(cols):
-                counts[:2, sl] += self.counts_in[gi].sum(cols)
-            if len(rc):
-                counts[:2, sl] += self.counts_rec[gi].sum(rc)
-            if g.spilled:
-                dram[sl] = syn[sl] * g.bytes_per_weight
-            b_ih, b_hh = self.bias[li]
+            active += (cols, rc)
             if li == 0 and gx_early is not None:
-                gx = gx_early + b_ih
+                gx = gx_early + self.bias[0][0]
             elif li == 0 and self._gx0 is not None:
                 gx = self.token_gx(int(inp))
             else:
-                gx = k.accumulate(li, "ih", cols, vals) + b_ih
-            gh = k.accumulate(li, "hh", rc, rv) + b_hh
+                gx = k.gates_in(li, cols, vals)
+            gh = k.gates_rec(li, rc, rv)
             self._c[li], c_hat, o = k.update_units(li, gx, gh, self._c[li])
             cols, vals = k.emit(c_hat, o)
             self._y_idx[li], self._y_val[li] = cols, vals
-            pout[sl] = np.bincount(g.unit_pe[cols], minlength=g.n_pes)
-            st.events_per_layer.append(len(cols))
-        st.synops = int(np.add.reduce(syn)) - st.embedding_synops
-        st.events_out = int(sum(st.events_per_layer))
-        # the decoder, driven by the last layer's events: on PEs, or on the host
-        di = self.n_layers  # the kernel's decoder; on PEs, the last compiled group
+            senders.append(self._unit_pe[self.layer_group[li]].take(cols))
+            events.append(len(cols))
         if self.decoder_on_pes:
-            dg = len(self.groups) - 1
-            dsl = self.slices[dg]
-            if len(cols):
-                counts[:2, dsl] = self.counts_in[dg].sum(cols)
-            if self.groups[dg].spilled:
-                dram[dsl] = syn[dsl] * self.groups[dg].bytes_per_weight
-            pout[dsl] = 1  # local argmax to the host
-            st.decoder_synops = int(syn[dsl].sum())
-            st.host_packets_in = self.groups[dg].n_pes
+            active.append(cols)
+        t_in0 = int(self.embedding_on_pes)  # the count term of layer 0's input
+        extra: tuple[tuple[int, np.ndarray], ...] = ()
+        if acct_early is not None:  # its counts were taken as the packets arrived
+            active[t_in0] = cols[:0]
+            extra = ((t_in0, acct_early[0]),)
+        counts = self._counts(active, extra)
+        syn, pin = counts[:n], counts[n:2 * n]
+        group_synops = counts[self._counts.tail:self._counts.chip_totals.start].tolist()  # exact integers
+        sent = senders[0] if len(senders) == 1 else np.concatenate(senders)
+        pout = np.bincount(sent, self._ones[:len(sent)], n)  # counts as float64 in one call
+        if self.decoder_on_pes:
+            pout += self._pout_base
+        dram = syn * self._dram_per_synop if self._dram else self._no_dram
+        st = StepStats(self.numerics, self.group_starts, syn, pin, pout, self.updates, dram, events_in=events_in,
+                       events_per_layer=events, units=self.n_units, layout=self.compiled.layout,
+                       pe_nnz=self._pe_nnz)
+        if self.embedding_on_pes:
+            st.embedding_synops = int(group_synops[0])
+            st.host_packets_out = 1
         else:
-            st.decoder_synops = st.host_decoder_synops = int(np.add.reduce(self.dec_col_nnz[cols]))
+            st.host_packets_out = events_in
+        # the decoder, driven by the last layer's events: on PEs, or on the host
+        if self.decoder_on_pes:
+            st.decoder_synops = int(group_synops[-1])
+            st.host_packets_in = self.groups[-1].n_pes
+        else:
+            st.decoder_synops = st.host_decoder_synops = len(cols) * self._dec_nnz_each if \
+                self._dec_nnz_each is not None else int(np.add.reduce(self.dec_col_nnz[cols]))
             st.host_packets_in = len(cols)
-        acc = k.accumulate(di, "ih", cols, vals)
+        st.synops = int(sum(group_synops[self.layer_group[0]:self.layer_group[-1] + 1]))
+        st.events_out = sum(events)
+        acc = k.decode(cols, vals)
         if self.trace is not None:
             logits = self.trace(acc) + self.dec_bias
         else:
             logits = acc + self.dec_bias
         self._t += 1
         out = logits if self.readout.pool == "last" else self.pooling(logits).astype(F32)
-        st.cost = step_cost(self.chip, self.cost_table, st)
+        st.cost = step_cost(self.chip, self.cost_table, st) if self._counts.rates is None else \
+            self._counts.cost(counts, pout, sum(map(len, senders)) + self._pout_base_total)
         self._account(st)
         label = int(out.argmax())
         return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t, st,
@@ -408,11 +425,12 @@ class Node:
 
     def token_gx(self, tok: int) -> np.ndarray:
         """Layer 0's input pre-activation (W_ih·embedding[tok] + b_ih) of a language model (the cached table)."""
-        if not self._gx0_known[tok]:
+        gx = self._gx0[tok]
+        if gx is None:
             cols = np.flatnonzero(self.spec.embedding[tok])
-            self._gx0[tok] = self.kernel.accumulate(0, "ih", cols, self.spec.embedding[tok][cols]) + self.bias[0][0]
-            self._gx0_known[tok] = True
-        return self._gx0[tok]
+            gx = self._gx0[tok] = self.kernel.accumulate(0, "ih", cols, self.spec.embedding[tok][cols]) + \
+                self.bias[0][0]
+        return gx
 
     def _account(self, st: StepStats) -> None:
         s = self.stats
@@ -425,7 +443,7 @@ class Node:
         s.host_packets_in += st.host_packets_in
         s.host_packets_out += st.host_packets_out
         s.embedding_synops += st.embedding_synops
-        s.units += sum(self.kernel.hidden)
+        s.units += self.n_units
         s.energy_j += st.cost.energy_j
         s.latencies_s.append(st.cost.latency_s)
         if len(s.latencies_s) > 2 * LATENCY_WINDOW:

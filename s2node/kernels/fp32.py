@@ -1,7 +1,10 @@
 """fp32 numerics, as on the Cortex-M4F FPU: float32 weights, float32 accumulation.
 
 Agrees with the PyTorch model to float rounding; only the summation order differs (over active columns here,
-over all inputs in PyTorch's matmul, where the zero inputs add exact zeros).
+over all inputs in PyTorch's matmul, where the zero inputs add exact zeros). A layer's events take one product for
+its recurrent weights and the next layer's (or the decoder's) input weights side by side (`FusedEvents`): each
+output's sum runs over the same active rows, which BLAS may group otherwise than in two separate products, so the
+two agree to float rounding.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Fp32Kernel(Kernel):
         self.w.append({"ih": np.ascontiguousarray(spec.decoder_weight.T, F32)})
         self.zeros = [np.zeros(w["ih"].shape[1], F32) for w in self.w]
         self.csc = [{k: maybe_sparse(v) for k, v in w.items()} for w in self.w]  # pruned matrices
+        self.fused = [self.fuse(li) for li in range(len(self.hidden))]  # one product per layer's events
 
     def accumulate(self, group: int, kind: str, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         wt = self.w[group][kind]

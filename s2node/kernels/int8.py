@@ -28,14 +28,14 @@ from s2node.compiler.quantize import (
     quantize_rows,
 )
 from s2node.kernels.base import (
-    DENSE_GATHER_RATIO,
     F32,
     ActiveSources,
     ByteRows,
     Kernel,
     batch_product,
+    column_sums,
     maybe_sparse,
-    scatter,
+    rescale,
 )
 from s2node.spec import ModelSpec
 
@@ -67,45 +67,6 @@ def unit_payload_bounds(sp: float) -> np.ndarray:
     return hi.astype(np.int32).view(np.float32)
 
 
-def integer_sums(wt: np.ndarray, cols: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Σ_i p[i] · wt[cols[i]] of integer payloads and weights: exact in wt's dtype, so in any order."""
-    p = p.astype(wt.dtype, copy=False)
-    if len(cols) == wt.shape[0]:
-        return p @ wt
-    if len(cols) * DENSE_GATHER_RATIO > wt.shape[0]:
-        return scatter(cols, p, wt.shape[0], wt.dtype) @ wt
-    return p @ wt.take(cols, 0)  # the gathered rows (take: less overhead than wt[cols], the same copy)
-
-
-def rescale(acc: np.ndarray, scaled: np.ndarray) -> np.ndarray:
-    """acc[r] · s_w[r] · s_p as float64 products rounded once to float32 (the float32 sums promote exactly)."""
-    return (acc * scaled).astype(F32)
-
-
-class FusedEvents:
-    """The two consumers of one layer's events as one matrix: [W_hh | W_next]^T with their per-row factors."""
-
-    def __init__(self, hh: np.ndarray, nxt: np.ndarray, scaled_hh: np.ndarray, scaled_nxt: np.ndarray) -> None:
-        self.w = np.ascontiguousarray(np.concatenate([hh, nxt], 1), np.result_type(hh, nxt))
-        self.scaled = np.concatenate([scaled_hh, scaled_nxt])
-        self.split = hh.shape[1]  # output columns [:split] are the recurrent half
-        self.last: tuple | None = None  # (cols, vals, recurrent half, next half) of the last events applied
-
-    def halves(self, cols: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """The stored results if these are the very events (the same arrays) last applied, else None."""
-        last = self.last
-        if last is not None and last[0] is cols and last[1] is vals:
-            return last[2], last[3]
-        return None
-
-    def apply(self, cols: np.ndarray, vals: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Both accumulations of the events (cols, vals) with int8 payloads p, kept for the recurrent step."""
-        out = rescale(integer_sums(self.w, cols, p), self.scaled)
-        # the arrays are held, so `is` in halves() cannot match a new array at a recycled address
-        self.last = (cols, vals, out[:self.split], out[self.split:])
-        return self.last[2], self.last[3]
-
-
 class Int8Kernel(Kernel):
     numerics = "int8"
 
@@ -133,30 +94,14 @@ class Int8Kernel(Kernel):
         self._recent: list[tuple[np.ndarray, np.ndarray]] = []  # (unit payloads, their int8 values)
         self.scaled = [{k: sc * self.static_scale(g, k) for k, sc in s.items() if self.static_scale(g, k) is not None}
                        for g, s in enumerate(self.scale)]
-        self.fused = [self._fuse(li) for li in range(len(self.hidden))]
+        self.fused = [self.fuse(li, self.scaled[li]["hh"], self.scaled[li + 1]["ih"])
+                      for li in range(len(self.hidden))]
         self._scaled_by_sp: dict[float, np.ndarray] = {}
         self._y_bounds = unit_payload_bounds(Y_PAYLOAD_SCALE)  # unit payloads by lookup (`_quantize`)
-        self._levels = np.arange(Q_MAX + 1, dtype=self.payload_dtype)
 
-    def _fuse(self, layer: int) -> FusedEvents | None:
-        """The fast path of a layer's events (module doc); None where a pruned matrix takes its CSC path."""
-        if self.csc[layer]["hh"] is not None or self.csc[layer + 1]["ih"] is not None:
-            return None
-        return FusedEvents(self.w[layer]["hh"], self.w[layer + 1]["ih"], self.scaled[layer]["hh"],
-                           self.scaled[layer + 1]["ih"])
-
-    def _events_of(self, group: int, kind: str) -> FusedEvents | None:
-        """The fused pair whose events this accumulation takes: layer `group`'s (hh), layer `group - 1`'s (ih)."""
-        if kind == "hh":
-            return self.fused[group]
-        return self.fused[group - 1] if group > 0 else None
-
-    def _accumulate_events(self, fused: FusedEvents, kind: str, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
-        """One of the two accumulations of a layer's events: stored if these events were already applied."""
-        halves = fused.halves(cols, vals)
-        if halves is None:
-            halves = fused.apply(cols, vals, self._quantize(vals, Y_PAYLOAD_SCALE, False))
-        return halves[0] if kind == "hh" else halves[1]
+    def event_payloads(self, vals: np.ndarray) -> np.ndarray:
+        """Unit payloads by their bounds, as `_quantize` (the fused path's quantisation)."""
+        return self._y_bounds.searchsorted(vals, "right").astype(self.payload_dtype)
 
     def payload_scale(self, group: int, kind: str, vals: np.ndarray) -> float:
         if group == 0 and kind == "ih":
@@ -168,7 +113,7 @@ class Int8Kernel(Kernel):
         the weights' dtype (exact: at most 127). A unit event's payload y = ĉ > θ > 0 (thresholds are positive):
         its level comes from the precomputed bounds (`unit_payload_bounds`), the same integers."""
         if not is_input and sp == Y_PAYLOAD_SCALE:
-            return self._levels.take(self._y_bounds.searchsorted(vals, "right"))  # methods: no wrapper per call
+            return self._y_bounds.searchsorted(vals, "right").astype(self.payload_dtype)  # a method: no wrapper
         q = np.divide(vals, np.float64(sp), dtype=np.float64)  # NumPy scalar: no per-call conversion
         np.rint(q, out=q)
         if is_input:
@@ -179,8 +124,9 @@ class Int8Kernel(Kernel):
     def _quantize_by_own_max(self, vals: np.ndarray, sp: float) -> np.ndarray:
         """`_quantize` of input whose scale is max|vals| / 127 (gestures): |x| / s_p rounds to at most 127, so no
         clip can act and none is done."""
-        q = np.divide(vals, np.float64(sp), dtype=np.float64)
-        return np.rint(q, out=np.empty(len(q), self.payload_dtype))  # rounded in float64, then stored exactly
+        q = np.divide(vals, np.float64(sp))  # a float64 divisor: the quotients in float64
+        np.rint(q, out=q)  # in place: a rounding that stores float32 would take NumPy's slower casting loop
+        return q.astype(self.payload_dtype, copy=False)  # integers of at most 127: stored exactly
 
     def _payloads(self, vals: np.ndarray, sp: float, is_input: bool) -> np.ndarray:
         """A layer's events feed two accumulations (the next layer now, its own recurrence next step) with one
@@ -198,9 +144,6 @@ class Int8Kernel(Kernel):
         wt = self.w[group][kind]
         if len(cols) == 0:
             return self.zeros[group].copy()
-        fused = self._events_of(group, kind)
-        if fused is not None:
-            return self._accumulate_events(fused, kind, cols, vals)
         is_input = group == 0 and kind == "ih"
         if is_input and self.input_scale is None:  # gesture input: a scale per timestep
             sp = max_abs_scale(vals)
@@ -210,8 +153,8 @@ class Int8Kernel(Kernel):
             p = self._payloads(vals, sp, is_input)
         sparse = self.csc[group][kind]
         if sparse is not None and sparse.worth_it(cols):
-            return (sparse.matvec(cols, p) * scaled).astype(F32)
-        return rescale(integer_sums(wt, cols, p), scaled)
+            return rescale(sparse.matvec(cols, p), scaled)
+        return rescale(column_sums(wt, cols, p), scaled)
 
     def _input_scaled(self, sp: float) -> np.ndarray:
         """s_w · s_p of gesture input for this timestep's payload scale. s_p = max|x_t| / 127 takes few values
