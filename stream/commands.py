@@ -179,7 +179,7 @@ def _sensor_options(args: argparse.Namespace):
 
 
 def _say(text: str) -> None:
-    print(f"s2: sensor map: {text}", file=sys.stderr, flush=True)
+    print(f"s2: {text}", file=sys.stderr, flush=True)
 
 
 def _chip_args(p: argparse.ArgumentParser) -> None:

@@ -104,7 +104,7 @@ def _summary(c: PipelineCounters, link: MqttLink) -> ServeSummary:
 def _announce(mapping: SensorMapping, window_s: float, announce: Callable[[str], None] | None) -> str:
     text = mapping.describe()
     if announce is not None:
-        announce(text)
+        announce(f"sensor map: {text}")
         announce(f"gesture readout: {describe_window(window_s)}")
     return text
 

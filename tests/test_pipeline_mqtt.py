@@ -204,22 +204,29 @@ async def test_udp_flood_through_pipeline_drops_and_counts(mosquitto, tmp_path):
     import threading
     import time
 
-    from sources.events import make_events
     from sources.live import udp_batches
-    from sources.live.udp import UdpEventSource, encode_spif
+    from sources.live.udp import FAERY_DTYPE, UdpEventSource
 
-    # 10 k timesteps per second of arrival: the node needs several ms per 1 ms datagram, so the queues overflow
+    # faery records keep their own times: each datagram carries 20 ms of event time (200 bins, so 200 steps and
+    # predictions) and they are sent 1 ms apart, 200 k steps per second of wall clock: more than any machine steps
+    # and publishes, however fast the node and however the sender's pacing stretches under load
     model = load_step_model(gesture_model_file(tmp_path, bin_us=100))
     link = MqttLink(mosquitto.url, "flood")
     q: BoundedQueue = BoundedQueue(8, "drop-oldest", weight=lambda b: len(b.events))
-    raw = encode_spif(make_events(np.zeros(128), np.arange(128) % 32, np.arange(128) % 24, np.arange(128) % 2))
-    async with running(link.run()), UdpEventSource("127.0.0.1", 0, max_batches=8) as src:
+
+    def datagram(i: int) -> bytes:
+        r = np.zeros(128, FAERY_DTYPE)
+        r["t"] = i * 20_000 + np.arange(128) * 150
+        r["x"], r["y"], r["on"] = np.arange(128) % 32, np.arange(128) % 24, np.arange(128) % 2
+        return r.tobytes()
+
+    async with running(link.run()), UdpEventSource("127.0.0.1", 0, fmt="faery", max_batches=8) as src:
 
         def flood() -> None:
             # paced so that the kernel's receive buffer keeps up: the drops under test are the pipeline's own
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                for _ in range(400):
-                    s.sendto(raw, ("127.0.0.1", src.port))
+                for i in range(300):
+                    s.sendto(datagram(i), ("127.0.0.1", src.port))
                     time.sleep(0.001)
 
         with ThreadPoolExecutor(1) as ex:
