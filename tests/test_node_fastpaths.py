@@ -154,3 +154,17 @@ def test_update_guards_exp_overflow_without_warnings(tmp_path, streams):
         assert np.array_equal(c_hat, ref) and np.array_equal(o, ref > k.thresholds[0])
         assert np.array_equal(c, ref - o * k.thresholds[0])
     assert (rz[..., 3] == 0).all()
+
+
+def test_int8_gesture_input_gates_equal_accumulate_plus_bias(tmp_path):
+    """int8 gesture input (a payload scale per timestep) through the written-out gathered path equals
+    `accumulate` plus the bias bit for bit, signed and unsigned payloads, and where it defers to the general path
+    (no packets, a dense share of the sources)."""
+    k = Node.load(make_gesture(tmp_path / "g", n_in=256, hidden=(64,)), numerics="int8").kernel
+    assert k.input_scale is None and k.csc[0]["ih"] is None
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 40, 64, 200):  # 64 of 256: the last gathered share; 200: the dense product
+        cols = np.sort(rng.choice(256, n, replace=False))
+        for vals in (rng.integers(1, 9, n) * 0.25, rng.normal(0, 2, n)):
+            vals = vals.astype(np.float32)
+            assert np.array_equal(k.gates_in(0, cols, vals), k.accumulate(0, "ih", cols, vals) + k.bias_ih[0])
