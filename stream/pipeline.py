@@ -5,7 +5,8 @@
 Each stage iterates its upstream inside contextlib.aclosing, so cancelling the consumer closes the chain.
 Binning is by event time (stream.binner); the node runs on the event loop's thread while its steps are short and
 in one worker thread (a single-thread executor) when they are long, one owner of its state at a time (see
-node_stage); everything published goes through an MqttLink.
+node_stage); everything published goes through an MqttLink, and the link writes a prediction to its socket before
+the pipeline takes its next batch (SendFirst).
 """
 
 from __future__ import annotations
