@@ -5,7 +5,8 @@
 Each stage iterates its upstream inside contextlib.aclosing, so cancelling the consumer closes the chain.
 Binning is by event time (stream.binner); the node runs on the event loop's thread while its steps are short and
 in one worker thread (a single-thread executor) when they are long, one owner of its state at a time (see
-node_stage); everything published goes through an MqttLink.
+node_stage); everything published goes through an MqttLink, and the link writes a prediction to its socket before
+the pipeline takes its next batch (SendFirst).
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ INLINE_STEP_MAX_S = 0.005
 INLINE_BINS_MAX = 2  # a batch that closes more bins is a backlog: worked off in the worker thread
 WORK_AVERAGE_WEIGHT = 0.1
 
+# After a batch's predictions are published, the pipeline's own work (the next batch's binning, the replay's next
+# window) waits this many turns of the event loop: MqttLink's way from publish() to the socket is a turn each for
+# its sender task, aiomqtt's publish, the writer's registration and the write (measured at 1 M ev/s, where the
+# next window is due by the time a step ends: it was binned in each of those turns, 0.1 ms a turn, and the longer
+# the process ran before the write, the likelier the scheduler of a busy machine preempted it for milliseconds).
+SEND_TURNS = 6
+
 BinnedItem = tuple[list[Bin], np.ndarray | None, float]  # bins closed by a batch, early input, release time
 Stamps = tuple[float, float, float, float]  # binned, step start, step end, back on the loop (wall clock)
 
@@ -66,6 +74,26 @@ class _EarlyPolicy:
             self._passed = passed
             return True
         return False
+
+
+class SendFirst:
+    """The gate of SEND_TURNS: `hold()` after publishing keeps `wait()`ers (the source's pump) back meanwhile."""
+
+    def __init__(self, turns: int = SEND_TURNS) -> None:
+        self.turns = turns
+        self._open = asyncio.Event()
+        self._open.set()
+
+    async def hold(self) -> None:
+        self._open.clear()
+        try:
+            for _ in range(self.turns):
+                await asyncio.sleep(0)
+        finally:
+            self._open.set()
+
+    async def wait(self) -> None:
+        await self._open.wait()  # no turn of the loop when open
 
 
 @dataclass
@@ -101,8 +129,9 @@ def closing(it: AsyncIterable):
     return contextlib.aclosing(it) if hasattr(it, "aclose") else contextlib.nullcontext(aiter(it))
 
 
-async def pump(source: AsyncIterable, queue: BoundedQueue) -> None:
-    """Move a source into the queue (its policy decides: wait or drop the oldest), then close it."""
+async def pump(source: AsyncIterable, queue: BoundedQueue, gate: SendFirst | None = None) -> None:
+    """Move a source into the queue (its policy decides: wait or drop the oldest), then close it. With `gate`, the
+    next item is fetched only while the gate is open."""
     try:
         async with closing(source) as it:
             async for item in it:
@@ -110,6 +139,8 @@ async def pump(source: AsyncIterable, queue: BoundedQueue) -> None:
                 # let the consumer take it now: fetching the next item (a replay decodes its next window before
                 # it sleeps) would otherwise delay this one by that work (measured: 0.4 ms p50 at 100 k ev/s)
                 await asyncio.sleep(0)
+                if gate is not None:
+                    await gate.wait()
     finally:
         queue.close()
 
@@ -139,7 +170,7 @@ async def bin_stage(
 
 async def node_stage(
     bins: AsyncIterable[BinnedItem], model: StepModel, executor: ThreadPoolExecutor | None, timed: bool = False,
-    inline_max_s: float = INLINE_STEP_MAX_S,
+    inline_max_s: float = INLINE_STEP_MAX_S, gate: SendFirst | None = None,
 ) -> AsyncIterator[tuple[Bin, StepResult, float, Stamps | None]]:
     """Run each bin through the node (all bins of one batch, then the early input of the open bin, in one go).
 
@@ -151,7 +182,8 @@ async def node_stage(
     steps hold the GIL, so a worker thread frees the loop only in 0.5 ms slices anyway, and each hand-over and
     hand-back is a thread wake-up and a GIL trade that the scheduler of a busy machine delays by milliseconds
     (docs/benchmarks.md, "Latency tail"). In the worker, early input alone is queued and not waited for: the
-    one worker thread runs it before the bin's step all the same. With `timed` each result carries wall-clock
+    one worker thread runs it before the bin's step all the same. After each batch's results are taken, the next
+    batch waits for `gate` (SendFirst) or one turn of the loop. With `timed` each result carries wall-clock
     stamps (binned, step start, step end, back on the event loop) for stream.stagetimes."""
     loop = asyncio.get_running_loop()
 
@@ -190,8 +222,8 @@ async def node_stage(
             work_s += (dt / len(items) - work_s) * WORK_AVERAGE_WEIGHT
             for b, (r, t0, t1) in zip(items, results, strict=True):
                 yield b, r, t_wall, (t_binned, t0, t1, t_back) if timed else None
-            if not threaded:
-                await asyncio.sleep(0)  # the loop sends what was just published before the next batch is taken
+            # the loop sends what was just published before the next batch is taken
+            await (gate.hold() if gate is not None else asyncio.sleep(0))
     await _settle(early)
 
 
@@ -330,12 +362,13 @@ async def run_gesture_pipeline(
         limits = frames if isinstance(frames, FrameLimits) else FrameLimits()
         fm = FrameMaker(link, binner.spec.sensor.width, binner.spec.sensor.height, limits)
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(pump(source, q))
+        gate = SendFirst()
+        tg.create_task(pump(source, q, gate))
         dropped0, late0 = binner.dropped, q.dropped
         early = hasattr(model, "deliver")
         stages = c.stages
         chain = node_stage(bin_stage(q, binner, fm, early), model, executor, timed=stages is not None,
-                           inline_max_s=inline_max_s)
+                           inline_max_s=inline_max_s, gate=gate)
         async with contextlib.aclosing(chain) as preds:
             async for b, r, t_wall, stamps in preds:
                 p = gesture_payload(model, b, r)

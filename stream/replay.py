@@ -65,6 +65,26 @@ class ReplayStats:
     skipped_us: int = 0
 
 
+def _windows(t: np.ndarray, lo: int, hi: int, base: int, chunk_us: int) -> Iterator[tuple[int, int, int]]:
+    """(k, start, end) of each non-empty window [base + k·chunk_us, base + (k+1)·chunk_us) of the sorted times
+    t[lo:hi]: searchsorted at the window edges when there are fewer windows than events (a replay's common case:
+    no pass over the events), else the changes of k between consecutive events."""
+    if hi <= lo:
+        return
+    k0 = (int(t[lo]) - base) // chunk_us
+    k1 = (int(t[hi - 1]) - base) // chunk_us
+    if k1 - k0 < hi - lo:
+        ks = np.arange(k0, k1 + 1)
+        cuts = np.searchsorted(t[lo:hi], base + (ks[1:] * chunk_us)) + lo
+    else:
+        k = (t[lo:hi] - base) // chunk_us
+        at = np.flatnonzero(k[1:] != k[:-1]) + 1
+        ks, cuts = k[np.r_[0, at]], at + lo
+    starts, ends = np.r_[lo, cuts], np.r_[cuts, hi]
+    full = ends > starts
+    yield from zip(ks[full].tolist(), starts[full].tolist(), ends[full].tolist(), strict=True)
+
+
 def replay_windows(
     path: str | Path, chunk_us: int, start_us: int, end_us: int | None, gap_max_us: int = GAP_MAX_US,
     stats: ReplayStats | None = None,
@@ -83,29 +103,25 @@ def replay_windows(
     # read in larger pieces than the windows: a reader's fixed cost per piece (a decoder call, its stderr guard)
     # would otherwise come once per millisecond of recording
     for chunk in iter_file(path, max(chunk_us, READ_CHUNK_US)):
+        t = chunk["t"]
         if base is None:
-            base = int(chunk["t"][0]) + start_us
-        rel = chunk["t"] - base
-        keep = rel >= 0
-        if end_us is not None:
-            keep &= rel < end_us - start_us
-        ev, k = chunk[keep], rel[keep] // chunk_us
-        if len(ev):
-            cuts = np.flatnonzero(np.diff(k)) + 1
-            for g, kg in zip(np.split(ev, cuts), k[np.r_[0, cuts]], strict=True):
-                kw = int(kg) - shift
-                if pending is not None and kw == pk:
-                    pending = np.concatenate([pending, g])
-                    continue
-                if pending is not None and not -gap_w <= kw - pk <= gap_w:
-                    st.gaps_cut += 1
-                    st.skipped_us += abs(kw - pk - gap_w) * chunk_us
-                    shift += kw - pk - gap_w
-                    kw = pk + gap_w
-                if pending is not None:
-                    yield pbase, pk, pending
-                pending, pk, pbase = g, kw, base + shift * chunk_us
-        if end_us is not None and len(rel) and rel[-1] >= end_us - start_us:
+            base = int(t[0]) + start_us
+        lo = int(np.searchsorted(t, base))  # a piece is sorted by t (sources.files): what is kept is one slice
+        hi = len(t) if end_us is None else int(np.searchsorted(t, base + end_us - start_us))
+        for kg, a, b in _windows(t, lo, hi, base, chunk_us):
+            kw = kg - shift
+            if pending is not None and kw == pk:
+                pending = np.concatenate([pending, chunk[a:b]])
+                continue
+            if pending is not None and not -gap_w <= kw - pk <= gap_w:
+                st.gaps_cut += 1
+                st.skipped_us += abs(kw - pk - gap_w) * chunk_us
+                shift += kw - pk - gap_w
+                kw = pk + gap_w
+            if pending is not None:
+                yield pbase, pk, pending
+            pending, pk, pbase = chunk[a:b], kw, base + shift * chunk_us
+        if end_us is not None and int(t[-1]) - base >= end_us - start_us:
             break
     if pending is not None and base is not None:
         yield pbase, pk, pending
