@@ -424,3 +424,34 @@ def test_input_delivered_early_gives_the_same_predictions(tmp_path, backend):
         a = (x * (rng.random(n_in) < 0.5)).astype(np.float32)
         early.deliver(a)
         np.testing.assert_allclose(early.step(x - a).probs, whole.step(x).probs, atol=1e-6)
+
+
+async def test_send_first_holds_the_pump_for_its_turns_and_reopens():
+    """After a publish the gate keeps the source's pump back for SEND_TURNS loop turns (the link writes first),
+    then lets it through; an open gate costs the pump no turn of the loop."""
+    from stream.pipeline import SendFirst
+
+    gate, turns_seen = SendFirst(turns=4), []
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    t = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    hold = asyncio.create_task(gate.hold())
+    await asyncio.sleep(0)  # the hold starts and closes the gate
+    start = ticks
+    await gate.wait()
+    turns_seen.append(ticks - start)
+    await hold
+    start = ticks
+    await gate.wait()  # open: returns at once
+    turns_seen.append(ticks - start)
+    t.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await t
+    assert turns_seen[0] >= 3 and turns_seen[1] == 0
