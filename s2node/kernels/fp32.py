@@ -9,8 +9,6 @@ two agree to float rounding.
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import numpy as np
 
 from s2node.kernels.base import (
@@ -59,22 +57,14 @@ class Fp32Kernel(Kernel):
         act = ActiveSources.of(x) if act is None else act
         return batch_product(self.w[group][kind], self.csc[group][kind], act, x).astype(F32, copy=False)
 
-    @cached_property
-    def events_w(self) -> list[np.ndarray | None]:
-        """Each layer's [W_hh | W_next] (W_next: the next layer's input weights, or the decoder's): both consumers of
-        its events in one batched product (`accumulate_events_many`); None where a pruned matrix is walked as CSC."""
-        return [None if self.csc[li]["hh"] is not None or self.csc[li + 1]["ih"] is not None
-                else np.ascontiguousarray(np.concatenate([self.w[li]["hh"], self.w[li + 1]["ih"]], 1))
-                for li in range(len(self.hidden))]
-
     def accumulate_events_many(self, layer: int, y: np.ndarray,
                                act: ActiveSources) -> tuple[np.ndarray, np.ndarray] | None:
         """Several streams' events of a layer (payloads y [streams, H], active sources act) into both their
         accumulations at once: (recurrent, for the next step; the next layer's input or the decoder's), each
-        `accumulate_many`'s to float rounding; None where the layer has no fused matrix."""
-        wt = self.events_w[layer]
-        if wt is None:
+        `accumulate_many`'s to float rounding; None where the layer has no fused matrix (`FusedEvents`, shared with
+        the lone node's step)."""
+        fused = self.fused[layer]
+        if fused is None:
             return None
-        out = batch_product(wt, None, act, y)
-        split = self.w[layer]["hh"].shape[1]
-        return out[:, :split], out[:, split:]
+        out = batch_product(fused.w, None, act, y)
+        return out[:, :fused.split], out[:, fused.split:]
