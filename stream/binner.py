@@ -116,9 +116,14 @@ class StreamBinner:
         return self._b.gaps
 
     @property
+    def denoised(self) -> int:
+        """Events removed by the model's background-activity filter (input.denoise_us)."""
+        return self._b.dropped_noise
+
+    @property
     def events_in(self) -> int:
         """Events accepted into bins (not dropped, not removed as background activity)."""
-        return self._b.events_in - self.dropped - self._b.dropped_noise
+        return self._b.events_in - self.dropped - self.denoised
 
     def feed(self, events: np.ndarray, upto_us: int | None = None) -> list[Bin]:
         """Add events; bins ending at or before upto_us (no later event can fall into them) close too."""

@@ -132,7 +132,7 @@ class FleetStream:
 
     def count(self) -> None:
         c, b = self.counters, self.binner
-        c.events_in = b.events_in
+        c.events_in, c.events_denoised = b.events_in, b.denoised
         dropped = b.dropped + self.queue.dropped
         c.events_dropped += dropped - self._dropped0
         self._dropped0 = dropped

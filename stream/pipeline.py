@@ -100,6 +100,7 @@ class SendFirst:
 class PipelineCounters:
     events_in: int = 0
     events_dropped: int = 0  # out-of-sensor plus queue overflow
+    events_denoised: int = 0  # removed by the model's background-activity filter
     malformed_in: int = 0
     bins: int = 0
     predictions: int = 0
@@ -312,7 +313,8 @@ def node_stats(model: StepModel, c: PipelineCounters, dt_s: float, synops0: int)
     """The node's own figures (StepModel.node_stats: one formula for PE activity, energy, latency) with the
     pipeline's: the model's name, what came in and what was dropped, and synops per second over the interval."""
     fields = {**model.node_stats(), "model": model.name, "events_in": c.events_in,
-              "events_dropped": c.dropped_total, "malformed_in": c.malformed_total,
+              "events_dropped": c.dropped_total, "events_denoised": c.events_denoised,
+              "malformed_in": c.malformed_total,
               "synops_per_s": (model.counters.synops - synops0) / dt_s if dt_s > 0 else 0.0}
     return NodeStats(**fields)
 
@@ -379,11 +381,11 @@ async def run_gesture_pipeline(
                 c.predictions += 1
                 c.t_event_us = p.t_event_us
                 c.note_latency(time.time() - t_wall)
-                c.events_in = binner.events_in
+                c.events_in, c.events_denoised = binner.events_in, binner.denoised
                 c.events_dropped += (binner.dropped - dropped0) + (q.dropped - late0)
                 dropped0, late0 = binner.dropped, q.dropped
                 if on_prediction is not None:
                     on_prediction(p)
-        c.events_in = binner.events_in
+        c.events_in, c.events_denoised = binner.events_in, binner.denoised
         c.events_dropped += (binner.dropped - dropped0) + (q.dropped - late0)
     return c

@@ -284,6 +284,7 @@ class NodeStats(Payload):
     latency_p99_s: float = 0.0
     events_in: int = 0
     events_dropped: int = 0
+    events_denoised: int = 0  # removed by the model's background-activity filter (not an error: noise)
     malformed_in: int = 0
     reconnects: int = 0  # the publisher's connections to the broker re-established after one was lost
 

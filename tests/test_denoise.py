@@ -149,3 +149,34 @@ def test_trained_model_carries_the_filter_to_the_pipeline(tmp_path):
     vecs = [x.vector for part in np.array_split(ev, 9) for x in b.feed(part)] + [x.vector for x in b.flush()]
     assert np.array_equal(np.stack(vecs), bin_events(ev, InputSpec.from_config(config["input"])))
     assert b.dropped == 0 and b.events_in == Denoiser(128, 128, 3000).filter(ev).size < ev.size
+    assert b.events_in + b.denoised == ev.size  # every event accounted for: binned or counted as noise
+
+
+async def test_pipeline_stats_count_the_denoised_events(mosquitto, tmp_path):
+    """The pipeline's counters and its stats payload say how many events the model's filter removed: every event
+    of the recording is binned, dropped or counted as noise."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stream_helpers import gesture_model_file, recording, running
+
+    from s2node import modelfile
+    from s2node.step import load_step_model
+    from stream.binner import make_binner
+    from stream.mqtt import MqttLink
+    from stream.pipeline import node_stats, run_gesture_pipeline
+    from stream.replay import replay
+
+    path = gesture_model_file(tmp_path)
+    config, tensors = modelfile.load(path)
+    config["input"]["denoise_us"] = 300
+    modelfile.save(path, config, tensors)
+    rec = recording(tmp_path / "rec.npy", n=20_000, outside=50)
+    model = load_step_model(path)
+    link = MqttLink(mosquitto.url, "denoised")
+    async with running(link.run()):
+        with ThreadPoolExecutor(1) as ex:
+            c = await run_gesture_pipeline(replay(rec, speed=0), model, make_binner(model.config), link,
+                                           executor=ex, frames=False)
+    assert c.events_denoised > 0 and c.events_in > 0 and c.events_dropped >= 50
+    assert c.events_in + c.events_denoised + c.events_dropped == 20_000
+    assert node_stats(model, c, 1.0, 0).events_denoised == c.events_denoised
