@@ -39,8 +39,31 @@ class Subject:
     dvs: DVSConfig = DVSConfig()  # noqa: RUF009 (frozen, so a shared default is safe)
 
 
+MIN_VISIBLE_FRACTION = 0.15  # below it a person hardly makes events (`visible_fraction`)
+
+
 def draw_subject(rng: np.random.Generator, lighting: str = "lab") -> Subject:
-    """A random subject; the lighting condition sets gain, drift and sensor noise ranges."""
+    """A random subject the camera can see; the lighting condition sets gain, drift and sensor noise ranges.
+
+    A draw whose skin and clothing match the background within the sensor's threshold (`visible_fraction` below
+    MIN_VISIBLE_FRACTION) is drawn again from the same rng: its arms would make almost no events (such a stream
+    carries background activity only), so no model could be right on it. Visible draws are unchanged."""
+    while True:
+        s = _draw_subject(rng, lighting)
+        if visible_fraction(s) >= MIN_VISIBLE_FRACTION:
+            return s
+
+
+def visible_fraction(s: Subject) -> float:
+    """The fraction of background pixels from which the skin or the clothing (whichever more) differs by more than
+    the sensor's ON threshold in log intensity, after the lighting gain and the frame's clip to [0, 1]: where a
+    moving arm can make events at all."""
+    bg = np.log(np.clip(_background(s, 0) * s.gain, 1e-3, 1.0))
+    return max(float(np.mean(np.abs(np.log(min(1.0, part * s.gain)) - bg) > s.dvs.threshold_on))
+               for part in (s.skin, s.shirt))
+
+
+def _draw_subject(rng: np.random.Generator, lighting: str) -> Subject:
     body = Body(
         cx=64.0 + rng.uniform(-9, 9), sy=52.0 + rng.uniform(-7, 7), scale=rng.uniform(0.82, 1.15),
         speed=rng.uniform(0.75, 1.3), amplitude=rng.uniform(0.75, 1.25), phase=rng.uniform(0, 2 * np.pi),
@@ -179,5 +202,8 @@ def render_gesture_events(
 
 def with_lighting(s: Subject, lighting: str, rng: np.random.Generator) -> Subject:
     """The same person recorded under another lighting condition (gain, noise and clothing contrast change)."""
-    other = draw_subject(rng, lighting)
-    return replace(s, lighting=lighting, gain=other.gain, dvs=other.dvs)
+    while True:  # the gain and threshold of a lighting can hide a person, as in `draw_subject`
+        other = _draw_subject(rng, lighting)
+        lit = replace(s, lighting=lighting, gain=other.gain, dvs=other.dvs)
+        if visible_fraction(lit) >= MIN_VISIBLE_FRACTION:
+            return lit
