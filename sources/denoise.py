@@ -25,6 +25,10 @@ from sources.errors import SourceError
 NEVER = -(2**62)  # a pixel's last time before it has fired: no event is within dt of it
 T_LIMIT_US = 2**60  # times are clipped to ±this (as sources.binning), so t - dt cannot overflow
 BLOCK = 1 << 15  # events decided per pass: the searched arrays stay in cache (a batch of any size is exact)
+# A batch with fewer events than the padded sensor's pixels / this finds each pixel's first event by a search, not a
+# per-pixel table: the table's zeroing, count and sum over every pixel (17,000 on a DVS128) were most of a small
+# batch's time (a live binner feeds ~100 events a millisecond at 100 k ev/s)
+SMALL_BLOCK_RATIO = 16
 
 # one of each pair of opposite offsets (dx, dy); the merge for (dx, dy) also answers (-dx, -dy)
 HALF_OFFSETS = {4: ((1, 0), (0, 1)), 8: ((1, 0), (-1, 1), (0, 1), (1, 1))}
@@ -67,9 +71,12 @@ class Denoiser:
         m = pix.size
         order = _argsort_stable(pix, self._npx)
         ps, ts = pix[order], t[order]
-        seg = np.zeros(self._npx + 1, np.int64)  # first sorted position of each pixel's events
-        np.cumsum(np.bincount(ps, minlength=self._npx), out=seg[1:])
         keys = ps * m + order  # (pixel, stream order), strictly increasing
+        if m * SMALL_BLOCK_RATIO < self._npx:  # a small batch: each pixel's first sorted position by a search
+            seg = _FirstBySearch(keys, m)
+        else:  # a table over the sensor's pixels (its cost does not grow with the batch)
+            seg = np.zeros(self._npx + 1, np.int64)  # first sorted position of each pixel's events
+            np.cumsum(np.bincount(ps, minlength=self._npx), out=seg[1:])
         thr = ts - self.dt_us
         keep = np.zeros(m, bool)
         last = self.last_t
@@ -89,6 +96,17 @@ class Denoiser:
         out = np.empty(m, bool)
         out[order] = keep
         return out
+
+
+class _FirstBySearch:
+    """`seg.take(q)` of the table above for a small batch: the first sorted position of pixel q's events (or where
+    they would be), found in the sorted (pixel, order) keys, the same integers without a table over the sensor."""
+
+    def __init__(self, keys: np.ndarray, m: int) -> None:
+        self.keys, self.m = keys, m
+
+    def take(self, q: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.keys, q * self.m)
 
 
 def _argsort_stable(values: np.ndarray, bound: int) -> np.ndarray:

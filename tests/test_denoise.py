@@ -75,7 +75,8 @@ def test_blocks_equal_one_pass(monkeypatch):
 
 def test_real_stream_chunked():
     """On a real rendered stream (background activity and a moving body) the filter drops most isolated events,
-    and feeding it 10 ms at a time gives the same events as one call; the input is not modified."""
+    and feeding it 10 ms at a time gives the same events as one call (the batches of 10 ms find each pixel's first
+    event by a search, the one call by its per-pixel table); the input is not modified."""
     from sources.gesture_stream import StreamConfig, render_stream
 
     ev, _ = render_stream(3, 100, 0, StreamConfig(duration_s=2.0, segment_s=(1.5, 1.5), noise_hz=(2.0, 2.0)))
