@@ -170,6 +170,9 @@ def _register_train_gesture(tsub: argparse._SubParsersAction) -> None:
                    help="the streaming readout's window the loss scores (default 2 s); the model file keeps it as "
                    "readout.window_s, the window `s2 replay`, `s2 run`, the UI and `s2 eval --stream` serve by default")
     c.add_argument("--pooled-weight", type=float, default=1.0, help="weight of the streaming-readout loss (default 1)")
+    c.add_argument("--onset-weight", type=float, default=0.0, metavar="W",
+                   help="with --continuous: W times the streaming readout's loss once more over the first second of "
+                        "each gesture, where a new gesture replaces the last one on screen (default 0)")
     c.add_argument("--clips", metavar="DIR",
                    help="also score each epoch on the isolated test clips of this DVSGesture folder")
     c.add_argument("--clip-weight", type=float, default=0.0, metavar="W",
@@ -199,7 +202,8 @@ def _train_gesture(args: argparse.Namespace) -> int:
         from s2node.train_gesture_stream import StreamTrainConfig, train_streams
 
         scfg = StreamTrainConfig(chunk_s=args.chunk_s, window_s=args.readout_window_s,
-                                 pooled_weight=args.pooled_weight, clip_weight=args.clip_weight)
+                                 pooled_weight=args.pooled_weight, clip_weight=args.clip_weight,
+                                 onset_weight=args.onset_weight)
         result = train_streams(args.data or default_gesture_dir(), args.out, cfg, scfg, spec,
                                progress=not args.quiet, command="s2 " + " ".join(sys.argv[1:]), clips=args.clips)
         print(json.dumps(result["history"][-1]))

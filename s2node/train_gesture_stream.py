@@ -43,6 +43,8 @@ class StreamTrainConfig:
     pooled_weight: float = 1.0  # weight of the streaming-readout loss
     pooled_from_s: float = 0.25  # the streaming readout is scored from this far into a segment
     clip_weight: float = 0.0  # weight of the isolated training clips' loss, one batch of windows per chunk
+    onset_weight: float = 0.0  # extra weight of the streaming readout's loss over its first second in a segment
+    onset_until_s: float = 1.0  # (the steps that set how soon a new gesture is shown)
 
 
 def load_streams(data: str | Path, split: str, spec: InputSpec, onset_s: float, limit: int | None = None):
@@ -163,6 +165,9 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
                 loss = lossf(logits.reshape(-1, c), y.reshape(-1))
                 if (y_pool != IGNORE).any():
                     loss = loss + scfg.pooled_weight * lossf(pooled.reshape(-1, c), y_pool.reshape(-1))
+                y_onset = torch.where(t_in < scfg.onset_until_s, y_pool, torch.full_like(y, IGNORE))
+                if scfg.onset_weight > 0 and (y_onset != IGNORE).any():  # the switch to a new gesture, once more
+                    loss = loss + scfg.onset_weight * lossf(pooled.reshape(-1, c), y_onset.reshape(-1))
                 if clip_train is not None:  # a fresh state per clip window, every step after the warm-up scored
                     pick = rng.integers(0, len(clip_train), cfg.batch_size)
                     xc, yc, _ = batch_windows([clip_train[j] for j in pick], spec, clip_steps, rng, cfg.shift_cells,

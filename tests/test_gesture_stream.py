@@ -139,6 +139,21 @@ def test_training_on_streams_writes_a_model_that_eval_stream_scores(tiny_streams
             assert got["value"] == r["value"]
 
 
+def test_onset_weight_adds_the_first_second_of_each_gesture_to_the_loss(tiny_streams, tmp_path):
+    """--onset-weight scores the streaming readout once more over each gesture's first second: the same seed
+    and batches, so the loss grows by that term, and the model file keeps the weight in its recipe."""
+    from s2node import modelfile
+
+    cfg = GestureTrainConfig(arch="egru", hidden=(16,), epochs=1, batch_size=2, lr=1e-2, seed=0)
+    losses = {}
+    for w in (0.0, 5.0):
+        hist = train_streams(tiny_streams, tmp_path / f"m{w}", cfg, StreamTrainConfig(chunk_s=0.5, window_s=0.5,
+                             onset_weight=w), InputSpec(), progress=False)
+        losses[w] = hist["history"][0]["loss"]
+    assert losses[5.0] > losses[0.0] + 1.0
+    assert modelfile.load(tmp_path / "m5.0")[0]["training"]["continuous"]["onset_weight"] == 5.0
+
+
 def test_missing_streams_name_the_command_that_makes_them(tmp_path):
     """Asking for streams where there are none is a DataNotFoundError that says how to make them."""
     with pytest.raises(DataNotFoundError, match="--continuous"):
