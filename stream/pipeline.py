@@ -31,10 +31,12 @@ from stream.stagetimes import StageLog, StageTimes
 
 # The open bin's input goes to the node ahead of the bin's end at these distances from it (event time), so that
 # the tick at the end has only the last of it to do: the first delivery carries most of the bin and has time to
-# finish, the second is small and finishes soon. Not more often: each delivery costs the node a pass over the
-# weights its input touches, cold in cache (measured on the gesture model at 100 k ev/s, 20 ms bins: a tick took
-# 1.4 ms in the pipeline with no early input and 0.5 ms after it).
-EARLY_AT_US = (6_000, 2_000)
+# finish, the later ones are small and finish soon; the last leaves the tick only the bin's final millisecond (a
+# replay's window), which at 1 M ev/s still touches a third of the gesture model's 2,048 inputs. Not more often:
+# each delivery costs the node a pass over the weights its input touches, cold in cache (measured on the gesture
+# model, 20 ms bins: at 100 k ev/s a tick took 1.4 ms in the pipeline with no early input and 0.5 ms after it; at
+# 1 M ev/s 1.0 ms with the points at 6 and 2 ms, 0.4 ms with the third at 1 ms).
+EARLY_AT_US = (6_000, 2_000, 1_000)
 
 # The node runs on the event loop's thread while its work per bin stays under this (a moving average with this
 # weight per bin), in the worker thread beyond: a longer stall of the loop would delay MQTT traffic and the UI
