@@ -90,6 +90,7 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
     from stream.local import local_demo
     from stream.process import backend_from_env, tune_for_streaming
     from stream.schema import DEFAULT_NODE_ID
+    from stream.signals import hung_up
     from tui.app import S2App
 
     node = node or DEFAULT_NODE_ID
@@ -104,7 +105,9 @@ def _demo(node: str | None, recordings: list[str] | None = None, speed: float = 
             # a pipeline that dies (missing model, bad recording) ends the UI instead of leaving it waiting
             pipeline.add_done_callback(lambda t: t.cancelled() or t.exception() is None or app.exit(return_code=1))
             code = await _app_until_quit(app)
-            if pipeline.done() and not pipeline.cancelled() and pipeline.exception():
+            # after a hangup the demo ends as ctrl+q does, whatever the pipeline met on its way down (its broker,
+            # in the closed terminal's process group, may have had the hangup too)
+            if pipeline.done() and not pipeline.cancelled() and pipeline.exception() and not hung_up():
                 raise PipelineError(f"local pipeline failed: {pipeline.exception()}")
         with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
             print("s2 tui: stopped the demo's broker and pipeline", file=sys.stderr, flush=True)
