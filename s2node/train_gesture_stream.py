@@ -165,9 +165,10 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
                 loss = lossf(logits.reshape(-1, c), y.reshape(-1))
                 if (y_pool != IGNORE).any():
                     loss = loss + scfg.pooled_weight * lossf(pooled.reshape(-1, c), y_pool.reshape(-1))
-                y_onset = torch.where(t_in < scfg.onset_until_s, y_pool, torch.full_like(y, IGNORE))
-                if scfg.onset_weight > 0 and (y_onset != IGNORE).any():  # the switch to a new gesture, once more
-                    loss = loss + scfg.onset_weight * lossf(pooled.reshape(-1, c), y_onset.reshape(-1))
+                if scfg.onset_weight > 0:  # the switch to a new gesture, scored once more
+                    y_onset = torch.where(t_in < scfg.onset_until_s, y_pool, torch.full_like(y, IGNORE))
+                    if (y_onset != IGNORE).any():
+                        loss = loss + scfg.onset_weight * lossf(pooled.reshape(-1, c), y_onset.reshape(-1))
                 if clip_train is not None:  # a fresh state per clip window, every step after the warm-up scored
                     pick = rng.integers(0, len(clip_train), cfg.batch_size)
                     xc, yc, _ = batch_windows([clip_train[j] for j in pick], spec, clip_steps, rng, cfg.shift_cells,
