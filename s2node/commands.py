@@ -173,6 +173,12 @@ def _register_train_gesture(tsub: argparse._SubParsersAction) -> None:
     c.add_argument("--onset-weight", type=float, default=0.0, metavar="W",
                    help="with --continuous: W times the streaming readout's loss once more over the first second of "
                         "each gesture, where a new gesture replaces the last one on screen (default 0)")
+    c.add_argument("--zoom-min", type=float, default=1.0, metavar="F",
+                   help="with --continuous: shrink each training stream about the grid's centre by a factor drawn "
+                        "from [F, 1] (smaller or farther subjects; default 1: off)")
+    c.add_argument("--thin-min", type=float, default=1.0, metavar="F",
+                   help="with --continuous: keep each training event with a probability drawn per stream from "
+                        "[F, 1] (dimmer scenes, weaker contrast; default 1: off)")
     c.add_argument("--clips", metavar="DIR",
                    help="also score each epoch on the isolated test clips of this DVSGesture folder")
     c.add_argument("--clip-weight", type=float, default=0.0, metavar="W",
@@ -203,7 +209,7 @@ def _train_gesture(args: argparse.Namespace) -> int:
 
         scfg = StreamTrainConfig(chunk_s=args.chunk_s, window_s=args.readout_window_s,
                                  pooled_weight=args.pooled_weight, clip_weight=args.clip_weight,
-                                 onset_weight=args.onset_weight)
+                                 onset_weight=args.onset_weight, zoom_min=args.zoom_min, thin_min=args.thin_min)
         result = train_streams(args.data or default_gesture_dir(), args.out, cfg, scfg, spec,
                                progress=not args.quiet, command="s2 " + " ".join(sys.argv[1:]), clips=args.clips)
         print(json.dumps(result["history"][-1]))

@@ -73,6 +73,35 @@ def shift_cells(x: np.ndarray, spec: InputSpec, dx: int, dy: int) -> np.ndarray:
     return out.reshape(len(x), -1)
 
 
+def zoom_cells(x: np.ndarray, spec: InputSpec, factor: float) -> np.ndarray:
+    """Shrink binned counts [T, 2·gh·gw] about the grid's centre by `factor` <= 1 (each cell to its nearest cell,
+    counts landing together added, none lost): a smaller or farther subject, whose movements span fewer cells."""
+    if factor >= 1.0:
+        return x
+    gw, gh = spec.grid
+    ys, xs = np.mgrid[0:gh, 0:gw]
+    ty = np.rint((ys - (gh - 1) / 2) * factor + (gh - 1) / 2).astype(np.int64)
+    tx = np.rint((xs - (gw - 1) / 2) * factor + (gw - 1) / 2).astype(np.int64)
+    dst = np.tile((ty * gw + tx).ravel(), 2) + np.repeat([0, gh * gw], gh * gw)  # both polarities
+    order = np.argsort(dst, kind="stable")
+    d = dst[order]
+    starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
+    out = np.zeros_like(x)
+    out[:, d[starts]] = np.add.reduceat(x[:, order], starts, axis=1)
+    return out
+
+
+def thin_counts(x: np.ndarray, keep: float, rng: np.random.Generator) -> np.ndarray:
+    """Keep each event of integer counts with probability `keep` (binomial thinning): a dimmer scene or a weaker
+    contrast, with fewer events from the same motion."""
+    if keep >= 1.0:
+        return x
+    out = np.zeros_like(x)
+    nz = np.flatnonzero(x)
+    out.flat[nz] = rng.binomial(x.flat[nz], keep)
+    return out
+
+
 def stretch_bins(x: np.ndarray, factor: float) -> np.ndarray:
     """Replay binned counts `factor` times faster (nearest bin; counts x factor, as faster motion gives more events)."""
     idx = np.floor(np.arange(int(len(x) / factor)) * factor).astype(np.int64)

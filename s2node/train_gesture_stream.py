@@ -26,7 +26,15 @@ from torch import nn
 
 from s2node.errors import S2NodeError
 from s2node.models import GestureModel
-from s2node.train_gesture import GestureTrainConfig, build_model, load_weights, save, shift_cells
+from s2node.train_gesture import (
+    GestureTrainConfig,
+    build_model,
+    load_weights,
+    save,
+    shift_cells,
+    thin_counts,
+    zoom_cells,
+)
 from sources.binning import InputSpec
 from sources.gesture_stream import IDLE, iter_streams
 
@@ -45,6 +53,14 @@ class StreamTrainConfig:
     clip_weight: float = 0.0  # weight of the isolated training clips' loss, one batch of windows per chunk
     onset_weight: float = 0.0  # extra weight of the streaming readout's loss over its first second in a segment
     onset_until_s: float = 1.0  # (the steps that set how soon a new gesture is shown)
+    zoom_min: float = 1.0  # each stream of a batch shrunk by a factor drawn from [zoom_min, 1] (`zoom_cells`)
+    thin_min: float = 1.0  # and its events kept with a probability drawn from [thin_min, 1] (`thin_counts`)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.zoom_min <= 1.0:
+            raise S2NodeError(f"--zoom-min must be in (0, 1], not {self.zoom_min:g}")
+        if not 0.0 <= self.thin_min <= 1.0:
+            raise S2NodeError(f"--thin-min must be in [0, 1], not {self.thin_min:g}")
 
 
 def load_streams(data: str | Path, split: str, spec: InputSpec, onset_s: float, limit: int | None = None):
@@ -139,6 +155,10 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
             for x, lab, t_in in items:
                 s = int(rng.integers(0, max(1, len(x) // 4)))
                 x = shift_cells(x[s:], spec, *(int(v) for v in rng.integers(-cfg.shift_cells, cfg.shift_cells + 1, 2)))
+                if scfg.zoom_min < 1.0:  # small, far or dim subjects: the ones a fixed set has too few of
+                    x = zoom_cells(x, spec, float(rng.uniform(scfg.zoom_min, 1.0)))
+                if scfg.thin_min < 1.0:
+                    x = thin_counts(x, float(rng.uniform(scfg.thin_min, 1.0)), rng)
                 xs.append(x)
                 ys.append(lab[s:])
                 ts.append(t_in[s:])

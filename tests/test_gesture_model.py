@@ -98,3 +98,31 @@ def test_augmentations_move_and_rescale_counts():
     assert shift_cells(x, spec, dx=8, dy=0).sum() == 0
     fast = stretch_bins(np.ones((30, 4), np.float32), 1.5)
     assert len(fast) == 20 and np.allclose(fast, 1.5)
+
+
+def test_zoom_and_thinning_shrink_a_subject_and_drop_events():
+    """zoom_cells moves every cell toward the centre without losing a count (a factor of 1 changes nothing);
+    thin_counts keeps about the drawn fraction of events, none at 0 and all at 1."""
+    from s2node.train_gesture import thin_counts, zoom_cells
+
+    spec = InputSpec(128, 128, downsample=4, bin_us=20_000, scale=1.0)
+    gw, gh = spec.grid
+    rng = np.random.default_rng(0)
+    x = rng.poisson(0.3, (5, spec.size)).astype(np.int16)
+    assert zoom_cells(x, spec, 1.0) is x
+    small = zoom_cells(x, spec, 0.5)
+    assert small.sum() == x.sum() and (small.sum(0) >= 0).all()
+
+    def spread(a):  # the mean distance of the counts from the grid's centre, in cells
+        g = a.reshape(len(a), 2, gh, gw).sum((0, 1))
+        ys, xs = np.mgrid[0:gh, 0:gw]
+        return float((g * np.hypot(ys - (gh - 1) / 2, xs - (gw - 1) / 2)).sum() / g.sum())
+
+    assert abs(spread(small) - 0.5 * spread(x)) < 1.0
+    on_only = np.zeros((1, spec.size), np.int16)
+    on_only[0, gh * gw + 0] = 3  # the OFF half stays the OFF half
+    assert zoom_cells(on_only, spec, 0.5)[0, gh * gw:].sum() == 3
+    assert thin_counts(x, 1.0, rng) is x and thin_counts(x, 0.0, rng).sum() == 0
+    kept = thin_counts(x, 0.5, rng)
+    assert (kept <= x).all() and abs(kept.sum() / x.sum() - 0.5) < 0.02
+

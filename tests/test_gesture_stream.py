@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from s2node.errors import S2NodeError
 from s2node.eval_gesture import evaluate_gesture_stream, score_segments
 from s2node.train_gesture import GestureTrainConfig
 from s2node.train_gesture_stream import StreamTrainConfig, load_streams, train_streams, window_mean
@@ -21,6 +22,7 @@ from sources.binning import InputSpec
 from sources.errors import DataNotFoundError
 from sources.events import SensorSize
 from sources.gesture_stream import IDLE, StreamConfig, find_streams, generate_streams, load_stream, render_stream
+from stream.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = StreamConfig(duration_s=5.0, segment_s=(1.5, 2.0), idle_probability=0.5, idle_s=(0.2, 0.4), fps=100)
@@ -152,6 +154,26 @@ def test_onset_weight_adds_the_first_second_of_each_gesture_to_the_loss(tiny_str
         losses[w] = hist["history"][0]["loss"]
     assert losses[5.0] > losses[0.0] + 1.0
     assert modelfile.load(tmp_path / "m5.0")[0]["training"]["continuous"]["onset_weight"] == 5.0
+
+
+def test_zoom_and_thinning_options_are_checked_and_kept_in_the_recipe(tiny_streams, tmp_path, capsys):
+    """Out-of-range --zoom-min / --thin-min are a one-line error; in range, training runs on shrunk and thinned
+    streams and the model file keeps both in its recipe."""
+    from s2node import modelfile
+
+    for opt, bad in (("--zoom-min", "0"), ("--thin-min", "1.5")):
+        with pytest.raises(S2NodeError, match=opt):
+            StreamTrainConfig(**{opt[2:].replace("-", "_"): float(bad)})
+        assert main(["train", "gesture", "--continuous", "--data", str(tiny_streams), "--out", str(tmp_path / "x"),
+                     "--arch", "egru", opt, bad, "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert opt in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    cfg = GestureTrainConfig(arch="egru", hidden=(16,), epochs=1, batch_size=2, lr=1e-2, seed=0)
+    hist = train_streams(tiny_streams, tmp_path / "m", cfg, StreamTrainConfig(chunk_s=0.5, window_s=0.5, zoom_min=0.6,
+                         thin_min=0.5), InputSpec(), progress=False)
+    assert np.isfinite(hist["history"][0]["loss"])
+    kept = modelfile.load(tmp_path / "m")[0]["training"]["continuous"]
+    assert kept["zoom_min"] == 0.6 and kept["thin_min"] == 0.5
 
 
 def test_missing_streams_name_the_command_that_makes_them(tmp_path):
