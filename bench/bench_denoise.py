@@ -1,13 +1,14 @@
 """Background-activity filter benchmark: sources.denoise.Denoiser against tonic's denoise_numpy, side by side.
 
 On one rendered continuous stream (a moving body plus background activity at --noise-hz per pixel), in one
-run: our vectorised filter with 8 neighbours in one call and fed 10 ms at a time (as a live binner feeds it),
-and with 4 neighbours beside tonic's `tonic.functional.denoise_numpy` (a per-event Python loop, 4 neighbours)
-on the same events, checking that both keep the same events. Times are shifted by dt for that comparison:
-tonic's memory starts at dt, which lets every event of the first dt µs pass. Then the pass rates that choose
-dt: of pure background activity (a still scene) at 0.44, 1.4 and 3.6 Hz per pixel, and of gesture events
-(streams rendered without background activity). Prints one JSON object and a table, in wall-clock and CPU
-seconds; target >= 5 M events/s on one core.
+run: our vectorised filter with 8 neighbours in one call, fed 10 ms at a time (as a live binner feeds it) and
+1 ms at a time (the pipeline's early deliveries; the two-gather path beside the searches it replaces), and with
+4 neighbours beside tonic's `tonic.functional.denoise_numpy` (a per-event Python loop, 4 neighbours) on the same
+events, checking that both keep the same events. Times are shifted by dt for that comparison: tonic's memory
+starts at dt, which lets every event of the first dt µs pass. Then the pass rates that choose dt: of pure
+background activity (a still scene) at 0.44, 1.4 and 3.6 Hz per pixel, and of gesture events (streams rendered
+without background activity). Prints one JSON object and a table, in wall-clock and CPU seconds; target >= 5 M
+events/s on one core.
 `python bench/bench_denoise.py [--seconds S] [--noise-hz R] [--dt-us N]`.
 """
 
@@ -82,6 +83,18 @@ def main() -> None:
         return np.concatenate([d.filter(p) for p in parts])
 
     t_chunked, c_chunked, kept_chunked = best_of(chunked, args.repeat)
+    ms_parts = np.split(ev, np.searchsorted(ev["t"], np.arange(1_000, int(ev["t"][-1]) + 1, 1_000)))
+
+    def per_ms(gather: bool) -> np.ndarray:
+        """1 ms at a time, as the pipeline's early deliveries at 1 M ev/s: the two-gather path of short rising
+        batches, or (gather=False) the searches every batch took before it, side by side."""
+        d = Denoiser(128, 128, dt)
+        if not gather:
+            d._decide_recent = d._decide  # the general path, for the comparison only
+        return np.concatenate([d.filter(p) for p in ms_parts])
+
+    t_ms, c_ms, kept_ms = best_of(lambda: per_ms(True), args.repeat)
+    t_ms_s, c_ms_s, kept_ms_s = best_of(lambda: per_ms(False), args.repeat)
     shifted = ev.copy()
     shifted["t"] += dt
     t_ours4, c_ours4, kept4 = best_of(lambda: Denoiser(128, 128, dt, neighbours=4).filter(shifted), args.repeat)
@@ -97,6 +110,13 @@ def main() -> None:
         "ours_8": speed(n, t_ours, c_ours),
         "ours_8_10ms_chunks": speed(n, t_chunked, c_chunked) | {
             "same_as_one_call": bool(np.array_equal(kept_chunked, kept))},
+        "ours_8_1ms_chunks": speed(n, t_ms, c_ms) | {
+            "same_as_one_call": bool(np.array_equal(kept_ms, kept)), "us_per_chunk_cpu": round(c_ms / len(ms_parts)
+                                                                                                * 1e6, 1)},
+        "ours_8_1ms_chunks_searches": speed(n, t_ms_s, c_ms_s) | {
+            "same_as_one_call": bool(np.array_equal(kept_ms_s, kept)),
+            "us_per_chunk_cpu": round(c_ms_s / len(ms_parts) * 1e6, 1)},
+        "gathers_over_searches_cpu": round(c_ms_s / c_ms, 2),
         "ours_4": speed(n, t_ours4, c_ours4),
         "tonic_4": speed(n, t_tonic, c_tonic) | {"impl": "tonic.functional.denoise_numpy"},
         "same_events_as_tonic": bool(np.array_equal(kept4, kept_tonic)),
@@ -109,7 +129,8 @@ def main() -> None:
     }
     print(json.dumps(result))
     print(f"\n{'filter':<34}{'M events/s':>12}{'per CPU s':>12}")
-    for name in ("ours_8", "ours_8_10ms_chunks", "ours_4", "tonic_4"):
+    for name in ("ours_8", "ours_8_10ms_chunks", "ours_8_1ms_chunks", "ours_8_1ms_chunks_searches", "ours_4",
+                 "tonic_4"):
         print(f"{name:<34}{result[name]['mev_per_s']:>12}{result[name]['mev_per_cpu_s']:>12}")
     print(f"\npass rate by dt (µs): {'':>10}" + "".join(f"{d:>8}" for d in DT_US))
     for hz, rates in noise.items():

@@ -61,6 +61,22 @@ def test_equals_per_event_loop_in_any_chunking(rows, dt, sort, neighbours, cuts)
     assert d.dropped == len(ev) - len(want) and d.events_in == len(ev)
 
 
+
+@settings(max_examples=300, deadline=None)
+@given(gaps=st.lists(st.integers(0, 4), max_size=120), xs=st.lists(st.integers(0, W), min_size=120, max_size=120),
+       ys=st.lists(st.integers(0, H), min_size=120, max_size=120), dt=st.integers(1, 30),
+       neighbours=st.sampled_from([4, 8]), every=st.integers(1, 12))
+def test_short_rising_batches_equal_per_event_loop(gaps, xs, ys, dt, neighbours, every):
+    """Batches whose times rise and span less than dt (a live binner's millisecond) take the two-gather path: the
+    same events as the per-event loop, also where a batch spans dt or more and takes the searches."""
+    t = np.cumsum(gaps)
+    ev = events_of([(int(t[i]), xs[i], ys[i], 0) for i in range(len(gaps))])
+    want = reference(ev, W, H, dt, neighbours)
+    d = Denoiser(W, H, dt, neighbours)
+    got = np.concatenate([d.filter(ev[i: i + every]) for i in range(0, max(1, len(ev)), every)])
+    assert np.array_equal(got, want) and d.dropped == len(ev) - len(want)
+
+
 def test_blocks_equal_one_pass(monkeypatch):
     """A batch larger than one internal block gives what the loop gives (the blocks share the carried map)."""
     import sources.denoise as dn
@@ -75,8 +91,9 @@ def test_blocks_equal_one_pass(monkeypatch):
 
 def test_real_stream_chunked():
     """On a real rendered stream (background activity and a moving body) the filter drops most isolated events,
-    and feeding it 10 ms at a time gives the same events as one call (the batches of 10 ms find each pixel's first
-    event by a search, the one call by its per-pixel table); the input is not modified."""
+    and feeding it 10 ms or 1 ms at a time gives the same events as one call (the batches of 10 ms find each
+    pixel's first event by a search, those of 1 ms gather their neighbours, the one call uses its per-pixel
+    table); the input is not modified."""
     from sources.gesture_stream import StreamConfig, render_stream
 
     ev, _ = render_stream(3, 100, 0, StreamConfig(duration_s=2.0, segment_s=(1.5, 1.5), noise_hz=(2.0, 2.0)))
@@ -86,6 +103,9 @@ def test_real_stream_chunked():
     cuts = np.searchsorted(ev["t"], np.arange(10_000, int(ev["t"][-1]), 10_000))
     chunked = np.concatenate([d.filter(part) for part in np.split(ev, cuts)])
     assert np.array_equal(chunked, one) and np.array_equal(ev, before)
+    live = Denoiser(128, 128, 5_000)  # 1 ms at a time, as the pipeline's early deliveries: the two-gather path
+    cuts = np.searchsorted(ev["t"], np.arange(1_000, int(ev["t"][-1]), 1_000))
+    assert np.array_equal(np.concatenate([live.filter(part) for part in np.split(ev, cuts)]), one)
     assert 0 < one.size < ev.size and d.dropped == ev.size - one.size
 
 
