@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sources.denoise import Denoiser
 from sources.dvs_sim import DVSConfig, DVSSimulator
+from sources.events import EVENT_DTYPE
 from sources.gesture_stream import StreamConfig, render_stream
 
 NOISE_HZ = (0.44, 1.4, 3.6)  # the held-out streams' range (docs/gestures.md)
@@ -58,6 +59,30 @@ def still_scene_noise(noise_hz: float, seconds: float) -> np.ndarray:
     sim = DVSSimulator(128, 128, DVSConfig(noise_hz=noise_hz, hot_pixel_fraction=0.0), np.random.default_rng(0))
     frame = np.full((128, 128), 0.5)
     return np.concatenate([sim.step(frame, k * 4_000) for k in range(round(seconds * 250) + 1)])
+
+
+def live_windows(rate: int, dt: int, repeat: int, seconds: float = 1.0) -> dict:
+    """Uniform events over the 128 x 128 sensor at `rate` ev/s, fed 1 ms at a time: CPU µs per window of the
+    two-gather path and of the searches, side by side (the same events kept)."""
+    rng = np.random.default_rng(0)
+    n = int(rate * seconds)
+    ev = np.zeros(n, EVENT_DTYPE)
+    ev["t"] = np.sort(rng.integers(0, int(seconds * 1e6), n))
+    ev["x"], ev["y"], ev["p"] = rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n)
+    parts = np.split(ev, np.searchsorted(ev["t"], np.arange(1_000, int(seconds * 1e6), 1_000)))
+
+    def run(gather: bool) -> np.ndarray:
+        d = Denoiser(128, 128, dt)
+        if not gather:
+            d._decide_recent = d._decide  # the general path, for the comparison only
+        return np.concatenate([d.filter(p) for p in parts])
+
+    _, c_g, kept_g = best_of(lambda: run(True), repeat)
+    _, c_s, kept_s = best_of(lambda: run(False), repeat)
+    return {"events_per_window": n // len(parts), "gathers_us_per_window_cpu": round(c_g / len(parts) * 1e6, 1),
+            "searches_us_per_window_cpu": round(c_s / len(parts) * 1e6, 1),
+            "searches_over_gathers": round(c_s / c_g, 2),
+            "same_events": bool(np.array_equal(kept_g, kept_s))}
 
 
 def main() -> None:
@@ -95,6 +120,7 @@ def main() -> None:
 
     t_ms, c_ms, kept_ms = best_of(lambda: per_ms(True), args.repeat)
     t_ms_s, c_ms_s, kept_ms_s = best_of(lambda: per_ms(False), args.repeat)
+    live = {f"{rate // 1000}k": live_windows(rate, dt, args.repeat) for rate in (100_000, 1_000_000)}
     shifted = ev.copy()
     shifted["t"] += dt
     t_ours4, c_ours4, kept4 = best_of(lambda: Denoiser(128, 128, dt, neighbours=4).filter(shifted), args.repeat)
@@ -117,6 +143,7 @@ def main() -> None:
             "same_as_one_call": bool(np.array_equal(kept_ms_s, kept)),
             "us_per_chunk_cpu": round(c_ms_s / len(ms_parts) * 1e6, 1)},
         "gathers_over_searches_cpu": round(c_ms_s / c_ms, 2),
+        "uniform_1ms_windows_by_rate": live,
         "ours_4": speed(n, t_ours4, c_ours4),
         "tonic_4": speed(n, t_tonic, c_tonic) | {"impl": "tonic.functional.denoise_numpy"},
         "same_events_as_tonic": bool(np.array_equal(kept4, kept_tonic)),
@@ -132,6 +159,9 @@ def main() -> None:
     for name in ("ours_8", "ours_8_10ms_chunks", "ours_8_1ms_chunks", "ours_8_1ms_chunks_searches", "ours_4",
                  "tonic_4"):
         print(f"{name:<34}{result[name]['mev_per_s']:>12}{result[name]['mev_per_cpu_s']:>12}")
+    for rate, r in live.items():
+        print(f"uniform {rate} ev/s, 1 ms windows of {r['events_per_window']} events: gathers "
+              f"{r['gathers_us_per_window_cpu']} µs, searches {r['searches_us_per_window_cpu']} µs per window")
     print(f"\npass rate by dt (µs): {'':>10}" + "".join(f"{d:>8}" for d in DT_US))
     for hz, rates in noise.items():
         print(f"background activity {hz:>5} Hz/pixel" + "".join(f"{rates[str(d)]:>8.3f}" for d in DT_US))

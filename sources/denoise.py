@@ -65,17 +65,38 @@ class Denoiser:
         self.events_in += n
         x = events["x"].astype(np.int64)
         y = events["y"].astype(np.int64)
+        t = events["t"].astype(np.int64)
+        np.maximum(t, -T_LIMIT_US, out=t)
+        np.minimum(t, T_LIMIT_US, out=t)
         on = (x < self.width) & (y < self.height)
-        idx = np.flatnonzero(on)
-        pix = (y[idx] + 1) * self._pw + x[idx] + 1
-        t = np.clip(events["t"][idx].astype(np.int64), -T_LIMIT_US, T_LIMIT_US)
-        keep = ~on
-        for b in range(0, idx.size, BLOCK):
-            pb, tb = pix[b: b + BLOCK], t[b: b + BLOCK]
-            recent = tb.size and tb[-1] - tb[0] < self.dt_us and not (tb[1:] < tb[:-1]).any()
-            keep[idx[b: b + BLOCK]] = self._decide_recent(pb, tb) if recent else self._decide(pb, tb)
-        self.dropped += n - int(np.count_nonzero(keep))
-        return events[keep]
+        pix = y
+        pix += 1
+        pix *= self._pw
+        pix += x
+        pix += 1
+        if on.all():  # the usual batch: no event to leave aside, no index to map back through
+            keep = self._decide_blocks(pix, t)
+        else:
+            idx = np.flatnonzero(on)
+            keep = ~on
+            keep[idx] = self._decide_blocks(pix.take(idx), t.take(idx))
+        kept = int(np.count_nonzero(keep))
+        self.dropped += n - kept
+        return events[keep] if kept < n else events.copy()
+
+    def _decide_blocks(self, pix: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Pass mask of events on the sensor, BLOCK at a time: a short rising block by `_decide_recent`."""
+        if not pix.size:
+            return np.zeros(0, bool)
+        if pix.size <= BLOCK:
+            return self._decide_one(pix, t)
+        return np.concatenate([self._decide_one(pix[b: b + BLOCK], t[b: b + BLOCK])
+                               for b in range(0, pix.size, BLOCK)])
+
+    def _decide_one(self, pix: np.ndarray, t: np.ndarray) -> np.ndarray:
+        if t[-1] - t[0] < self.dt_us and not (t[1:] < t[:-1]).any():
+            return self._decide_recent(pix, t)
+        return self._decide(pix, t)
 
     def _decide(self, pix: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Pass mask of one block (padded pixel indices, times, in stream order); updates last_t."""
@@ -120,9 +141,9 @@ class Denoiser:
         ends = np.r_[starts[1:] - 1, m - 1]
         first, last = self._first, self.last_t
         first[ps.take(starts)] = order.take(starts)  # stable sort: each pixel's first block position
-        near = pix[:, None] + self._all_offsets
-        keep = first.take(near).min(1) < np.arange(m)
-        keep |= last.take(near).max(1) > t - self.dt_us
+        near = self._all_offsets[:, None] + pix  # [neighbours, events]: the reductions run along whole rows
+        keep = np.minimum.reduce(first.take(near)) < np.arange(m)
+        keep |= np.maximum.reduce(last.take(near)) > t - self.dt_us
         first[ps.take(starts)] = NEVER_FIRST  # the scratch is clean again for the next block
         last[ps.take(ends)] = t.take(order.take(ends))  # rising times: the last in stream order is the latest
         return keep
