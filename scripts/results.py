@@ -84,6 +84,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("bench-node", ("python", "bench/bench_node.py", "--quick"), 600, BENCH_RUNS),
     Entry("bench-lm", ("python", "bench/bench_lm.py"), 600, BENCH_RUNS),
     Entry("bench-binning", ("python", "bench/bench_binning.py"), 600, BENCH_RUNS),
+    Entry("bench-denoise", ("python", "bench/bench_denoise.py"), 600, BENCH_RUNS),
     Entry("bench-decode", ("python", "bench/bench_decode.py", "--events", "300000", "--repeat", "3"), 600, BENCH_RUNS),
     Entry("bench-dvs-sim", ("python", "bench/bench_dvs_sim.py"), 600, BENCH_RUNS),
     Entry("bench-cost", ("python", "bench/bench_cost.py"), 600),
