@@ -446,7 +446,7 @@ def render_readme_table(res: dict[str, dict[str, Any]]) -> str:
             st = stream["result"]
             lat = st.get("latency_p50_s")
             quality += (f"; {st['value']:.1%} on [continuous streams](docs/gestures.md) (worst class "
-                        f"{st['worst_class']:.0%}, latency p50 {'–' if lat is None else f'{lat:g} s'})")
+                        f"{st['worst_class']:.1%}, latency p50 {'–' if lat is None else f'{lat:g} s'})")
         dense = r.get("dense_equivalent", {})
         unit = "token" if r["task"] == "lm" else "step"
         rows.append([f"`models/{name}`", quality, sparsity,
