@@ -61,6 +61,15 @@ def still_scene_noise(noise_hz: float, seconds: float) -> np.ndarray:
     return np.concatenate([sim.step(frame, k * 4_000) for k in range(round(seconds * 250) + 1)])
 
 
+def denoiser(dt: int, gather: bool) -> Denoiser:
+    """A DVS128 filter; gather=False sends short rising batches down the general path (the searches), for the
+    side-by-side comparison only."""
+    d = Denoiser(128, 128, dt)
+    if not gather:
+        d._decide_recent = d._decide
+    return d
+
+
 def live_windows(rate: int, dt: int, repeat: int, seconds: float = 1.0) -> dict:
     """Uniform events over the 128 x 128 sensor at `rate` ev/s, fed 1 ms at a time: CPU µs per window of the
     two-gather path and of the searches, side by side (the same events kept)."""
@@ -72,9 +81,7 @@ def live_windows(rate: int, dt: int, repeat: int, seconds: float = 1.0) -> dict:
     parts = np.split(ev, np.searchsorted(ev["t"], np.arange(1_000, int(seconds * 1e6), 1_000)))
 
     def run(gather: bool) -> np.ndarray:
-        d = Denoiser(128, 128, dt)
-        if not gather:
-            d._decide_recent = d._decide  # the general path, for the comparison only
+        d = denoiser(dt, gather)
         return np.concatenate([d.filter(p) for p in parts])
 
     _, c_g, kept_g = best_of(lambda: run(True), repeat)
@@ -113,9 +120,7 @@ def main() -> None:
     def per_ms(gather: bool) -> np.ndarray:
         """1 ms at a time, as the pipeline's early deliveries at 1 M ev/s: the two-gather path of short rising
         batches, or (gather=False) the searches every batch took before it, side by side."""
-        d = Denoiser(128, 128, dt)
-        if not gather:
-            d._decide_recent = d._decide  # the general path, for the comparison only
+        d = denoiser(dt, gather)
         return np.concatenate([d.filter(p) for p in ms_parts])
 
     t_ms, c_ms, kept_ms = best_of(lambda: per_ms(True), args.repeat)

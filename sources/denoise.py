@@ -15,7 +15,7 @@ decided at once, exactly as the per-event loop:
 
 A live binner's batches are short (a millisecond): when a block's times rise and span less than dt_us, any earlier
 event of the block at a neighbour is recent enough, so an event passes when a neighbour fired earlier in the
-block or fired recently before it. Two gathers of all neighbours ([events, 8]) decide that, with a fraction of
+block or fired recently before it. Two gathers of all neighbours ([8, events]) decide that, with a fraction of
 the searches' NumPy calls and the same result (`_decide_recent`).
 
 Events outside the sensor are neither judged nor remembered: they pass, for the binner to drop and count.
@@ -69,11 +69,7 @@ class Denoiser:
         np.maximum(t, -T_LIMIT_US, out=t)
         np.minimum(t, T_LIMIT_US, out=t)
         on = (x < self.width) & (y < self.height)
-        pix = y
-        pix += 1
-        pix *= self._pw
-        pix += x
-        pix += 1
+        pix = (y + 1) * self._pw + x + 1  # padded pixel index (off-sensor events get one too, never used)
         if on.all():  # the usual batch: no event to leave aside, no index to map back through
             keep = self._decide_blocks(pix, t)
         else:
@@ -128,7 +124,6 @@ class Denoiser:
         out = np.empty(m, bool)
         out[order] = keep
         return out
-
 
     def _decide_recent(self, pix: np.ndarray, t: np.ndarray) -> np.ndarray:
         """`_decide` of a block whose times never fall and span less than dt_us. An earlier event of the block at
