@@ -9,7 +9,8 @@ event time). Beside them, `mqtt_only`: the same link and subscriber with no pipe
 every 20 ms), the floor that the broker and clients alone set; `p99_vs_floor` is the ratio of the p99s.
 `stages` says where each prediction's time went (stream.stagetimes: queue and binning, hand-over to the node,
 the step, hand-back, payload, MQTT), the p50/p99 of each and its share of the slowest 2 %, and `gc` the garbage
-collector's passes meanwhile. `--thread` adds each rate with the node always in the worker thread.
+collector's passes meanwhile. `--thread` adds each rate with the node always in the worker thread, `--nagle` the
+floor and each rate with Nagle's algorithm on in the broker and the link (the "nagle" section).
 Target: p99 <= 5 ms at 100 k events/s. `python bench/bench_e2e.py [--predictions N] [--model M] [--thread]`.
 """
 
@@ -117,14 +118,14 @@ def seconds_for(predictions: int, bin_s: float = 0.02) -> float:
 LADDER_PREDICTIONS = 200  # the 2 M and 4 M ev/s runs only ask whether the node keeps up
 
 
-async def measure_mqtt(broker, subscriber: str, n: int = 500, every_s: float = 0.02) -> dict:
+async def measure_mqtt(broker, subscriber: str, n: int = 500, every_s: float = 0.02, nodelay: bool = True) -> dict:
     """The floor under the pipeline's latency, in the same run: a prediction-sized message published through
     the same MqttLink every bin (no events, no node) -> the same subscriber."""
     from stream.mqtt import MqttLink
     from stream.schema import GesturePrediction, topic
 
     node = f"floor{int(time.time() * 1000) % 100000}"
-    link = MqttLink(broker.url, node)
+    link = MqttLink(broker.url, node, nodelay=nodelay)
     run = asyncio.create_task(link.run())
     sent: dict[int, float] = {}
     try:
@@ -211,7 +212,7 @@ def stage_breakdown(rows: list, received: dict[int, float], gc_spans: list[tuple
 
 
 async def measure(broker, model_path: Path, rec: Path, subscriber: str, predictions: int, speed: float = 1.0,
-                  node_thread: bool = False) -> dict:
+                  node_thread: bool = False, nodelay: bool = True) -> dict:
     """The pipeline on a replay of `rec` (long enough for `predictions` bins)."""
     from s2node.step import load_step_model
     from stream.binner import make_binner
@@ -237,7 +238,7 @@ async def measure(broker, model_path: Path, rec: Path, subscriber: str, predicti
                 released_wall.append(b.t_wall)
                 yield b
 
-    link = MqttLink(broker.url, node)
+    link = MqttLink(broker.url, node, nodelay=nodelay)
     run = asyncio.create_task(link.run())
     c = PipelineCounters(stages=StageLog(predictions + 64))
     try:
@@ -331,6 +332,26 @@ async def main_async(args) -> dict:
             if r and r["kept_up"]:
                 sustained = rate
         out["highest_rate_sustained_ev_per_s"] = sustained
+    if args.nagle:
+        out["nagle"] = await nagle_side(args, mp, subscriber)
+    return out
+
+
+async def nagle_side(args, mp: Path, subscriber: str) -> dict:
+    """The floor and both rates again with Nagle's algorithm on, in the broker and the link (TCP_NODELAY unset, as
+    mosquitto's and paho's defaults): what the no-delay default (stream/mqtt.py) changes, side by side."""
+    from stream.broker import MosquittoProcess
+
+    with tempfile.TemporaryDirectory() as d, MosquittoProcess(nodelay=False) as broker:
+        floor = await measure_mqtt(broker, subscriber, n=args.predictions, nodelay=False)
+        out: dict = {"mqtt_only": floor}
+        for rate in (100_000, 1_000_000):
+            rec = events_file(Path(d), rate, seconds_for(args.predictions))
+            r = await measure(broker, mp, rec, subscriber, args.predictions, nodelay=False)
+            rec.unlink()
+            if r["latency_ms_p99"] is not None and floor["latency_ms_p99"]:
+                r["p99_vs_floor"] = round(r["latency_ms_p99"] / floor["latency_ms_p99"], 3)
+            out[f"rate_{rate // 1000}k"] = {k: v for k, v in r.items() if k != "stages"}
     return out
 
 
@@ -360,6 +381,8 @@ def main() -> None:
     ap.add_argument("--thread", action="store_true",
                     help="also run each rate with the node always in the worker thread (rate_*_node_thread)")
     ap.add_argument("--no-ladder", dest="ladder", action="store_false", help="skip the 2 M and 4 M ev/s runs")
+    ap.add_argument("--nagle", action="store_true",
+                    help="also run the floor and both rates with Nagle's algorithm on (the \"nagle\" section)")
     args = ap.parse_args()
     import aiomqtt
     import torch

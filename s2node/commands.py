@@ -179,6 +179,11 @@ def _register_train_gesture(tsub: argparse._SubParsersAction) -> None:
     c.add_argument("--thin-min", type=float, default=1.0, metavar="F",
                    help="with --continuous: keep each training event with a probability drawn per stream from "
                         "[F, 1] (dimmer scenes, weaker contrast; default 1: off)")
+    c.add_argument("--sparse-below", type=float, default=0.0, metavar="N",
+                   help="with --continuous: a training stream with fewer than N input events per bin on average "
+                        "(after the noise filter) is sparse (default 0: none)")
+    c.add_argument("--sparse-repeat", type=int, default=1, metavar="K",
+                   help="with --continuous: train on each sparse stream K times per epoch (default 1)")
     c.add_argument("--clips", metavar="DIR",
                    help="also score each epoch on the isolated test clips of this DVSGesture folder")
     c.add_argument("--clip-weight", type=float, default=0.0, metavar="W",
@@ -209,7 +214,8 @@ def _train_gesture(args: argparse.Namespace) -> int:
 
         scfg = StreamTrainConfig(chunk_s=args.chunk_s, window_s=args.readout_window_s,
                                  pooled_weight=args.pooled_weight, clip_weight=args.clip_weight,
-                                 onset_weight=args.onset_weight, zoom_min=args.zoom_min, thin_min=args.thin_min)
+                                 onset_weight=args.onset_weight, zoom_min=args.zoom_min, thin_min=args.thin_min,
+                                 sparse_below=args.sparse_below, sparse_repeat=args.sparse_repeat)
         result = train_streams(args.data or default_gesture_dir(), args.out, cfg, scfg, spec,
                                progress=not args.quiet, command="s2 " + " ".join(sys.argv[1:]), clips=args.clips)
         print(json.dumps(result["history"][-1]))

@@ -55,12 +55,26 @@ class StreamTrainConfig:
     onset_until_s: float = 1.0  # (the steps that set how soon a new gesture is shown)
     zoom_min: float = 1.0  # each stream of a batch shrunk by a factor drawn from [zoom_min, 1] (`zoom_cells`)
     thin_min: float = 1.0  # and its events kept with a probability drawn from [thin_min, 1] (`thin_counts`)
+    sparse_below: float = 0.0  # streams with fewer input events per bin than this (after the filter) are sparse
+    sparse_repeat: int = 1  # and each is trained on this many times per epoch (`epoch_order`)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.zoom_min <= 1.0:
             raise S2NodeError(f"--zoom-min must be in (0, 1], not {self.zoom_min:g}")
         if not 0.0 <= self.thin_min <= 1.0:
             raise S2NodeError(f"--thin-min must be in [0, 1], not {self.thin_min:g}")
+        if not self.sparse_below >= 0.0 or self.sparse_repeat < 1:
+            raise S2NodeError(f"--sparse-below must be >= 0 and --sparse-repeat >= 1, not {self.sparse_below:g} "
+                              f"and {self.sparse_repeat}")
+
+
+def epoch_order(rates: np.ndarray, below: float, repeat: int, rng: np.random.Generator) -> np.ndarray:
+    """The streams of one epoch in random order: each stream once, those with a mean input rate (events per bin)
+    below `below` `repeat` times. The subjects a camera barely sees (low contrast, dim light: tens of events per
+    bin where most give hundreds) are the ones the model misses; repeating them weighs them more without
+    changing any stream."""
+    counts = np.where(np.asarray(rates) < below, repeat, 1)
+    return rng.permutation(np.repeat(np.arange(len(counts)), counts))
 
 
 def load_streams(data: str | Path, split: str, spec: InputSpec, onset_s: float, limit: int | None = None):
@@ -133,7 +147,9 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
     chunk = max(1, round(scfg.chunk_s * 1e6 / spec.bin_us))
     win = max(1, round(scfg.window_s * 1e6 / spec.bin_us))
     pooled_from = scfg.pooled_from_s
-    n_batches = (len(train_set) + cfg.batch_size - 1) // cfg.batch_size
+    rates = np.array([float(x.mean(0).sum()) for x, _, _ in train_set])  # input events per bin of each stream
+    epoch_len = int(np.where(rates < scfg.sparse_below, scfg.sparse_repeat, 1).sum())  # len(epoch_order(...))
+    n_batches = (epoch_len + cfg.batch_size - 1) // cfg.batch_size
     chunks_per_batch = max(-(-len(x) // chunk) for x, _, _ in train_set)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * n_batches * chunks_per_batch,
@@ -145,7 +161,7 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
 
     for epoch in range(cfg.epochs):
         model.train()
-        order = rng.permutation(len(train_set))
+        order = epoch_order(rates, scfg.sparse_below, scfg.sparse_repeat, rng)
         tot = rate_sum = 0.0
         n_chunks = 0
         for bi in range(n_batches):

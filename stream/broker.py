@@ -58,7 +58,8 @@ class MosquittoProcess:
     """A mosquitto subprocess on one port, with stop/restart on the same port (for fault tests)."""
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1", persistence: bool = False,
-                 users: dict[str, str] | None = None, bridges: list[Bridge] | None = None) -> None:
+                 users: dict[str, str] | None = None, bridges: list[Bridge] | None = None,
+                 nodelay: bool = True) -> None:
         """`users` (name -> password): only they may connect (mosquitto_passwd writes the hashed file).
         `bridges`: forward s2/v1/ to these brokers with mosquitto's own bridge (persistence is then on, so what
         is queued for a central broker that is away survives a restart of this one)."""
@@ -88,6 +89,8 @@ class MosquittoProcess:
             + (f"persistence true\npersistence_location {self._dir}/\n" if persistence else "persistence false\n")
             + (f"user {getpass.getuser()}\n" if persistence and not users else "")
             + "max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
+            # Nagle off towards the subscribers: a message waits for no ACK of the one before (stream/mqtt.py)
+            + ("set_tcp_nodelay true\n" if nodelay else "")
             + (f"max_queued_bytes {MAX_QUEUED_BYTES}\n{bridges_conf(bridges, self.port)}" if bridges else "")
         )
         self.bridges = list(bridges or ())

@@ -27,6 +27,7 @@ import contextlib
 import itertools
 import os
 import random
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -94,11 +95,12 @@ class ConnectSettings:
     client_id: str = ""
     keepalive_s: int = KEEPALIVE_S
     timeout_s: float = TIMEOUT_S
+    nodelay: bool = True  # TCP_NODELAY: each publish leaves at once (`client_kwargs`)
 
     @classmethod
     def make(cls, url: str | BrokerURL, *, username: str | None = None, password: str | None = None,
              tls: bool | None = None, cafile: str | None = None, client_id: str | None = None,
-             client_prefix: str = "s2", keepalive_s: int = KEEPALIVE_S) -> ConnectSettings:
+             client_prefix: str = "s2", keepalive_s: int = KEEPALIVE_S, nodelay: bool = True) -> ConnectSettings:
         """Settings from a broker URL and options; BrokerError (one line) for anything unusable."""
         if isinstance(url, BrokerURL):
             u = url
@@ -111,7 +113,7 @@ class ConnectSettings:
         if cafile is not None and not use_tls:
             raise BrokerError(str(u), f"CA file {cafile} given without TLS (use mqtts:// or --tls)")
         s = cls(u, username or u.username, password or u.password, use_tls, cafile,
-                client_id or f"{client_prefix}-{random.getrandbits(32):08x}", keepalive_s)
+                client_id or f"{client_prefix}-{random.getrandbits(32):08x}", keepalive_s, nodelay=nodelay)
         s.ssl_context()  # a missing or bad CA file fails here, not at every reconnect
         return s
 
@@ -131,10 +133,14 @@ class ConnectSettings:
             raise BrokerError(str(self.url), f"CA file {self.cafile}: {e.strerror or e}") from e
 
     def client_kwargs(self) -> dict:
-        """Keyword arguments of aiomqtt.Client for these settings (will, queue and TLS context added by the link)."""
+        """Keyword arguments of aiomqtt.Client for these settings (will, queue and TLS context added by the link).
+        With `nodelay`, Nagle's algorithm is off: paho leaves it on, and then a prediction published while an
+        earlier message (a stats or status payload) is still unacknowledged waits for the broker's TCP ACK, which is
+        late whenever the broker waits for a CPU (bench/bench_e2e.py --nagle measures it)."""
+        opts = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),) if self.nodelay else ()
         return {"hostname": self.url.host, "port": self.url.port, "username": self.username,
                 "password": self.password, "identifier": self.client_id, "keepalive": self.keepalive_s,
-                "timeout": self.timeout_s}
+                "timeout": self.timeout_s, "socket_options": opts}
 
 
 @dataclass
@@ -225,9 +231,11 @@ class MqttLink:
         on_disconnect: Callable[[str, float], object] | None = None,
         rng: random.Random | None = None,
         mqtt5: bool = False,
+        nodelay: bool = True,
     ) -> None:
         self.settings = ConnectSettings.make(url, username=username, password=password, tls=tls, cafile=cafile,
-                                             client_id=client_id, client_prefix=f"s2-{node or 'sub'}")
+                                             client_id=client_id, client_prefix=f"s2-{node or 'sub'}",
+                                             nodelay=nodelay)
         self.url = self.settings.url
         self.node, self.qos, self.buffer_size = node, qos, buffer_size
         self.announce = node is not None if announce is None else announce

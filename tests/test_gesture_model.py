@@ -126,3 +126,18 @@ def test_zoom_and_thinning_shrink_a_subject_and_drop_events():
     kept = thin_counts(x, 0.5, rng)
     assert (kept <= x).all() and abs(kept.sum() / x.sum() - 0.5) < 0.02
 
+
+
+def test_sparse_streams_come_more_often_in_an_epoch():
+    """epoch_order: every stream once, those below the rate `repeat` times, in a random order; bad values are one
+    line from the CLI's config."""
+    from s2node.errors import S2NodeError
+    from s2node.train_gesture_stream import StreamTrainConfig, epoch_order
+
+    rates = np.array([500.0, 12.0, 300.0, 40.0, 80.0])
+    order = epoch_order(rates, 60.0, 3, np.random.default_rng(0))
+    assert np.bincount(order, minlength=5).tolist() == [1, 3, 1, 3, 1]
+    assert sorted(epoch_order(rates, 0.0, 3, np.random.default_rng(0)).tolist()) == [0, 1, 2, 3, 4]
+    assert order.tolist() != sorted(order.tolist())
+    with pytest.raises(S2NodeError, match="--sparse-repeat"):
+        StreamTrainConfig(sparse_repeat=0)

@@ -84,6 +84,29 @@ def test_settings_put_credentials_and_tls_in_one_place(tmp_path):
     assert isinstance(e.value, PipelineError)
 
 
+async def test_predictions_leave_without_waiting_for_the_last_ack(mosquitto, tmp_path):
+    """Nagle's algorithm is off on both legs: our clients' sockets carry TCP_NODELAY (paho leaves it unset) and
+    the brokers we start are told `set_tcp_nodelay` (mosquitto accepts the line: it started); off on request."""
+    import socket
+
+    import aiomqtt
+
+    from stream.broker import MosquittoProcess
+
+    assert "set_tcp_nodelay true" in mosquitto.conf_path.read_text().splitlines()
+    quiet = MosquittoProcess(nodelay=False)
+    try:
+        assert "set_tcp_nodelay" not in quiet.conf_path.read_text()
+    finally:
+        quiet.close()
+    for nodelay in (True, False):
+        kw = ConnectSettings.make(mosquitto.url, nodelay=nodelay).client_kwargs()
+        async with aiomqtt.Client(**kw) as c:
+            sock = c._client.socket()  # paho's socket (aiomqtt applies socket_options to it on open)
+            assert bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) is nodelay
+    assert MqttLink(mosquitto.url).settings.nodelay and not MqttLink(mosquitto.url, nodelay=False).settings.nodelay
+
+
 async def test_unreachable_broker_is_a_broker_error_chained_to_the_cause():
     """ensure_connected() on a port nobody listens on is a BrokerError naming the failure, chained with `from`."""
     from stream.broker import free_port
