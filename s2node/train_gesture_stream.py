@@ -147,8 +147,8 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
     chunk = max(1, round(scfg.chunk_s * 1e6 / spec.bin_us))
     win = max(1, round(scfg.window_s * 1e6 / spec.bin_us))
     pooled_from = scfg.pooled_from_s
-    rates = np.array([float(x.mean(0).sum()) for x, _, _ in train_set])  # input events per bin of each stream
-    epoch_len = int(np.where(rates < scfg.sparse_below, scfg.sparse_repeat, 1).sum())  # len(epoch_order(...))
+    stream_rates = np.array([float(x.mean(0).sum()) for x, _, _ in train_set])  # input events per bin of each stream
+    epoch_len = int(np.where(stream_rates < scfg.sparse_below, scfg.sparse_repeat, 1).sum())  # len(epoch_order(...))
     n_batches = (epoch_len + cfg.batch_size - 1) // cfg.batch_size
     chunks_per_batch = max(-(-len(x) // chunk) for x, _, _ in train_set)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -161,7 +161,7 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
 
     for epoch in range(cfg.epochs):
         model.train()
-        order = epoch_order(rates, scfg.sparse_below, scfg.sparse_repeat, rng)
+        order = epoch_order(stream_rates, scfg.sparse_below, scfg.sparse_repeat, rng)
         tot = rate_sum = 0.0
         n_chunks = 0
         for bi in range(n_batches):

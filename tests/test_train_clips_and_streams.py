@@ -28,3 +28,18 @@ def test_clip_loss_joins_the_stream_loss(tmp_path):
     assert np.isfinite(last["loss"]) and 0.0 <= last["test_accuracy"] <= 1.0
     config, _ = modelfile.load(out)
     assert config["training"]["continuous"]["clip_weight"] == 1.0 and config["input"]["denoise_us"] == 5_000
+
+
+def test_sparse_streams_repeat_over_several_epochs(tmp_path):
+    """--sparse-below/--sparse-repeat: every epoch of a run goes through the repeated streams (two epochs, so the
+    second one's order is drawn from the same per-stream rates), and the settings are stored with the model."""
+    short = StreamConfig(duration_s=3.0, segment_s=(1.5, 1.5), idle_probability=0.0, fps=100)
+    generate_streams(tmp_path, 2, 0, split="train", cfg=short, progress=False)
+    generate_streams(tmp_path, 1, 0, split="test", cfg=short, progress=False)
+    cfg = GestureTrainConfig(arch="egru", hidden=(8,), epochs=2, batch_size=2, window_s=0.4, seed=0)
+    out = tmp_path / "m"
+    scfg = StreamTrainConfig(chunk_s=0.5, sparse_below=1e9, sparse_repeat=2)  # every stream counts as sparse
+    hist = train_streams(tmp_path, out, cfg, scfg, InputSpec(), progress=False)
+    assert [h["epoch"] for h in hist["history"]] == [1, 2] and all(np.isfinite(h["loss"]) for h in hist["history"])
+    stored = modelfile.load(out)[0]["training"]["continuous"]
+    assert (stored["sparse_below"], stored["sparse_repeat"]) == (1e9, 2)
