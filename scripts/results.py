@@ -89,6 +89,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("bench-dvs-sim", ("python", "bench/bench_dvs_sim.py"), 600, BENCH_RUNS),
     Entry("bench-cost", ("python", "bench/bench_cost.py"), 600),
     Entry("bench-e2e", ("python", "bench/bench_e2e.py", "--no-ladder"), 600, BENCH_RUNS),
+    Entry("bench-e2e-nagle", ("python", "bench/bench_e2e.py", "--no-ladder", "--nagle"), 900, BENCH_RUNS),
     # a fleet: streams stepped together, text workers sharing a group, the UI's fleet view (docs/fleet.md)
     Entry("bench-streams", ("python", "bench/bench_streams.py", "--quick"), 600, BENCH_RUNS),
     Entry("bench-serve", ("python", "bench/bench_serve.py"), 600, BENCH_RUNS),
