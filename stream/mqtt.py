@@ -134,9 +134,9 @@ class ConnectSettings:
 
     def client_kwargs(self) -> dict:
         """Keyword arguments of aiomqtt.Client for these settings (will, queue and TLS context added by the link).
-        With `nodelay`, Nagle's algorithm is off: paho leaves it on, and then a prediction published while an
-        earlier message (a stats or status payload) is still unacknowledged waits for the broker's TCP ACK, which is
-        late whenever the broker waits for a CPU (bench/bench_e2e.py --nagle measures it)."""
+        With `nodelay`, Nagle's algorithm is off: paho leaves it on, and then a message published while the one
+        before it is unacknowledged at the TCP level waits for that ACK (up to a delayed ACK's 40 ms where nothing
+        answers at once, as with QoS 0). bench/bench_e2e.py --nagle compares both (docs/benchmarks.md)."""
         opts = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),) if self.nodelay else ()
         return {"hostname": self.url.host, "port": self.url.port, "username": self.username,
                 "password": self.password, "identifier": self.client_id, "keepalive": self.keepalive_s,
