@@ -287,6 +287,14 @@ async def measure(broker, model_path: Path, rec: Path, subscriber: str, predicti
     }
 
 
+def vs_floor(r: dict, floor: dict) -> dict:
+    """A rate's result with `p99_vs_floor`, the ratio of its p99 to the floor's of the same run."""
+    if r["latency_ms_p99"] is not None and floor["latency_ms_p99"]:
+        # three decimals: at two, a ratio just over 2 would read as 2.0
+        r["p99_vs_floor"] = round(r["latency_ms_p99"] / floor["latency_ms_p99"], 3)
+    return r
+
+
 async def main_async(args) -> dict:
     from stream.broker import MosquittoProcess
 
@@ -307,15 +315,11 @@ async def main_async(args) -> dict:
         floor = out["mqtt_only"] = await measure_mqtt(broker, subscriber, n=args.predictions)
         for rate in (100_000, 1_000_000):
             rec = events_file(d, rate, seconds_for(args.predictions))
-            r = await measure(broker, mp, rec, subscriber, args.predictions)
-            if r["latency_ms_p99"] is not None and floor["latency_ms_p99"]:
-                # three decimals: at two, a ratio just over 2 would read as 2.0
-                r["p99_vs_floor"] = round(r["latency_ms_p99"] / floor["latency_ms_p99"], 3)
-            out[f"rate_{rate // 1000}k"] = r
+            out[f"rate_{rate // 1000}k"] = vs_floor(await measure(broker, mp, rec, subscriber, args.predictions),
+                                                    floor)
             if args.thread:
                 r = await measure(broker, mp, rec, subscriber, args.predictions, node_thread=True)
-                r["p99_vs_floor"] = round(r["latency_ms_p99"] / floor["latency_ms_p99"], 3)
-                out[f"rate_{rate // 1000}k_node_thread"] = r
+                out[f"rate_{rate // 1000}k_node_thread"] = vs_floor(r, floor)
             rec.unlink()
         sustained = None
         for rate in (2_000_000, 4_000_000):
@@ -347,10 +351,8 @@ async def nagle_side(args, mp: Path, subscriber: str) -> dict:
         out: dict = {"mqtt_only": floor}
         for rate in (100_000, 1_000_000):
             rec = events_file(Path(d), rate, seconds_for(args.predictions))
-            r = await measure(broker, mp, rec, subscriber, args.predictions, nodelay=False)
+            r = vs_floor(await measure(broker, mp, rec, subscriber, args.predictions, nodelay=False), floor)
             rec.unlink()
-            if r["latency_ms_p99"] is not None and floor["latency_ms_p99"]:
-                r["p99_vs_floor"] = round(r["latency_ms_p99"] / floor["latency_ms_p99"], 3)
             out[f"rate_{rate // 1000}k"] = {k: v for k, v in r.items() if k != "stages"}
     return out
 

@@ -68,12 +68,16 @@ class StreamTrainConfig:
                               f"and {self.sparse_repeat}")
 
 
+def stream_repeats(rates: np.ndarray, below: float, repeat: int) -> np.ndarray:
+    """How often each stream comes in an epoch: once, or `repeat` times when its mean input rate (events per bin) is
+    below `below`. The subjects a camera barely sees (low contrast, dim light: tens of events per bin where most
+    give hundreds) are the ones the model misses; repeating them weighs them more without changing any stream."""
+    return np.where(np.asarray(rates) < below, repeat, 1)
+
+
 def epoch_order(rates: np.ndarray, below: float, repeat: int, rng: np.random.Generator) -> np.ndarray:
-    """The streams of one epoch in random order: each stream once, those with a mean input rate (events per bin)
-    below `below` `repeat` times. The subjects a camera barely sees (low contrast, dim light: tens of events per
-    bin where most give hundreds) are the ones the model misses; repeating them weighs them more without
-    changing any stream."""
-    counts = np.where(np.asarray(rates) < below, repeat, 1)
+    """The streams of one epoch in random order, each as often as `stream_repeats` says."""
+    counts = stream_repeats(rates, below, repeat)
     return rng.permutation(np.repeat(np.arange(len(counts)), counts))
 
 
@@ -148,7 +152,7 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
     win = max(1, round(scfg.window_s * 1e6 / spec.bin_us))
     pooled_from = scfg.pooled_from_s
     stream_rates = np.array([float(x.mean(0).sum()) for x, _, _ in train_set])  # input events per bin of each stream
-    epoch_len = int(np.where(stream_rates < scfg.sparse_below, scfg.sparse_repeat, 1).sum())  # len(epoch_order(...))
+    epoch_len = int(stream_repeats(stream_rates, scfg.sparse_below, scfg.sparse_repeat).sum())
     n_batches = (epoch_len + cfg.batch_size - 1) // cfg.batch_size
     chunks_per_batch = max(-(-len(x) // chunk) for x, _, _ in train_set)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)

@@ -127,7 +127,6 @@ def test_zoom_and_thinning_shrink_a_subject_and_drop_events():
     assert (kept <= x).all() and abs(kept.sum() / x.sum() - 0.5) < 0.02
 
 
-
 def test_sparse_streams_come_more_often_in_an_epoch():
     """epoch_order: every stream once, those below the rate `repeat` times, in a random order; bad values are one
     line from the CLI's config."""

@@ -84,7 +84,7 @@ def test_settings_put_credentials_and_tls_in_one_place(tmp_path):
     assert isinstance(e.value, PipelineError)
 
 
-async def test_predictions_leave_without_waiting_for_the_last_ack(mosquitto, tmp_path):
+async def test_predictions_leave_without_waiting_for_the_last_ack(mosquitto):
     """Nagle's algorithm is off on both legs: our clients' sockets carry TCP_NODELAY (paho leaves it unset) and
     the brokers we start are told `set_tcp_nodelay` (mosquitto accepts the line: it started); off on request."""
     import socket
