@@ -6,7 +6,10 @@ labelled as such) on the default backend (the chip emulator), a mosquitto on loo
 its own process (mosquitto_sub where installed); p50/p99 over `--predictions` predictions (default 2,000: 41 s
 of recording per rate), then the highest of a rate ladder sustained without drops (predictions keep up with
 event time). Beside them, `mqtt_only`: the same link and subscriber with no pipeline (as many messages, one
-every 20 ms), the floor that the broker and clients alone set; `p99_vs_floor` is the ratio of the p99s.
+every 20 ms), the floor that the broker and clients alone set; `p99_vs_floor` is the ratio of the p99s. The floor
+and the rates take turns in `--rounds` rounds (default 4, the order turned each round), their samples pooled: on
+a shared machine each meets as much of the other processes' load, which a floor timed once before the rates
+does not.
 `stages` says where each prediction's time went (stream.stagetimes: queue and binning, hand-over to the node,
 the step, hand-back, payload, MQTT), the p50/p99 of each and its share of the slowest 2 %, and `gc` the garbage
 collector's passes meanwhile. `--thread` adds each rate with the node always in the worker thread, `--nagle` the
@@ -120,7 +123,7 @@ LADDER_PREDICTIONS = 200  # the 2 M and 4 M ev/s runs only ask whether the node 
 
 async def measure_mqtt(broker, subscriber: str, n: int = 500, every_s: float = 0.02, nodelay: bool = True) -> dict:
     """The floor under the pipeline's latency, in the same run: a prediction-sized message published through
-    the same MqttLink every bin (no events, no node) -> the same subscriber."""
+    the same MqttLink every bin (no events, no node) -> the same subscriber. Raw: pooled by `floor_summary`."""
     from stream.mqtt import MqttLink
     from stream.schema import GesturePrediction, topic
 
@@ -144,9 +147,19 @@ async def measure_mqtt(broker, subscriber: str, n: int = 500, every_s: float = 0
     finally:
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
-    lat_ms = np.array([received[i] - sent[i] for i in received]) * 1e3
-    return {"messages": n, "received": len(received),
-            "latency_ms_p50": round(float(np.percentile(lat_ms, 50)), 3),
+    return {"messages": n, "received": len(received), "lat_ms": [(received[i] - sent[i]) * 1e3 for i in received]}
+
+
+def floor_summary(raws: list[dict]) -> dict:
+    """The floor's rounds (`measure_mqtt`) pooled: p50/p99/max over every message."""
+    lat_ms = np.array([x for r in raws for x in r["lat_ms"]])
+    return {"messages": sum(r["messages"] for r in raws), "received": len(lat_ms), **_percentiles(lat_ms)}
+
+
+def _percentiles(lat_ms: np.ndarray) -> dict:
+    if not len(lat_ms):
+        return {"latency_ms_p50": None, "latency_ms_p99": None, "latency_ms_max": None}
+    return {"latency_ms_p50": round(float(np.percentile(lat_ms, 50)), 3),
             "latency_ms_p99": round(float(np.percentile(lat_ms, 99)), 3),
             "latency_ms_max": round(float(lat_ms.max()), 3)}
 
@@ -187,10 +200,9 @@ SEGMENTS = {  # name: (from, to) in StageTimes fields (or "receive": the subscri
 }
 
 
-def stage_breakdown(rows: list, received: dict[int, float], gc_spans: list[tuple[float, float, int]]) -> dict:
-    """Per segment p50 and p99 (ms), and its share of the latency of the slowest 2 % of predictions; which of
-    those overlapped a garbage-collector pass."""
-    recs = [(r, received[r.t_event_us]) for r in rows if r.t_event_us in received]
+def stage_breakdown(recs: list, gc_spans: list[tuple[float, float, int]]) -> dict:
+    """Per segment p50 and p99 (ms) over the predictions recs [(StageTimes, arrival wall time)], and each segment's
+    share of the latency of the slowest 2 %; which of those overlapped a garbage-collector pass."""
     if not recs:
         return {}
     seg = {name: np.array([((t if b == "receive" else getattr(r, b)) - getattr(r, a)) * 1e3 for r, t in recs])
@@ -213,7 +225,7 @@ def stage_breakdown(rows: list, received: dict[int, float], gc_spans: list[tuple
 
 async def measure(broker, model_path: Path, rec: Path, subscriber: str, predictions: int, speed: float = 1.0,
                   node_thread: bool = False, nodelay: bool = True) -> dict:
-    """The pipeline on a replay of `rec` (long enough for `predictions` bins)."""
+    """The pipeline on a replay of `rec` (long enough for `predictions` bins). Raw: pooled by `summary`."""
     from s2node.step import load_step_model
     from stream.binner import make_binner
     from stream.mqtt import MqttLink
@@ -264,26 +276,41 @@ async def measure(broker, model_path: Path, rec: Path, subscriber: str, predicti
         i = int(np.searchsorted(ups, t_end))  # the batch whose watermark closed the bin held its last event
         if i < len(ups):
             lat.append(t_recv - walls[i])
-    lat_ms = np.array(lat) * 1e3
     # how late the replay released each batch against its schedule (the first release anchors it): not part of
     # the latency above, which starts at the release
     late_ms = (walls - (walls[0] + (ups - ups[0]) / 1e6 / speed)) * 1e3 if len(ups) else np.zeros(1)
-    duration = (ups[-1] - ups[0]) / 1e6 / speed if len(ups) > 1 else 0.0
+    rows = list(c.stages.rows) if c.stages else []
     return {
         "predictions": c.predictions, "received": len(received), "events": c.events_in,
-        "latency_ms_p50": round(float(np.percentile(lat_ms, 50)), 3) if len(lat) else None,
-        "latency_ms_p99": round(float(np.percentile(lat_ms, 99)), 3) if len(lat) else None,
-        "latency_ms_max": round(float(lat_ms.max()), 3) if len(lat) else None,
-        "release_to_publish_ms_p50": round(float(np.percentile(np.array(c.latency_s) * 1e3, 50)), 3),
-        "release_to_publish_ms_p99": round(float(np.percentile(np.array(c.latency_s) * 1e3, 99)), 3),
-        "node_step_ms_p50": round(float(np.percentile(np.array(model.counters.step_s) * 1e3, 50)), 3),
-        "replay_late_ms_p99": round(float(np.percentile(late_ms, 99)), 3),
-        "wall_s": round(wall, 3), "recording_s": round(duration, 3),
+        "lat_ms": [x * 1e3 for x in lat], "release_to_publish_ms": [x * 1e3 for x in c.latency_s],
+        "node_step_ms": [x * 1e3 for x in model.counters.step_s], "replay_late_ms": late_ms.tolist(),
+        "wall_s": wall, "recording_s": (ups[-1] - ups[0]) / 1e6 / speed if len(ups) > 1 else 0.0,
         # kept up: everything arrived and no backlog built (worst latency under 4 bins)
         "kept_up": bool(len(received) == c.predictions and len(lat) and max(lat) < 4 * bin_s),
-        "backend": type(model).__name__,
-        "gc": gcp.summary(),
-        "stages": stage_breakdown(list(c.stages.rows) if c.stages else [], received, gcp.spans),
+        "backend": type(model).__name__, "gc_spans": gcp.spans,
+        "recs": [(r, received[r.t_event_us]) for r in rows if r.t_event_us in received],
+    }
+
+
+def summary(raws: list[dict]) -> dict:
+    """A rate's rounds (`measure`) pooled: percentiles over every prediction of every round, counts summed."""
+    def p(key: str, q: float) -> float:
+        v = [x for r in raws for x in r[key]]
+        return round(float(np.percentile(v, q)), 3) if v else None
+
+    gcp = GcPauses()
+    gcp.spans = [s for r in raws for s in r["gc_spans"]]
+    return {
+        "rounds": len(raws), "predictions": sum(r["predictions"] for r in raws),
+        "received": sum(r["received"] for r in raws), "events": sum(r["events"] for r in raws),
+        **_percentiles(np.array([x for r in raws for x in r["lat_ms"]])),
+        "release_to_publish_ms_p50": p("release_to_publish_ms", 50),
+        "release_to_publish_ms_p99": p("release_to_publish_ms", 99),
+        "node_step_ms_p50": p("node_step_ms", 50), "replay_late_ms_p99": p("replay_late_ms", 99),
+        "wall_s": round(sum(r["wall_s"] for r in raws), 3),
+        "recording_s": round(sum(r["recording_s"] for r in raws), 3),
+        "kept_up": all(r["kept_up"] for r in raws), "backend": raws[0]["backend"], "gc": gcp.summary(),
+        "stages": stage_breakdown([x for r in raws for x in r["recs"]], gcp.spans),
     }
 
 
@@ -312,21 +339,13 @@ async def main_async(args) -> dict:
             out["model"] = "random stand-in EGRU 2048-128-128-11 (models/gesture-egru not found)"
         else:
             out["model"] = str(mp)
-        floor = out["mqtt_only"] = await measure_mqtt(broker, subscriber, n=args.predictions)
-        for rate in (100_000, 1_000_000):
-            rec = events_file(d, rate, seconds_for(args.predictions))
-            out[f"rate_{rate // 1000}k"] = vs_floor(await measure(broker, mp, rec, subscriber, args.predictions),
-                                                    floor)
-            if args.thread:
-                r = await measure(broker, mp, rec, subscriber, args.predictions, node_thread=True)
-                out[f"rate_{rate // 1000}k_node_thread"] = vs_floor(r, floor)
-            rec.unlink()
+        out.update(await interleaved(broker, mp, d, subscriber, args.predictions, args.rounds, thread=args.thread))
         sustained = None
         for rate in (2_000_000, 4_000_000):
             if not args.ladder:
                 break
             rec = events_file(d, rate, seconds_for(LADDER_PREDICTIONS))
-            r = await measure(broker, mp, rec, subscriber, LADDER_PREDICTIONS)
+            r = summary([await measure(broker, mp, rec, subscriber, LADDER_PREDICTIONS)])
             rec.unlink()
             out[f"rate_{rate // 1000}k"] = r
             if not r["kept_up"]:
@@ -347,13 +366,37 @@ async def nagle_side(args, mp: Path, subscriber: str) -> dict:
     from stream.broker import MosquittoProcess
 
     with tempfile.TemporaryDirectory() as d, MosquittoProcess(nodelay=False) as broker:
-        floor = await measure_mqtt(broker, subscriber, n=args.predictions, nodelay=False)
-        out: dict = {"mqtt_only": floor}
-        for rate in (100_000, 1_000_000):
-            rec = events_file(Path(d), rate, seconds_for(args.predictions))
-            r = vs_floor(await measure(broker, mp, rec, subscriber, args.predictions, nodelay=False), floor)
-            rec.unlink()
-            out[f"rate_{rate // 1000}k"] = {k: v for k, v in r.items() if k != "stages"}
+        out = await interleaved(broker, mp, Path(d), subscriber, args.predictions, args.rounds, nodelay=False)
+    return {k: {f: v for f, v in r.items() if f != "stages"} for k, r in out.items()}
+
+
+RATES = (100_000, 1_000_000)
+
+
+async def interleaved(broker, mp: Path, d: Path, subscriber: str, predictions: int, rounds: int,
+                      nodelay: bool = True, thread: bool = False) -> dict:
+    """The floor and each rate, `predictions` each, timed in `rounds` alternating rounds (the order turned each
+    round) so that each meets as much of the machine's other load: {"mqtt_only": floor, "rate_100k": ..., ...},
+    each rate with its `p99_vs_floor`."""
+    per_round = max(1, predictions // rounds)
+    recs = {rate: events_file(d, rate, seconds_for(per_round)) for rate in RATES}
+    kinds = ["floor", *RATES, *(("thread", rate) for rate in RATES if thread)]
+    raws: dict = {k: [] for k in kinds}
+    for i in range(rounds):
+        for k in kinds[i % len(kinds):] + kinds[:i % len(kinds)]:
+            if k == "floor":
+                raws[k].append(await measure_mqtt(broker, subscriber, n=per_round, nodelay=nodelay))
+            else:
+                rate = k[1] if isinstance(k, tuple) else k
+                raws[k].append(await measure(broker, mp, recs[rate], subscriber, per_round, nodelay=nodelay,
+                                             node_thread=isinstance(k, tuple)))
+    for rec in recs.values():
+        rec.unlink()
+    floor = floor_summary(raws["floor"])
+    out: dict = {"mqtt_only": floor}
+    for k in kinds[1:]:
+        name = f"rate_{k[1] // 1000}k_node_thread" if isinstance(k, tuple) else f"rate_{k // 1000}k"
+        out[name] = vs_floor(summary(raws[k]), floor)
     return out
 
 
@@ -382,6 +425,8 @@ def main() -> None:
                     help="time with a Python aiomqtt subscriber even where mosquitto_sub is installed")
     ap.add_argument("--thread", action="store_true",
                     help="also run each rate with the node always in the worker thread (rate_*_node_thread)")
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="alternating rounds over which the floor and each rate are timed (default 4)")
     ap.add_argument("--no-ladder", dest="ladder", action="store_false", help="skip the 2 M and 4 M ev/s runs")
     ap.add_argument("--nagle", action="store_true",
                     help="also run the floor and both rates with Nagle's algorithm on (the \"nagle\" section)")
