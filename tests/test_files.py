@@ -549,3 +549,68 @@ def test_npy_header_length_beyond_the_file_is_refused_before_numpy_reads_it(tmp_
     with pytest.raises(CorruptFileError, match="header in a") as err:
         read_events(path)
     assert_one_line_error(err, path)
+
+
+def _packet_bounds(path: Path) -> list[int]:
+    """decompressed_bound of each packet of an AEDAT4 file, in file order (up to where the header says they end)."""
+    import struct
+
+    from sources.files.aedat4 import _ioheader, decompressed_bound
+
+    data = path.read_bytes()
+    header_end = 18 + struct.unpack_from("<I", data, 14)[0]
+    _, data_end, compression = _ioheader(data[18:header_end])
+    bounds, pos = [], header_end
+    while pos != data_end and pos + 8 <= len(data):
+        length = struct.unpack_from("<I", data, pos + 4)[0]
+        bounds.append(decompressed_bound(data, pos + 8, pos + 8 + length, compression))
+        pos += 8 + length
+    return bounds
+
+
+@pytest.mark.parametrize("compression", [("lz4", 1), ("zstd", 3), ("zstd", 19)])
+def test_compressed_packet_bounds_hold_what_they_decompress_to(tmp_path: Path, compression):
+    """The bound on each packet (from its frame and block headers) is at least what it decompresses to, 16 bytes
+    per event of its flatbuffer, so a real file of either compression reads unchanged."""
+    import aedat
+    from faery import file_encoder
+
+    from sources.files._write import to_faery
+
+    ev = synthetic(n=200_000, seed=5)
+    path = tmp_path / "rec.aedat4"
+    file_encoder.events_to_file([to_faery(ev)], path, (SENSOR.width, SENSOR.height), file_type="aedat",
+                                compression=compression)
+    packets = [len(p["events"]) for p in aedat.Decoder(path) if "events" in p]
+    bounds = _packet_bounds(path)
+    assert len(bounds) == len(packets) > 1
+    assert all(16 * n <= b <= 2**28 for n, b in zip(packets, bounds, strict=True)), (packets, bounds)
+    np.testing.assert_array_equal(read_events(path)[0], expected_after("aedat4", ev))
+
+
+def test_real_aedat4_packet_bounds_hold_its_events(traffic: Path):
+    """The DV recording (events, frames, IMU in LZ4 packets): each event packet's bound holds its events."""
+    import aedat
+
+    sizes = [16 * len(p["events"]) if "events" in p else 0 for p in aedat.Decoder(traffic)]
+    bounds = _packet_bounds(traffic)
+    assert len(bounds) == len(sizes) and all(s <= b <= 2**28 for s, b in zip(sizes, bounds, strict=True))
+
+
+def test_lz4_framing_that_may_expand_beyond_the_limit_is_refused(tmp_path: Path):
+    """An LZ4 packet over 1 MiB (which could expand beyond 256 MiB at LZ4's 255:1) of one-byte blocks, each of which
+    may decompress to the frame's 4 MiB block size, is refused from its headers, whatever the blocks hold; a short
+    one cannot expand that far and goes to aedat, whose own error names the damage."""
+    import struct
+
+    path = written(tmp_path, "aedat4", synthetic(seed=3))
+    data = path.read_bytes()
+    header_end = 18 + struct.unpack_from("<I", data, 14)[0]
+    for blocks, refused in ((250_000, True), (1000, False)):
+        frame = struct.pack("<I", 0x184D2204) + bytes([0x60, 0x70, 0x00]) + (struct.pack("<I", 1) + b"\0") * blocks
+        path.write_bytes(data[:header_end] + struct.pack("<II", 0, len(frame) + 4) + frame + struct.pack("<I", 0))
+        for reader in (read_events, lambda p: list(iter_events(p))):
+            with pytest.raises(CorruptFileError) as err:
+                reader(path)
+            assert_one_line_error(err, path)
+            assert ("lz4 packet that may decompress to 272629760 bytes" in str(err.value)) == refused, err.value

@@ -206,21 +206,65 @@ def test_the_files_that_crashed_a_decoder_are_all_here():
     assert len(CRASHERS) == 3
 
 
-@pytest.mark.parametrize("path", CRASHERS, ids=lambda p: p.stem)
-def test_a_file_that_crashed_a_decoder_is_a_one_line_error(path: Path):
+def _read_bounded(path: Path, before: str = ""):
+    """_READ_BOTH_WAYS of path in a child process whose address space is bounded to 2 GiB (a 3.75 GiB packet, or a
+    packet that decompresses to 3 GiB, cannot be allocated there); `before`: code the child runs first."""
     import resource
     import subprocess
     import sys
 
-    def bounded() -> None:  # 2 GiB: the 3.75 GiB packet of one file cannot be allocated
+    def bounded() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))
 
     root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-c", _READ_BOTH_WAYS, str(path)], capture_output=True, text=True,
-                       cwd=root, timeout=120, preexec_fn=bounded,
-                       env={**os.environ, "PYTHONPATH": str(root), "RUST_BACKTRACE": "1",
-                            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})  # no per-core reservations
+    return subprocess.run([sys.executable, "-c", before + _READ_BOTH_WAYS, str(path)], capture_output=True,
+                          text=True, cwd=root, timeout=120, preexec_fn=bounded,
+                          env={**os.environ, "PYTHONPATH": str(root), "RUST_BACKTRACE": "1",
+                               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})  # no per-core reservations
+
+
+@pytest.mark.parametrize("path", CRASHERS, ids=lambda p: p.stem)
+def test_a_file_that_crashed_a_decoder_is_a_one_line_error(path: Path):
+    r = _read_bounded(path)
     assert r.returncode == 0, f"the reader died (exit status {r.returncode}): {r.stderr[-2000:]}"
     assert r.stderr == ""
     lines = r.stdout.splitlines()
     assert len(lines) == 2 and all(line.startswith(f"{path}: corrupt or truncated") for line in lines), lines
+
+
+def _zstd_bomb(tmp_path: Path) -> Path:
+    """A real zstd AEDAT4 file (faery) whose packets are replaced by one valid zstd frame of RLE blocks: 98 KiB
+    that decompress to 3 GiB, which aedat would read into memory whole."""
+    import struct
+
+    from faery import file_encoder
+
+    from sources.files._write import to_faery
+
+    n = 500
+    ev = make_events(np.arange(n) * 100, np.arange(n) % 64, np.arange(n) % 48, np.arange(n) % 2)
+    path = tmp_path / "zstd-bomb.aedat4"
+    file_encoder.events_to_file([to_faery(ev)], path, (64, 48), file_type="aedat", compression=("zstd", 3))
+    data = path.read_bytes()
+    header_end = 18 + struct.unpack_from("<I", data, 14)[0]
+    stream_id = struct.unpack_from("<I", data, header_end)[0]
+    blocks = 3 * 2**30 // 2**17
+    rle = ((2**17 << 3) | (1 << 1)).to_bytes(3, "little") + b"\0"  # an RLE block: 128 KiB of one byte
+    last = ((2**17 << 3) | (1 << 1) | 1).to_bytes(3, "little") + b"\0"
+    frame = struct.pack("<I", 0xFD2FB528) + bytes([0x00, 0x38]) + rle * (blocks - 1) + last  # window 128 KiB
+    path.write_bytes(data[:header_end] + struct.pack("<II", stream_id, len(frame)) + frame)
+    return path
+
+
+def test_a_compressed_packet_that_would_expand_beyond_memory_is_a_one_line_error(tmp_path: Path):
+    """aedat decompresses each packet whole, without a limit: a 98 KiB zstd packet that expands to 3 GiB is refused
+    from its block headers before aedat reads it. Without the check the 2 GiB child runs out of memory in aedat
+    (a process without a bound takes the 3 GiB, and a larger packet all the machine has)."""
+    path = _zstd_bomb(tmp_path)
+    r = _read_bounded(path)
+    assert r.returncode == 0 and r.stderr == "", f"the reader died (exit status {r.returncode}): {r.stderr[-2000:]}"
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"{path}: corrupt or truncated") and "zstd packet that may "
+                                   f"decompress to {2049 * 2**17} bytes" in line for line in lines), lines
+    unchecked = _read_bounded(path, "import sources.files.aedat4 as a; a.MAX_PACKET_BYTES = 2**62\n")
+    assert unchecked.stdout.count("out of memory") == 2, unchecked.stdout + unchecked.stderr[-2000:]
