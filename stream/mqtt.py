@@ -5,8 +5,11 @@ reconnect policy in `Backoff`; both are plain values, built in one place and tes
 
 `MqttLink.publish()` never blocks: it stamps the payload (per-topic seq, wall time) and appends it to a bounded
 buffer; `run()` owns the connection: connect (with the retained last will "offline" when it announces a node),
-subscribe, publish the retained "online" status, then drain the buffer in order. A message leaves the buffer
-only after the broker acknowledged it (QoS 1 PUBACK), so a broker restart loses nothing the buffer holds; a
+subscribe, publish the retained "online" status, then drain the buffer in order, up to `window` messages in
+flight: each new message goes out at once, without waiting for the acknowledgements of those before it (over a
+link with a round trip of 50 ms, a message waiting for the last one's PUBACK would be 50 ms late). A message
+leaves the buffer only after the broker acknowledged it (QoS 1 PUBACK), and only behind every message ahead of
+it, so a broker restart loses nothing the buffer holds; a
 message whose PUBACK was lost is sent again, and its repeated seq tells the subscriber it is a duplicate.
 Overflow drops the oldest, counted. `try_publish_raw()` is the UI's form: refused while disconnected or
 backed up, and discarded rather than replayed when the connection drops. Subscriptions (MQTT wildcards
@@ -24,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import itertools
 import os
 import random
 import socket
@@ -164,6 +166,7 @@ class _Msg:
     retain: bool
     volatile: bool = False  # from try_publish_raw: discarded, not replayed, when the connection drops
     properties: Properties | None = None  # MQTT 5 Response Topic / Correlation Data
+    acked: bool = False  # acknowledged (QoS 1) or written (QoS 0), possibly before the messages ahead of it
 
 
 def _payload_bytes(p: object) -> bytes:
@@ -249,6 +252,7 @@ class MqttLink:
         self._rng = rng or random.Random()
         self._ssl = self.settings.ssl_context()
         self._buf: collections.deque[_Msg] = collections.deque()
+        self._n_sent = 0  # the buffer's first messages, sent on this connection (`_send`)
         self._volatile = 0
         self._wake = asyncio.Event()
         self._seq: dict[str, int] = collections.defaultdict(int)
@@ -428,27 +432,48 @@ class MqttLink:
             await asyncio.sleep(delay)
 
     async def _send(self, client: aiomqtt.Client) -> None:
-        """Drain the buffer front first, up to `window` messages in flight (paho keeps them in order)."""
-        while True:
-            if not self._buf:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch = list(itertools.islice(self._buf, self.window))
-            async with asyncio.TaskGroup() as tg:
-                for m in batch:
-                    tg.create_task(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain,
-                                                  properties=m.properties, timeout=10))
-            for m in batch:  # acknowledged: leave the buffer (unless overflow already dropped them)
-                if self._buf and self._buf[0] is m:
-                    self._drop_front()
-            self.stats.published += len(batch)
+        """Send the buffer front first, in order, with up to `window` messages in flight: a message goes out as soon
+        as one of the window is free, not when a whole batch is acknowledged. The sent messages are the buffer's
+        first `_n_sent`; each leaves the buffer once it and every message ahead of it are acknowledged."""
+        self._n_sent = 0
+        free = asyncio.Semaphore(self.window)
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                if self._n_sent >= len(self._buf):
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                await free.acquire()
+                if self._n_sent >= len(self._buf):  # overflow dropped what was waiting meanwhile
+                    free.release()
+                    continue
+                m = self._buf[self._n_sent]
+                self._n_sent += 1
+                if m.acked:  # acknowledged before the last connection dropped, behind an unacknowledged one
+                    free.release()
+                    continue
+                tg.create_task(self._send_one(client, m, free))
+
+    async def _send_one(self, client: aiomqtt.Client, m: _Msg, free: asyncio.Semaphore) -> None:
+        try:
+            await client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, properties=m.properties,
+                                 timeout=10)
+        finally:
+            free.release()
+        m.acked = True
+        self.stats.published += 1
+        while self._buf and self._buf[0].acked:  # acknowledged in order: leave the buffer
+            self._drop_front()
 
     def _drop_front(self) -> None:
         if self._buf.popleft().volatile:
             self._volatile -= 1
+        if self._n_sent:  # the sent messages are the buffer's front
+            self._n_sent -= 1
 
     def _forget_volatile(self) -> None:
+        """After a connection is lost: nothing counts as sent any more, and the UI's volatile messages go."""
+        self._n_sent = 0
         if self._volatile:
             self._buf = collections.deque(m for m in self._buf if not m.volatile)
             self._volatile = 0

@@ -107,6 +107,89 @@ async def test_predictions_leave_without_waiting_for_the_last_ack(mosquitto):
     assert MqttLink(mosquitto.url).settings.nodelay and not MqttLink(mosquitto.url, nodelay=False).settings.nodelay
 
 
+@contextlib.asynccontextmanager
+async def slow_acks(host: str, port: int, delay_s: float):
+    """A TCP proxy to the broker that holds everything the broker sends back (CONNACK, PUBACKs) for delay_s, in
+    order, as a long link would; yields its port."""
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+        held: asyncio.Queue = asyncio.Queue()
+
+        async def release() -> None:
+            while True:
+                due, data = await held.get()
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        task = asyncio.create_task(release())
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                held.put_nowait((time.monotonic() + delay, data))
+        held.put_nowait((time.monotonic() + delay, b""))
+        await task
+
+    writers: list[asyncio.StreamWriter] = []
+    tasks: set[asyncio.Task] = set()
+
+    async def serve(cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        tasks.add(asyncio.current_task())
+        writers.append(cw)
+        br, bw = await asyncio.open_connection(host, port)
+        writers.append(bw)
+        await asyncio.gather(pipe(cr, bw, 0.0), pipe(br, cw, delay_s), return_exceptions=True)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for w in writers:
+            w.close()
+            with contextlib.suppress(ConnectionError):
+                await w.wait_closed()
+        await server.wait_closed()
+
+
+@pytest.mark.broker
+async def test_a_message_goes_out_without_waiting_for_the_acknowledgements_ahead_of_it(mosquitto):
+    """Over a link whose acknowledgements take 150 ms, predictions published every 10 ms reach a subscriber within
+    a few ms each: the send window keeps them in flight together instead of waiting for each PUBACK (or a batch's)
+    before sending the next. All are acknowledged in the end and leave the buffer in order."""
+    import aiomqtt
+
+    arrived: dict[int, float] = {}
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as sub, slow_acks(mosquitto.host, mosquitto.port,
+                                                                              0.15) as port:
+        await sub.subscribe(topic("far", "pred/gesture"), qos=1)
+
+        async def listen() -> None:
+            async for m in sub.messages:
+                arrived[json.loads(bytes(m.payload))["step"]] = time.monotonic()
+
+        listener = asyncio.create_task(listen())
+        link = MqttLink(f"mqtt://127.0.0.1:{port}", "far", announce=False)
+        async with running(link):
+            assert await link.wait_connected(5)
+            sent: dict[int, float] = {}
+            for i in range(20):
+                sent[i] = time.monotonic()
+                link.publish(GesturePrediction(t_event_us=i, label="a", index=0, probs=[1.0], classes=["a"], step=i))
+                await asyncio.sleep(0.01)
+            assert await link.drained(5) and link.pending == 0 and link.stats.published == 20
+        async with asyncio.timeout(5):
+            while len(arrived) < 20:
+                await asyncio.sleep(0.01)
+        listener.cancel()
+    late_ms = sorted((arrived[i] - sent[i]) * 1e3 for i in sent)
+    assert late_ms[-1] < 60, late_ms  # waiting for an acknowledgement would take 150 ms or more
+
+
 async def test_unreachable_broker_is_a_broker_error_chained_to_the_cause():
     """ensure_connected() on a port nobody listens on is a BrokerError naming the failure, chained with `from`."""
     from stream.broker import free_port
