@@ -614,3 +614,23 @@ def test_lz4_framing_that_may_expand_beyond_the_limit_is_refused(tmp_path: Path)
                 reader(path)
             assert_one_line_error(err, path)
             assert ("lz4 packet that may decompress to 272629760 bytes" in str(err.value)) == refused, err.value
+
+
+def test_a_zstd_packet_that_is_not_zstd_frames_is_refused_before_aedat(tmp_path: Path):
+    """A packet of a zstd file whose bytes are not zstd frames cannot be bounded: a one-line error naming it."""
+    import struct
+
+    from faery import file_encoder
+
+    from sources.files._write import to_faery
+
+    path = tmp_path / "rec.aedat4"
+    file_encoder.events_to_file([to_faery(synthetic(seed=6))], path, (SENSOR.width, SENSOR.height), file_type="aedat",
+                                compression=("zstd", 3))
+    data = bytearray(path.read_bytes())
+    header_end = 18 + struct.unpack_from("<I", data, 14)[0]
+    data[header_end + 8] ^= 0xFF  # the first packet's zstd magic number
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="packet that is not zstd frames") as err:
+        read_events(path)
+    assert_one_line_error(err, path)

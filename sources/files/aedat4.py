@@ -85,6 +85,9 @@ def _check_packets(p: Path, fd: int, pos: int, data_end: int, size: int, compres
             # LZ4 expands a byte to at most 255 (a match length's extension byte): a short packet needs no walk
             if compression != "none" and (compression != "lz4" or _LZ4_MAX_RATIO * length > MAX_PACKET_BYTES):
                 bound = decompressed_bound(m, pos + 8, pos + 8 + length, compression)
+                if bound is None:
+                    raise CorruptFileError(show_path(p), f"a {length}-byte packet that is not {compression} frames",
+                                           offset=pos)
                 if bound > MAX_PACKET_BYTES:
                     raise CorruptFileError(show_path(p), f"a {length}-byte {compression} packet that may decompress "
                                            f"to {bound} bytes (more than {MAX_PACKET_BYTES})", offset=pos)
@@ -105,12 +108,12 @@ def _is_skippable(magic: int) -> bool:
     return magic & 0xFFFFFFF0 == 0x184D2A50
 
 
-def decompressed_bound(buf, start: int, end: int, compression: str) -> int:
+def decompressed_bound(buf, start: int, end: int, compression: str) -> int | None:
     """An upper bound of what the LZ4 or zstd frames in buf[start:end] decompress to, from their frame and block
     headers alone (a block's contents are never decoded): an LZ4 block at most the frame's block size (or its own
-    size, stored), a zstd block its stated size (raw, RLE) or 128 KiB (compressed). Framing that the format does
-    not allow is unbounded (the size of the address space): no decoder would read it either."""
-    unbounded = 2**63
+    size, stored), a zstd block its stated size (raw, RLE) or 128 KiB (compressed). None where the bytes are not
+    frames of that format (which no decoder would read either). The walk stops once the bound passes
+    MAX_PACKET_BYTES."""
     total, pos = 0, start
     u32 = _U32.unpack_from
 
@@ -119,25 +122,26 @@ def decompressed_bound(buf, start: int, end: int, compression: str) -> int:
 
     def u16(at: int) -> int:
         return _U16.unpack_from(buf, at)[0]
+
     while pos < end:
         if pos + 4 > end:
-            return unbounded
+            return None
         magic = u32(buf, pos)[0]
         if _is_skippable(magic):
             if pos + 8 > end:
-                return unbounded
+                return None
             pos += 8 + u32(buf, pos + 4)[0]
             continue
         if compression == "lz4" and magic == _LZ4_MAGIC and pos + 7 <= end:
             flg, bd = u8(pos + 4), u8(pos + 5)
             block_max = _LZ4_BLOCK_MAX.get((bd >> 4) & 7)
             if block_max is None or flg >> 6 != 1:
-                return unbounded
+                return None
             pos += 7 + 8 * ((flg >> 3) & 1) + 4 * (flg & 1)  # magic, FLG, BD, HC; content size, dictionary id
             block_checksum = 4 * ((flg >> 4) & 1)
             while True:
                 if pos + 4 > end:
-                    return unbounded
+                    return None
                 word = u32(buf, pos)[0]
                 pos += 4
                 if word == 0:  # end mark, then the content checksum if flagged
@@ -155,12 +159,12 @@ def decompressed_bound(buf, start: int, end: int, compression: str) -> int:
             pos += 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs
             while True:
                 if pos + 3 > end:
-                    return unbounded
+                    return None
                 head = u16(pos) | u8(pos + 2) << 16
                 last, kind, n = head & 1, (head >> 1) & 3, head >> 3
                 pos += 3
                 if kind == 3:  # reserved
-                    return unbounded
+                    return None
                 total += _ZSTD_BLOCK_MAX if kind == 2 else n
                 pos += 1 if kind == 1 else n
                 if total > MAX_PACKET_BYTES:
@@ -169,7 +173,7 @@ def decompressed_bound(buf, start: int, end: int, compression: str) -> int:
                     pos += 4 * ((fhd >> 2) & 1)  # content checksum
                     break
         else:
-            return unbounded
+            return None
     return total
 
 
