@@ -184,10 +184,12 @@ class GcPauses:
         else:
             self.spans.append((self._t0, time.time(), int(info["generation"])))
 
-    def summary(self) -> dict:
-        ms = [(b - a) * 1e3 for a, b, _ in self.spans]
-        return {"passes": [sum(g == k for *_, g in self.spans) for k in range(3)],
-                "pause_ms_max": round(max(ms), 3) if ms else 0.0, "pause_ms_total": round(sum(ms), 3)}
+
+def gc_summary(spans: list[tuple[float, float, int]]) -> dict:
+    """Passes per generation and their pauses, of `GcPauses.spans` (of one round or several)."""
+    ms = [(b - a) * 1e3 for a, b, _ in spans]
+    return {"passes": [sum(g == k for *_, g in spans) for k in range(3)],
+            "pause_ms_max": round(max(ms), 3) if ms else 0.0, "pause_ms_total": round(sum(ms), 3)}
 
 
 SEGMENTS = {  # name: (from, to) in StageTimes fields (or "receive": the subscriber's arrival stamp)
@@ -298,8 +300,7 @@ def summary(raws: list[dict]) -> dict:
         v = [x for r in raws for x in r[key]]
         return round(float(np.percentile(v, q)), 3) if v else None
 
-    gcp = GcPauses()
-    gcp.spans = [s for r in raws for s in r["gc_spans"]]
+    spans = [s for r in raws for s in r["gc_spans"]]
     return {
         "rounds": len(raws), "predictions": sum(r["predictions"] for r in raws),
         "received": sum(r["received"] for r in raws), "events": sum(r["events"] for r in raws),
@@ -309,8 +310,8 @@ def summary(raws: list[dict]) -> dict:
         "node_step_ms_p50": p("node_step_ms", 50), "replay_late_ms_p99": p("replay_late_ms", 99),
         "wall_s": round(sum(r["wall_s"] for r in raws), 3),
         "recording_s": round(sum(r["recording_s"] for r in raws), 3),
-        "kept_up": all(r["kept_up"] for r in raws), "backend": raws[0]["backend"], "gc": gcp.summary(),
-        "stages": stage_breakdown([x for r in raws for x in r["recs"]], gcp.spans),
+        "kept_up": all(r["kept_up"] for r in raws), "backend": raws[0]["backend"], "gc": gc_summary(spans),
+        "stages": stage_breakdown([x for r in raws for x in r["recs"]], spans),
     }
 
 
