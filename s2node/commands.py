@@ -256,6 +256,8 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
                    help="with --stream: score N held-out streams generated for the run (temporary, seed --seed)")
     e.add_argument("--seed", type=int, default=1, help="with --generate: the streams' seed (default 1)")
     e.add_argument("--stream-s", type=float, default=40.0, help="with --generate: seconds per stream (default 40)")
+    e.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="with --generate: render N streams at once, in N processes (the same streams; default 1)")
     e.set_defaults(func=_eval)
 
 
@@ -291,7 +293,8 @@ def _eval(args: argparse.Namespace) -> int:
         from s2node.eval_gesture import evaluate_generated_streams
 
         result = {"model": str(args.model), **evaluate_generated_streams(
-            config, tensors, streams=args.generate, seed=args.seed, stream_s=args.stream_s, window_s=args.window_s)}
+            config, tensors, streams=args.generate, seed=args.seed, stream_s=args.stream_s, window_s=args.window_s,
+            jobs=args.jobs)}
     elif args.stream:
         from s2node.eval_gesture import evaluate_gesture_stream
         from sources.gesture_data import default_gesture_dir

@@ -77,15 +77,16 @@ def score_segments(pred: np.ndarray, t_end_us: np.ndarray, index: np.ndarray, sp
 
 def evaluate_generated_streams(config: dict[str, Any], tensors: dict[str, np.ndarray], *, streams: int,
                                seed: int = 1, stream_s: float = 40.0,
-                               window_s: float | None = None) -> dict[str, Any]:
+                               window_s: float | None = None, jobs: int = 1) -> dict[str, Any]:
     """evaluate_gesture_stream on `streams` held-out streams generated for the occasion (in a temporary folder,
-    removed after): a fixed, self-contained benchmark (the same seed gives the same streams)."""
+    removed after, by `jobs` processes): a fixed, self-contained benchmark (the same seed gives the same streams)."""
     import tempfile
 
     from sources.gesture_stream import StreamConfig, generate_streams
 
     with tempfile.TemporaryDirectory(prefix="s2-streams-") as tmp:
-        generate_streams(tmp, streams, seed, split="test", cfg=StreamConfig(duration_s=stream_s), progress=False)
+        generate_streams(tmp, streams, seed, split="test", cfg=StreamConfig(duration_s=stream_s), progress=False,
+                         jobs=jobs)
         result = evaluate_gesture_stream(config, tensors, data=tmp, split="test", window_s=window_s)
     result["data"] = f"{streams} held-out streams of {stream_s:g} s (generated, seed {seed})"
     return result

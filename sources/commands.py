@@ -70,6 +70,8 @@ def _register_gestures(dsub: argparse._SubParsersAction) -> None:
                    help="test streams come from held-out subjects (default train)")
     c.add_argument("--stream-s", type=float, default=60.0, help="seconds per stream (default 60)")
     c.add_argument("--sensor", metavar="WxH", help="write the streams at this sensor size (default 128x128)")
+    c.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="render N streams at once, in N processes (the same files as one; default 1)")
     g.set_defaults(func=_gestures)
 
 
@@ -93,7 +95,7 @@ def _streams(args: argparse.Namespace, out) -> int:
     cfg = StreamConfig(duration_s=args.stream_s, fps=args.fps)
     sensor = parse_sensor(args.sensor) if args.sensor else None
     paths = generate_streams(out, args.streams, args.seed, split=args.split, cfg=cfg, sensor=sensor,
-                             resume=args.resume)
+                             resume=args.resume, jobs=args.jobs)
     print(f"wrote {len(paths)} {args.split} streams of {args.stream_s:g} s to {paths[0].parent}")
     return 0
 

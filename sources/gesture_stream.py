@@ -141,33 +141,66 @@ def _rows(events: np.ndarray) -> np.ndarray:
 
 def generate_streams(out: str | Path, streams: int, seed: int, *, split: str = "train",
                      cfg: StreamConfig = StreamConfig(), sensor: SensorSize | None = None,
-                     resume: bool = False, progress: bool = True) -> list[Path]:
-    """Write `streams` streams of one split under out/streams/<split>/; the test split uses held-out subjects."""
+                     resume: bool = False, progress: bool = True, jobs: int = 1) -> list[Path]:
+    """Write `streams` streams of one split under out/streams/<split>/; the test split uses held-out subjects.
+    `jobs` processes render them side by side: each stream depends only on (seed, its index), so the files are
+    the same bytes whatever the number of jobs."""
     if split not in STREAM_SPLITS:
         raise SourceError(f"split must be one of {STREAM_SPLITS}, not {split!r}")
     if streams < 1:
         raise SourceError(f"--streams must be at least 1, not {streams}")
+    if jobs < 1:
+        raise SourceError(f"--jobs must be at least 1, not {jobs}")
     from tqdm import tqdm
 
     folder = Path(out) / "streams" / split
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i in tqdm(range(streams), desc=f"{split} streams", unit="stream", disable=not progress):
-        path = folder / f"s{i:03d}.npy"
-        written.append(path)
-        if resume and path.is_file() and path.with_suffix(".json").is_file():
-            continue
-        user = (TEST_USER_BASE if split == "test" else 100) + i  # one subject per stream
-        events, side = render_stream(seed, user, i, cfg, sensor=sensor)
-        tmp = path.with_suffix(".tmp.npy")
+    written = [folder / f"s{i:03d}.npy" for i in range(streams)]
+    todo = [i for i, path in enumerate(written)
+            if not (resume and path.is_file() and path.with_suffix(".json").is_file())]
+    bar = tqdm(total=streams, initial=streams - len(todo), desc=f"{split} streams", unit="stream",
+               disable=not progress)
+    with bar:
+        if jobs == 1 or len(todo) < 2:
+            for i in todo:
+                _write_stream(folder, seed, split, i, cfg, sensor)
+                bar.update()
+            return written
+        import multiprocessing
+
+        # spawn: a fork of a process that has started BLAS or torch threads can hang in the child
+        pool = multiprocessing.get_context("spawn").Pool(min(jobs, len(todo)))
         try:
-            np.save(tmp, _rows(events))
-            tmp.replace(path)
-        except BaseException:  # Ctrl-C or SIGTERM halfway through: no partial file left behind
-            tmp.unlink(missing_ok=True)
+            for _ in pool.imap_unordered(_write_stream_args, [(folder, seed, split, i, cfg, sensor) for i in todo]):
+                bar.update()
+            pool.close()
+        except BaseException:  # Ctrl-C, SIGTERM or an error: stop the workers now, not after their streams
+            pool.terminate()
+            for tmp in folder.glob("s*.tmp.npy"):  # a worker stopped while writing leaves no partial file
+                tmp.unlink(missing_ok=True)
             raise
-        path.with_suffix(".json").write_text(json.dumps(side, indent=1) + "\n")
+        finally:
+            pool.join()
     return written
+
+
+def _write_stream_args(args: tuple) -> None:
+    _write_stream(*args)
+
+
+def _write_stream(folder: Path, seed: int, split: str, i: int, cfg: StreamConfig, sensor: SensorSize | None) -> None:
+    """Render stream i of a split and write it (events .npy, sidecar .json), atomically."""
+    path = folder / f"s{i:03d}.npy"
+    user = (TEST_USER_BASE if split == "test" else 100) + i  # one subject per stream
+    events, side = render_stream(seed, user, i, cfg, sensor=sensor)
+    tmp = path.with_suffix(".tmp.npy")
+    try:
+        np.save(tmp, _rows(events))
+        tmp.replace(path)
+    except BaseException:  # Ctrl-C or SIGTERM halfway through: no partial file left behind
+        tmp.unlink(missing_ok=True)
+        raise
+    path.with_suffix(".json").write_text(json.dumps(side, indent=1) + "\n")
 
 
 @dataclass(frozen=True)

@@ -311,3 +311,20 @@ def test_a_signal_ignored_from_the_start_stays_ignored():
     finally:
         for s, h in before.items():
             signal.signal(s, h)
+
+
+def test_stream_generation_in_several_processes_stops_them_at_once(command, tmp_path):
+    """`s2 data gestures --continuous --jobs 2`: SIGTERM while two processes render stops them now, not after
+    their streams (a 30 s stream is seconds of a core): exit 130 with one line, no process, no partial file."""
+    out = tmp_path / "data"
+    c = command("data", "gestures", "--continuous", "--streams", "4", "--stream-s", "30", "--jobs", "2",
+                "--out", str(out))
+    deadline = time.monotonic() + 60
+    while sum("spawn_main" in " ".join(p.cmdline()) for p in psutil.Process(c.proc.pid).children()) < 2:
+        assert time.monotonic() < deadline and c.proc.poll() is None, "".join(c.err)
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    rc, _, err = c.stop(signal.SIGTERM)
+    assert time.monotonic() - t0 < 5
+    assert rc == 130 and err.strip().splitlines()[-1] == "s2: interrupted", err
+    assert not list(out.rglob("*.tmp.npy"))

@@ -191,6 +191,23 @@ def test_s2_data_gestures_continuous_writes_streams(tmp_path):
     assert (tmp_path / "streams/test/s000.npy").is_file() and (tmp_path / "streams/test/s000.json").is_file()
 
 
+def test_streams_rendered_by_several_processes_are_the_same_bytes(tiny_streams, tmp_path):
+    """--jobs 2 renders the streams in two processes: the same files as one process (each stream depends only on
+    the seed and its index); --resume then writes nothing, and --jobs 0 is a one-line error."""
+    paths = generate_streams(tmp_path, 2, 0, split="train", cfg=SHORT, progress=False, jobs=2)
+    for p in paths:
+        ref = tiny_streams / "streams/train" / p.name
+        assert p.read_bytes() == ref.read_bytes()
+        assert p.with_suffix(".json").read_bytes() == ref.with_suffix(".json").read_bytes()
+    before = [p.stat().st_mtime_ns for p in paths]
+    generate_streams(tmp_path, 2, 0, split="train", cfg=SHORT, progress=False, jobs=2, resume=True)
+    assert [p.stat().st_mtime_ns for p in paths] == before
+    r = subprocess.run([sys.executable, "-m", "stream.cli", "data", "gestures", "--continuous", "--jobs", "0",
+                        "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1 and "--jobs must be at least 1" in lines[0], r.stderr
+
+
 def test_continuous_demo_plays_each_class_once(tmp_path):
     """The continuous demo recording plays the given classes once each, in order, as AEDAT4 + span sidecar that
     the stream scoring reads as a stream."""
