@@ -60,6 +60,8 @@ def _register_gestures(dsub: argparse._SubParsersAction) -> None:
     g.add_argument("--fps", type=float, default=250.0, help="render rate; events interpolate in between (default 250)")
     g.add_argument("--resume", action="store_true", help="keep recordings already written (same seed and options)")
     g.add_argument("--aedat", action="store_true", help="also write AEDAT4 files under DIR/aedat4/ for replay")
+    g.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="render N recordings or streams at once, in N processes (the same files as one; default 1)")
     c = g.add_argument_group("continuous streams (--continuous)")
     c.add_argument("--continuous", action="store_true",
                    help="write continuous streams instead: gestures back to back (1.5-6 s each, random starts, "
@@ -70,8 +72,6 @@ def _register_gestures(dsub: argparse._SubParsersAction) -> None:
                    help="test streams come from held-out subjects (default train)")
     c.add_argument("--stream-s", type=float, default=60.0, help="seconds per stream (default 60)")
     c.add_argument("--sensor", metavar="WxH", help="write the streams at this sensor size (default 128x128)")
-    c.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="render N streams at once, in N processes (the same files as one; default 1)")
     g.set_defaults(func=_gestures)
 
 
@@ -82,7 +82,7 @@ def _gestures(args: argparse.Namespace) -> int:
     if args.continuous:
         return _streams(args, out)
     m = generate_dataset(out, args.subjects, args.seed, duration_s=args.duration_s, fps=args.fps,
-                         lightings=args.lightings, aedat=args.aedat, resume=args.resume)
+                         lightings=args.lightings, aedat=args.aedat, resume=args.resume, processes=args.jobs)
     print(f"wrote {m['clips']} recordings ({len(m['train_users'])} train / {len(m['test_users'])} test subjects, "
           f"{m['events_mean']:.0f} events each on average) to {out}/DVSGesture")
     return 0

@@ -27,6 +27,7 @@ from sources.errors import DataNotFoundError, SourceError
 from sources.events import EVENT_DTYPE
 from sources.gesture_motions import GESTURE_CLASSES
 from sources.gesture_render import LIGHTINGS, draw_subject, render_gesture_events, with_lighting
+from sources.parallel import run_jobs
 
 SPLITS = {"train": "ibmGestureTrain", "test": "ibmGestureTest"}
 MANIFEST = "s2egru-synthetic.json"
@@ -85,12 +86,13 @@ def render_recording(seed: int, user: int, light_index: int, lighting: str, labe
 def generate_dataset(
     out: str | Path, subjects: int, seed: int, *, duration_s: float = 6.0, fps: float = 250.0,
     lightings: int = 2, test_fraction: float = 0.2, aedat: bool = False, progress: bool = True,
-    resume: bool = False, users: list[int] | None = None,
+    resume: bool = False, users: list[int] | None = None, processes: int = 1,
 ) -> dict:
     """Write the synthetic dataset under out/DVSGesture; return the manifest.
 
     `resume` keeps recordings already on disk (each clip has its own seed stream, so they are the bytes this
-    call would write); `users` restricts the work to those subjects (to run several processes side by side).
+    call would write); `users` restricts the work to those subjects; `processes` renders that many clips at once
+    (the same bytes: each clip depends only on its own seed stream).
     """
     if subjects < 2:
         raise SourceError(f"--subjects must be at least 2 (one train, one test subject), not {subjects}")
@@ -98,10 +100,11 @@ def generate_dataset(
         raise SourceError(f"--lightings must be 1..{len(LIGHTINGS)}, not {lightings}")
     if duration_s <= 0 or fps <= 0:
         raise SourceError("--duration-s and the render rate must be positive")
-    write_aedat4 = None
+    if processes < 1:
+        raise SourceError(f"--jobs must be at least 1, not {processes}")
     if aedat:
         try:
-            from sources.files import write_aedat4
+            from sources.files import write_aedat4  # noqa: F401 (checked here, used by `_write_clip`)
         except ImportError as e:
             raise SourceError("--aedat needs the AEDAT4 writer sources.files.write_aedat4, not installed") from e
     root = Path(out) / "DVSGesture"
@@ -110,35 +113,20 @@ def generate_dataset(
             for c in range(len(GESTURE_CLASSES))]
     from tqdm import tqdm
 
-    counts = []
     if users is not None:
         jobs = [job for job in jobs if job[0] in users]
-    for user, j, light, label in tqdm(jobs, desc="gestures", unit="clip", disable=not progress):
-        split = "test" if user in test_users else "train"
-        folder = root / SPLITS[split] / f"user{user:02d}_{light}"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{label}.npy"
-        if resume and path.is_file() and write_aedat4 is None:
-            try:
-                counts.append(int(np.load(path, mmap_mode="r").shape[0]))
-                continue
-            except (OSError, ValueError):
-                pass  # a clip cut short by an interrupted run: render it again
-        ev = render_recording(seed, user, j, light, label, duration_s, fps)
-        counts.append(int(ev.size))
-        tmp = path.with_suffix(".tmp.npy")
-        try:
-            np.save(tmp, _to_tonic_rows(ev))
-            tmp.replace(path)  # atomic: an interrupted run never leaves a truncated recording
-        except BaseException:  # Ctrl-C or SIGTERM halfway through: no partial file left behind
-            tmp.unlink(missing_ok=True)
-            raise
-        if write_aedat4 is not None:
-            from sources.events import DVS128
+    tasks = [(Path(out), seed, user, j, light, label, "test" if user in test_users else "train", duration_s, fps,
+              aedat, resume) for user, j, light, label in jobs]
 
-            apath = Path(out) / "aedat4" / SPLITS[split] / f"user{user:02d}_{light}" / f"{label}.aedat4"
-            apath.parent.mkdir(parents=True, exist_ok=True)
-            write_aedat4(apath, ev, DVS128)
+    def remove_partial() -> None:  # a worker stopped while writing leaves no partial file
+        for tmp in root.glob("*/*/*.tmp.npy"):
+            tmp.unlink(missing_ok=True)
+
+    counts = []
+    with tqdm(total=len(tasks), desc="gestures", unit="clip", disable=not progress) as bar:
+        for n in run_jobs(_write_clip, tasks, processes, cleanup=remove_partial):
+            counts.append(n)
+            bar.update()
     for name in SPLITS.values():
         (root / f"{name}.tar.gz").touch()  # placeholder: tonic then skips its download
     manifest = {
@@ -149,6 +137,35 @@ def generate_dataset(
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _write_clip(out: Path, seed: int, user: int, j: int, light: str, label: int, split: str, duration_s: float,
+                fps: float, aedat: bool, resume: bool) -> int:
+    """Render and write one recording (atomically; with `aedat` its AEDAT4 copy too): its number of events."""
+    folder = out / "DVSGesture" / SPLITS[split] / f"user{user:02d}_{light}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{label}.npy"
+    if resume and path.is_file() and not aedat:
+        try:
+            return int(np.load(path, mmap_mode="r").shape[0])
+        except (OSError, ValueError):
+            pass  # a clip cut short by an interrupted run: render it again
+    ev = render_recording(seed, user, j, light, label, duration_s, fps)
+    tmp = path.with_suffix(".tmp.npy")
+    try:
+        np.save(tmp, _to_tonic_rows(ev))
+        tmp.replace(path)  # atomic: an interrupted run never leaves a truncated recording
+    except BaseException:  # Ctrl-C or SIGTERM halfway through: no partial file left behind
+        tmp.unlink(missing_ok=True)
+        raise
+    if aedat:
+        from sources.events import DVS128
+        from sources.files import write_aedat4
+
+        apath = out / "aedat4" / SPLITS[split] / f"user{user:02d}_{light}" / f"{label}.aedat4"
+        apath.parent.mkdir(parents=True, exist_ok=True)
+        write_aedat4(apath, ev, DVS128)
+    return int(ev.size)
 
 
 def find_split_dir(data: str | Path, split: str) -> Path:

@@ -27,6 +27,7 @@ from sources.events import EVENT_DTYPE, SensorSize
 from sources.gesture_data import clip_rng
 from sources.gesture_motions import GESTURE_CLASSES, LEFT, RIGHT, hand_targets, rest_target
 from sources.gesture_render import LIGHTINGS, SIZE, Subject, draw_subject, render_frames_from_targets
+from sources.parallel import run_jobs
 from sources.sensor_map import SensorMap
 
 IDLE = -1  # label of an idle spell: no gesture (not scored)
@@ -161,31 +162,14 @@ def generate_streams(out: str | Path, streams: int, seed: int, *, split: str = "
     bar = tqdm(total=streams, initial=streams - len(todo), desc=f"{split} streams", unit="stream",
                disable=not progress)
     with bar:
-        if jobs == 1 or len(todo) < 2:
-            for i in todo:
-                _write_stream(folder, seed, split, i, cfg, sensor)
-                bar.update()
-            return written
-        import multiprocessing
-
-        # spawn: a fork of a process that has started BLAS or torch threads can hang in the child
-        pool = multiprocessing.get_context("spawn").Pool(min(jobs, len(todo)))
-        try:
-            for _ in pool.imap_unordered(_write_stream_args, [(folder, seed, split, i, cfg, sensor) for i in todo]):
-                bar.update()
-            pool.close()
-        except BaseException:  # Ctrl-C, SIGTERM or an error: stop the workers now, not after their streams
-            pool.terminate()
-            for tmp in folder.glob("s*.tmp.npy"):  # a worker stopped while writing leaves no partial file
+        def remove_partial() -> None:  # a worker stopped while writing leaves no partial file
+            for tmp in folder.glob("s*.tmp.npy"):
                 tmp.unlink(missing_ok=True)
-            raise
-        finally:
-            pool.join()
+
+        for _ in run_jobs(_write_stream, [(folder, seed, split, i, cfg, sensor) for i in todo], jobs,
+                          cleanup=remove_partial):
+            bar.update()
     return written
-
-
-def _write_stream_args(args: tuple) -> None:
-    _write_stream(*args)
 
 
 def _write_stream(folder: Path, seed: int, split: str, i: int, cfg: StreamConfig, sensor: SensorSize | None) -> None:

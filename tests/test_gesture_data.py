@@ -1,13 +1,14 @@
 """Synthetic DVS gestures on disk: tonic reads the layout, classes are balanced, same seed gives same bytes."""
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sources.errors import DataNotFoundError, SourceError
-from sources.gesture_data import generate_dataset, iter_dataset, list_samples, load_events
+from sources.gesture_data import MANIFEST, generate_dataset, iter_dataset, list_samples, load_events
 from sources.gesture_demo import make_demo
 from sources.gesture_motions import GESTURE_CLASSES
 
@@ -58,11 +59,15 @@ def test_classes_are_balanced_and_subjects_split(tiny_tree):
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
-    """Generating twice with one seed writes identical files; another seed writes different ones."""
-    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        generate_dataset(tmp_path / name, 2, seed=seed, duration_s=0.1, fps=100, lightings=1, progress=False)
+    """Generating twice with one seed writes identical files, in one process or in two (`--jobs 2`); another
+    seed writes different ones."""
+    for name, seed, processes in (("a", 5, 1), ("b", 5, 2), ("c", 6, 1)):
+        generate_dataset(tmp_path / name, 2, seed=seed, duration_s=0.1, fps=100, lightings=1, progress=False,
+                         processes=processes)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+    manifests = [json.loads((tmp_path / n / "DVSGesture" / MANIFEST).read_text()) for n in "ab"]
+    assert manifests[0] == manifests[1]
 
 
 def test_recordings_hold_motion_events(tiny_tree):
