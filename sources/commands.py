@@ -82,7 +82,7 @@ def _gestures(args: argparse.Namespace) -> int:
     if args.continuous:
         return _streams(args, out)
     m = generate_dataset(out, args.subjects, args.seed, duration_s=args.duration_s, fps=args.fps,
-                         lightings=args.lightings, aedat=args.aedat, resume=args.resume, processes=args.jobs)
+                         lightings=args.lightings, aedat=args.aedat, resume=args.resume, jobs=args.jobs)
     print(f"wrote {m['clips']} recordings ({len(m['train_users'])} train / {len(m['test_users'])} test subjects, "
           f"{m['events_mean']:.0f} events each on average) to {out}/DVSGesture")
     return 0

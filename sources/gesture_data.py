@@ -86,12 +86,12 @@ def render_recording(seed: int, user: int, light_index: int, lighting: str, labe
 def generate_dataset(
     out: str | Path, subjects: int, seed: int, *, duration_s: float = 6.0, fps: float = 250.0,
     lightings: int = 2, test_fraction: float = 0.2, aedat: bool = False, progress: bool = True,
-    resume: bool = False, users: list[int] | None = None, processes: int = 1,
+    resume: bool = False, users: list[int] | None = None, jobs: int = 1,
 ) -> dict:
     """Write the synthetic dataset under out/DVSGesture; return the manifest.
 
     `resume` keeps recordings already on disk (each clip has its own seed stream, so they are the bytes this
-    call would write); `users` restricts the work to those subjects; `processes` renders that many clips at once
+    call would write); `users` restricts the work to those subjects; `jobs` processes render clips side by side
     (the same bytes: each clip depends only on its own seed stream).
     """
     if subjects < 2:
@@ -100,8 +100,8 @@ def generate_dataset(
         raise SourceError(f"--lightings must be 1..{len(LIGHTINGS)}, not {lightings}")
     if duration_s <= 0 or fps <= 0:
         raise SourceError("--duration-s and the render rate must be positive")
-    if processes < 1:
-        raise SourceError(f"--jobs must be at least 1, not {processes}")
+    if jobs < 1:
+        raise SourceError(f"--jobs must be at least 1, not {jobs}")
     if aedat:
         try:
             from sources.files import write_aedat4  # noqa: F401 (checked here, used by `_write_clip`)
@@ -109,14 +109,14 @@ def generate_dataset(
             raise SourceError("--aedat needs the AEDAT4 writer sources.files.write_aedat4, not installed") from e
     root = Path(out) / "DVSGesture"
     train_users, test_users = split_users(subjects, test_fraction)
-    jobs = [(u, j, light, c) for u, j, light in _recording_jobs(subjects, seed, lightings)
-            for c in range(len(GESTURE_CLASSES))]
+    clips = [(u, j, light, c) for u, j, light in _recording_jobs(subjects, seed, lightings)
+             for c in range(len(GESTURE_CLASSES))]
     from tqdm import tqdm
 
     if users is not None:
-        jobs = [job for job in jobs if job[0] in users]
+        clips = [clip for clip in clips if clip[0] in users]
     tasks = [(Path(out), seed, user, j, light, label, "test" if user in test_users else "train", duration_s, fps,
-              aedat, resume) for user, j, light, label in jobs]
+              aedat, resume) for user, j, light, label in clips]
 
     def remove_partial() -> None:  # a worker stopped while writing leaves no partial file
         for tmp in root.glob("*/*/*.tmp.npy"):
@@ -124,7 +124,7 @@ def generate_dataset(
 
     counts = []
     with tqdm(total=len(tasks), desc="gestures", unit="clip", disable=not progress) as bar:
-        for n in run_jobs(_write_clip, tasks, processes, cleanup=remove_partial):
+        for n in run_jobs(_write_clip, tasks, jobs, cleanup=remove_partial):
             counts.append(n)
             bar.update()
     for name in SPLITS.values():
@@ -133,7 +133,7 @@ def generate_dataset(
         "generator": "s2egru synthetic DVS gestures", "seed": seed, "subjects": subjects,
         "train_users": train_users, "test_users": test_users, "lightings_per_subject": lightings,
         "duration_s": duration_s, "render_fps": fps, "classes": list(GESTURE_CLASSES),
-        "clips": len(jobs), "events_mean": float(np.mean(counts)) if counts else 0.0,
+        "clips": len(clips), "events_mean": float(np.mean(counts)) if counts else 0.0,
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

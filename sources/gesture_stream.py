@@ -159,13 +159,13 @@ def generate_streams(out: str | Path, streams: int, seed: int, *, split: str = "
     written = [folder / f"s{i:03d}.npy" for i in range(streams)]
     todo = [i for i, path in enumerate(written)
             if not (resume and path.is_file() and path.with_suffix(".json").is_file())]
-    bar = tqdm(total=streams, initial=streams - len(todo), desc=f"{split} streams", unit="stream",
-               disable=not progress)
-    with bar:
-        def remove_partial() -> None:  # a worker stopped while writing leaves no partial file
-            for tmp in folder.glob("s*.tmp.npy"):
-                tmp.unlink(missing_ok=True)
 
+    def remove_partial() -> None:  # a worker stopped while writing leaves no partial file
+        for tmp in folder.glob("s*.tmp.npy"):
+            tmp.unlink(missing_ok=True)
+
+    with tqdm(total=streams, initial=streams - len(todo), desc=f"{split} streams", unit="stream",
+              disable=not progress) as bar:
         for _ in run_jobs(_write_stream, [(folder, seed, split, i, cfg, sensor) for i in todo], jobs,
                           cleanup=remove_partial):
             bar.update()

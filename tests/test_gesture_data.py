@@ -61,9 +61,9 @@ def test_classes_are_balanced_and_subjects_split(tiny_tree):
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     """Generating twice with one seed writes identical files, in one process or in two (`--jobs 2`); another
     seed writes different ones."""
-    for name, seed, processes in (("a", 5, 1), ("b", 5, 2), ("c", 6, 1)):
+    for name, seed, jobs in (("a", 5, 1), ("b", 5, 2), ("c", 6, 1)):
         generate_dataset(tmp_path / name, 2, seed=seed, duration_s=0.1, fps=100, lightings=1, progress=False,
-                         processes=processes)
+                         jobs=jobs)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
     manifests = [json.loads((tmp_path / n / "DVSGesture" / MANIFEST).read_text()) for n in "ab"]
