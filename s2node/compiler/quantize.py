@@ -7,7 +7,8 @@ s_y = 1/127; language inputs (embedding values sent by the host) use s_x = max|E
 (binned event counts, whose range depends on the binning) use a per-timestep scale s_x = max|x_t| / 127 that
 the host sends as one extra packet with the timestep's events (so integer counts up to 127 stay exact).
 Accumulation is exact integer arithmetic: acc[r] = Σ q[r, j]·p[j]; the pre-activation is
-acc[r]·s_w[r]·s_p + bias[r] in float32, and the unit update runs in float32 (the M4F FPU).
+acc[r]·(s_w[r]·s_p) + bias[r] in float32 (one float32 factor per row), and the unit update runs in float32 (the
+M4F FPU has no double precision).
 """
 
 from __future__ import annotations

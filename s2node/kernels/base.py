@@ -147,8 +147,13 @@ def column_sums(wt: np.ndarray, cols: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def rescale(acc: np.ndarray, scaled: np.ndarray) -> np.ndarray:
-    """acc[r] · s_w[r] · s_p as float64 products rounded once to float32 (int8's integer sums promote exactly)."""
-    return (acc * scaled).astype(F32)
+    """acc[r] · (s_w[r] · s_p) in float32, as the M4F's single-precision FPU does it: the integer sum converted to
+    float32 (exact below 2^24), times the row's float32 factor. scaled: float32. A float32 acc (a fresh product) is
+    scaled in place and returned."""
+    if acc.dtype == F32:
+        acc *= scaled
+        return acc
+    return np.multiply(acc, scaled, dtype=F32)  # float64 sums (CSC walks, large bounds): converted first
 
 
 class FusedEvents:

@@ -3,8 +3,8 @@
 Scaling (see compiler/quantize.py): pre-activation[r] = s_w[r] · s_p · Σ_j q[r, j] · p_j, with p_j the int8
 payload of source j (unit events: s_p = 1/127; language input: max|E|/127; gesture input: max|x_t|/127 per
 timestep). The integer sum is exact: products are summed in float32 when every possible sum stays below 2^24, else
-in float64 (below 2^53). The unit update
-then runs in float32 as on the FPU.
+in float64 (below 2^53). The rescale runs in float32 as on the M4F's single-precision FPU: the sum converted to
+float32, times the row's float32 factor s_w · s_p (`rescale`); so does the unit update.
 
 The fast path (`FusedEvents`): a layer's events feed two matrices, the next layer's (or the decoder's) input weights
 now and the layer's own recurrent weights at the next step. Both take the same int8 payloads with the same static
@@ -84,7 +84,7 @@ class Int8Kernel(Kernel):
                 # largest possible |Σ q·p| (127 · max row Σ|q|) stays below that, else float64 (below 2^53).
                 bound = Q_MAX * (np.abs(q.astype(np.int64)).sum(1).max() if q.size else 0)
                 w[k] = np.ascontiguousarray(q.T, np.float32 if bound < 2**24 else np.float64)
-                s[k] = sc.astype(np.float64)
+                s[k] = sc  # float32, as quantize_rows gives it
             self.w.append(w)
             self.scale.append(s)
         self.input_scale = input_payload_scale(spec.embedding)  # None: per-timestep (gestures)
@@ -93,7 +93,9 @@ class Int8Kernel(Kernel):
         # payloads in the weights' dtype (float32 unless a matrix needs float64 sums)
         self.payload_dtype = np.result_type(*(v.dtype for w in self.w for v in w.values()))
         self._recent: list[tuple[np.ndarray, np.ndarray]] = []  # (unit payloads, their int8 values)
-        self.scaled = [{k: sc * self.static_scale(g, k) for k, sc in s.items() if self.static_scale(g, k) is not None}
+        # s_w · s_p per row for the fixed payload scales: computed by the host once (float64, stored as float32)
+        self.scaled = [{k: (sc.astype(np.float64) * self.static_scale(g, k)).astype(F32)
+                        for k, sc in s.items() if self.static_scale(g, k) is not None}
                        for g, s in enumerate(self.scale)]
         self.fused = [self.fuse(li, self.scaled[li]["hh"], self.scaled[li + 1]["ih"])
                       for li in range(len(self.hidden))]
@@ -170,7 +172,11 @@ class Int8Kernel(Kernel):
         p = self._y_bounds.searchsorted(vals, "right").astype(w.dtype)  # `event_payloads`, in w's dtype at once
         # `column_sums` then `rescale`; ndarray.dot has less overhead per call than @, and exact integer sums do
         # not depend on how BLAS groups them
-        out = (p.dot(w.take(cols, 0)) * fused.scaled).astype(F32)
+        out = p.dot(w.take(cols, 0))
+        if out.dtype == F32:  # `rescale`, in place, without its call
+            out *= fused.scaled
+        else:
+            out = rescale(out, fused.scaled)
         split = fused.split
         rec, nxt = out[:split], out[split:]
         if len(fused.bias) == len(out):
@@ -191,18 +197,19 @@ class Int8Kernel(Kernel):
         sp = max_abs_scale(vals)
         q = np.divide(vals, np.float64(sp))  # `_quantize_by_own_max`
         np.rint(q, out=q)
-        acc = (q.astype(wt.dtype).dot(wt.take(cols, 0)) * self._input_scaled(sp)).astype(F32)
+        acc = rescale(q.astype(wt.dtype).dot(wt.take(cols, 0)), self._input_scaled(sp))
         acc += self.bias_ih[0]
         return acc
 
     def _input_scaled(self, sp: float) -> np.ndarray:
-        """s_w · s_p of gesture input for this timestep's payload scale. s_p = max|x_t| / 127 takes few values
-        (binned counts), so the products are kept per scale: the same float64 products, computed once each."""
+        """s_w · s_p of gesture input for this timestep's payload scale, as a PE computes it on its FPU: float32
+        s_w times the float32 s_p that the host sends with the timestep. s_p = max|x_t| / 127 takes few values (binned
+        counts), so the products are kept per scale: the same float32 products, computed once each."""
         scaled = self._scaled_by_sp.get(sp)
         if scaled is None:
             if len(self._scaled_by_sp) >= INPUT_SCALES_KEPT:
                 self._scaled_by_sp.clear()
-            scaled = self._scaled_by_sp[sp] = self.scale[0]["ih"] * sp
+            scaled = self._scaled_by_sp[sp] = self.scale[0]["ih"] * F32(sp)
         return scaled
 
     def static_scale(self, group: int, kind: str) -> float | None:
@@ -231,7 +238,7 @@ class Int8Kernel(Kernel):
         if sp is None:  # gesture input: a scale per stream and timestep
             sps = self.input_scales(act)
             p = np.divide(act.vals, sps[act.streams], dtype=np.float64)
-            scaled = np.multiply.outer(sps, self.scale[group][kind])  # s_w · s_p, as `_input_scaled`
+            scaled = np.multiply.outer(sps.astype(F32), self.scale[group][kind])  # s_w · s_p, as `_input_scaled`
         else:
             p = np.divide(act.vals, np.float64(sp), dtype=np.float64)
             scaled = self.scaled[group][kind]
@@ -272,5 +279,5 @@ class Int8Kernel(Kernel):
 
     @staticmethod
     def _rescale_many(acc: np.ndarray, scaled: np.ndarray) -> np.ndarray:
-        """`rescale` of several streams: acc · s_w · s_p as float64 products, rounded once to float32."""
-        return np.multiply(acc, scaled, out=np.empty(acc.shape, F32), dtype=np.float64)
+        """`rescale` of several streams: acc converted to float32, times the float32 factors s_w · s_p."""
+        return np.multiply(acc, scaled, dtype=F32)
