@@ -16,7 +16,8 @@ decided at once, exactly as the per-event loop:
 A live binner's batches are short (a millisecond): when a block's times rise and span less than dt_us, any earlier
 event of the block at a neighbour is recent enough, so an event passes when a neighbour fired earlier in the
 block or fired recently before it. Two gathers of all neighbours ([8, events]) decide that, with a fraction of
-the searches' NumPy calls and the same result (`_decide_recent`).
+the searches' NumPy calls and the same result (`_decide_recent`; each pixel's first position and latest time in
+the block come from `ufunc.at` reductions, without a sort).
 
 Events outside the sensor are neither judged nor remembered: they pass, for the binner to drop and count.
 """
@@ -119,7 +120,10 @@ class Denoiser:
             p = ps - off
             prev = np.where(c > seg.take(p), ts.take(c - 1), last.take(p))
             keep |= prev > thr
-        ends = np.flatnonzero(np.r_[ps[1:] != ps[:-1], True])  # each pixel's last event in stream order
+        last_of = np.empty(m, bool)  # each pixel's last event in stream order
+        last_of[-1] = True
+        np.not_equal(ps[1:], ps[:-1], out=last_of[:-1])
+        ends = np.flatnonzero(last_of)
         last[ps.take(ends)] = ts.take(ends)
         out = np.empty(m, bool)
         out[order] = keep
@@ -128,19 +132,19 @@ class Denoiser:
     def _decide_recent(self, pix: np.ndarray, t: np.ndarray) -> np.ndarray:
         """`_decide` of a block whose times never fall and span less than dt_us. An earlier event of the block at
         a neighbour q is then within dt of any later one (t_q >= t_first > t - dt), so an event passes exactly
-        when some neighbour fired earlier in the block or last fired within dt before the block."""
-        m = pix.size
-        order = _argsort_stable(pix, self._npx)
-        ps = pix[order]
-        starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
-        ends = np.r_[starts[1:] - 1, m - 1]
+        when some neighbour fired earlier in the block or last fired within dt before the block. Each pixel's
+        first block position and latest time are unbuffered reductions (`ufunc.at`: a repeated pixel keeps the
+        least position, the greatest time, which is its last in stream order as times rise), not a sort:
+        a live batch is ~100 events, where every NumPy call counts."""
+        pos = np.arange(pix.size)
         first, last = self._first, self.last_t
-        first[ps.take(starts)] = order.take(starts)  # stable sort: each pixel's first block position
+        np.minimum.at(first, pix, pos)
         near = self._all_offsets[:, None] + pix  # [neighbours, events]: the reductions run along whole rows
-        keep = np.minimum.reduce(first.take(near)) < np.arange(m)
+        keep = np.minimum.reduce(first.take(near)) < pos
         keep |= np.maximum.reduce(last.take(near)) > t - self.dt_us
-        first[ps.take(starts)] = NEVER_FIRST  # the scratch is clean again for the next block
-        last[ps.take(ends)] = t.take(order.take(ends))  # rising times: the last in stream order is the latest
+        first[pix] = NEVER_FIRST  # the scratch is clean again for the next block
+        last[pix] = NEVER  # then each pixel's latest time in the block
+        np.maximum.at(last, pix, t)
         return keep
 
 
