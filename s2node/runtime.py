@@ -50,6 +50,7 @@ class Prediction:
     step: int
     stats: StepStats | None = None  # this step's counters and cost
     step_logits: np.ndarray | None = None  # this step's logits before pooling
+    events_out: int = 0  # unit events of this step, all layers (also in stats, once settled)
 
 
 @dataclass
@@ -194,6 +195,7 @@ class Node:
         self._no_dram = np.zeros(self.n_pes)  # every step's DRAM bytes when nothing spills: shared, read-only
         self._no_dram.flags.writeable = False
         self.cost_table = cost_table or CostTable()
+        self._pending: tuple | None = None  # a step's bookkeeping not yet done (`step(settle=False)`)
         self.reset()
         self.reset_stats()
 
@@ -240,6 +242,7 @@ class Node:
 
     def reset(self) -> None:
         """Start a new sequence: c = y = 0 everywhere, no pending events, readout cleared."""
+        self.settle()
         self._c = [np.zeros(h, F32) for h in self.kernel.hidden]
         self._y_idx = [np.zeros(0, np.int64) for _ in self.kernel.hidden]
         self._y_val = [np.zeros(0, F32) for _ in self.kernel.hidden]
@@ -256,6 +259,7 @@ class Node:
         return self.spec.config
 
     def get_state(self) -> tuple:
+        self.settle()
         """A snapshot of every unit's state, the pending events and the readout (e.g. to try a continuation)."""
         return ([c.copy() for c in self._c], [i.copy() for i in self._y_idx], [v.copy() for v in self._y_val],
                 None if self.trace is None or self.trace.u is None else self.trace.u.copy(),
@@ -270,6 +274,7 @@ class Node:
         self.pooling.set_state(pool)
 
     def reset_stats(self) -> None:
+        self._pending = None  # a deferred step's counters go with the totals they were for
         self.stats = RunStats(pe_synops=np.zeros(self.n_pes))
         self.last: StepStats | None = None
         self._stats_t0 = time.monotonic()
@@ -311,6 +316,7 @@ class Node:
         summed payloads at the tick, so its arithmetic waits for the tick."""
         if self.spec.task == "lm":
             raise S2NodeError("deliver() is for event input; a language model takes one token per step")
+        self.settle()
         cols, vals = self.input_packets(inp)
         if not len(cols):
             return
@@ -347,12 +353,16 @@ class Node:
         self._x_early, self._gx_early, self._acct_early = None, None, None
         return x, gx, acct
 
-    def step(self, inp: Any) -> Prediction:
+    def step(self, inp: Any, settle: bool = True) -> Prediction:
+        """One timestep: the prediction, with this step's counters and cost in `stats`. With settle=False the
+        bookkeeping (counters, cost, run totals) waits for `settle()`, which any other call of the node does first:
+        a stream publishes the prediction before it (`stats` is None then)."""
+        self.settle()
         gx_early, acct_early = None, None
         if self._x_early is not None:  # input delivered ahead of this tick (deliver())
             inp, gx_early, acct_early = self._take_early(inp)
         cols, vals = self.input_packets(inp)
-        k, n = self.kernel, self.n_pes
+        k = self.kernel
         events_in = len(cols)
         # the active sources of each count term (`StepCounts`), and the chip PE of each unit event
         active: list[np.ndarray] = []
@@ -376,6 +386,25 @@ class Node:
             self._y_idx[li], self._y_val[li] = cols, vals
             senders.append(self._unit_pe[self.layer_group[li]].take(cols))
             events.append(len(cols))
+        acc = k.decode(cols, vals)
+        if self.trace is not None:
+            logits = self.trace(acc) + self.dec_bias
+        else:
+            logits = acc + self.dec_bias
+        self._t += 1
+        out = logits if self.readout.pool == "last" else self.pooling(logits).astype(F32)
+        label = int(out.argmax())
+        self._pending = (active, senders, events, events_in, cols, acct_early)
+        return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t,
+                          self.settle() if settle else None, logits, sum(events))
+
+    def settle(self) -> StepStats | None:
+        """The bookkeeping a `step(settle=False)` left: its StepStats, added to the run's totals (None if none)."""
+        if self._pending is None:
+            return None
+        active, senders, events, events_in, cols, acct_early = self._pending
+        self._pending = None
+        n = self.n_pes
         if self.decoder_on_pes:
             active.append(cols)
         t_in0 = int(self.embedding_on_pes)  # the count term of layer 0's input
@@ -409,19 +438,10 @@ class Node:
             st.host_packets_in = len(cols)
         st.synops = int(sum(group_synops[self.layer_group[0]:self.layer_group[-1] + 1]))
         st.events_out = sum(events)
-        acc = k.decode(cols, vals)
-        if self.trace is not None:
-            logits = self.trace(acc) + self.dec_bias
-        else:
-            logits = acc + self.dec_bias
-        self._t += 1
-        out = logits if self.readout.pool == "last" else self.pooling(logits).astype(F32)
         st.cost = step_cost(self.chip, self.cost_table, st) if self._counts.rates is None else \
             self._counts.cost(counts, pout, sum(map(len, senders)) + self._pout_base_total)
         self._account(st)
-        label = int(out.argmax())
-        return Prediction(label, self.names[label] if label < len(self.names) else str(label), out, self._t, st,
-                          logits)
+        return st
 
     def token_gx(self, tok: int) -> np.ndarray:
         """Layer 0's input pre-activation (W_ih·embedding[tok] + b_ih) of a language model (the cached table)."""
@@ -470,6 +490,7 @@ class Node:
 
     def pe_activity(self) -> np.ndarray:
         """Per chip PE (all of them; unused PEs 0): last step's cycles over that PE's dense-equivalent cycles."""
+        self.settle()
         out = np.zeros(self.chip.n_pes)
         if self.last is not None and self.last.cost is not None:
             out[: self.n_pes] = np.minimum(1.0, self.last.cost.cycles_per_pe / self.dense_cycles())
@@ -478,6 +499,7 @@ class Node:
     def node_stats(self) -> dict[str, Any]:
         """The node's side of the stats topic (the pipeline adds the model name, its input counts and drops):
         the one formula for PE activity, energy and latency, shown by the UI and reported by `s2 node run`."""
+        self.settle()
         s = self.stats
         wall = time.monotonic() - self._stats_t0
         lat = s.summary()

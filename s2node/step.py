@@ -175,33 +175,53 @@ class NodeStepModel:
         self._window = self.node.readout.pooling(steps) if steps and self.node.readout.pool == "mean" else None
 
     def reset(self) -> None:
+        self.settle()
         self.node.reset()
         if self._window is not None:
             self._window.reset()
 
     def deliver(self, x: np.ndarray) -> None:
+        self.settle()
         self.node.deliver(x)
 
     def get_state(self) -> Any:
+        self.settle()
         return self.node.get_state(), None if self._window is None else self._window.get_state()
 
     def set_state(self, state: Any) -> None:
+        self.settle()
         node_state, window = state
         self.node.set_state(node_state)
         if self._window is not None:
             self._window.set_state(window)
 
     def step(self, x: np.ndarray | int) -> StepResult:
+        return self._step(x, True)
+
+    def step_first(self, x: np.ndarray | int) -> StepResult:
+        """`step` with the node's bookkeeping (its counters and cost, this StepResult's synops) left for `settle()`
+        or the next call: a stream runs it to publish the prediction before that work (stream.pipeline)."""
+        return self._step(x, False)
+
+    def settle(self) -> None:
+        """The bookkeeping of a `step_first` (nothing if there is none)."""
+        st = self.node.settle()
+        if st is not None:
+            self.counters.synops += int(st.synops)
+
+    def _step(self, x: np.ndarray | int, settle: bool) -> StepResult:
+        self.settle()
         t0 = time.perf_counter()
-        pred = self.node.step(x)
+        pred = self.node.step(x, settle)
         logits = pred.logits if self._window is None else self._window(pred.step_logits)
         st = pred.stats
-        r = StepResult(softmax(np.asarray(logits, dtype=np.float64)), int(st.events_out), int(st.units),
-                       int(st.synops))
+        r = StepResult(softmax(np.asarray(logits, dtype=np.float64)), pred.events_out, self.node.n_units,
+                       0 if st is None else int(st.synops))
         self.counters.add(r, time.perf_counter() - t0)
         return r
 
     def node_stats(self) -> dict[str, Any]:
+        self.settle()
         return self.node.node_stats()
 
 

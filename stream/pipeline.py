@@ -189,13 +189,16 @@ async def node_stage(
     batch waits for `gate` (SendFirst) or one turn of the loop. With `timed` each result carries wall-clock
     stamps (binned, step start, step end, back on the event loop) for stream.stagetimes."""
     loop = asyncio.get_running_loop()
+    # a node whose bookkeeping (counters, cost) can wait: it is done once the batch's predictions are out
+    step_first: Callable[[np.ndarray], StepResult] = getattr(model, "step_first", model.step)
+    settle: Callable[[], None] | None = getattr(model, "settle", None)
 
     def run_all(items: list[Bin], partial: np.ndarray | None) -> tuple[list[tuple[StepResult, float, float]], float]:
         t_start = time.perf_counter()
         out = []
         for b in items:
             t0 = time.time() if timed else 0.0
-            r = model.step(b.vector)
+            r = step_first(b.vector)
             out.append((r, t0, time.time() if timed else 0.0))
         if partial is not None:
             model.deliver(partial)
@@ -227,7 +230,14 @@ async def node_stage(
                 yield b, r, t_wall, (t_binned, t0, t1, t_back) if timed else None
             # the loop sends what was just published before the next batch is taken
             await (gate.hold() if gate is not None else asyncio.sleep(0))
+            if settle is not None:  # then the node's bookkeeping, by its owner thread (not awaited in the worker)
+                if threaded:
+                    early.append(executor.submit(settle))  # type: ignore[union-attr]
+                else:
+                    settle()
     await _settle(early)
+    if settle is not None:
+        settle()
 
 
 async def _settle(futures: list[Future]) -> None:

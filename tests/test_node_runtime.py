@@ -283,3 +283,42 @@ def test_input_delivered_before_the_tick_equals_one_step(tmp_path, numerics):
         assert b.stats.cost.energy_j == pytest.approx(a.stats.cost.energy_j)
     with pytest.raises(Exception, match="deliver"):
         Node.load(make_lm(tmp_path / "lm")).deliver(np.zeros(3))
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "int8"])
+def test_bookkeeping_left_for_later_is_the_same(tmp_path, numerics):
+    """step(x, settle=False) gives the same prediction at once and, once settled (by settle() or by the node's next
+    call of any kind), the same counters, cost and run totals as step(x); so does the streaming model's step_first.
+    The early input's counts, taken on delivery, still go to the step they belong to."""
+    from s2node.step import NodeStepModel
+
+    path = make_gesture(tmp_path / "g", hidden=(64, 48))
+    now, later = Node.load(path, numerics=numerics), Node.load(path, numerics=numerics)
+    rng = np.random.default_rng(5)
+    xs = random_counts(rng, 16, 2048, 0.1)
+    for i, x in enumerate(xs):
+        if i % 4 == 1:  # early input, delivered while the last step's bookkeeping is still pending
+            half = np.where(rng.random(x.size) < 0.5, x, 0).astype(np.float32)
+            now.deliver(half)
+            later.deliver(half)
+            x = x - half
+        a, b = now.step(x), later.step(x, settle=False)
+        assert b.stats is None and b.events_out == a.events_out == a.stats.events_out
+        assert b.label == a.label and np.array_equal(b.logits, a.logits)
+        if i % 2:
+            st = later.settle()
+            assert (st.synops, st.events_in, st.cost.energy_j) == (a.stats.synops, a.stats.events_in,
+                                                                   a.stats.cost.energy_j)
+            assert later.settle() is None  # nothing twice
+    assert later.node_stats()["steps"] == now.node_stats()["steps"] == len(xs)  # the last one settled on the way
+    assert (later.stats.synops, later.stats.energy_j) == (now.stats.synops, now.stats.energy_j)
+
+    plain, first = NodeStepModel(path, numerics), NodeStepModel(path, numerics)
+    for x in xs:
+        r, f = plain.step(x), first.step_first(x)
+        assert f.synops == 0 and (f.events_out, f.units) == (r.events_out, r.units)
+        assert np.array_equal(f.probs, r.probs)
+    assert first.counters.synops < plain.counters.synops  # the last step's synops: not yet counted
+    first.settle()
+    assert (first.counters.steps, first.counters.events_out, first.counters.synops) == \
+        (plain.counters.steps, plain.counters.events_out, plain.counters.synops)
