@@ -266,6 +266,7 @@ class Node:
                 self.pooling.get_state(), self._t)
 
     def set_state(self, state: tuple) -> None:
+        self.settle()
         c, yi, yv, u, pool, t = state
         self._c, self._y_idx, self._y_val = [x.copy() for x in c], [x.copy() for x in yi], [x.copy() for x in yv]
         self._t = t
@@ -355,8 +356,8 @@ class Node:
 
     def step(self, inp: Any, settle: bool = True) -> Prediction:
         """One timestep: the prediction, with this step's counters and cost in `stats`. With settle=False the
-        bookkeeping (counters, cost, run totals) waits for `settle()`, which any other call of the node does first:
-        a stream publishes the prediction before it (`stats` is None then)."""
+        bookkeeping (counters, cost, run totals) waits for `settle()`, which the node's next step, deliver, reset or
+        state call does first: a stream publishes the prediction before it (`stats` is None then)."""
         self.settle()
         gx_early, acct_early = None, None
         if self._x_early is not None:  # input delivered ahead of this tick (deliver())
@@ -490,7 +491,6 @@ class Node:
 
     def pe_activity(self) -> np.ndarray:
         """Per chip PE (all of them; unused PEs 0): last step's cycles over that PE's dense-equivalent cycles."""
-        self.settle()
         out = np.zeros(self.chip.n_pes)
         if self.last is not None and self.last.cost is not None:
             out[: self.n_pes] = np.minimum(1.0, self.last.cost.cycles_per_pe / self.dense_cycles())
@@ -498,8 +498,9 @@ class Node:
 
     def node_stats(self) -> dict[str, Any]:
         """The node's side of the stats topic (the pipeline adds the model name, its input counts and drops):
-        the one formula for PE activity, energy and latency, shown by the UI and reported by `s2 node run`."""
-        self.settle()
+        the one formula for PE activity, energy and latency, shown by the UI and reported by `s2 node run`.
+        A step whose bookkeeping is pending (`step(settle=False)`) is not in them yet: this may be read from another
+        thread than the node's owner (a pipeline's stats loop), so it reads and never settles."""
         s = self.stats
         wall = time.monotonic() - self._stats_t0
         lat = s.summary()

@@ -200,7 +200,8 @@ class NodeStepModel:
 
     def step_first(self, x: np.ndarray | int) -> StepResult:
         """`step` with the node's bookkeeping (its counters and cost, this StepResult's synops) left for `settle()`
-        or the next call: a stream runs it to publish the prediction before that work (stream.pipeline)."""
+        or the next step, deliver, reset or state call: a stream runs it to publish the prediction before that work
+        (stream.pipeline)."""
         return self._step(x, False)
 
     def settle(self) -> None:
@@ -221,8 +222,7 @@ class NodeStepModel:
         return r
 
     def node_stats(self) -> dict[str, Any]:
-        self.settle()
-        return self.node.node_stats()
+        return self.node.node_stats()  # read only: a stats loop may call it while the worker thread steps
 
 
 def load_step_model(path: str | Path, backend: Backend = "node", *, numerics: str = "fp32",

@@ -288,7 +288,8 @@ def test_input_delivered_before_the_tick_equals_one_step(tmp_path, numerics):
 @pytest.mark.parametrize("numerics", ["fp32", "int8"])
 def test_bookkeeping_left_for_later_is_the_same(tmp_path, numerics):
     """step(x, settle=False) gives the same prediction at once and, once settled (by settle() or by the node's next
-    call of any kind), the same counters, cost and run totals as step(x); so does the streaming model's step_first.
+    step, deliver or reset), the same counters, cost and run totals as step(x); so does the streaming model's
+    step_first.
     The early input's counts, taken on delivery, still go to the step they belong to."""
     from s2node.step import NodeStepModel
 
@@ -310,7 +311,11 @@ def test_bookkeeping_left_for_later_is_the_same(tmp_path, numerics):
             assert (st.synops, st.events_in, st.cost.energy_j) == (a.stats.synops, a.stats.events_in,
                                                                    a.stats.cost.energy_j)
             assert later.settle() is None  # nothing twice
-    assert later.node_stats()["steps"] == now.node_stats()["steps"] == len(xs)  # the last one settled on the way
+    later.step(xs[0], settle=False)  # pending: read-only node_stats leaves it, the next call settles it
+    assert later.node_stats()["steps"] == now.node_stats()["steps"] == len(xs)
+    later.reset()
+    now.step(xs[0])
+    assert later.node_stats()["steps"] == now.node_stats()["steps"] == len(xs) + 1
     assert (later.stats.synops, later.stats.energy_j) == (now.stats.synops, now.stats.energy_j)
 
     plain, first = NodeStepModel(path, numerics), NodeStepModel(path, numerics)
