@@ -193,11 +193,22 @@ class Binner:
             return []
         start = self.t0_us + (self._bin + self.skipped_bins) * self.spec.bin_us
         lo, hi = int(t.min()), int(t.max())
-        if start <= lo and hi < start + self.spec.bin_us and lo >= -T_LIMIT_US and hi <= T_LIMIT_US:
-            # every event in the open bin (a stream's common case): no bin arithmetic per event
-            self._acc += np.bincount(feat if kept == len(feat) else feat[ok], minlength=self.spec.size)
-            self._started = True
-            return []
+        end = start + self.spec.bin_us
+        if start <= lo and hi < end + self.spec.bin_us and lo >= -T_LIMIT_US and hi <= T_LIMIT_US:
+            # every event in the open bin (a stream's common case), or in it and the next (the batch that closes
+            # it, which is on a prediction's path): no bin arithmetic per event
+            if kept < len(feat):
+                feat = feat[ok]
+                t = t[ok]
+            nxt = None if hi < end else t >= end
+            if nxt is None or not nxt.any():  # (an event off the sensor does not close the bin)
+                self._acc += np.bincount(feat, minlength=self.spec.size)
+                self._started = True
+                return []
+            self._acc += np.bincount(feat[~nxt], minlength=self.spec.size)
+            out = list(self._emit(self._acc[None], self._bin))
+            self._acc, self._bin, self._started = np.bincount(feat[nxt], minlength=self.spec.size), self._bin + 1, True
+            return out
         b = self._bins_of(t)
         late = ok & (b < self._bin)
         self.dropped_late += int(np.count_nonzero(late))

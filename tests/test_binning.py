@@ -44,6 +44,29 @@ def test_binner_is_chunking_invariant_and_equals_bin_events(seed):
     np.testing.assert_array_equal(bin_stream([ev[:7], ev[7:]], SPEC), ref)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_millisecond_windows_across_bin_ends_equal_bin_events(seed):
+    """A replay's or a live source's 1 ms windows, each bin end inside one of them (the window that closes a bin
+    also opens the next), with events off the sensor among them, a few out of order within a window, and one off
+    the sensor past a bin's end (it closes nothing): the bins of bin_events, and the same drops."""
+    rng = np.random.default_rng(seed)
+    ev = _random_events(30_000, seed, t_span_us=200_000)
+    off = rng.random(ev.size) < 0.05
+    ev["x"][off] = rng.integers(128, 400, int(off.sum()))
+    ev["t"][1::50] -= rng.integers(0, 300, ev["t"][1::50].size)  # small disorder, as a sensor's packets have
+    ev = ev[ev["t"] >= 1000]
+    edge = int(ev["t"][0]) + SPEC.bin_us  # bin 0's end
+    lone = make_events([edge - 5, edge + 10], [5, 200], [5, 5], [1, 1])  # the second: off the sensor, past the end
+    binner = Binner(SPEC)
+    assert binner.feed(ev[ev["t"] < edge]) == [] and binner.feed(lone) == []  # bin 0 still open
+    ev2 = ev[ev["t"] >= edge]
+    windows = np.split(ev2, np.searchsorted(ev2["t"], np.arange(edge + 1000, int(ev2["t"].max()) + 1, 1000)))
+    got = [v for w in windows for _, _, v in binner.feed(w)] + [v for _, _, v in binner.flush()]
+    both = np.concatenate([ev, lone])
+    np.testing.assert_array_equal(np.stack(got), bin_events(both[np.argsort(both["t"], kind="stable")], SPEC))
+    assert binner.dropped_out_of_range == int(off.sum()) + 1
+
+
 def test_out_of_range_events_are_dropped_and_counted():
     """Events outside the sensor are not binned; Binner counts them."""
     ev = make_events([0, 1, 2, 3], [5, 200, 5, 128], [5, 5, 300, 1], [1, 1, 0, 0])
