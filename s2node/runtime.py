@@ -259,8 +259,8 @@ class Node:
         return self.spec.config
 
     def get_state(self) -> tuple:
-        self.settle()
         """A snapshot of every unit's state, the pending events and the readout (e.g. to try a continuation)."""
+        self.settle()
         return ([c.copy() for c in self._c], [i.copy() for i in self._y_idx], [v.copy() for v in self._y_val],
                 None if self.trace is None or self.trace.u is None else self.trace.u.copy(),
                 self.pooling.get_state(), self._t)

@@ -172,11 +172,7 @@ class Int8Kernel(Kernel):
         p = self._y_bounds.searchsorted(vals, "right").astype(w.dtype)  # `event_payloads`, in w's dtype at once
         # `column_sums` then `rescale`; ndarray.dot has less overhead per call than @, and exact integer sums do
         # not depend on how BLAS groups them
-        out = p.dot(w.take(cols, 0))
-        if out.dtype == F32:  # `rescale`, in place, without its call
-            out *= fused.scaled
-        else:
-            out = rescale(out, fused.scaled)
+        out = rescale(p.dot(w.take(cols, 0)), fused.scaled)
         split = fused.split
         rec, nxt = out[:split], out[split:]
         if len(fused.bias) == len(out):
