@@ -168,3 +168,56 @@ def test_int8_gesture_input_gates_equal_accumulate_plus_bias(tmp_path):
         for vals in (rng.integers(1, 9, n) * 0.25, rng.normal(0, 2, n)):
             vals = vals.astype(np.float32)
             assert np.array_equal(k.gates_in(0, cols, vals), k.accumulate(0, "ih", cols, vals) + k.bias_ih[0])
+
+
+@pytest.mark.parametrize("task", ["lm", "gesture"])
+def test_int8_compiled_products_equal_the_numpy_path(tmp_path, task):
+    """The compiled int8 products (int8_jit: int8 levels, int32 sums) are the ones a step takes, and each equals
+    the NumPy path bit for bit: gesture input with its per-timestep scale (counts, signed values, one source,
+    every source) and each layer's fused events (few, many, every unit)."""
+    path = make_lm(tmp_path / "lm", hidden=(96, 64)) if task == "lm" else make_gesture(tmp_path / "g", n_in=256,
+                                                                                         hidden=(64,))
+    k = Node.load(path, numerics="int8").kernel
+    assert all(w is not None for w in k._w8_fused)
+    assert (k._w8_in is not None) == (task == "gesture")
+    rng = np.random.default_rng(5)
+    for li, h in enumerate(k.hidden):
+        fused = k.fused[li]
+        for n in (1, 9, h // 2, h):
+            cols = np.sort(rng.choice(h, n, replace=False))
+            vals = rng.uniform(0.03, 1.3, n).astype(np.float32)
+            rec, nxt = k._fused(li, cols, vals)
+            ref = fused.gates(cols, vals, k.event_payloads(vals))  # the NumPy product of the same events
+            assert np.array_equal(rec, ref[0]) and np.array_equal(nxt, ref[1])
+    if task == "gesture":
+        for n in (1, 7, 40, 256):
+            cols = np.sort(rng.choice(256, n, replace=False))
+            for vals in (rng.integers(1, 9, n) * 0.25, rng.normal(0, 2, n), np.full(n, 1e-30)):
+                vals = vals.astype(np.float32)
+                assert np.array_equal(k.gates_in(0, cols, vals), k.accumulate(0, "ih", cols, vals) + k.bias_ih[0])
+
+
+def test_int8_compiled_input_defers_non_finite_values_and_sums_past_float32(tmp_path):
+    """Input with inf or NaN has no integer payloads: the compiled product hands it to NumPy's path (the same
+    NaNs). Levels whose sums pass 2^24, which NumPy sums in float64, sum exactly in int32 all the same."""
+    from s2node.kernels import int8_jit
+
+    k = Node.load(make_gesture(tmp_path / "g", n_in=256, hidden=(16,)), numerics="int8").kernel
+    cols = np.array([3, 70, 200])
+    for bad in (np.inf, -np.inf, np.nan):
+        vals = np.array([1.0, bad, 2.0], np.float32)
+        assert len(int8_jit.input_gates(vals, cols, k._w8_in, k.scale[0]["ih"], k.bias_ih[0])) == 0
+        with np.errstate(invalid="ignore"):
+            got, ref = k.gates_in(0, cols, vals), k.accumulate(0, "ih", cols, vals) + k.bias_ih[0]
+        assert np.array_equal(got, ref, equal_nan=True)
+    rng = np.random.default_rng(6)
+    w8 = rng.choice(np.array([-127, 127], np.int8), (4096, 8))
+    w8[:, 0] = 127  # a column without cancellations: its sum passes 2^24
+    assert int8_jit.fits(w8) and not int8_jit.fits(np.full((140_000, 1), 127, np.int8))
+    vals = rng.integers(1, 40, 4096).astype(np.float32)
+    vals[0] = 40.0  # the per-timestep scale makes it 127
+    cols = np.arange(4096)
+    got = int8_jit.input_gates(vals, cols, w8, np.ones(8, np.float32), np.zeros(8, np.float32))
+    p = np.rint(vals.astype(np.float64) / (40.0 / 127))
+    exact = (p.astype(np.int64) @ w8.astype(np.int64)).astype(np.float32) * np.float32(40.0 / 127)
+    assert np.abs(p @ w8.astype(np.float64)).max() > 2**24 and np.array_equal(got, exact)

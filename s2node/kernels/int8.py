@@ -12,6 +12,9 @@ scale, so one product over the two matrices side by side ([sources, 3H + rows]) 
 gather, one product and one rescale instead of two of each. Exact integer sums do not depend on how the products
 are grouped, and the rescale is per row, so every result is bit-identical to the two separate accumulations (fp32
 cannot do this: its float sums would round differently). The recurrent half waits in the kernel until its step.
+
+The gesture input's product and the fused products run compiled (`int8_jit`: the int8 levels, int32 sums) with the
+same bits as the NumPy code below, which serves everything else and what the compiled products hand back.
 """
 
 from __future__ import annotations
@@ -101,6 +104,28 @@ class Int8Kernel(Kernel):
                       for li in range(len(self.hidden))]
         self._scaled_by_sp: dict[float, np.ndarray] = {}
         self._y_bounds = unit_payload_bounds(Y_PAYLOAD_SCALE)  # unit payloads by lookup (`_quantize`)
+        self._compile_products()
+
+    def _compile_products(self) -> None:
+        """The int8 levels of the gesture input's and each fused matrix for the compiled products (`int8_jit`),
+        where their int32 sums are exact; None leaves a product to NumPy."""
+        from s2node.kernels import int8_jit
+
+        self._jit = int8_jit
+
+        def levels(wt: np.ndarray) -> np.ndarray | None:
+            return np.ascontiguousarray(wt, np.int8) if int8_jit.fits(wt) else None
+
+        dynamic = self.input_scale is None and self.csc[0]["ih"] is None
+        self._w8_in = levels(self.w[0]["ih"]) if dynamic else None
+        self._w8_fused = [None if f is None else levels(f.w) for f in self.fused]
+        # compiled (or loaded from the cache) now, while the node loads, rather than at a stream's first step
+        no_cols, no_vals = np.zeros(0, np.int64), np.zeros(0, F32)
+        if self._w8_in is not None:
+            int8_jit.input_gates(no_vals, no_cols, self._w8_in, self.scale[0]["ih"], self.bias_ih[0])
+        for f, w8 in zip(self.fused, self._w8_fused, strict=True):
+            if w8 is not None:
+                int8_jit.event_gates(no_vals, no_cols, self._y_bounds, w8, f.scaled, f.bias)
 
     def event_payloads(self, vals: np.ndarray) -> np.ndarray:
         """Unit payloads by their bounds, as `_quantize` (the fused path's quantisation)."""
@@ -166,6 +191,12 @@ class Int8Kernel(Kernel):
         last = fused.last
         if last is not None and last[0] is cols and last[1] is vals:
             return last[2], last[3]
+        w8 = self._w8_fused[layer]
+        if w8 is not None and len(cols):  # one compiled call (`int8_jit.event_gates`): the same bits
+            out = self._jit.event_gates(vals, cols, self._y_bounds, w8, fused.scaled, fused.bias)
+            rec, nxt = out[:fused.split], out[fused.split:]
+            fused.last = (cols, vals, rec, nxt)
+            return rec, nxt
         w = fused.w
         if not len(cols) or len(cols) * DENSE_GATHER_RATIO > w.shape[0]:
             return super()._fused(layer, cols, vals)
@@ -187,6 +218,10 @@ class Int8Kernel(Kernel):
         written out (fewer calls); everything else as `Kernel.gates_in`."""
         if layer or self.input_scale is not None or not len(cols) or self.csc[0]["ih"] is not None:
             return super().gates_in(layer, cols, vals)
+        if self._w8_in is not None:  # one compiled call (`int8_jit.input_gates`): the same bits
+            out = self._jit.input_gates(vals, cols, self._w8_in, self.scale[0]["ih"], self.bias_ih[0])
+            if len(out):
+                return out
         wt = self.w[0]["ih"]
         if len(cols) * DENSE_GATHER_RATIO > wt.shape[0]:
             return super().gates_in(layer, cols, vals)
