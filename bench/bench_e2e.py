@@ -27,6 +27,7 @@ import gc
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -135,25 +136,35 @@ async def measure_mqtt(broker, subscriber: str, n: int = 500, every_s: float = 0
         async with subscribed(broker, topic(node, "pred/gesture"), subscriber) as received:
             await link.wait_connected(10)
             classes = [f"c{i}" for i in range(11)]
-            for i in range(n):
-                await asyncio.sleep(every_s)
-                sent[i] = time.time()
-                link.publish(GesturePrediction(t_event_us=i, label="c0", index=0, probs=[1 / 11] * 11,
-                                               classes=classes, step=i))
-            await link.drained(10)
+            with SocketWrites() as writes:
+                for i in range(n):
+                    await asyncio.sleep(every_s)
+                    sent[i] = time.time()
+                    link.publish(GesturePrediction(t_event_us=i, label="c0", index=0, probs=[1 / 11] * 11,
+                                                   classes=classes, step=i))
+                await link.drained(10)
             deadline = time.monotonic() + 5
             while len(received) < n and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
     finally:
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
-    return {"messages": n, "received": len(received), "lat_ms": [(received[i] - sent[i]) * 1e3 for i in received]}
+    split = [i for i in received if i in writes.at]
+    return {"messages": n, "received": len(received), "lat_ms": [(received[i] - sent[i]) * 1e3 for i in received],
+            "to_socket_ms": [(writes.at[i] - sent[i]) * 1e3 for i in split],
+            "from_socket_ms": [(received[i] - writes.at[i]) * 1e3 for i in split]}
 
 
 def floor_summary(raws: list[dict]) -> dict:
     """The floor's rounds (`measure_mqtt`) pooled: p50/p99/max over every message."""
     lat_ms = np.array([x for r in raws for x in r["lat_ms"]])
-    return {"messages": sum(r["messages"] for r in raws), "received": len(lat_ms), **_percentiles(lat_ms)}
+    out = {"messages": sum(r["messages"] for r in raws), "received": len(lat_ms), **_percentiles(lat_ms)}
+    for key, name in (("to_socket_ms", "mqtt_to_socket"), ("from_socket_ms", "mqtt_broker_and_subscriber")):
+        v = np.array([x for r in raws for x in r[key]])
+        if len(v):
+            out[name] = {"ms_p50": round(float(np.percentile(v, 50)), 3),
+                         "ms_p99": round(float(np.percentile(v, 99)), 3)}
+    return out
 
 
 def _percentiles(lat_ms: np.ndarray) -> dict:
@@ -192,22 +203,57 @@ def gc_summary(spans: list[tuple[float, float, int]]) -> dict:
             "pause_ms_max": round(max(ms), 3) if ms else 0.0, "pause_ms_total": round(sum(ms), 3)}
 
 
-SEGMENTS = {  # name: (from, to) in StageTimes fields (or "receive": the subscriber's arrival stamp)
+class SocketWrites:
+    """When each prediction left this process: the wall time of the first socket write of a packet whose payload
+    carries `"t_event_us": N`, by N (paho's `_sock_send` wrapped while in use; bench-only instrumentation). It
+    splits the MQTT leg into the way to the socket (the link's task hops, aiomqtt, paho) and the way from it
+    (broker and subscriber, other processes)."""
+
+    PATTERN = re.compile(rb'"t_event_us":\s*(\d+)')
+
+    def __init__(self) -> None:
+        self.at: dict[int, float] = {}
+
+    def __enter__(self) -> SocketWrites:
+        import paho.mqtt.client as paho
+
+        self._paho, self._orig = paho.Client, paho.Client._sock_send
+        orig, at, pattern = self._orig, self.at, self.PATTERN
+
+        def sock_send(client, buf):
+            n = orig(client, buf)
+            m = pattern.search(bytes(buf[:2048]))
+            if m is not None:
+                at.setdefault(int(m.group(1)), time.time())
+            return n
+
+        self._paho._sock_send = sock_send
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._paho._sock_send = self._orig
+
+
+SEGMENTS = {  # name: (from, to) in StageTimes fields, or "written" (SocketWrites) and "receive" (the arrival)
     "queue_and_bin": ("release", "binned"),
     "hand_over": ("binned", "step_start"),
     "node_step": ("step_start", "step_end"),
     "hand_back": ("step_end", "resume"),
     "payload": ("resume", "publish"),
-    "mqtt": ("publish", "receive"),
+    "mqtt_to_socket": ("publish", "written"),
+    "mqtt_broker_and_subscriber": ("written", "receive"),
 }
 
 
 def stage_breakdown(recs: list, gc_spans: list[tuple[float, float, int]]) -> dict:
-    """Per segment p50 and p99 (ms) over the predictions recs [(StageTimes, arrival wall time)], and each segment's
+    """Per segment p50 and p99 (ms) over the predictions recs [(StageTimes, arrival, socket write)], and each segment's
     share of the latency of the slowest 2 %; which of those overlapped a garbage-collector pass."""
     if not recs:
         return {}
-    seg = {name: np.array([((t if b == "receive" else getattr(r, b)) - getattr(r, a)) * 1e3 for r, t in recs])
+    def at(r, t: float, w: float, field: str) -> float:
+        return t if field == "receive" else w if field == "written" else getattr(r, field)
+
+    seg = {name: np.array([(at(r, t, w, b) - at(r, t, w, a)) * 1e3 for r, t, w in recs])
            for name, (a, b) in SEGMENTS.items()}
     total = sum(seg.values())
     slow = total >= np.percentile(total, 98)
@@ -219,8 +265,8 @@ def stage_breakdown(recs: list, gc_spans: list[tuple[float, float, int]]) -> dic
                      "share_of_slowest": round(float(v[slow].sum() / total[slow].sum()), 3)}
     starts = np.array([a for a, _, _ in gc_spans])
     ends = np.array([b for _, b, _ in gc_spans])
-    hit = [bool(len(starts) and np.any((starts < t) & (ends > r.release))) for (r, t), s in zip(recs, slow, strict=True)
-           if s]
+    hit = [bool(len(starts) and np.any((starts < t) & (ends > r.release))) for (r, t, _), s in
+           zip(recs, slow, strict=True) if s]
     out["slowest_during_gc"] = int(sum(hit))
     return out
 
@@ -259,12 +305,12 @@ async def measure(broker, model_path: Path, rec: Path, subscriber: str, predicti
         async with subscribed(broker, topic(node, "pred/gesture"), subscriber) as received:
             await link.wait_connected(10)
             t0 = time.perf_counter()
-            with ThreadPoolExecutor(1) as ex, GcPauses() as gcp:
+            with ThreadPoolExecutor(1) as ex, GcPauses() as gcp, SocketWrites() as writes:
                 # node_thread: always in the worker thread (the placement before short steps moved to the loop)
                 await run_gesture_pipeline(source(), model, binner, link, executor=ex, frames=False, counters=c,
                                            inline_max_s=-1.0 if node_thread else INLINE_STEP_MAX_S)
-            wall = time.perf_counter() - t0
-            await link.drained(10)
+                wall = time.perf_counter() - t0
+                await link.drained(10)  # the last predictions' writes stamped too
             deadline = time.monotonic() + 5
             while len(received) < c.predictions and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
@@ -290,7 +336,8 @@ async def measure(broker, model_path: Path, rec: Path, subscriber: str, predicti
         # kept up: everything arrived and no backlog built (worst latency under 4 bins)
         "kept_up": bool(len(received) == c.predictions and len(lat) and max(lat) < 4 * bin_s),
         "backend": type(model).__name__, "gc_spans": gcp.spans,
-        "recs": [(r, received[r.t_event_us]) for r in rows if r.t_event_us in received],
+        "recs": [(r, received[r.t_event_us], writes.at[r.t_event_us]) for r in rows
+                 if r.t_event_us in received and r.t_event_us in writes.at],
     }
 
 
