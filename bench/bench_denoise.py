@@ -1,9 +1,9 @@
 """Background-activity filter benchmark: sources.denoise.Denoiser against tonic's denoise_numpy, side by side.
 
 On one rendered continuous stream (a moving body plus background activity at --noise-hz per pixel), in one
-run: our vectorised filter with 8 neighbours in one call, fed 10 ms at a time (as a live binner feeds it) and
-1 ms at a time (the pipeline's early deliveries; the two-gather path beside the searches it replaces), and with
-4 neighbours beside tonic's `tonic.functional.denoise_numpy` (a per-event Python loop, 4 neighbours) on the same
+run: our filter (the per-event loop, compiled) with 8 neighbours in one call, fed 10 ms at a time (as a live
+binner feeds it) and 1 ms at a time (the pipeline's early deliveries), and with 4 neighbours beside tonic's
+`tonic.functional.denoise_numpy` (a per-event Python loop, 4 neighbours) on the same
 events, checking that both keep the same events. Times are shifted by dt for that comparison: tonic's memory
 starts at dt, which lets every event of the first dt µs pass. Then the pass rates that choose dt: of pure
 background activity (a still scene) at 0.44, 1.4 and 3.6 Hz per pixel, and of gesture events (streams rendered
@@ -61,18 +61,8 @@ def still_scene_noise(noise_hz: float, seconds: float) -> np.ndarray:
     return np.concatenate([sim.step(frame, k * 4_000) for k in range(round(seconds * 250) + 1)])
 
 
-def denoiser(dt: int, gather: bool) -> Denoiser:
-    """A DVS128 filter; gather=False sends short rising batches down the general path (the searches), for the
-    side-by-side comparison only."""
-    d = Denoiser(128, 128, dt)
-    if not gather:
-        d._decide_recent = d._decide
-    return d
-
-
 def live_windows(rate: int, dt: int, repeat: int, seconds: float = 1.0) -> dict:
-    """Uniform events over the 128 x 128 sensor at `rate` ev/s, fed 1 ms at a time: CPU µs per window of the
-    two-gather path and of the searches, side by side (the same events kept)."""
+    """Uniform events over the 128 x 128 sensor at `rate` ev/s, fed 1 ms at a time: CPU µs per window."""
     rng = np.random.default_rng(0)
     n = int(rate * seconds)
     ev = np.zeros(n, EVENT_DTYPE)
@@ -80,16 +70,12 @@ def live_windows(rate: int, dt: int, repeat: int, seconds: float = 1.0) -> dict:
     ev["x"], ev["y"], ev["p"] = rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n)
     parts = np.split(ev, np.searchsorted(ev["t"], np.arange(1_000, int(seconds * 1e6), 1_000)))
 
-    def run(gather: bool) -> np.ndarray:
-        d = denoiser(dt, gather)
+    def run() -> np.ndarray:
+        d = Denoiser(128, 128, dt)
         return np.concatenate([d.filter(p) for p in parts])
 
-    _, c_g, kept_g = best_of(lambda: run(True), repeat)
-    _, c_s, kept_s = best_of(lambda: run(False), repeat)
-    return {"events_per_window": n // len(parts), "gathers_us_per_window_cpu": round(c_g / len(parts) * 1e6, 1),
-            "searches_us_per_window_cpu": round(c_s / len(parts) * 1e6, 1),
-            "searches_over_gathers": round(c_s / c_g, 2),
-            "same_events": bool(np.array_equal(kept_g, kept_s))}
+    _, c, _ = best_of(run, repeat)
+    return {"events_per_window": n // len(parts), "us_per_window_cpu": round(c / len(parts) * 1e6, 1)}
 
 
 def main() -> None:
@@ -117,14 +103,12 @@ def main() -> None:
     t_chunked, c_chunked, kept_chunked = best_of(chunked, args.repeat)
     ms_parts = np.split(ev, np.searchsorted(ev["t"], np.arange(1_000, int(ev["t"][-1]) + 1, 1_000)))
 
-    def per_ms(gather: bool) -> np.ndarray:
-        """1 ms at a time, as the pipeline's early deliveries at 1 M ev/s: the two-gather path of short rising
-        batches, or (gather=False) the searches every batch took before it, side by side."""
-        d = denoiser(dt, gather)
+    def per_ms() -> np.ndarray:
+        """1 ms at a time, as the pipeline's early deliveries."""
+        d = Denoiser(128, 128, dt)
         return np.concatenate([d.filter(p) for p in ms_parts])
 
-    t_ms, c_ms, kept_ms = best_of(lambda: per_ms(True), args.repeat)
-    t_ms_s, c_ms_s, kept_ms_s = best_of(lambda: per_ms(False), args.repeat)
+    t_ms, c_ms, kept_ms = best_of(per_ms, args.repeat)
     live = {f"{rate // 1000}k": live_windows(rate, dt, args.repeat) for rate in (100_000, 1_000_000)}
     shifted = ev.copy()
     shifted["t"] += dt
@@ -144,10 +128,6 @@ def main() -> None:
         "ours_8_1ms_chunks": speed(n, t_ms, c_ms) | {
             "same_as_one_call": bool(np.array_equal(kept_ms, kept)), "us_per_chunk_cpu": round(c_ms / len(ms_parts)
                                                                                                 * 1e6, 1)},
-        "ours_8_1ms_chunks_searches": speed(n, t_ms_s, c_ms_s) | {
-            "same_as_one_call": bool(np.array_equal(kept_ms_s, kept)),
-            "us_per_chunk_cpu": round(c_ms_s / len(ms_parts) * 1e6, 1)},
-        "gathers_over_searches_cpu": round(c_ms_s / c_ms, 2),
         "uniform_1ms_windows_by_rate": live,
         "ours_4": speed(n, t_ours4, c_ours4),
         "tonic_4": speed(n, t_tonic, c_tonic) | {"impl": "tonic.functional.denoise_numpy"},
@@ -161,12 +141,11 @@ def main() -> None:
     }
     print(json.dumps(result))
     print(f"\n{'filter':<34}{'M events/s':>12}{'per CPU s':>12}")
-    for name in ("ours_8", "ours_8_10ms_chunks", "ours_8_1ms_chunks", "ours_8_1ms_chunks_searches", "ours_4",
-                 "tonic_4"):
+    for name in ("ours_8", "ours_8_10ms_chunks", "ours_8_1ms_chunks", "ours_4", "tonic_4"):
         print(f"{name:<34}{result[name]['mev_per_s']:>12}{result[name]['mev_per_cpu_s']:>12}")
     for rate, r in live.items():
-        print(f"uniform {rate} ev/s, 1 ms windows of {r['events_per_window']} events: gathers "
-              f"{r['gathers_us_per_window_cpu']} µs, searches {r['searches_us_per_window_cpu']} µs per window")
+        print(f"uniform {rate} ev/s, 1 ms windows of {r['events_per_window']} events: "
+              f"{r['us_per_window_cpu']} µs per window")
     print(f"\npass rate by dt (µs): {'':>10}" + "".join(f"{d:>8}" for d in DT_US))
     for hz, rates in noise.items():
         print(f"background activity {hz:>5} Hz/pixel" + "".join(f"{rates[str(d)]:>8.3f}" for d in DT_US))

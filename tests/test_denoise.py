@@ -51,8 +51,8 @@ ROWS = st.lists(st.tuples(st.integers(0, 60), st.integers(0, W), st.integers(0, 
 @given(rows=ROWS, dt=st.integers(1, 30), sort=st.booleans(), neighbours=st.sampled_from([4, 8]),
        cuts=st.lists(st.integers(0, 120), max_size=4))
 def test_equals_per_event_loop_in_any_chunking(rows, dt, sort, neighbours, cuts):
-    """The vectorised filter keeps exactly the events the per-event loop keeps, in time order or not, fed in
-    one batch or in chunks (the last-time map carries over)."""
+    """The compiled filter keeps exactly the events the reference loop keeps, in time order or not, fed in one
+    batch or in chunks (the last-time map carries over)."""
     ev = events_of(sorted(rows) if sort else rows)
     want = reference(ev, W, H, dt, neighbours)
     d = Denoiser(W, H, dt, neighbours)
@@ -67,8 +67,8 @@ def test_equals_per_event_loop_in_any_chunking(rows, dt, sort, neighbours, cuts)
        ys=st.lists(st.integers(0, H), min_size=120, max_size=120), dt=st.integers(1, 30),
        neighbours=st.sampled_from([4, 8]), every=st.integers(1, 12))
 def test_short_rising_batches_equal_per_event_loop(gaps, xs, ys, dt, neighbours, every):
-    """Batches whose times rise and span less than dt (a live binner's millisecond) take the two-gather path: the
-    same events as the per-event loop, also where a batch spans dt or more and takes the searches."""
+    """Short batches whose times rise (a live binner's millisecond, shorter or longer than dt): the same events as
+    the reference loop."""
     t = np.cumsum(gaps)
     ev = events_of([(int(t[i]), xs[i], ys[i], 0) for i in range(len(gaps))])
     want = reference(ev, W, H, dt, neighbours)
@@ -77,23 +77,22 @@ def test_short_rising_batches_equal_per_event_loop(gaps, xs, ys, dt, neighbours,
     assert np.array_equal(got, want) and d.dropped == len(ev) - len(want)
 
 
-def test_blocks_equal_one_pass(monkeypatch):
-    """A batch larger than one internal block gives what the loop gives (the blocks share the carried map)."""
-    import sources.denoise as dn
-
+def test_long_batch_and_extreme_times_equal_the_loop():
+    """A long batch gives what the loop gives, and times far apart (a clock jump past dt in either direction)
+    neither pass nor overflow."""
     rng = np.random.default_rng(0)
     ev = np.zeros(3000, EVENT_DTYPE)
     ev["t"] = np.sort(rng.integers(0, 200_000, ev.size))
     ev["x"], ev["y"] = rng.integers(0, 20, ev.size), rng.integers(0, 20, ev.size)
-    monkeypatch.setattr(dn, "BLOCK", 256)
     assert np.array_equal(Denoiser(20, 20, 5_000).filter(ev), reference(ev, 20, 20, 5_000))
+    jumps = events_of([(2**59, 3, 3, 0), (2**59 + 1, 4, 3, 0), (-(2**59), 3, 4, 0), (-(2**59), 4, 4, 0)])
+    assert np.array_equal(Denoiser(20, 20, 5_000).filter(jumps), reference(jumps, 20, 20, 5_000))
 
 
 def test_real_stream_chunked():
     """On a real rendered stream (background activity and a moving body) the filter drops most isolated events,
-    and feeding it 10 ms or 1 ms at a time gives the same events as one call (the batches of 10 ms find each
-    pixel's first event by a search, those of 1 ms gather their neighbours, the one call uses its per-pixel
-    table); the input is not modified."""
+    and feeding it 10 ms or 1 ms at a time (as the pipeline's early deliveries) gives the same events as one call;
+    the input is not modified."""
     from sources.gesture_stream import StreamConfig, render_stream
 
     ev, _ = render_stream(3, 100, 0, StreamConfig(duration_s=2.0, segment_s=(1.5, 1.5), noise_hz=(2.0, 2.0)))
@@ -103,7 +102,7 @@ def test_real_stream_chunked():
     cuts = np.searchsorted(ev["t"], np.arange(10_000, int(ev["t"][-1]), 10_000))
     chunked = np.concatenate([d.filter(part) for part in np.split(ev, cuts)])
     assert np.array_equal(chunked, one) and np.array_equal(ev, before)
-    live = Denoiser(128, 128, 5_000)  # 1 ms at a time, as the pipeline's early deliveries: the two-gather path
+    live = Denoiser(128, 128, 5_000)  # 1 ms at a time
     cuts = np.searchsorted(ev["t"], np.arange(1_000, int(ev["t"][-1]), 1_000))
     assert np.array_equal(np.concatenate([live.filter(part) for part in np.split(ev, cuts)]), one)
     assert 0 < one.size < ev.size and d.dropped == ev.size - one.size
@@ -115,6 +114,8 @@ def test_rejects_bad_arguments():
         Denoiser(128, 128, 0)
     with pytest.raises(SourceError, match="6"):
         Denoiser(128, 128, 1000, neighbours=6)
+    with pytest.raises(SourceError, match="2\\^60"):
+        Denoiser(128, 128, 2**61)
     with pytest.raises(SourceError, match="denoise_us"):
         InputSpec(denoise_us=-1)
 
