@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from sources.errors import SourceError
+from sources.events import EVENT_DTYPE
 
 NEVER = -(2**62)  # a pixel's last time before it has fired: no event is within dt of it
 T_LIMIT_US = 2**60  # times are clipped to ±this (as sources.binning), so t - dt cannot overflow
@@ -44,6 +45,11 @@ class Denoiser:
         self.last_t = np.full(self._pw * (height + 2), NEVER, np.int64)  # last event time per padded pixel
         self.events_in = 0
         self.dropped = 0
+        # compiled (or loaded from the cache) now rather than at a live stream's first batch: the batch fields'
+        # array type (strided views of the event records) on a scratch table, so no state changes
+        warm = np.zeros(2, EVENT_DTYPE)
+        decide(warm["x"], warm["y"], warm["t"], width, height, self._pw, np.empty_like(self.last_t), self._offsets,
+               dt_us, T_LIMIT_US, np.empty(2, bool))
 
     def filter(self, events: np.ndarray) -> np.ndarray:
         """The events of a batch that pass, in their order (a new array; the input is not modified)."""
