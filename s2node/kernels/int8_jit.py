@@ -8,18 +8,15 @@ bytes) and sums them in int32, exact below 2^31 (`fits`). The results are bit-id
 float32 and times the same float32 factor, then the bias added, one float32 rounding per operation (no fused
 multiply-add: Numba's default keeps IEEE semantics).
 
-Numba is already installed with the project (librosa, through tonic, depends on it); it is imported only when an
-int8 kernel is made. Compiled code is cached beside this file (`cache=True`), so a new process loads it instead
-of compiling again (about 2 s per function on 2 cores).
+Compiled by `sources.jit` (cached on disk: about 2 s per function on 2 cores the first time only); this module is
+imported only when an int8 kernel is made.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from numba import njit
-from numba.core.errors import NumbaWarning
+
+from sources.jit import jit
 
 ACC_MAX = 2**31  # int32 accumulators: every possible |Σ q·p| must stay below this
 
@@ -29,17 +26,7 @@ def fits(levels: np.ndarray, payload_max: int = 127) -> bool:
     return not levels.size or payload_max * int(np.abs(levels.astype(np.int64)).sum(0).max()) < ACC_MAX
 
 
-def _jit(fn):
-    """njit with the compiled code cached on disk where the package folder is writable, in memory otherwise."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NumbaWarning)
-        try:
-            return njit(cache=True, nogil=True, boundscheck=False)(fn)
-        except RuntimeError:  # no writable cache location
-            return njit(nogil=True, boundscheck=False)(fn)
-
-
-@_jit
+@jit
 def input_gates(vals, cols, w8, s_w, bias):  # pragma: no cover - compiled
     """Gesture input with its per-timestep payload scale s_p = max|x| / 127: payloads rint(x / s_p) (float64),
     acc = Σ p · w8[col] (int32), out = float32(acc) · (s_w · float32(s_p)) + bias, all float32."""
@@ -65,7 +52,7 @@ def input_gates(vals, cols, w8, s_w, bias):  # pragma: no cover - compiled
     return out
 
 
-@_jit
+@jit
 def event_gates(vals, cols, bounds, w8, scaled, bias):  # pragma: no cover - compiled
     """Unit events into a fused matrix: payloads by their bounds (`unit_payload_bounds`: the number of bounds <= y),
     acc = Σ p · w8[col] (int32), out = float32(acc) · scaled, plus the bias on its first len(bias) outputs."""
