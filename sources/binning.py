@@ -17,6 +17,7 @@ import numpy as np
 
 from sources.denoise import Denoiser
 from sources.errors import SourceError
+from sources.events import EVENT_DTYPE
 
 LAYOUT = "p,y,x"
 
@@ -153,6 +154,15 @@ class Binner:
         self._bin = 0  # index of the open bin
         self._acc = np.zeros(spec.size, np.int64)
         self._started = False  # whether the open bin has seen anything (flush emits it only then)
+        from sources.binning_loop import count_window  # Numba: imported when a binner is made
+
+        self._count_window = count_window
+        self._no_table = np.zeros(1, np.int64)  # the filter's table and offsets where there is no filter
+        # compiled (or loaded from the cache) now, not at a live stream's first batch: the batch fields' array
+        # type (strided views of the event records), times before the window, so nothing is counted
+        warm = np.zeros(2, EVENT_DTYPE)
+        count_window(warm["x"], warm["y"], warm["t"], warm["p"], 1, 1, 0, self._no_table, self._no_table, 0,
+                     False, 1, 1, 1, 1, 2, 1, T_LIMIT_US, self._acc, self._acc)
 
     def _emit(self, rows: np.ndarray, first: int, skips: np.ndarray | None = None
               ) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -178,6 +188,10 @@ class Binner:
         if events.size == 0:
             return []
         self.events_in += int(events.size)
+        if self.t0_us is not None:
+            out = self._feed_open(events)
+            if out is not None:
+                return out
         if self._denoiser is not None:
             events = self._denoiser.filter(events)
             self.dropped_noise = self._denoiser.dropped
@@ -191,24 +205,6 @@ class Binner:
         self.dropped_out_of_range += len(events) - kept
         if not kept:
             return []
-        start = self.t0_us + (self._bin + self.skipped_bins) * self.spec.bin_us
-        lo, hi = int(t.min()), int(t.max())
-        end = start + self.spec.bin_us
-        if start <= lo and hi < end + self.spec.bin_us and lo >= -T_LIMIT_US and hi <= T_LIMIT_US:
-            # every event in the open bin (a stream's common case), or in it and the next (the batch that closes
-            # it, which is on a prediction's path): no bin arithmetic per event
-            if kept < len(feat):
-                feat = feat[ok]
-                t = t[ok]
-            nxt = None if hi < end else t >= end
-            if nxt is None or not nxt.any():  # (an event off the sensor does not close the bin)
-                self._acc += np.bincount(feat, minlength=self.spec.size)
-                self._started = True
-                return []
-            self._acc += np.bincount(feat[~nxt], minlength=self.spec.size)
-            out = list(self._emit(self._acc[None], self._bin))
-            self._acc, self._bin, self._started = np.bincount(feat[nxt], minlength=self.spec.size), self._bin + 1, True
-            return out
         b = self._bins_of(t)
         late = ok & (b < self._bin)
         self.dropped_late += int(np.count_nonzero(late))
@@ -226,6 +222,35 @@ class Binner:
         if skips is not None:
             self.skipped_bins = int(skips[-1])
         self._acc, self._bin, self._started = rows[-1].copy(), self._bin + n - 1, True
+        return out
+
+    def _feed_open(self, events: np.ndarray) -> list[tuple[int, int, np.ndarray]] | None:
+        """`feed` of a batch wholly in the open bin, or in it and the next (a stream's common case, and the batch
+        that closes a bin), in one compiled pass (`binning_loop.count_window`): the same counts and drops as the
+        general path. None, with nothing changed, for any other batch."""
+        spec, d = self.spec, self._denoiser
+        start = self.t0_us + (self._bin + self.skipped_bins) * spec.bin_us
+        gw, gh = spec.grid
+        nxt = np.zeros(spec.size, np.int64)
+        kept, noise, off, to_next = self._count_window(
+            events["x"], events["y"], events["t"], events["p"], spec.width, spec.height,
+            d._pw if d else 0, d.last_t if d else self._no_table, d._offsets if d else self._no_table,
+            spec.denoise_us, d is not None, spec.downsample, gw, gh, start, start + spec.bin_us, spec.bin_us,
+            T_LIMIT_US, self._acc, nxt)
+        if kept < 0:  # binning_loop.NOT_HERE
+            return None
+        if d is not None:
+            d.events_in += int(events.size)
+            d.dropped += noise
+            self.dropped_noise = d.dropped
+        self.dropped_out_of_range += off
+        if not kept:
+            return []
+        self._started = True
+        if not to_next:
+            return []
+        out = list(self._emit(self._acc[None], self._bin))
+        self._acc, self._bin = nxt, self._bin + 1
         return out
 
     def _cut_gaps(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from sources.binning import Binner, InputSpec, bin_events, bin_stream
+from sources.denoise import Denoiser
 from sources.errors import SourceError
 from sources.events import make_events
 
@@ -113,3 +114,27 @@ def test_offline_binning_cuts_a_long_jump_to_the_file_rule():
         assert x.shape[0] == (1_000 + GAP_MAX_US + 5) // 20_000 + 1 and x.sum() == 4
     t = np.array([0, 10, 7, 12_000_000_000, 12_000_000_001])
     assert cut_gaps(t).tolist() == [0, 10, 7, 7 + GAP_MAX_US, 8 + GAP_MAX_US] and t[3] == 12_000_000_000
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_filtered_windows_equal_bin_events_with_the_same_drops(seed):
+    """With the background-activity filter in the spec, a stream fed in windows of 0.3-3 ms (most inside the open
+    bin or closing it: the compiled one-pass path; some spanning several bins: the general path), with events off
+    the sensor and off the downsampled grid, gives bin_events' bins and the same noise and range drops."""
+    rng = np.random.default_rng(seed)
+    spec = InputSpec(22, 18, downsample=4, bin_us=2_000, scale=0.25, denoise_us=500)  # 22 // 4: column 21 is off
+    n = 6_000
+    t = np.sort(rng.integers(0, 60_000, n))
+    ev = make_events(t, rng.integers(0, 24, n), rng.integers(0, 19, n), rng.integers(0, 2, n))  # some off the sensor
+    cuts = np.cumsum(rng.integers(300, 3_000, 80))
+    windows = np.split(ev, np.searchsorted(ev["t"], cuts[cuts < 60_000]))
+    windows.insert(5, ev[:0])
+    binner = Binner(spec)
+    got = [v for w in windows for _, _, v in binner.feed(w)] + [v for _, _, v in binner.flush()]
+    ref = bin_events(ev, spec)
+    np.testing.assert_array_equal(np.stack(got), ref)
+    kept = Denoiser(spec.width, spec.height, spec.denoise_us).filter(ev)
+    assert binner.dropped_noise == n - kept.size > 0
+    off = (kept["x"] // 4 >= 5) | (kept["y"] // 4 >= 4)
+    assert binner.dropped_out_of_range == int(off.sum()) > 0
+    assert ref.sum() == (kept.size - off.sum()) * 0.25
