@@ -11,9 +11,10 @@ and the rates take turns in `--rounds` rounds (default 4, the order turned each 
 a shared machine each meets as much of the other processes' load, which a floor timed once before the rates
 does not.
 `stages` says where each prediction's time went (stream.stagetimes: queue and binning, hand-over to the node,
-the step, hand-back, payload, MQTT), the p50/p99 of each and its share of the slowest 2 %, and `gc` the garbage
-collector's passes meanwhile. `--thread` adds each rate with the node always in the worker thread, `--nagle` the
-floor and each rate with Nagle's algorithm on in the broker and the link (the "nagle" section).
+the step, hand-back, payload, MQTT to the socket write and from it to the subscriber), the p50/p99 of each and
+its share of the slowest 2 %, and `gc` the garbage collector's passes meanwhile; the floor splits its MQTT time
+the same way. `--thread` adds each rate with the node always in the worker thread, `--nagle` the floor and each
+rate with Nagle's algorithm on in the broker and the link (the "nagle" section).
 Target: p99 <= 5 ms at 100 k events/s. `python bench/bench_e2e.py [--predictions N] [--model M] [--thread]`.
 """
 

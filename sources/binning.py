@@ -231,17 +231,16 @@ class Binner:
         spec, d = self.spec, self._denoiser
         start = self.t0_us + (self._bin + self.skipped_bins) * spec.bin_us
         gw, gh = spec.grid
+        pw, last_t, offsets, dt = d.table() if d is not None else (0, self._no_table, self._no_table, 0)
         nxt = np.zeros(spec.size, np.int64)
         kept, noise, off, to_next = self._count_window(
-            events["x"], events["y"], events["t"], events["p"], spec.width, spec.height,
-            d._pw if d else 0, d.last_t if d else self._no_table, d._offsets if d else self._no_table,
-            spec.denoise_us, d is not None, spec.downsample, gw, gh, start, start + spec.bin_us, spec.bin_us,
-            T_LIMIT_US, self._acc, nxt)
+            events["x"], events["y"], events["t"], events["p"], spec.width, spec.height, pw, last_t, offsets, dt,
+            d is not None, spec.downsample, gw, gh, start, start + spec.bin_us, spec.bin_us, T_LIMIT_US, self._acc,
+            nxt)
         if kept < 0:  # binning_loop.NOT_HERE
             return None
         if d is not None:
-            d.events_in += int(events.size)
-            d.dropped += noise
+            d.account(int(events.size), noise)
             self.dropped_noise = d.dropped
         self.dropped_out_of_range += off
         if not kept:

@@ -4,10 +4,11 @@ An event at pixel (x, y) and time t passes when one of its neighbours (8; or 4, 
 holds a last event time > t - dt_us, the neighbour's last event before it in stream order; every event, passed or
 not, then sets its own pixel's last time. That is the per-event loop itself, compiled with Numba
 (`sources/denoise_loop.py`): each event reads its 8 neighbours' last times from a table over the sensor padded by
-one pixel all round (a neighbour off the sensor is a pixel that never fires: no edge tests) and writes its own,
-about 10-20 ns an event, where vectorised NumPy (sorts and searches, or gathers of all neighbours) paid tens of
-calls per batch: a live binner's batches are a millisecond, ~100 events at 100 k ev/s. The last time per pixel
-carries over from batch to batch, so any chunking of a stream equals one call.
+one pixel all round (a neighbour off the sensor is a pixel that never fires: no edge tests) and writes its own:
+one call per batch, where vectorised NumPy (sorts and searches, or gathers of all neighbours) paid tens, and a live
+binner's batches are a millisecond, ~100 events at 100 k ev/s. The last time per pixel carries over from batch to
+batch, so any chunking of a stream equals one call. `sources.binning` runs the same per-event test inside its own
+compiled pass (`table`, `account`).
 
 Events outside the sensor are neither judged nor remembered: they pass, for the binner to drop and count.
 """
@@ -50,6 +51,16 @@ class Denoiser:
         warm = np.zeros(2, EVENT_DTYPE)
         decide(warm["x"], warm["y"], warm["t"], width, height, self._pw, np.empty_like(self.last_t), self._offsets,
                dt_us, T_LIMIT_US, np.empty(2, bool))
+
+    def table(self) -> tuple[int, np.ndarray, np.ndarray, int]:
+        """(padded row length, last time per padded pixel, neighbour offsets, dt_us): the state and parameters a
+        compiled loop needs to run this filter's test (`denoise_loop.passes`); the loop updates the table."""
+        return self._pw, self.last_t, self._offsets, self.dt_us
+
+    def account(self, events_in: int, dropped: int) -> None:
+        """Count a batch that a compiled loop filtered with this filter's `table`."""
+        self.events_in += events_in
+        self.dropped += dropped
 
     def filter(self, events: np.ndarray) -> np.ndarray:
         """The events of a batch that pass, in their order (a new array; the input is not modified)."""
