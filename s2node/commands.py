@@ -156,7 +156,8 @@ def _register_train_gesture(tsub: argparse._SubParsersAction) -> None:
     p.add_argument("--stretch", type=float, default=1.0, help="augmentation: random speed in [1/s, s] (default 1)")
     p.add_argument("--shift-cells", type=int, default=2, help="augmentation: random shift in downsampled cells")
     p.add_argument("--max-train", type=int, help="use at most this many recordings per split")
-    p.add_argument("--init", help="start from this model file's weights (fine-tuning)")
+    p.add_argument("--init", help="start from this model file's weights (fine-tuning); with a larger --hidden than "
+                   "the file's, its units are kept and new ones added, the output unchanged at the start")
     p.add_argument("--prune", type=float, metavar="P",
                    help="magnitude-prune the recurrent matrices to weight sparsity P and fine-tune with the mask kept")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")

@@ -208,15 +208,57 @@ def train(data: str | Path, out: str | Path, cfg: GestureTrainConfig, spec: Inpu
 
 
 def load_weights(model: GestureModel, path: str) -> None:
-    """Copy a model file's weights into `model` (same arch and sizes), for fine-tuning."""
-    _, tensors = modelfile.load(path)
+    """Copy a model file's weights into `model` (same arch and input), for fine-tuning. Where the model's
+    layers are wider than the file's, the file's units keep their weights and the new ones start from the
+    model's own initialisation, wired so that the output is unchanged at the start (`widen_tensors`)."""
+    config, tensors = modelfile.load(path)
     mine = model.to_tensors()
+    if config.get("arch") == model.rnn.arch and mine.keys() == tensors.keys() and any(
+            mine[k].shape != v.shape for k, v in tensors.items()):
+        tensors = widen_tensors(tensors, mine, model.rnn.arch, path)
     if mine.keys() != tensors.keys() or any(mine[k].shape != v.shape for k, v in tensors.items()):
         raise S2NodeError(f"{path}: its architecture or sizes differ from this run's (--arch/--hidden/--downsample)")
     model.rnn.load_tensors(tensors)
     with torch.no_grad():
         model.decoder.weight.copy_(torch.from_numpy(tensors["decoder.weight"]))
         model.decoder.bias.copy_(torch.from_numpy(tensors["decoder.bias"]))
+
+
+def widen_tensors(old: dict[str, np.ndarray], fresh: dict[str, np.ndarray], arch: str,
+                  where: str = "model") -> dict[str, np.ndarray]:
+    """`old`'s weights placed into the wider layers of `fresh` (a newly initialised model of the same arch,
+    input and depth): each layer's first units are the old ones; the new units keep their fresh input
+    weights, biases and thresholds, and everything they send (their columns in the recurrent matrices,
+    the next layer's input and the decoder) starts at zero. The wider model computes the old one's logits
+    exactly until training gives the new units a say."""
+    g = modelfile.gate_rows(arch)
+    n = sum(1 for k in old if k.endswith(".weight_hh"))
+    sizes = [(old[f"rnn.{i}.weight_hh"].shape[1], fresh[f"rnn.{i}.weight_hh"].shape[1]) for i in range(n)]
+    if any(h_old > h_new for h_old, h_new in sizes):
+        raise S2NodeError(f"{where}: its layers are wider than this run's --hidden; it can only be widened")
+    out = {k: v.copy() for k, v in fresh.items()}
+
+    def rows(h_old: int, h_new: int) -> np.ndarray:  # the old units' rows of each gate block
+        return np.concatenate([np.arange(h_old) + j * h_new for j in range(g)])
+
+    for i, (h_old, h_new) in enumerate(sizes):
+        r = rows(h_old, h_new)
+        ih_old, ih = old[f"rnn.{i}.weight_ih"], out[f"rnn.{i}.weight_ih"]
+        if ih_old.shape[1] != ih.shape[1]:  # a layer above a widened one: the new inputs start silent
+            ih[:, ih_old.shape[1]:] = 0.0
+        ih[r, : ih_old.shape[1]] = ih_old
+        hh = out[f"rnn.{i}.weight_hh"]
+        hh[:, h_old:] = 0.0
+        hh[r, :h_old] = old[f"rnn.{i}.weight_hh"]
+        for k in ("bias_ih", "bias_hh"):
+            out[f"rnn.{i}.{k}"][r] = old[f"rnn.{i}.{k}"]
+        if f"rnn.{i}.threshold" in old:
+            out[f"rnn.{i}.threshold"][:h_old] = old[f"rnn.{i}.threshold"]
+    h_old = sizes[-1][0]
+    out["decoder.weight"][:, h_old:] = 0.0
+    out["decoder.weight"][:, :h_old] = old["decoder.weight"]
+    out["decoder.bias"][:] = old["decoder.bias"]
+    return out
 
 
 def save(model: GestureModel, out: str | Path, cfg: GestureTrainConfig, spec: InputSpec,

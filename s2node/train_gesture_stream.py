@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from s2node.compiler import prune
 from s2node.errors import S2NodeError
 from s2node.models import GestureModel
 from s2node.train_gesture import (
@@ -146,6 +147,7 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
     model = build_model(cfg, spec)
     if cfg.init_from:
         load_weights(model, cfg.init_from)
+    masks = prune.prune_masks(model, cfg.prune) if cfg.prune else None  # kept after every step, as train()
     # the window the loss trains is the one to serve: the model file carries it (s2 replay/run/eval's default)
     model.readout["window_s"] = scfg.window_s
     chunk = max(1, round(scfg.chunk_s * 1e6 / spec.bin_us))
@@ -222,6 +224,8 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
                     total.backward()
                     nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                     opt.step()
+                    if masks is not None:
+                        prune.apply_masks(model, masks)
                     tot += float(loss.detach())
                     rate_sum += float(rates.mean().detach())
                     n_chunks += 1

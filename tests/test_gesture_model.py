@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from s2node import modelfile
+from s2node.errors import S2NodeError
 from s2node.train_gesture import GestureTrainConfig, train
 from sources.binning import InputSpec
 from stream.cli import main
@@ -58,6 +59,37 @@ def test_prune_finetune_keeps_the_mask(toy_tree, tmp_path):
     _, tensors = modelfile.load(tmp_path / "p")
     for name in ("rnn.0.weight_ih", "rnn.0.weight_hh"):
         assert abs(float(np.mean(tensors[name] == 0)) - 0.8) < 0.01, name
+
+
+@pytest.mark.parametrize("arch", ["egru", "lstm"])
+def test_init_into_wider_layers_keeps_the_logits_and_trains_the_new_units(toy_tree, tmp_path, arch):
+    """--init with a larger --hidden widens a trained model: the old units keep their weights, the new ones
+    start with nothing to say (the same logits, two layers deep), and fine-tuning gives them weights."""
+    import dataclasses
+
+    import torch
+
+    from s2node.models import build_torch_model
+    from s2node.train_gesture import build_model, load_weights
+
+    spec = InputSpec(128, 128, downsample=8, bin_us=20_000, scale=0.25)
+    cfg = GestureTrainConfig(arch=arch, hidden=(12, 10), epochs=1, batch_size=11, window_s=0.3, warmup_steps=5)
+    train(toy_tree, tmp_path / "m", cfg, spec, progress=False)
+    wide_cfg = dataclasses.replace(cfg, hidden=(20, 16), init_from=str(tmp_path / "m"))
+    wide = build_model(wide_cfg, spec)
+    load_weights(wide, str(tmp_path / "m"))
+    narrow = build_torch_model(*modelfile.load(tmp_path / "m"))
+    x = torch.from_numpy(np.random.default_rng(1).poisson(1.0, (2, 40, spec.size)).astype(np.float32) * 0.25)
+    wide.eval()
+    narrow.eval()
+    with torch.no_grad():
+        a, b = wide(x)[0], narrow(x)[0]
+    assert a.shape == b.shape and float((a - b).abs().max()) < 1e-5
+    train(toy_tree, tmp_path / "w", wide_cfg, spec, progress=False)
+    _, tensors = modelfile.load(tmp_path / "w")
+    assert tensors["decoder.weight"].shape == (11, 16) and np.abs(tensors["decoder.weight"][:, 10:]).max() > 0
+    with pytest.raises(S2NodeError, match="widened"):
+        load_weights(build_model(dataclasses.replace(cfg, hidden=(8, 10)), spec), str(tmp_path / "m"))
 
 
 @pytest.mark.parametrize("arch", ["egru", "lstm"])
