@@ -100,7 +100,8 @@ def evaluate_gesture_stream(config: dict[str, Any], tensors: dict[str, np.ndarra
     state never reset, the streaming readout (mean of the logits over the last `window_s`; None: the model
     file's, s2node.readout.served_window_s). Accuracy over the
     last two thirds of each gesture segment, overall and per class; latency from a segment's start to its first
-    correct prediction (p50, p90; a segment never recognised counts as never: infinite); activity counters."""
+    correct prediction (p50, p90; a segment never recognised counts as never: infinite); activity counters;
+    per stream, its accuracy and its input events per bin (after the noise filter)."""
     from s2node.readout import ReadoutSpec, served_window_s, window_steps
     from sources.gesture_stream import iter_streams
 
@@ -115,6 +116,7 @@ def evaluate_gesture_stream(config: dict[str, Any], tensors: dict[str, np.ndarra
     scored = np.zeros(len(classes), np.int64)
     latencies: list[float] = []
     by_class: dict[str, list[float]] = {}
+    per_stream: list[dict[str, Any]] = []
     streams = 0
     for st in iter_streams(data, split):
         x, _, index = st.binned(spec)
@@ -132,6 +134,10 @@ def evaluate_gesture_stream(config: dict[str, Any], tensors: dict[str, np.ndarra
         hits += h_
         scored += s_
         latencies += lat_
+        # per subject: a few people the camera barely sees (tens of input events per bin) make most misses
+        per_stream.append({"stream": st.path.stem,
+                           "accuracy": round(float(h_.sum() / s_.sum()), 4) if s_.sum() else None,
+                           "input_events_per_bin": round(float(x.sum() / spec.scale / max(1, len(x))), 1)})
         for c, v in zip((sp["class"] for sp in st.spans if sp["class"] >= 0), lat_, strict=False):
             by_class.setdefault(classes[c], []).append(v)
         streams += 1
@@ -151,7 +157,7 @@ def evaluate_gesture_stream(config: dict[str, Any], tensors: dict[str, np.ndarra
         "latency_p50_s": pct(50), "latency_p90_s": pct(90),
         "latency_max_by_class_s": {c: round(max(v), 3) if np.isfinite(max(v)) else None for c, v in by_class.items()},
         "segments": len(latencies), "never_recognised": int(np.isinf(lat).sum()) if latencies else 0,
-        "window_s": window_s, "streams": streams, "split": split,
+        "window_s": window_s, "streams": streams, "split": split, "per_stream": per_stream,
         "activity_sparsity": summary["activity_sparsity"], "synops_per_step": summary["synops_per_step"],
         "steps": summary["steps"], "arch": config["arch"], "data": str(data),
     }

@@ -128,8 +128,11 @@ def test_training_on_streams_writes_a_model_that_eval_stream_scores(tiny_streams
     assert r["segments"] == sum(s["class"] != IDLE for s in st.spans) and r["streams"] == 1
     assert 0.0 <= r["value"] <= 1.0 and set(r["per_class"]) <= set(config["classes"])
     assert r["window_s"] == 0.5 and 0.0 <= r["activity_sparsity"] <= 1.0
-    n_steps = sum(len(x) for x, _, _ in load_streams(tiny_streams, "test", spec, 0.1))
-    assert r["steps"] == n_steps
+    loaded = load_streams(tiny_streams, "test", spec, 0.1)
+    assert r["steps"] == sum(len(x) for x, _, _ in loaded)
+    (one,) = r["per_stream"]  # one held-out stream: its accuracy is the whole figure
+    assert one["stream"] == st.path.stem and one["accuracy"] == round(r["value"], 4)
+    assert one["input_events_per_bin"] == round(float(loaded[0][0].sum()) / len(loaded[0][0]), 1)
     for extra, window in (((), 0.5), (("--window-s", "1"), 1.0)):
         cli = subprocess.run([sys.executable, "-m", "stream.cli", "eval", str(out), "--stream", "--data",
                               str(tiny_streams), "--json", *extra], capture_output=True, text=True, cwd=ROOT,
