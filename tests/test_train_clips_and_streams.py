@@ -48,16 +48,19 @@ def test_sparse_streams_repeat_over_several_epochs(tmp_path):
 
 
 def test_stream_training_widens_and_prunes_an_initial_model(tmp_path):
-    """--init with a wider --hidden and --prune P on streams: the model grows and keeps exactly P of each
-    recurrent matrix at zero through training, so that a wider model still fits the chip in fp32."""
+    """--init with a wider --hidden, then --init WIDE --prune P on streams: the model grows, and the second run
+    keeps exactly P of each recurrent matrix at zero through training, so that a wider model fits the chip in
+    fp32."""
     short = StreamConfig(duration_s=3.0, segment_s=(1.5, 1.5), idle_probability=0.0, fps=100)
     generate_streams(tmp_path, 2, 0, split="train", cfg=short, progress=False)
     generate_streams(tmp_path, 1, 0, split="test", cfg=short, progress=False)
     cfg = GestureTrainConfig(arch="egru", hidden=(8,), epochs=1, batch_size=2, window_s=0.4, seed=0)
     train_streams(tmp_path, tmp_path / "m", cfg, StreamTrainConfig(chunk_s=0.5), InputSpec(), progress=False)
-    wide = dataclasses.replace(cfg, hidden=(12,), init_from=str(tmp_path / "m"), prune=0.4)
+    wide = dataclasses.replace(cfg, hidden=(12,), init_from=str(tmp_path / "m"))
     train_streams(tmp_path, tmp_path / "w", wide, StreamTrainConfig(chunk_s=0.5), InputSpec(), progress=False)
-    _, tensors = modelfile.load(tmp_path / "w")
-    assert tensors["rnn.0.weight_hh"].shape == (36, 12)
+    assert modelfile.load(tmp_path / "w")[1]["rnn.0.weight_hh"].shape == (36, 12)
+    pruned = dataclasses.replace(wide, init_from=str(tmp_path / "w"), prune=0.4)
+    train_streams(tmp_path, tmp_path / "p", pruned, StreamTrainConfig(chunk_s=0.5), InputSpec(), progress=False)
+    _, tensors = modelfile.load(tmp_path / "p")
     for name in ("rnn.0.weight_ih", "rnn.0.weight_hh"):
         assert abs(float(np.mean(tensors[name] == 0)) - 0.4) < 0.01, name
