@@ -157,7 +157,8 @@ def _register_train_gesture(tsub: argparse._SubParsersAction) -> None:
     p.add_argument("--shift-cells", type=int, default=2, help="augmentation: random shift in downsampled cells")
     p.add_argument("--max-train", type=int, help="use at most this many recordings per split")
     p.add_argument("--init", help="start from this model file's weights (fine-tuning); with a larger --hidden than "
-                   "the file's, its units are kept and new ones added, the output unchanged at the start")
+                   "the file's, its units are kept and new ones added, the output unchanged at the start; with a "
+                   "--downsample that is a multiple of the file's, its input weights are pooled onto the coarser grid")
     p.add_argument("--prune", type=float, metavar="P",
                    help="magnitude-prune the recurrent matrices to weight sparsity P and fine-tune with the mask kept")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -180,6 +181,10 @@ def _register_train_gesture(tsub: argparse._SubParsersAction) -> None:
     c.add_argument("--thin-min", type=float, default=1.0, metavar="F",
                    help="with --continuous: keep each training event with a probability drawn per stream from "
                         "[F, 1] (dimmer scenes, weaker contrast; default 1: off)")
+    c.add_argument("--noise-max", type=float, default=0.0, metavar="N",
+                   help="with --continuous: add background activity to each training stream, Poisson counts "
+                        "spread evenly over the grid, N' events per bin with N' drawn from [0, N] (a noisier "
+                        "sensor: lower signal-to-noise; default 0: off)")
     c.add_argument("--sparse-below", type=float, default=0.0, metavar="N",
                    help="with --continuous: a training stream with fewer than N input events per bin on average "
                         "(after the noise filter) is sparse (default 0: none)")
@@ -216,6 +221,7 @@ def _train_gesture(args: argparse.Namespace) -> int:
         scfg = StreamTrainConfig(chunk_s=args.chunk_s, window_s=args.readout_window_s,
                                  pooled_weight=args.pooled_weight, clip_weight=args.clip_weight,
                                  onset_weight=args.onset_weight, zoom_min=args.zoom_min, thin_min=args.thin_min,
+                                 noise_max=args.noise_max,
                                  sparse_below=args.sparse_below, sparse_repeat=args.sparse_repeat)
         result = train_streams(args.data or default_gesture_dir(), args.out, cfg, scfg, spec,
                                progress=not args.quiet, command="s2 " + " ".join(sys.argv[1:]), clips=args.clips)

@@ -92,6 +92,10 @@ def evaluate_generated_streams(config: dict[str, Any], tensors: dict[str, np.nda
     return result
 
 
+def _round(v: float | None, digits: int = 1) -> float | None:
+    return None if v is None else round(v, digits)
+
+
 @torch.no_grad()
 def evaluate_gesture_stream(config: dict[str, Any], tensors: dict[str, np.ndarray], *, data: str | Path,
                             split: str = "test", window_s: float | None = None,
@@ -137,7 +141,8 @@ def evaluate_gesture_stream(config: dict[str, Any], tensors: dict[str, np.ndarra
         # per subject: a few people the camera barely sees (tens of input events per bin) make most misses
         per_stream.append({"stream": st.path.stem,
                            "accuracy": round(float(h_.sum() / s_.sum()), 4) if s_.sum() else None,
-                           "input_events_per_bin": round(float(x.sum() / spec.scale / max(1, len(x))), 1)})
+                           "input_events_per_bin": round(float(x.sum() / spec.scale / max(1, len(x))), 1),
+                           "subject_events_per_bin": _round(st.subject_events_per_bin(spec.bin_us))})
         for c, v in zip((sp["class"] for sp in st.spans if sp["class"] >= 0), lat_, strict=False):
             by_class.setdefault(classes[c], []).append(v)
         streams += 1

@@ -102,6 +102,16 @@ def thin_counts(x: np.ndarray, keep: float, rng: np.random.Generator) -> np.ndar
     return out
 
 
+def add_background(x: np.ndarray, per_bin: float, rng: np.random.Generator) -> np.ndarray:
+    """Integer counts [T, inputs] plus background activity: Poisson counts spread evenly over every input, `per_bin`
+    events per bin in all (what passes the noise filter of a noisier sensor): the same motion at a lower
+    signal-to-noise ratio."""
+    if per_bin <= 0.0:
+        return x
+    extra = rng.poisson(per_bin / x.shape[1], x.shape)
+    return np.minimum(x + extra, np.iinfo(x.dtype).max if x.dtype.kind == "i" else np.inf).astype(x.dtype)
+
+
 def stretch_bins(x: np.ndarray, factor: float) -> np.ndarray:
     """Replay binned counts `factor` times faster (nearest bin; counts x factor, as faster motion gives more events)."""
     idx = np.floor(np.arange(int(len(x) / factor)) * factor).astype(np.int64)
@@ -164,7 +174,7 @@ def train(data: str | Path, out: str | Path, cfg: GestureTrainConfig, spec: Inpu
     test_set = load_binned(data, "test", spec, cfg.max_train)
     model = build_model(cfg, spec)
     if cfg.init_from:
-        load_weights(model, cfg.init_from)
+        load_weights(model, cfg.init_from, spec)
     masks = prune.prune_masks(model, cfg.prune) if cfg.prune else None  # [1] re-zeroed after every step
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     n_batches = (len(train_set) + cfg.batch_size - 1) // cfg.batch_size
@@ -207,12 +217,16 @@ def train(data: str | Path, out: str | Path, cfg: GestureTrainConfig, spec: Inpu
     return {"history": history, "train_recordings": len(train_set), "test_recordings": len(test_set)}
 
 
-def load_weights(model: GestureModel, path: str) -> None:
+def load_weights(model: GestureModel, path: str, spec: InputSpec | None = None) -> None:
     """Copy a model file's weights into `model` (same arch and input), for fine-tuning. Where the model's
     layers are wider than the file's, the file's units keep their weights and the new ones start from the
-    model's own initialisation, wired so that the output is unchanged at the start (`widen_tensors`)."""
+    model's own initialisation, wired so that the output is unchanged at the start (`widen_tensors`). Where
+    `spec`'s grid is coarser than the file's by a whole factor, the first layer's input weights are pooled
+    onto it (`coarsen_input`)."""
     config, tensors = modelfile.load(path)
     mine = model.to_tensors()
+    if spec is not None and "rnn.0.weight_ih" in tensors:
+        tensors = coarsen_input(tensors, InputSpec.from_config(config["input"]), spec, path)
     if config.get("arch") == model.rnn.arch and mine.keys() == tensors.keys() and any(
             mine[k].shape != v.shape for k, v in tensors.items()):
         tensors = widen_tensors(tensors, mine, model.rnn.arch, path)
@@ -222,6 +236,26 @@ def load_weights(model: GestureModel, path: str) -> None:
     with torch.no_grad():
         model.decoder.weight.copy_(torch.from_numpy(tensors["decoder.weight"]))
         model.decoder.bias.copy_(torch.from_numpy(tensors["decoder.bias"]))
+
+
+def coarsen_input(tensors: dict[str, np.ndarray], old: InputSpec, new: InputSpec,
+                  where: str = "model") -> dict[str, np.ndarray]:
+    """`tensors` with the first layer's input weights moved from `old`'s grid onto `new`'s coarser one: each
+    new cell gets the mean of the weights of the k x k old cells it covers (k = the ratio of the downsample
+    factors). A coarse cell counts the events of all k x k, so a pattern that is even within it drives each
+    unit as before; what changes is the detail finer than a coarse cell. The same grid: unchanged."""
+    if new.downsample == old.downsample:
+        return tensors
+    k, rem = divmod(new.downsample, old.downsample)
+    if rem or k < 2 or (old.width, old.height) != (new.width, new.height):
+        raise S2NodeError(f"{where}: its input grid (sensor {old.width}x{old.height}, downsample {old.downsample}) "
+                          f"can only be pooled onto the same sensor with a downsample that is a multiple of "
+                          f"{old.downsample}, not {new.downsample}")
+    (ow, oh), (nw, nh) = old.grid, new.grid
+    w = tensors["rnn.0.weight_ih"]
+    g = w.reshape(len(w), 2, oh, ow)[:, :, : nh * k, : nw * k]  # cells past the last whole block: none in new
+    pooled = g.reshape(len(w), 2, nh, k, nw, k).mean(axis=(3, 5)).reshape(len(w), -1)
+    return tensors | {"rnn.0.weight_ih": pooled.astype(w.dtype)}
 
 
 def widen_tensors(old: dict[str, np.ndarray], fresh: dict[str, np.ndarray], arch: str,

@@ -29,6 +29,7 @@ from s2node.errors import S2NodeError
 from s2node.models import GestureModel
 from s2node.train_gesture import (
     GestureTrainConfig,
+    add_background,
     build_model,
     load_weights,
     save,
@@ -56,12 +57,15 @@ class StreamTrainConfig:
     onset_until_s: float = 1.0  # (the steps that set how soon a new gesture is shown)
     zoom_min: float = 1.0  # each stream of a batch shrunk by a factor drawn from [zoom_min, 1] (`zoom_cells`)
     thin_min: float = 1.0  # and its events kept with a probability drawn from [thin_min, 1] (`thin_counts`)
+    noise_max: float = 0.0  # and background activity added, events per bin drawn from [0, noise_max]
     sparse_below: float = 0.0  # streams with fewer input events per bin than this (after the filter) are sparse
     sparse_repeat: int = 1  # and each is trained on this many times per epoch (`epoch_order`)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.zoom_min <= 1.0:
             raise S2NodeError(f"--zoom-min must be in (0, 1], not {self.zoom_min:g}")
+        if not 0.0 <= self.noise_max < 1e6:
+            raise S2NodeError(f"--noise-max must be in [0, 1e6) events per bin, not {self.noise_max:g}")
         if not 0.0 <= self.thin_min <= 1.0:
             raise S2NodeError(f"--thin-min must be in [0, 1], not {self.thin_min:g}")
         if not self.sparse_below >= 0.0 or self.sparse_repeat < 1:
@@ -146,7 +150,7 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
     clip_steps = max(cfg.warmup_steps + 1, round(cfg.window_s * 1e6 / spec.bin_us))
     model = build_model(cfg, spec)
     if cfg.init_from:
-        load_weights(model, cfg.init_from)
+        load_weights(model, cfg.init_from, spec)
     masks = prune.prune_masks(model, cfg.prune) if cfg.prune else None  # kept after every step, as train()
     # the window the loss trains is the one to serve: the model file carries it (s2 replay/run/eval's default)
     model.readout["window_s"] = scfg.window_s
@@ -181,6 +185,8 @@ def train_streams(data: str | Path, out: str | Path, cfg: GestureTrainConfig, sc
                     x = zoom_cells(x, spec, float(rng.uniform(scfg.zoom_min, 1.0)))
                 if scfg.thin_min < 1.0:
                     x = thin_counts(x, float(rng.uniform(scfg.thin_min, 1.0)), rng)
+                if scfg.noise_max > 0.0:  # a noisier sensor: the same motion at a lower signal-to-noise ratio
+                    x = add_background(x, float(rng.uniform(0.0, scfg.noise_max)), rng)
                 xs.append(x)
                 ys.append(lab[s:])
                 ts.append(t_in[s:])

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sources.binning import InputSpec, bin_events
-from sources.dvs_sim import DVSSimulator
+from sources.dvs_sim import DVSConfig, DVSSimulator
 from sources.errors import DataNotFoundError, SourceError
 from sources.events import EVENT_DTYPE, SensorSize
 from sources.gesture_data import clip_rng
@@ -195,6 +195,16 @@ class GestureStream:
     events: np.ndarray
     sensor: SensorSize
     spans: list[dict]
+    background_hz: float | None = None  # the sensor's own events per second (noise, hot pixels), if known
+
+    def subject_events_per_bin(self, bin_us: int) -> float | None:
+        """Events per bin that the person made, estimated as all the stream's events less the sensor's own at its
+        mean rate (refractory periods aside); None where the sidecar does not say how noisy the sensor was.
+        Where this is tens of events per 20 ms bin, the person is hard to see under the noise."""
+        if self.background_hz is None:
+            return None
+        end_us = max(sp["t_end_us"] for sp in self.spans)
+        return max(0.0, (len(self.events) - self.background_hz * end_us / 1e6) * bin_us / max(1, end_us))
 
     def labels_at(self, t_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(label, span index) at each time; IDLE and -1 outside every span."""
@@ -238,7 +248,12 @@ def load_stream(path: str | Path) -> GestureStream:
         raise SourceError(f"{path}: not a readable stream (events + .json sidecar of spans): {e!r}") from e
     ev = np.empty(rows.shape[0], EVENT_DTYPE)
     ev["x"], ev["y"], ev["p"], ev["t"] = rows[:, 0], rows[:, 1], rows[:, 2] > 0, rows[:, 3]
-    return GestureStream(path, ev, SensorSize(*side["sensor"]), spans)
+    sensor = SensorSize(*side["sensor"])
+    background = None
+    if isinstance(side.get("noise_hz"), int | float):  # the generator's sidecar: the sensor's own event rate
+        per_pixel = side["noise_hz"] + float(side.get("hot_pixel_fraction") or 0.0) * DVSConfig().hot_pixel_hz
+        background = per_pixel * sensor.width * sensor.height
+    return GestureStream(path, ev, sensor, spans, background)
 
 
 def find_streams(data: str | Path, split: str) -> list[Path]:

@@ -172,3 +172,52 @@ def test_sparse_streams_come_more_often_in_an_epoch():
     assert order.tolist() != sorted(order.tolist())
     with pytest.raises(S2NodeError, match="--sparse-repeat"):
         StreamTrainConfig(sparse_repeat=0)
+
+
+def test_background_adds_even_noise_at_the_drawn_rate():
+    """add_background adds Poisson counts spread evenly over the inputs, about the drawn number per bin, and
+    keeps every count already there; a rate of 0 changes nothing."""
+    from s2node.train_gesture import add_background
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((400, 2048), np.int16)
+    x[:, 100] = 7
+    assert add_background(x, 0.0, rng) is x
+    y = add_background(x, 150.0, rng)
+    extra = y.astype(np.int64) - x
+    assert y.dtype == x.dtype and (extra >= 0).all()
+    assert abs(float(extra.sum(1).mean()) - 150.0) < 3.0  # per bin
+    per_input = extra.sum(0)
+    assert per_input.min() > 0 and per_input.max() < 3 * per_input.mean()  # everywhere, evenly
+
+
+def test_init_onto_a_coarser_grid_pools_the_input_weights(toy_tree, tmp_path):
+    """--init with a larger --downsample pools the first layer's input weights onto the coarser grid: input
+    that is even within each coarse cell gives the same logits as on the fine grid; a downsample that is
+    not a whole multiple is a one-line error."""
+    import dataclasses
+
+    import torch
+
+    from s2node.models import build_torch_model
+    from s2node.train_gesture import build_model, load_weights
+
+    fine = InputSpec(128, 128, downsample=8, bin_us=20_000, scale=0.25)
+    coarse = dataclasses.replace(fine, downsample=16)
+    cfg = GestureTrainConfig(arch="egru", hidden=(12,), epochs=1, batch_size=11, window_s=0.3, warmup_steps=5)
+    train(toy_tree, tmp_path / "m", cfg, fine, progress=False)
+    model = build_model(dataclasses.replace(cfg, init_from=str(tmp_path / "m")), coarse)
+    load_weights(model, str(tmp_path / "m"), coarse)
+    cw, ch = coarse.grid
+    xc = np.random.default_rng(1).poisson(4.0, (2, 30, 2, ch, cw)).astype(np.float32)
+    xf = xc.repeat(2, axis=3).repeat(2, axis=4) / 4  # each coarse count spread evenly over its 2 x 2 cells
+    ref = build_torch_model(*modelfile.load(tmp_path / "m"))
+    model.eval()
+    ref.eval()
+    with torch.no_grad():
+        a = model(torch.from_numpy(xc.reshape(2, 30, -1) * 0.25))[0]
+        b = ref(torch.from_numpy(xf.reshape(2, 30, -1) * 0.25))[0]
+    assert a.shape == b.shape and float((a - b).abs().max()) < 1e-4
+    odd = dataclasses.replace(fine, downsample=12)
+    with pytest.raises(S2NodeError, match="multiple of 8"):
+        load_weights(build_model(cfg, odd), str(tmp_path / "m"), odd)

@@ -133,6 +133,7 @@ def test_training_on_streams_writes_a_model_that_eval_stream_scores(tiny_streams
     (one,) = r["per_stream"]  # one held-out stream: its accuracy is the whole figure
     assert one["stream"] == st.path.stem and one["accuracy"] == round(r["value"], 4)
     assert one["input_events_per_bin"] == round(float(loaded[0][0].sum()) / len(loaded[0][0]), 1)
+    assert one["subject_events_per_bin"] == round(st.subject_events_per_bin(spec.bin_us), 1)
     for extra, window in (((), 0.5), (("--window-s", "1"), 1.0)):
         cli = subprocess.run([sys.executable, "-m", "stream.cli", "eval", str(out), "--stream", "--data",
                               str(tiny_streams), "--json", *extra], capture_output=True, text=True, cwd=ROOT,
@@ -159,12 +160,12 @@ def test_onset_weight_adds_the_first_second_of_each_gesture_to_the_loss(tiny_str
     assert modelfile.load(tmp_path / "m5.0")[0]["training"]["continuous"]["onset_weight"] == 5.0
 
 
-def test_zoom_and_thinning_options_are_checked_and_kept_in_the_recipe(tiny_streams, tmp_path, capsys):
-    """Out-of-range --zoom-min / --thin-min are a one-line error; in range, training runs on shrunk and thinned
-    streams and the model file keeps both in its recipe."""
+def test_zoom_thinning_and_noise_options_are_checked_and_kept_in_the_recipe(tiny_streams, tmp_path, capsys):
+    """Out-of-range --zoom-min / --thin-min / --noise-max are a one-line error; in range, training runs on shrunk,
+    thinned and noisier streams and the model file keeps all three in its recipe."""
     from s2node import modelfile
 
-    for opt, bad in (("--zoom-min", "0"), ("--thin-min", "1.5")):
+    for opt, bad in (("--zoom-min", "0"), ("--thin-min", "1.5"), ("--noise-max", "-1")):
         with pytest.raises(S2NodeError, match=opt):
             StreamTrainConfig(**{opt[2:].replace("-", "_"): float(bad)})
         assert main(["train", "gesture", "--continuous", "--data", str(tiny_streams), "--out", str(tmp_path / "x"),
@@ -173,10 +174,10 @@ def test_zoom_and_thinning_options_are_checked_and_kept_in_the_recipe(tiny_strea
         assert opt in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     cfg = GestureTrainConfig(arch="egru", hidden=(16,), epochs=1, batch_size=2, lr=1e-2, seed=0)
     hist = train_streams(tiny_streams, tmp_path / "m", cfg, StreamTrainConfig(chunk_s=0.5, window_s=0.5, zoom_min=0.6,
-                         thin_min=0.5), InputSpec(), progress=False)
+                         thin_min=0.5, noise_max=40.0), InputSpec(), progress=False)
     assert np.isfinite(hist["history"][0]["loss"])
     kept = modelfile.load(tmp_path / "m")[0]["training"]["continuous"]
-    assert kept["zoom_min"] == 0.6 and kept["thin_min"] == 0.5
+    assert kept["zoom_min"] == 0.6 and kept["thin_min"] == 0.5 and kept["noise_max"] == 40.0
 
 
 def test_missing_streams_name_the_command_that_makes_them(tmp_path):
@@ -256,3 +257,29 @@ def test_a_person_the_background_hides_is_drawn_again():
             assert first == drawn
             unchanged += 1
     assert unchanged >= 15
+
+
+def test_subject_events_are_the_stream_less_the_sensor_noise(tiny_streams, tmp_path):
+    """subject_events_per_bin takes the sidecar's noise rate off the stream's events: the same stream with 2 Hz
+    per pixel more background activity (and a sidecar that says so) gives the same estimate; a stream
+    without a noise rate in its sidecar (an event file of a real camera) has none; `s2 eval --stream`
+    reports it per stream."""
+    path = find_streams(tiny_streams, "test")[0]
+    st = load_stream(path)
+    base = st.subject_events_per_bin(20_000)
+    rows = np.load(path)
+    side = json.loads(path.with_suffix(".json").read_text())
+    end_us = max(sp["t_end_us"] for sp in side["gestures"])
+    w, h = side["sensor"]
+    rng = np.random.default_rng(0)
+    n = rng.poisson(2.0 * w * h * end_us / 1e6)
+    noise = np.stack([rng.integers(0, w, n), rng.integers(0, h, n), rng.integers(0, 2, n),
+                      np.sort(rng.integers(0, end_us, n))], 1).astype(rows.dtype)
+    both = np.concatenate([rows, noise])
+    np.save(tmp_path / "s.npy", both[np.argsort(both[:, 3], kind="stable")])
+    (tmp_path / "s.json").write_text(json.dumps(side | {"noise_hz": side["noise_hz"] + 2.0}))
+    noisy = load_stream(tmp_path / "s.npy")
+    assert len(noisy.events) > 2 * len(st.events)  # the noise outnumbers the person
+    assert base is not None and base > 0 and abs(noisy.subject_events_per_bin(20_000) - base) < 0.05 * base
+    (tmp_path / "s.json").write_text(json.dumps({k: v for k, v in side.items() if k != "noise_hz"}))
+    assert load_stream(tmp_path / "s.npy").subject_events_per_bin(20_000) is None
