@@ -449,7 +449,8 @@ def render_readme_table(res: dict[str, dict[str, Any]]) -> str:
         if stream is not None:  # beside the isolated clips: continuous streams, as the model is served
             st = stream["result"]
             lat = st.get("latency_p50_s")
-            quality += (f"; {st['value']:.1%} on [continuous streams](docs/gestures.md) (worst class "
+            quality += (f"; {st['value']:.1%} on [continuous streams](docs/gestures.md) of {st['streams']} held-out "
+                        f"subjects (worst class "
                         f"{st['worst_class']:.1%}, latency p50 {'–' if lat is None else f'{lat:g} s'})")
         dense = r.get("dense_equivalent", {})
         unit = "token" if r["task"] == "lm" else "step"
