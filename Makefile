@@ -31,7 +31,7 @@ data: setup
 bench: setup data
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-# Run the fixed evaluations and benchmarks (scripts/results.py, about 40 minutes on 2 cores), store results/*.json,
+# Run the fixed evaluations and benchmarks (scripts/results.py, about an hour on 2 cores), store results/*.json,
 # render docs/results.md and the README's table. results-render only re-renders from results/*.json.
 .PHONY: results results-render
 results: setup data
