@@ -109,7 +109,7 @@ def add_background(x: np.ndarray, per_bin: float, rng: np.random.Generator) -> n
     if per_bin <= 0.0:
         return x
     extra = rng.poisson(per_bin / x.shape[1], x.shape)
-    return np.minimum(x + extra, np.iinfo(x.dtype).max if x.dtype.kind == "i" else np.inf).astype(x.dtype)
+    return np.minimum(x + extra, np.iinfo(x.dtype).max).astype(x.dtype)  # no wrap-around of a full count
 
 
 def stretch_bins(x: np.ndarray, factor: float) -> np.ndarray:

@@ -262,8 +262,7 @@ def test_a_person_the_background_hides_is_drawn_again():
 def test_subject_events_are_the_stream_less_the_sensor_noise(tiny_streams, tmp_path):
     """subject_events_per_bin takes the sidecar's noise rate off the stream's events: the same stream with 2 Hz
     per pixel more background activity (and a sidecar that says so) gives the same estimate; a stream
-    without a noise rate in its sidecar (an event file of a real camera) has none; `s2 eval --stream`
-    reports it per stream."""
+    without a noise rate in its sidecar (an event file of a real camera) has none."""
     path = find_streams(tiny_streams, "test")[0]
     st = load_stream(path)
     base = st.subject_events_per_bin(20_000)
